@@ -1,0 +1,46 @@
+# camgate — build, test, demo, bench, cross-compile, lint, package.
+GO        ?= go
+BIN       ?= bin
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+DATE      ?= $(shell git log -1 --format=%cI 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
+GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
+STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0
+
+.PHONY: build test demo bench cross lint package package-test clean
+
+build:
+	$(GOBUILD) -o $(BIN)/camgate ./cmd/camgate
+
+test:
+	$(GO) test -count=1 -timeout 14m ./...
+
+demo: build
+	$(BIN)/camgate demo
+
+bench: build
+	bash bench/run.sh
+
+# Static, stripped binaries for the gateways; MIPS must be softfloat (MT7621 has no FPU).
+cross:
+	@mkdir -p $(BIN)
+	GOOS=linux GOARCH=amd64 $(GOBUILD) -o $(BIN)/camgate-linux-amd64 ./cmd/camgate
+	GOOS=linux GOARCH=arm64 $(GOBUILD) -o $(BIN)/camgate-linux-arm64 ./cmd/camgate
+	GOOS=linux GOARCH=arm GOARM=7 $(GOBUILD) -o $(BIN)/camgate-linux-armv7 ./cmd/camgate
+	GOOS=linux GOARCH=mipsle GOMIPS=softfloat $(GOBUILD) -o $(BIN)/camgate-linux-mipsle ./cmd/camgate
+	@for f in $(BIN)/camgate-linux-*; do printf '%-32s %6.2f MiB\n' $$f $$(echo "$$(stat -c %s $$f) / 1048576" | bc -l); done
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+package:
+	bash packaging/build.sh
+
+package-test:
+	bash packaging/test.sh
+
+clean:
+	rm -rf $(BIN) dist
