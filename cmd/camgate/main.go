@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+)
+
+// Stamped by the linker (-X main.version=... in the Makefile and packaging).
+var (
+	version = "dev"
+	commit  = "unknown"
+	date    = "unknown"
+)
+
+// usageError marks a bad command line or config: exit status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+const usageText = `camgate — camera gateway daemon
+
+Usage:
+  camgate run [-c FILE]                 run the daemon (default config /etc/camgate/camgate.yaml)
+  camgate demo                          the whole pipeline on loopback with simulated cameras
+  camgate discover [--json] [--timeout D] [--user U --password P]
+  camgate probe URL [--user U --password P]
+  camgate outbox [stats|list|purge] [-c FILE]
+  camgate pair-code [-c FILE]
+  camgate selftest [--data-dir DIR]     open the store, enqueue and drain a message
+  camgate version
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "camgate:", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return usagef("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "camgate %s (commit %s, built %s, %s/%s, %s)\n",
+			version, commit, date, runtime.GOOS, runtime.GOARCH, runtime.Version())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usageText)
+		return nil
+	}
+	_ = rest
+	fmt.Fprint(stderr, usageText)
+	return usagef("unknown command %q", cmd)
+}
