@@ -1,0 +1,120 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Class says how a message is treated when the outbox is full.
+type Class uint8
+
+const (
+	ClassTelemetry    Class = 1 // dropped first when the outbox is full
+	ClassEvent        Class = 2 // then the oldest events
+	ClassRegistration Class = 3 // never dropped
+)
+
+func (c Class) String() string {
+	switch c {
+	case ClassTelemetry:
+		return "telemetry"
+	case ClassEvent:
+		return "event"
+	case ClassRegistration:
+		return "registration"
+	}
+	return fmt.Sprintf("Class(%d)", uint8(c))
+}
+
+func (c Class) valid() bool { return c >= ClassTelemetry && c <= ClassRegistration }
+
+// Message is one queued item for one destination.
+type Message struct {
+	Seq      uint64 // assigned by Enqueue, strictly increasing within a queue
+	Class    Class
+	Topic    string // destination-specific address (MQTT topic); may be empty
+	Retain   bool   // MQTT retain flag; ignored by other destinations
+	Payload  []byte
+	Enqueued time.Time // set by Enqueue
+}
+
+// messageOverhead is what a message costs on top of topic and payload in the outbox bound: the
+// 8-byte key, the record header and bbolt's per-element page header, rounded up so that a flood of
+// empty messages is bounded too.
+const messageOverhead = 64
+
+// size is a message's cost against Options.OutboxMaxBytes.
+func (m *Message) size() int64 {
+	return int64(len(m.Payload)) + int64(len(m.Topic)) + messageOverhead
+}
+
+// Record layout (value under the 8-byte big-endian seq key):
+//
+//	[0]      format, 1
+//	[1]      class
+//	[2]      flags: bit 0 = retain
+//	[3:11]   enqueued, Unix nanoseconds, big-endian
+//	uvarint  topic length, then topic, then payload to the end
+const (
+	recordFormat    = 1
+	recordHeaderLen = 11
+	flagRetain      = 1
+	maxTopicLen     = 64 << 10 // MQTT's own limit; anything longer is a caller bug
+)
+
+var errBadRecord = errors.New("malformed outbox record")
+
+func encodeRecord(m *Message) []byte {
+	buf := make([]byte, recordHeaderLen, recordHeaderLen+binary.MaxVarintLen64+len(m.Topic)+len(m.Payload))
+	buf[0] = recordFormat
+	buf[1] = byte(m.Class)
+	if m.Retain {
+		buf[2] = flagRetain
+	}
+	binary.BigEndian.PutUint64(buf[3:], uint64(m.Enqueued.UnixNano()))
+	buf = binary.AppendUvarint(buf, uint64(len(m.Topic)))
+	buf = append(buf, m.Topic...)
+	return append(buf, m.Payload...)
+}
+
+// decodeRecord parses a stored record. The payload aliases rec: callers outside the transaction
+// must copy it.
+func decodeRecord(seq uint64, rec []byte) (Message, error) {
+	if len(rec) < recordHeaderLen+1 {
+		return Message{}, fmt.Errorf("%w: %d bytes", errBadRecord, len(rec))
+	}
+	if rec[0] != recordFormat {
+		return Message{}, fmt.Errorf("%w: format %d", errBadRecord, rec[0])
+	}
+	c := Class(rec[1])
+	if !c.valid() {
+		return Message{}, fmt.Errorf("%w: class %d", errBadRecord, rec[1])
+	}
+	if rec[2]&^flagRetain != 0 {
+		return Message{}, fmt.Errorf("%w: flags %#x", errBadRecord, rec[2])
+	}
+	n, w := binary.Uvarint(rec[recordHeaderLen:])
+	if w <= 0 || n > maxTopicLen {
+		return Message{}, fmt.Errorf("%w: topic length", errBadRecord)
+	}
+	rest := rec[recordHeaderLen+w:]
+	if uint64(len(rest)) < n {
+		return Message{}, fmt.Errorf("%w: topic length %d over %d bytes left", errBadRecord, n, len(rest))
+	}
+	return Message{
+		Seq:      seq,
+		Class:    c,
+		Topic:    string(rest[:n]),
+		Retain:   rec[2]&flagRetain != 0,
+		Payload:  rest[n:],
+		Enqueued: time.Unix(0, int64(binary.BigEndian.Uint64(rec[3:]))),
+	}, nil
+}
+
+func seqKey(seq uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	return k[:]
+}
