@@ -1,0 +1,334 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
+	"github.com/pion/rtp"
+)
+
+// MediaServerConfig configures the Flussonic stand-in.
+type MediaServerConfig struct {
+	// Addr is where to listen for RTSP, "127.0.0.1:0" when empty. UDP transport uses two more
+	// ports chosen on the same address.
+	Addr string
+	// PublishUser and PublishPass, when PublishUser is set, are required from publishers
+	// (ANNOUNCE), Basic or Digest. Players need none.
+	PublishUser, PublishPass string
+	// Logger receives publish and play events; nil discards them.
+	Logger *slog.Logger
+}
+
+// StreamStats is what the media server saw of one published path.
+type StreamStats struct {
+	Publishing bool     // a publisher is recording now
+	Publishes  int      // RECORDs accepted on the path so far
+	Codecs     []string // of the latest publish, in SDP order: h264, h265, aac, pcma, pcmu, opus, ...
+	// VideoFrames and KeyFrames count video access units (by RTP marker or timestamp change)
+	// and those among them that are IDR (H.264) or IRAP (H.265); AudioPackets counts RTP
+	// packets of audio tracks. All three add up over every publish of the path.
+	VideoFrames, KeyFrames, AudioPackets uint64
+	// FirstVideoFrameKey: the first video frame of the latest publish was a keyframe with its
+	// parameter sets (SPS and PPS, and VPS for H.265) in band, so a player joining at the start
+	// could decode it without the SDP. Parameter sets sent just before it in packets of their own
+	// count.
+	FirstVideoFrameKey bool
+	Bytes              uint64    // RTP payload bytes, every track and publish
+	LastFrameAt        time.Time // arrival of the latest RTP packet
+}
+
+// MediaServer stands in for Flussonic: it accepts RTSP publishers (ANNOUNCE/RECORD, TCP or UDP)
+// on any path, a new publisher replacing the one before, serves each published path to players
+// (DESCRIBE/SETUP/PLAY), and counts what arrives per path.
+type MediaServer struct {
+	cfg MediaServerConfig
+	log *slog.Logger
+	ln  *rtspListeners
+
+	mu        sync.Mutex
+	srv       *gortsplib.Server
+	paths     map[string]*publication // the current publisher of each path
+	bySession map[*gortsplib.ServerSession]*publication
+	stats     map[string]*StreamStats
+}
+
+// publication is one publisher's session on a path and the stream players read from.
+type publication struct {
+	name    string
+	session *gortsplib.ServerSession
+	stream  *gortsplib.ServerStream
+	desc    *description.Session
+	first   bool // no video frame seen yet
+}
+
+// NewMediaServer binds the server's listeners; Run serves them.
+func NewMediaServer(cfg MediaServerConfig) (*MediaServer, error) {
+	ln, err := listenRTSP(cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("sim media server: %w", err)
+	}
+	return &MediaServer{
+		cfg:       cfg,
+		log:       loggerOrDiscard(cfg.Logger),
+		ln:        ln,
+		paths:     make(map[string]*publication),
+		bySession: make(map[*gortsplib.ServerSession]*publication),
+		stats:     make(map[string]*StreamStats),
+	}, nil
+}
+
+// URL is the server's base address with a trailing slash; publish to URL()+name.
+func (m *MediaServer) URL() string {
+	return m.ln.url() + "/"
+}
+
+// Run serves until ctx ends. It can be called once.
+func (m *MediaServer) Run(ctx context.Context) error {
+	srv := m.ln.server(m)
+	m.mu.Lock()
+	m.srv = srv
+	m.mu.Unlock()
+	if err := srv.Start(); err != nil {
+		m.ln.close()
+		return fmt.Errorf("sim media server: start rtsp server: %w", err)
+	}
+	m.log.Info("sim media server listening", "url", m.URL())
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Wait() }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		err = fmt.Errorf("sim media server: rtsp server stopped: %w", err)
+	}
+	srv.Close()
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, p := range m.paths {
+		p.stream.Close()
+		m.stats[name].Publishing = false
+	}
+	clear(m.paths)
+	clear(m.bySession)
+	return err
+}
+
+// Stream returns the statistics of a published path ("cam1" or "/cam1"), and whether anything
+// was ever announced on it.
+func (m *MediaServer) Stream(name string) (StreamStats, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, ok := m.stats[streamName(name)]
+	if !ok {
+		return StreamStats{}, false
+	}
+	return st.clone(), true
+}
+
+// Streams returns the statistics of every path ever announced, by name.
+func (m *MediaServer) Streams() map[string]StreamStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]StreamStats, len(m.stats))
+	for name, st := range m.stats {
+		out[name] = st.clone()
+	}
+	return out
+}
+
+func (s *StreamStats) clone() StreamStats {
+	c := *s
+	c.Codecs = slices.Clone(s.Codecs)
+	return c
+}
+
+func streamName(path string) string {
+	return strings.Trim(path, "/")
+}
+
+// OnAnnounce implements gortsplib.ServerHandlerOnAnnounce.
+func (m *MediaServer) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
+	if m.cfg.PublishUser != "" && !ctx.Conn.VerifyCredentials(ctx.Request, m.cfg.PublishUser, m.cfg.PublishPass) {
+		return &base.Response{StatusCode: base.StatusUnauthorized}, liberrors.ErrServerAuth{}
+	}
+	name := streamName(ctx.Path)
+	if name == "" {
+		return &base.Response{StatusCode: base.StatusBadRequest}, fmt.Errorf("publish without a stream name")
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	stream := &gortsplib.ServerStream{Server: m.srv, Desc: ctx.Description}
+	if err := stream.Initialize(); err != nil {
+		return &base.Response{StatusCode: base.StatusBadRequest}, fmt.Errorf("stream %s: %w", name, err)
+	}
+	if old, ok := m.paths[name]; ok {
+		m.log.Info("sim media server: publisher replaced", "stream", name)
+		old.stream.Close()
+		old.session.Close()
+		delete(m.bySession, old.session)
+	}
+	p := &publication{name: name, session: ctx.Session, stream: stream, desc: ctx.Description, first: true}
+	m.paths[name] = p
+	m.bySession[ctx.Session] = p
+
+	st, ok := m.stats[name]
+	if !ok {
+		st = &StreamStats{}
+		m.stats[name] = st
+	}
+	st.Codecs = codecNames(ctx.Description)
+	st.FirstVideoFrameKey = false
+	st.Publishing = false
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// OnRecord implements gortsplib.ServerHandlerOnRecord.
+func (m *MediaServer) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Response, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.bySession[ctx.Session]
+	if !ok {
+		return &base.Response{StatusCode: base.StatusNotFound}, fmt.Errorf("record without a current announce")
+	}
+	st := m.stats[p.name]
+	st.Publishing = true
+	st.Publishes++
+	m.log.Info("sim media server: publishing", "stream", p.name, "codecs", st.Codecs)
+
+	counters := make(map[*description.Media]*frameCounter)
+	for _, medi := range p.desc.Medias {
+		for _, f := range medi.Formats {
+			switch f.(type) {
+			case *format.H264:
+				counters[medi] = &frameCounter{}
+			case *format.H265:
+				counters[medi] = &frameCounter{isH265: true}
+			}
+		}
+	}
+	ctx.Session.OnPacketRTPAny(func(medi *description.Media, _ format.Format, pkt *rtp.Packet) {
+		m.packet(p, counters[medi], medi, pkt)
+	})
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// packet forwards one published packet to players and counts it.
+func (m *MediaServer) packet(p *publication, fc *frameCounter, medi *description.Media, pkt *rtp.Packet) {
+	if err := p.stream.WritePacketRTP(medi, pkt); err != nil {
+		m.log.Debug("sim media server: forward", "stream", p.name, "err", err)
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.paths[p.name] != p {
+		return // a replaced publisher's last packets
+	}
+	st := m.stats[p.name]
+	st.Bytes += uint64(len(pkt.Payload))
+	st.LastFrameAt = time.Now()
+	switch {
+	case fc != nil:
+		fc.observe(pkt, func(u accessUnit) {
+			st.VideoFrames++
+			if u.key {
+				st.KeyFrames++
+			}
+			if p.first {
+				p.first = false
+				st.FirstVideoFrameKey = u.key && u.hasParams(fc.isH265)
+			}
+		})
+	case medi.Type == description.MediaTypeAudio:
+		st.AudioPackets++
+	}
+}
+
+// OnSessionClose implements gortsplib.ServerHandlerOnSessionClose.
+func (m *MediaServer) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.bySession[ctx.Session]
+	if !ok {
+		return
+	}
+	delete(m.bySession, ctx.Session)
+	if m.paths[p.name] == p {
+		delete(m.paths, p.name)
+		m.stats[p.name].Publishing = false
+		p.stream.Close()
+		m.log.Info("sim media server: publisher gone", "stream", p.name, "err", ctx.Error)
+	}
+}
+
+// OnDescribe implements gortsplib.ServerHandlerOnDescribe.
+func (m *MediaServer) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	return m.play(ctx.Path)
+}
+
+// OnSetup implements gortsplib.ServerHandlerOnSetup.
+func (m *MediaServer) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	if ctx.Session.State() == gortsplib.ServerSessionStatePreRecord {
+		return &base.Response{StatusCode: base.StatusOK}, nil, nil
+	}
+	return m.play(ctx.Path)
+}
+
+// OnPlay implements gortsplib.ServerHandlerOnPlay.
+func (m *MediaServer) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+func (m *MediaServer) play(path string) (*base.Response, *gortsplib.ServerStream, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.paths[streamName(path)]
+	if !ok {
+		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
+	}
+	return &base.Response{StatusCode: base.StatusOK}, p.stream, nil
+}
+
+// codecNames names the first format of each media the way the rest of camgate does.
+func codecNames(desc *description.Session) []string {
+	names := make([]string, 0, len(desc.Medias))
+	for _, medi := range desc.Medias {
+		if len(medi.Formats) == 0 {
+			continue
+		}
+		names = append(names, codecName(medi.Formats[0]))
+	}
+	return names
+}
+
+func codecName(f format.Format) string {
+	switch f := f.(type) {
+	case *format.H264:
+		return "h264"
+	case *format.H265:
+		return "h265"
+	case *format.MPEG4Audio, *format.MPEG4AudioLATM:
+		return "aac"
+	case *format.G711:
+		if f.MULaw {
+			return "pcmu"
+		}
+		return "pcma"
+	case *format.Opus:
+		return "opus"
+	}
+	// Anything else is named after its gortsplib type (vp8, av1, mjpeg, klv, ...).
+	return strings.ToLower(strings.TrimPrefix(fmt.Sprintf("%T", f), "*format."))
+}
