@@ -1,0 +1,51 @@
+package rtsp
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// backoff paces reconnect attempts. While an outage is young, attempts come well under a second
+// apart, so video is back within moments of a peer's return; after fastPeriod the delay doubles
+// up to max. A session that stayed healthy for healthyAfter resets it.
+type backoff struct {
+	fast         time.Duration // upper bound of the delay while the outage is young
+	fastPeriod   time.Duration
+	max          time.Duration
+	healthyAfter time.Duration
+
+	outageStart time.Time
+	slow        time.Duration
+}
+
+func newBackoff() *backoff {
+	return &backoff{
+		fast:         time.Second,
+		fastPeriod:   time.Minute,
+		max:          30 * time.Second,
+		healthyAfter: 10 * time.Second,
+	}
+}
+
+// next returns how long to wait before the next attempt, given when the last session started
+// (zero if it never came up) and now.
+func (b *backoff) next(sessionStart, now time.Time) time.Duration {
+	if !sessionStart.IsZero() && now.Sub(sessionStart) >= b.healthyAfter || b.outageStart.IsZero() {
+		b.outageStart = now
+		b.slow = 0
+	}
+	if now.Sub(b.outageStart) < b.fastPeriod {
+		return jitter(b.fast)
+	}
+	if b.slow == 0 {
+		b.slow = 2 * b.fast
+	} else {
+		b.slow = min(2*b.slow, b.max)
+	}
+	return jitter(b.slow)
+}
+
+// jitter spreads attempts over [d/2, d) so that many cameras do not retry in lockstep.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2+1)
+}

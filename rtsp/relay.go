@@ -1,0 +1,358 @@
+package rtsp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
+)
+
+// RelayConfig says where a Relay pulls from and where it publishes to.
+type RelayConfig struct {
+	// Source is the camera URL, rtsp:// or rtsps://; it may carry user:pass@.
+	Source string
+	// Username and Password, when Username is set, replace the credentials in Source.
+	Username, Password string
+	// Transport is "tcp" (the default) or "udp" for the camera side. Upstream is always TCP.
+	Transport string
+	// Audio keeps the camera's first audio track; false publishes video only.
+	Audio bool
+	// Publish is the full upstream URL including the stream name:
+	// rtsp(s)://[user:pass@]host:port/name or rtmp(s)://[user:pass@]host:port/app/name.
+	Publish string
+	// Logger receives connection state changes; nil means slog.Default().
+	Logger *slog.Logger
+
+	// QueuePackets bounds the packets waiting for the upstream side; 0 means 256
+	// (about a second of a 2-3 Mbit/s stream). When it overflows video is dropped until the
+	// next keyframe.
+	QueuePackets int
+	// Timeout bounds each network read and write; 0 means 10 s.
+	Timeout time.Duration
+}
+
+// Stats is a snapshot of one relay.
+type Stats struct {
+	Online      bool // camera session up and media arriving
+	Relaying    bool // upstream session up and packets being forwarded
+	Codec       string
+	AudioCodec  string
+	Width       int
+	Height      int
+	FPS         float64
+	BitrateBps  int64 // camera side, all tracks, over the last few seconds
+	Reconnects  int   // camera and upstream reconnects since start
+	LastError   string
+	LastErrorAt time.Time
+	// Video frames received from the camera, sent upstream, and dropped (gating, slow uplink).
+	FramesIn, FramesOut, Dropped uint64
+}
+
+// Relay pulls one camera and publishes it upstream, reconnecting either side independently.
+type Relay struct {
+	cfg RelayConfig
+	log *slog.Logger
+	fwd *forwarder
+
+	online   atomic.Bool
+	relaying atomic.Bool
+
+	mu          sync.Mutex
+	tracks      *trackSet     // the camera's current tracks, nil until the first session
+	tracksEvent chan struct{} // closed when tracks changes
+	reconnects  int
+	lastErr     string
+	lastErrAt   time.Time
+	spsGen      uint64
+	width       int
+	height      int
+	spsFPS      float64
+	samples     [6]rateSample
+	nsamples    int
+}
+
+type rateSample struct {
+	at     time.Time
+	bytes  uint64
+	frames uint64
+}
+
+// NewRelay returns a Relay; nothing happens until Run.
+func NewRelay(cfg RelayConfig) *Relay {
+	if cfg.QueuePackets <= 0 {
+		cfg.QueuePackets = 256
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Relay{
+		cfg:         cfg,
+		log:         log.With("source", redact(cfg.Source), "publish", redact(cfg.Publish)),
+		fwd:         newForwarder(cfg.QueuePackets),
+		tracksEvent: make(chan struct{}),
+	}
+}
+
+// Run relays until ctx ends, then returns nil. Failures of either side are retried forever;
+// a configuration that can never work (a malformed URL) is returned as an error.
+func (r *Relay) Run(ctx context.Context) error {
+	src, err := r.sourceURL()
+	if err != nil {
+		return fmt.Errorf("camera: %w", err)
+	}
+	dst, err := url.Parse(r.cfg.Publish)
+	if err != nil {
+		return fmt.Errorf("upstream: %w", err)
+	}
+	switch dst.Scheme {
+	case "rtsp", "rtsps", "rtmp", "rtmps":
+	default:
+		return fmt.Errorf("upstream: scheme must be rtsp, rtsps, rtmp or rtmps, not %q", dst.Scheme)
+	}
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		r.loop(ctx, "camera", func(ctx context.Context) error { return r.runSource(ctx, src) }, &r.online)
+	}()
+	go func() {
+		defer wg.Done()
+		r.loop(ctx, "upstream", func(ctx context.Context) error { return r.runSink(ctx, dst) }, &r.relaying)
+	}()
+	go func() {
+		defer wg.Done()
+		r.sampleRates(ctx)
+	}()
+	wg.Wait()
+	return nil
+}
+
+// errTracksChanged ends an upstream session so that it is announced again at once.
+var errTracksChanged = errors.New("camera tracks changed")
+
+// loop runs session attempts of one side until ctx ends, pacing them with a backoff.
+func (r *Relay) loop(ctx context.Context, side string, session func(context.Context) error, up *atomic.Bool) {
+	bo := newBackoff()
+	first := true
+	for {
+		start := time.Now()
+		err := session(ctx)
+		up.Store(false)
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errTracksChanged) {
+			r.log.Info("re-announcing upstream: camera tracks changed")
+			continue
+		}
+		if err == nil {
+			err = errors.New("session ended")
+		}
+		r.fail(side, err, !first)
+		first = false
+		d := bo.next(start, time.Now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+		r.mu.Lock()
+		r.reconnects++
+		r.mu.Unlock()
+	}
+}
+
+func (r *Relay) fail(side string, err error, repeated bool) {
+	msg := side + ": " + err.Error()
+	r.mu.Lock()
+	changed := msg != r.lastErr
+	r.lastErr = msg
+	r.lastErrAt = time.Now()
+	r.mu.Unlock()
+	if changed || !repeated {
+		r.log.Warn("relay side down", "side", side, "err", err)
+	} else {
+		r.log.Debug("relay side still down", "side", side, "err", err)
+	}
+}
+
+// setTracks publishes the tracks of a new camera session; an upstream session with a different
+// track set is ended so that it re-announces.
+func (r *Relay) setTracks(t *trackSet) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tracks != nil && r.tracks.signature == t.signature {
+		return
+	}
+	r.tracks = t
+	close(r.tracksEvent)
+	r.tracksEvent = make(chan struct{})
+}
+
+// currentTracks returns the camera's tracks (nil before the first camera session) and a channel
+// closed when they change.
+func (r *Relay) currentTracks() (*trackSet, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tracks, r.tracksEvent
+}
+
+func (r *Relay) sampleRates(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		r.mu.Lock()
+		copy(r.samples[1:], r.samples[:len(r.samples)-1])
+		r.samples[0] = rateSample{at: time.Now(), bytes: r.fwd.bytesIn.Load(), frames: r.fwd.framesIn.Load()}
+		r.nsamples = min(r.nsamples+1, len(r.samples))
+		r.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Stats returns a snapshot; it is safe to call at any time from any goroutine.
+func (r *Relay) Stats() Stats {
+	sps, gen := r.fwd.paramSet(1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := Stats{
+		Online:      r.online.Load(),
+		Relaying:    r.relaying.Load(),
+		Reconnects:  r.reconnects,
+		LastError:   r.lastErr,
+		LastErrorAt: r.lastErrAt,
+		FramesIn:    r.fwd.framesIn.Load(),
+		FramesOut:   r.fwd.framesOut.Load(),
+		Dropped:     r.fwd.dropped.Load(),
+	}
+	if t := r.tracks; t != nil {
+		s.Codec, s.AudioCodec = t.videoName, t.audioName
+		if gen != r.spsGen {
+			r.spsGen = gen
+			r.width, r.height, r.spsFPS = parseSPS(t.video, sps)
+		}
+	}
+	s.Width, s.Height = r.width, r.height
+	if r.nsamples >= 2 {
+		newest, oldest := r.samples[0], r.samples[r.nsamples-1]
+		if dt := newest.at.Sub(oldest.at).Seconds(); dt > 0 {
+			s.BitrateBps = int64(float64(newest.bytes-oldest.bytes) * 8 / dt)
+			s.FPS = float64(newest.frames-oldest.frames) / dt
+		}
+	}
+	if s.FPS == 0 && s.Online {
+		s.FPS = r.spsFPS
+	}
+	return s
+}
+
+// parseSPS returns the picture size and nominal frame rate an SPS declares, zeros if unknown.
+func parseSPS(codec videoCodec, sps []byte) (w, h int, fps float64) {
+	if len(sps) == 0 {
+		return 0, 0, 0
+	}
+	switch codec {
+	case codecH264:
+		var s h264.SPS
+		if s.Unmarshal(sps) == nil {
+			return s.Width(), s.Height(), s.FPS()
+		}
+	case codecH265:
+		var s h265.SPS
+		if s.Unmarshal(sps) == nil {
+			return s.Width(), s.Height(), s.FPS()
+		}
+	}
+	return 0, 0, 0
+}
+
+func (r *Relay) sourceURL() (*url.URL, error) {
+	u, err := url.Parse(r.cfg.Source)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme != "rtsp" && u.Scheme != "rtsps" {
+		return nil, fmt.Errorf("scheme must be rtsp or rtsps, not %q", u.Scheme)
+	}
+	if r.cfg.Username != "" {
+		u.User = url.UserPassword(r.cfg.Username, r.cfg.Password)
+	}
+	switch r.cfg.Transport {
+	case "", "tcp", "udp":
+	default:
+		return nil, fmt.Errorf("transport must be tcp or udp, not %q", r.cfg.Transport)
+	}
+	return u, nil
+}
+
+// stepError names the protocol step that failed, in the words a user reads in LastError.
+type stepError struct {
+	step string
+	err  error
+}
+
+func (e *stepError) Error() string {
+	var bad liberrors.ErrClientBadStatusCode
+	if errors.As(e.err, &bad) {
+		return fmt.Sprintf("%s refused: %d %s", e.step, bad.Code, bad.Message)
+	}
+	return e.step + ": " + e.err.Error()
+}
+
+func (e *stepError) Unwrap() error { return e.err }
+
+// redact drops the password from a URL for logs.
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	return u.Redacted()
+}
+
+// trackSet is what a camera session offers, reduced to what is relayed: video first.
+type trackSet struct {
+	video     videoCodec
+	videoName string
+	audioName string
+	medias    []*description.Media // one format each, as announced upstream
+	signature string
+}
+
+func signatureOf(medias []*description.Media) string {
+	var b strings.Builder
+	for _, m := range medias {
+		f := m.Formats[0]
+		fmt.Fprintf(&b, "%s/%d/%d;", f.RTPMap(), f.ClockRate(), f.PayloadType())
+		fmtp := f.FMTP()
+		keys := make([]string, 0, len(fmtp))
+		for k := range fmtp {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			b.WriteString(k + "=" + fmtp[k] + ";")
+		}
+		b.WriteString("|")
+	}
+	return b.String()
+}

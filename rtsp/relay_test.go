@@ -1,0 +1,191 @@
+package rtsp
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// startRelay runs a relay until the test ends and returns it with a function that stops it and
+// waits for Run to return.
+func startRelay(t *testing.T, cfg RelayConfig) (*Relay, func()) {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
+	r := NewRelay(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v, want nil", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("Run did not return within 15s of cancel")
+		}
+	}
+	t.Cleanup(stop)
+	return r, stop
+}
+
+func TestRelayToRTSPServer(t *testing.T) {
+	tests := []struct {
+		name, vcodec, acodec string
+		audio                bool
+		wantCodec, wantAudio string
+		keyNAL               []uint8 // expected NAL types of the first video packets
+	}{
+		{"h264 aac", "libx264", "aac", true, "H264", "AAC", []uint8{h264NALSPS, h264NALPPS, h264NALIDR}},
+		{"h265 alaw", "libx265", "pcm_alaw", true, "H265", "PCMA", []uint8{h265NALVPS, h265NALSPS, h265NALPPS}},
+		{"h264 video only", "libx264", "aac", false, "H264", "", []uint8{h264NALSPS, h264NALPPS, h264NALIDR}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cam := newTestServer(t)
+			up := newTestServer(t)
+			startCamera(t, cam.url("cam"), tc.vcodec, tc.acodec, 30)
+			waitFor(t, 10*time.Second, "camera to publish", func() bool { return cam.snapshot("cam").videoFrames > 0 })
+
+			r, stop := startRelay(t, RelayConfig{Source: cam.url("cam"), Audio: tc.audio, Publish: up.url("out")})
+			waitFor(t, 10*time.Second, "relaying", func() bool { return r.Stats().Relaying })
+			camSent, upGot := countWindow(cam, "cam", up, "out", 3*time.Second)
+			got := up.snapshot("out")
+			st := r.Stats()
+			stop()
+
+			if upGot < camSent*95/100 {
+				t.Errorf("upstream got %d video frames, camera sent %d meanwhile: want >= 95%%", upGot, camSent)
+			}
+			if n := min(len(tc.keyNAL), len(got.firstNALs)); !slicesEqual(got.firstNALs[:n], tc.keyNAL) || n < len(tc.keyNAL) {
+				t.Errorf("first video NAL types upstream = %v, want %v", got.firstNALs, tc.keyNAL)
+			}
+			if tc.audio && got.audioPackets == 0 {
+				t.Errorf("no audio packets upstream")
+			}
+			if !tc.audio && (got.audioPackets != 0 || len(got.desc.Medias) != 1) {
+				t.Errorf("Audio=false: upstream got %d audio packets and %d tracks", got.audioPackets, len(got.desc.Medias))
+			}
+			if st.Codec != tc.wantCodec || st.AudioCodec != tc.wantAudio {
+				t.Errorf("Stats codecs = %q/%q, want %q/%q", st.Codec, st.AudioCodec, tc.wantCodec, tc.wantAudio)
+			}
+			if st.Width != 640 || st.Height != 360 {
+				t.Errorf("Stats size = %dx%d, want 640x360", st.Width, st.Height)
+			}
+			if st.FramesOut == 0 || st.FramesIn < st.FramesOut {
+				t.Errorf("Stats frames in/out = %d/%d", st.FramesIn, st.FramesOut)
+			}
+		})
+	}
+}
+
+// countWindow counts the video frames the camera published and the frames upstream received over
+// the same stretch of time, allowing upstream a moment to catch up at the end.
+func countWindow(cam *testServer, camPath string, up *testServer, upPath string, d time.Duration) (sent, got int) {
+	c0, u0 := cam.snapshot(camPath).videoFrames, up.snapshot(upPath).videoFrames
+	time.Sleep(d)
+	c1 := cam.snapshot(camPath).videoFrames
+	time.Sleep(500 * time.Millisecond)
+	return c1 - c0, up.snapshot(upPath).videoFrames - u0
+}
+
+func slicesEqual(a, b []uint8) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestRelayToFFmpeg checks the relayed stream with programs nobody here wrote: ffmpeg receives
+// the RECORD session into a file and ffprobe counts what it holds.
+func TestRelayToFFmpeg(t *testing.T) {
+	ff := needTool(t, "ffmpeg", "ffmpeg")
+	fp := needTool(t, "ffprobe", "ffmpeg")
+	cam := newTestServer(t)
+	startCamera(t, cam.url("cam"), "libx264", "aac", 6)
+	waitFor(t, 10*time.Second, "camera to publish", func() bool { return cam.snapshot("cam").videoFrames > 0 })
+
+	out := tempFile(t, "out.mkv")
+	recvURL := "rtsp://" + freeAddr(t) + "/x"
+	recv := exec.Command(ff, "-hide_banner", "-loglevel", "error", "-rtsp_flags", "listen", "-timeout", "20",
+		"-i", recvURL, "-c", "copy", "-y", out)
+	if err := recv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	recvDone := make(chan error, 1)
+	go func() { recvDone <- recv.Wait() }()
+	t.Cleanup(func() { _ = recv.Process.Kill() })
+
+	r, stop := startRelay(t, RelayConfig{Source: cam.url("cam"), Audio: true, Publish: recvURL})
+	waitFor(t, 10*time.Second, "relaying", func() bool { return r.Stats().Relaying })
+	camStart := cam.snapshot("cam").videoFrames
+	waitFor(t, 15*time.Second, "camera to finish", func() bool { return !r.Stats().Online })
+	camSent := cam.snapshot("cam").videoFrames - camStart
+	stop()
+	select {
+	case <-recvDone:
+	case <-time.After(15 * time.Second):
+		t.Fatal("receiving ffmpeg did not finish after the relay stopped")
+	}
+
+	probe := exec.Command(fp, "-v", "error", "-count_frames", "-show_streams", "-of", "json", out)
+	b, err := probe.Output()
+	if err != nil {
+		t.Fatalf("ffprobe: %v", err)
+	}
+	var res struct {
+		Streams []struct {
+			CodecType string `json:"codec_type"`
+			CodecName string `json:"codec_name"`
+			Frames    string `json:"nb_read_frames"`
+		} `json:"streams"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	var video, audio int
+	for _, s := range res.Streams {
+		n, _ := strconv.Atoi(s.Frames)
+		switch s.CodecType {
+		case "video":
+			video = n
+		case "audio":
+			audio = n
+		}
+	}
+	if video < camSent*95/100 {
+		t.Errorf("ffprobe counts %d video frames, camera sent %d while relaying: want >= 95%%", video, camSent)
+	}
+	if audio == 0 {
+		t.Errorf("no audio frames in the received file: %s", b)
+	}
+	first, err := exec.Command(fp, "-v", "error", "-select_streams", "v", "-read_intervals", "%+#1",
+		"-show_entries", "frame=key_frame,pict_type", "-of", "csv=p=0", out).Output()
+	if err != nil {
+		t.Fatalf("ffprobe first frame: %v", err)
+	}
+	if !strings.HasPrefix(strings.TrimSpace(string(first)), "1,I") {
+		t.Errorf("first video frame = %q, want a keyframe (1,I)", first)
+	}
+}
