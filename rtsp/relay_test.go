@@ -189,3 +189,5 @@ func TestRelayToFFmpeg(t *testing.T) {
 		t.Errorf("first video frame = %q, want a keyframe (1,I)", first)
 	}
 }
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -1,0 +1,178 @@
+package rtsp
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+var (
+	testSPS = []byte{0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x47, 0xfe, 0xc8}
+	testPPS = []byte{0x68, 0xce, 0x3c, 0x80}
+)
+
+func videoPkt(ts uint32, marker bool, payload ...byte) *rtp.Packet {
+	return &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, Timestamp: ts, Marker: marker, SequenceNumber: 5000}, Payload: payload}
+}
+
+func audioPkt(ts uint32) *rtp.Packet {
+	return &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 97, Timestamp: ts, Marker: true}, Payload: []byte{1, 2, 3}}
+}
+
+// drain pops everything queued and returns it as (track, first NAL type, seq, ts) records.
+type out struct {
+	track int
+	nal   uint8
+	seq   uint16
+	ts    uint32
+}
+
+func drain(f *forwarder) []out {
+	var res []out
+	var p packet
+	for f.pop(&p) {
+		o := out{track: p.track, seq: p.SequenceNumber, ts: p.Timestamp}
+		if p.track == 0 {
+			o.nal = p.Payload[0] & 0x1f
+		}
+		res = append(res, o)
+	}
+	return res
+}
+
+func TestForwarderStartsAtKeyframeWithParameterSets(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name   string
+		sdpSPS []byte // parameter sets known from the SDP
+		sdpPPS []byte
+		in     []struct {
+			track int
+			pkt   *rtp.Packet
+		}
+		want []out
+	}{
+		{
+			name:   "P-frames and audio before the IDR are dropped, SDP parameter sets injected",
+			sdpSPS: testSPS, sdpPPS: testPPS,
+			in: []struct {
+				track int
+				pkt   *rtp.Packet
+			}{
+				{0, videoPkt(100, true, 0x41, 0xaa)}, // non-IDR slice
+				{1, audioPkt(8000)},
+				{0, videoPkt(200, false, 0x7c, 0x85, 0xbb)}, // FU-A start of IDR
+				{0, videoPkt(200, true, 0x7c, 0x45, 0xcc)},  // FU-A end
+				{1, audioPkt(8160)},
+			},
+			want: []out{
+				{0, h264NALSPS, 0, 200}, {0, h264NALPPS, 1, 200}, {0, h264FUA, 2, 200}, {0, h264FUA, 3, 200},
+				{1, 0, 0, 8160},
+			},
+		},
+		{
+			name: "parameter sets learned in-band are injected even when their packets were gated",
+			in: []struct {
+				track int
+				pkt   *rtp.Packet
+			}{
+				{0, videoPkt(100, false, testSPS...)},
+				{0, videoPkt(100, false, testPPS...)},
+				{0, videoPkt(100, true, 0x41, 0xaa)}, // the camera put them before a P-frame
+				{0, videoPkt(200, true, 0x65, 0xbb)}, // IDR, single NAL, no parameter sets
+			},
+			want: []out{{0, h264NALSPS, 0, 200}, {0, h264NALPPS, 1, 200}, {0, h264NALIDR, 2, 200}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newForwarder(16)
+			f.setTracks(codecH264, []int{90000, 8000}, [3][]byte{nil, tc.sdpSPS, tc.sdpPPS})
+			for _, in := range tc.in {
+				f.push(in.track, in.pkt, now)
+			}
+			got := drain(f)
+			if len(got) != len(tc.want) {
+				t.Fatalf("forwarded %v, want %v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Errorf("packet %d = %+v, want %+v", i, got[i], tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestForwarderOverflowDropsUntilKeyframe(t *testing.T) {
+	now := time.Now()
+	f := newForwarder(8)
+	f.setTracks(codecH264, []int{90000}, [3][]byte{nil, testSPS, testPPS})
+	f.push(0, videoPkt(0, true, 0x65, 1), now)
+	for i := range 20 { // nobody pops: the uplink is stalled
+		f.push(0, videoPkt(uint32(i+1)*3600, true, 0x41, 2), now)
+	}
+	if f.n > len(f.ring) {
+		t.Fatalf("queue holds %d packets, bound is %d", f.n, len(f.ring))
+	}
+	if got := drain(f); len(got) != 0 {
+		t.Errorf("after overflow the queue still forwards %d P-frames; want them dropped until a keyframe", len(got))
+	}
+	f.push(0, videoPkt(99*3600, true, 0x65, 3), now)
+	got := drain(f)
+	if len(got) != 3 || got[0].nal != h264NALSPS || got[2].nal != h264NALIDR {
+		t.Errorf("after overflow forwarded %v, want SPS, PPS, IDR", got)
+	}
+	if f.dropped.Load() == 0 {
+		t.Error("dropped frames not counted")
+	}
+}
+
+func TestForwarderKeepsTimestampsContinuousAcrossCameraRestart(t *testing.T) {
+	t0 := time.Now()
+	f := newForwarder(16)
+	f.setTracks(codecH264, []int{90000}, [3][]byte{nil, testSPS, testPPS})
+	f.push(0, videoPkt(1000, true, 0x65, 1), t0)
+	before := drain(f)
+	last := before[len(before)-1]
+
+	// The camera comes back two seconds later with a fresh random timestamp base.
+	f.setTracks(codecH264, []int{90000}, [3][]byte{nil, testSPS, testPPS})
+	f.push(0, videoPkt(777777, true, 0x65, 1), t0.Add(2*time.Second))
+	after := drain(f)
+	if len(after) != 3 {
+		t.Fatalf("forwarded %v after restart, want SPS, PPS, IDR", after)
+	}
+	if after[0].seq != last.seq+1 {
+		t.Errorf("sequence number after restart = %d, want %d", after[0].seq, last.seq+1)
+	}
+	if want := last.ts + 2*90000; after[2].ts != want {
+		t.Errorf("timestamp after restart = %d, want %d (previous + 2 s)", after[2].ts, want)
+	}
+}
+
+// BenchmarkForward measures the forward path the relay owns: queueing a camera packet and
+// taking it off for the upstream connection. It must not allocate.
+func BenchmarkForward(b *testing.B) {
+	f := newForwarder(256)
+	f.setTracks(codecH264, []int{90000, 48000}, [3][]byte{nil, testSPS, testPPS})
+	payload := make([]byte, 1400)
+	payload[0], payload[1] = 0x7c, 0x05 // FU-A middle fragment of an IDR
+	idr := videoPkt(0, false, 0x7c, 0x85, 0)
+	pkt := videoPkt(0, false, payload...)
+	now := time.Now()
+	f.push(0, idr, now)
+	var p packet
+	for f.pop(&p) {
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(payload)))
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		pkt.Timestamp = uint32(i / 8 * 3600)
+		pkt.Marker = i%8 == 7
+		f.push(0, pkt, now)
+		f.pop(&p)
+	}
+}
