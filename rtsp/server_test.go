@@ -111,6 +111,7 @@ func (s *testServer) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*bas
 	}
 	st.publisher = ctx.Session
 	st.desc = ctx.Description
+	st.videoFrames, st.audioPackets, st.firstNALs = 0, 0, nil
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
