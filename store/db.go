@@ -95,7 +95,11 @@ func open(path string, opts Options, tune tuning) (*DB, error) {
 		FreelistType:   bolt.FreelistMapType,
 		// Room for the outbox without remapping, which would make a commit wait for readers.
 		InitialMmapSize: int(min(2*maxBytes, 256<<20)),
-		NoSync:          tune.noSync,
+		// A safety net, not the bound: the outbox's own accounting keeps the file near
+		// OutboxMaxBytes (see TestOutboxFileBoundedUnderChurn); this only stops a bug from
+		// filling the flash, at the price of failing writes instead.
+		MaxSize: int(min(4*maxBytes+32<<20, 1<<30)),
+		NoSync:  tune.noSync,
 	})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {

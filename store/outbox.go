@@ -206,6 +206,10 @@ func newOutbox(bdb *bolt.DB, maxBytes int64, log *slog.Logger, st *outboxState) 
 		state:    st,
 		notify:   make(map[string]chan struct{}),
 	}
+	if st.bytes > maxBytes {
+		// OutboxMaxBytes was lowered since the last run: trim now, not at the next Enqueue.
+		o.commit(nil)
+	}
 	o.publish()
 	go o.run()
 	return o
