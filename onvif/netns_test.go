@@ -1,0 +1,247 @@
+package onvif_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/camgate/camgate/internal/sim/onvifdev"
+	"github.com/camgate/camgate/onvif"
+)
+
+// Multicast tests run in a child process inside a network namespace of its own, holding only
+// a loopback interface: nothing they send can reach a real network. The parent re-runs the test
+// binary with CLONE_NEWNET; the namespace dies with the child, even if the test is killed.
+const netnsEnv = "CAMGATE_TEST_IN_NETNS"
+
+// inNetns runs body in a fresh network namespace (a re-executed copy of this test) and reports
+// its result. In the child it prepares loopback (up, multicast, 224.0.0.0/4 route, addrs) and
+// calls body.
+func inNetns(t *testing.T, addrs []string, body func(t *testing.T)) {
+	t.Helper()
+	if os.Getenv(netnsEnv) == t.Name() {
+		prepareNetns(t, addrs)
+		body(t)
+		return
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		needOrSkip(t, "the ip command (Debian package iproute2) is needed to set up a network namespace")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1", "-test.timeout=120s")
+	cmd.Env = append(os.Environ(), netnsEnv+"="+t.Name())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+	out, err := cmd.CombinedOutput()
+	var pe *os.PathError
+	if errors.As(err, &pe) || (err != nil && strings.Contains(err.Error(), "operation not permitted")) {
+		needOrSkip(t, fmt.Sprintf("cannot create a network namespace (needs root/CAP_SYS_ADMIN): %v", err))
+	}
+	if err != nil || !strings.Contains(string(out), "--- PASS") {
+		t.Fatalf("in network namespace: %v\n%s", err, out)
+	}
+	t.Logf("in network namespace:\n%s", lastLines(string(out), 6))
+}
+
+func needOrSkip(t *testing.T, msg string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+func prepareNetns(t *testing.T, addrs []string) {
+	t.Helper()
+	// Refuse to send anything unless this really is a namespace holding nothing but loopback.
+	ifs, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ifs) != 1 || ifs[0].Name != "lo" {
+		t.Fatalf("not in a fresh network namespace (interfaces %v): refusing to send multicast", ifs)
+	}
+	run := func(args ...string) {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("link", "set", "lo", "up")
+	run("link", "set", "lo", "multicast", "on")
+	run("route", "add", "224.0.0.0/4", "dev", "lo")
+	for _, a := range addrs {
+		run("addr", "add", a+"/24", "dev", "lo")
+	}
+}
+
+var cameraModels = []struct{ manufacturer, model string }{
+	{"AXIS", "M2025-LE"}, {"Dahua", "IPC-HDW2431T-AS"}, {"Hikvision", "DS-2CD2043G2-I"},
+	{"Reolink", "RLC-510A"}, {"Uniview", "IPC2122LB"},
+}
+
+func TestDiscoveryFindsTwentyCamerasAndFollowsHelloAndBye(t *testing.T) {
+	var addrs []string
+	for i := 10; i <= 31; i++ {
+		addrs = append(addrs, fmt.Sprintf("10.77.0.%d", i))
+	}
+	inNetns(t, addrs, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		const group = "239.255.255.250:3702"
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		defer cancel()
+		start := func(i int, announce string) *onvifdev.Device {
+			m := cameraModels[i%len(cameraModels)]
+			dev, err := onvifdev.New(onvifdev.Config{
+				Addr: addrs[i] + ":0", AnnounceHost: announce,
+				Manufacturer: m.manufacturer, Model: m.model, Name: fmt.Sprintf("%s cam %d", m.manufacturer, i),
+				MAC:     fmt.Sprintf("02:77:00:00:00:%02x", i),
+				RTSPURL: "rtsp://" + addrs[i] + ":554/live", DiscoveryGroup: group, DiscoveryIP: addrs[i],
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := dev.Run(ctx); err != nil {
+					t.Errorf("device %d: %v", i, err)
+				}
+			}()
+			return dev
+		}
+		var devs []*onvifdev.Device
+		for i := 0; i < 20; i++ {
+			announce := ""
+			if i == 4 {
+				announce = "0.0.0.0" // a camera that announces 0.0.0.0 must still be reachable
+			}
+			devs = append(devs, start(i, announce))
+		}
+
+		d, err := onvif.NewDiscoverer(onvif.DiscovererConfig{Interfaces: []string{"lo"}, Group: group, ProbeInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.Run(ctx); err != nil {
+				t.Errorf("discoverer: %v", err)
+			}
+		}()
+		var (
+			mu      sync.Mutex
+			changes []onvif.Change
+		)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case c := <-d.Updates():
+					mu.Lock()
+					changes = append(changes, c)
+					mu.Unlock()
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+
+		waitFor(t, ctx, "all 20 cameras found by probing", func() bool { return len(d.Devices()) == 20 })
+		found := map[string]onvif.Found{}
+		for _, f := range d.Devices() {
+			found[f.XAddr] = f
+		}
+		for i, dev := range devs {
+			f, ok := found[dev.XAddr()]
+			m := cameraModels[i%len(cameraModels)]
+			if !ok {
+				t.Errorf("camera %d at %s not found; found %v", i, dev.XAddr(), keys(found))
+				continue
+			}
+			if f.Hardware != m.model || f.Name != fmt.Sprintf("%s cam %d", m.manufacturer, i) || f.EndpointRef != dev.EndpointRef() {
+				t.Errorf("camera %d: found %+v", i, f)
+			}
+			c, err := onvif.NewClient(onvif.ClientConfig{XAddr: f.XAddr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := c.GetDeviceInformation(ctx)
+			if err != nil || info.Manufacturer != m.manufacturer || info.Model != m.model {
+				t.Errorf("camera %d: device information %+v, %v", i, info, err)
+			}
+		}
+
+		if err := devs[7].Bye(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, ctx, "the camera that said Bye is gone", func() bool {
+			_, there := index(d.Devices(), devs[7].XAddr())
+			return !there && len(d.Devices()) == 19
+		})
+
+		late := start(20, "") // Run sends Hello; no probe is due for an hour
+		waitFor(t, ctx, "the camera that said Hello appears", func() bool {
+			_, there := index(d.Devices(), late.XAddr())
+			return there
+		})
+
+		mu.Lock()
+		defer mu.Unlock()
+		var kinds []string
+		for _, c := range changes {
+			switch {
+			case c.Device.EndpointRef == devs[7].EndpointRef() && c.Kind == onvif.Gone,
+				c.Device.EndpointRef == late.EndpointRef() && c.Kind == onvif.Appeared:
+				kinds = append(kinds, c.Kind.String())
+			}
+		}
+		if !slices.Equal(kinds, []string{"gone", "appeared"}) {
+			t.Errorf("updates for the leaving and the arriving camera: %v", kinds)
+		}
+	})
+}
+
+func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting until %s", what)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func index(fs []onvif.Found, xaddr string) (int, bool) {
+	for i, f := range fs {
+		if f.XAddr == xaddr {
+			return i, true
+		}
+	}
+	return -1, false
+}
+
+func keys(m map[string]onvif.Found) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
