@@ -1,0 +1,228 @@
+package smtp
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+)
+
+// Bounds per session, enforced on the connection itself.
+const (
+	// maxCommandLine bounds a command line (RFC 4954 allows 12288 octets for an AUTH response).
+	// Mail content is not a command: inside DATA and BDAT any line length is accepted.
+	maxCommandLine = 16 << 10
+	// maxErrorReplies closes a session that keeps earning 5xx replies: garbage, not a camera.
+	maxErrorReplies = 10
+	// lineHeadBytes of each command line are kept to recognise "BDAT <size>".
+	lineHeadBytes = 32
+)
+
+// States of the end-of-DATA detector; the same machine as go-smtp's dataReader, so that both
+// agree on where the mail ends.
+const (
+	dataBeginLine = iota
+	dataDot
+	dataDotCR
+	dataCR
+	dataMiddle
+)
+
+// sessionConn watches the SMTP byte stream of one session underneath go-smtp. go-smtp bounds
+// line length for the whole session or not at all; a camera needs unbounded lines inside a mail,
+// while a command line held in memory must stay small. So this conn tells the two apart from the
+// stream itself (a 354 reply starts DATA, the lone "." line ends it, "BDAT n" is followed by n
+// bytes), and it also clamps every deadline to the session's lifetime and records progress for
+// eviction.
+type sessionConn struct {
+	net.Conn
+	srv      *Server
+	end      time.Time    // no read or write past this
+	progress atomic.Int64 // unix nanoseconds of the last completed command or mail
+
+	// Touched only by the session's goroutine (go-smtp reads and writes a conn from one).
+	inData     bool
+	dataState  int
+	chunkLeft  int64 // BDAT bytes still to pass
+	lineLen    int
+	lineHead   []byte
+	errReplies int
+	hangUp     bool
+
+	closeOnce sync.Once
+}
+
+func newSessionConn(c net.Conn, srv *Server, now time.Time) *sessionConn {
+	sc := &sessionConn{
+		Conn:     c,
+		srv:      srv,
+		end:      now.Add(srv.cfg.SessionTimeout),
+		lineHead: make([]byte, 0, lineHeadBytes),
+	}
+	sc.progress.Store(now.UnixNano())
+	return sc
+}
+
+func (c *sessionConn) Read(b []byte) (int, error) {
+	if c.hangUp {
+		return 0, io.EOF
+	}
+	n, err := c.Conn.Read(b)
+	if serr := c.scan(b[:n]); serr != nil {
+		return 0, serr
+	}
+	return n, err
+}
+
+// scan follows the protocol state over bytes read. It returns go-smtp's ErrTooLongLine, which
+// go-smtp answers with a 500 and a hang-up, for a command line over maxCommandLine.
+func (c *sessionConn) scan(b []byte) error {
+	for len(b) > 0 {
+		switch {
+		case c.chunkLeft > 0:
+			k := min(int64(len(b)), c.chunkLeft)
+			c.chunkLeft -= k
+			b = b[k:]
+			if c.chunkLeft == 0 {
+				c.markProgress()
+			}
+		case c.inData:
+			ch := b[0]
+			b = b[1:]
+			switch c.dataState {
+			case dataBeginLine:
+				switch ch {
+				case '.':
+					c.dataState = dataDot
+				case '\r':
+					c.dataState = dataCR
+				default:
+					c.dataState = dataMiddle
+				}
+			case dataDot:
+				if ch == '\r' {
+					c.dataState = dataDotCR
+				} else {
+					c.dataState = dataMiddle
+				}
+			case dataDotCR:
+				if ch == '\n' {
+					c.inData = false
+					c.markProgress()
+				} else {
+					c.dataState = dataMiddle
+				}
+			case dataCR:
+				if ch == '\n' {
+					c.dataState = dataBeginLine
+				} else {
+					c.dataState = dataMiddle
+				}
+			case dataMiddle:
+				if ch == '\r' {
+					c.dataState = dataCR
+				}
+			}
+		default:
+			i := bytes.IndexByte(b, '\n')
+			if i < 0 {
+				c.addToLine(b)
+				if c.lineLen > maxCommandLine {
+					return gosmtp.ErrTooLongLine
+				}
+				return nil
+			}
+			c.addToLine(b[:i])
+			if c.lineLen > maxCommandLine {
+				return gosmtp.ErrTooLongLine
+			}
+			b = b[i+1:]
+			c.endCommandLine()
+		}
+	}
+	return nil
+}
+
+func (c *sessionConn) addToLine(b []byte) {
+	c.lineLen += len(b)
+	if room := lineHeadBytes - len(c.lineHead); room > 0 {
+		c.lineHead = append(c.lineHead, b[:min(room, len(b))]...)
+	}
+}
+
+// endCommandLine notes a complete command; after "BDAT <size> [LAST]" the next size bytes are
+// mail content whatever go-smtp answers (it reads and discards them even when it refuses).
+func (c *sessionConn) endCommandLine() {
+	c.markProgress()
+	if size, ok := bdatSize(c.lineHead); ok && size > 0 {
+		c.chunkLeft = size
+		c.extendDeadline(c.srv.cfg.DataTimeout)
+	}
+	c.lineLen, c.lineHead = 0, c.lineHead[:0]
+}
+
+// bdatSize parses go-smtp's accepted form of BDAT: "BDAT" SP size [SP "LAST"], size < 2^32.
+func bdatSize(line []byte) (int64, bool) {
+	f := bytes.Fields(line)
+	if len(f) < 2 || len(f) > 3 || !bytes.EqualFold(f[0], []byte("BDAT")) {
+		return 0, false
+	}
+	if len(f) == 3 && !bytes.EqualFold(f[2], []byte("LAST")) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(f[1]), 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return int64(n), true
+}
+
+func (c *sessionConn) Write(b []byte) (int, error) {
+	if len(b) >= 4 && string(b[:4]) == "354 " {
+		c.inData, c.dataState = true, dataBeginLine
+		c.extendDeadline(c.srv.cfg.DataTimeout)
+	}
+	if len(b) > 0 && b[0] == '5' {
+		c.errReplies++
+		if c.errReplies >= maxErrorReplies {
+			// Let go-smtp finish this reply, then see the client as gone.
+			c.hangUp = true
+		}
+	}
+	return c.Conn.Write(b)
+}
+
+// extendDeadline gives a mail transfer its own, longer read deadline than a command's.
+func (c *sessionConn) extendDeadline(d time.Duration) {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+}
+
+func (c *sessionConn) clamp(t time.Time) time.Time {
+	if t.IsZero() || t.After(c.end) {
+		return c.end
+	}
+	return t
+}
+
+func (c *sessionConn) SetDeadline(t time.Time) error     { return c.Conn.SetDeadline(c.clamp(t)) }
+func (c *sessionConn) SetReadDeadline(t time.Time) error { return c.Conn.SetReadDeadline(c.clamp(t)) }
+func (c *sessionConn) SetWriteDeadline(t time.Time) error {
+	return c.Conn.SetWriteDeadline(c.clamp(t))
+}
+
+func (c *sessionConn) markProgress() { c.progress.Store(time.Now().UnixNano()) }
+
+// Close closes the connection once and releases its session slot.
+func (c *sessionConn) Close() error {
+	err := net.ErrClosed
+	c.closeOnce.Do(func() {
+		err = c.Conn.Close()
+		c.srv.release(c)
+	})
+	return err
+}

@@ -1,0 +1,391 @@
+package smtp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/camgate/camgate/internal/lan"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultAddr            = ":1025"
+	DefaultMaxMessageBytes = 10 << 20
+	DefaultMaxSessions     = 100
+	DefaultCommandTimeout  = 30 * time.Second
+	DefaultDataTimeout     = 5 * time.Minute
+	DefaultSessionTimeout  = 10 * time.Minute
+	DefaultHandlerTimeout  = 30 * time.Second
+	maxRecipients          = 32
+)
+
+// Config configures a Server. Zero fields take the defaults above.
+type Config struct {
+	Addr string // listen address, e.g. ":1025"; port 0 picks a free one
+
+	// Username, when set, makes AUTH (PLAIN or LOGIN) required before MAIL. When empty, AUTH is
+	// still offered and any credentials pass: many cameras cannot send without logging in.
+	Username, Password string
+
+	MaxMessageBytes int64 // larger mails are refused with 552
+	// MaxSessions bounds concurrent sessions. When full, a new connection evicts the session that
+	// has gone longest without completing a command, so trickling clients cannot lock cameras out.
+	MaxSessions int
+
+	Policy *lan.Policy // who may connect; nil = LAN only
+	Logger *slog.Logger
+	Domain string // name in the greeting; default "camgate"
+
+	CommandTimeout time.Duration // to send one command line
+	DataTimeout    time.Duration // to send one mail's content
+	SessionTimeout time.Duration // lifetime of a session, however busy
+	HandlerTimeout time.Duration // the Handler's context deadline
+}
+
+// Handler receives each accepted mail, also those without motion (the snapshot may still be
+// wanted). It runs on the session's goroutine before the 250 reply, so it should hand the alarm
+// off rather than do slow work; ctx ends after Config.HandlerTimeout or when the server stops.
+type Handler func(ctx context.Context, a Alarm)
+
+// Stats are the server's counters since it was created.
+type Stats struct {
+	Sessions     int    // open now
+	Accepted     uint64 // connections admitted by the LAN policy
+	Denied       uint64 // connections refused by the LAN policy, closed without a byte
+	Evicted      uint64 // sessions closed to make room for a new one
+	Mails        uint64 // mails handed to the Handler
+	TooLarge     uint64 // mails refused with 552
+	AuthFailures uint64
+}
+
+// Server is the SMTP alarm server.
+type Server struct {
+	cfg     Config
+	handler Handler
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	ln       *lan.Listener
+	sessions map[*sessionConn]struct{}
+
+	handlerCtx context.Context // set by Run before any session starts
+	inData     sync.WaitGroup
+
+	accepted, evicted, mails, tooLarge, authFailures atomic.Uint64
+}
+
+// NewServer checks cfg and fills in its defaults. It does not listen yet.
+func NewServer(cfg Config, h Handler) (*Server, error) {
+	if h == nil {
+		return nil, errors.New("smtp: nil Handler")
+	}
+	if cfg.Password != "" && cfg.Username == "" {
+		return nil, errors.New("smtp: password set without a username")
+	}
+	if cfg.MaxMessageBytes < 0 || cfg.MaxSessions < 0 {
+		return nil, errors.New("smtp: negative max_message_bytes or max sessions")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.MaxMessageBytes == 0 {
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if cfg.MaxSessions == 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
+	if cfg.Domain == "" {
+		cfg.Domain = "camgate"
+	}
+	setDefault(&cfg.CommandTimeout, DefaultCommandTimeout)
+	setDefault(&cfg.DataTimeout, DefaultDataTimeout)
+	setDefault(&cfg.SessionTimeout, DefaultSessionTimeout)
+	setDefault(&cfg.HandlerTimeout, DefaultHandlerTimeout)
+	if cfg.Policy == nil {
+		p, err := lan.NewPolicy(nil)
+		if err != nil {
+			return nil, fmt.Errorf("smtp: %w", err)
+		}
+		cfg.Policy = p
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{
+		cfg:      cfg,
+		handler:  h,
+		log:      log.With("component", "smtp"),
+		sessions: make(map[*sessionConn]struct{}),
+	}, nil
+}
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}
+
+// Listen binds Config.Addr. Run calls it when it has not been called; calling it first lets the
+// caller learn Addr (with port 0) before serving.
+func (s *Server) Listen(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		return nil
+	}
+	ln, err := lan.Listen(ctx, "tcp", s.cfg.Addr, s.cfg.Policy, s.log)
+	if err != nil {
+		return fmt.Errorf("smtp: %w", err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr returns the listening address, nil before Listen.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Run serves until ctx ends, then closes the listener and every session and waits for mails
+// being handled. A Server runs once.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Listen(ctx); err != nil {
+		return err
+	}
+	s.handlerCtx = ctx
+
+	gs := gosmtp.NewServer(backend{s})
+	gs.Domain = s.cfg.Domain
+	gs.MaxMessageBytes = s.cfg.MaxMessageBytes
+	gs.MaxRecipients = maxRecipients
+	gs.MaxLineLength = 0 // sessionConn bounds command lines; mail lines are unbounded
+	gs.AllowInsecureAuth = true
+	gs.ReadTimeout = s.cfg.CommandTimeout
+	gs.WriteTimeout = s.cfg.CommandTimeout
+	gs.ErrorLog = errorLog{s.log}
+
+	served := make(chan error, 1)
+	go func() { served <- gs.Serve(&sessionListener{Listener: s.ln, srv: s}) }()
+	s.log.Info("SMTP alarm server listening", "addr", s.ln.Addr().String(), "auth_required", s.cfg.Username != "")
+
+	select {
+	case <-ctx.Done():
+		gs.Close()
+		<-served
+		s.inData.Wait()
+		return nil
+	case err := <-served:
+		gs.Close()
+		s.inData.Wait()
+		return fmt.Errorf("smtp: serve: %w", err)
+	}
+}
+
+// Stats returns the current counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	n := len(s.sessions)
+	var denied uint64
+	if s.ln != nil {
+		denied = s.ln.Denied()
+	}
+	s.mu.Unlock()
+	return Stats{
+		Sessions:     n,
+		Accepted:     s.accepted.Load(),
+		Denied:       denied,
+		Evicted:      s.evicted.Load(),
+		Mails:        s.mails.Load(),
+		TooLarge:     s.tooLarge.Load(),
+		AuthFailures: s.authFailures.Load(),
+	}
+}
+
+// admit registers a new session, evicting the stalest one when all slots are taken.
+func (s *Server) admit(c *sessionConn) {
+	s.accepted.Add(1)
+	var victim *sessionConn
+	s.mu.Lock()
+	if len(s.sessions) >= s.cfg.MaxSessions {
+		oldest := int64(1<<63 - 1)
+		for sc := range s.sessions {
+			if p := sc.progress.Load(); p < oldest {
+				oldest, victim = p, sc
+			}
+		}
+		delete(s.sessions, victim)
+	}
+	s.sessions[c] = struct{}{}
+	s.mu.Unlock()
+	if victim != nil {
+		s.evicted.Add(1)
+		s.log.Debug("session evicted to admit a new one", "remote", victim.RemoteAddr().String(),
+			"idle", time.Since(time.Unix(0, victim.progress.Load())).Round(time.Millisecond))
+		victim.Close()
+	}
+}
+
+func (s *Server) release(c *sessionConn) {
+	s.mu.Lock()
+	delete(s.sessions, c)
+	s.mu.Unlock()
+}
+
+type sessionListener struct {
+	net.Listener
+	srv *Server
+}
+
+func (l *sessionListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	sc := newSessionConn(c, l.srv, time.Now())
+	l.srv.admit(sc)
+	return sc, nil
+}
+
+type backend struct{ srv *Server }
+
+func (b backend) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
+	sess := &session{srv: b.srv}
+	if ap, err := netip.ParseAddrPort(c.Conn().RemoteAddr().String()); err == nil {
+		sess.remote = ap.Addr().Unmap()
+	}
+	return sess, nil
+}
+
+// session is one SMTP conversation; go-smtp calls it from the connection's goroutine only.
+type session struct {
+	srv    *Server
+	remote netip.Addr
+	authed bool
+	from   string
+	rcpts  []string
+}
+
+var _ gosmtp.AuthSession = (*session)(nil)
+
+func (s *session) AuthMechanisms() []string { return []string{sasl.Plain, loginMechanism} }
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			if identity != "" && identity != username {
+				return s.login("", "")
+			}
+			return s.login(username, password)
+		}), nil
+	case loginMechanism:
+		return &loginServer{authenticate: s.login}, nil
+	}
+	return nil, gosmtp.ErrAuthUnknownMechanism
+}
+
+func (s *session) login(username, password string) error {
+	cfg := s.srv.cfg
+	if cfg.Username == "" || credentialsMatch(cfg.Username, cfg.Password, username, password) {
+		s.authed = true
+		return nil
+	}
+	s.srv.authFailures.Add(1)
+	s.srv.log.Warn("SMTP authentication failed", "remote", s.remote.String(), "username", username)
+	return gosmtp.ErrAuthFailed
+}
+
+func (s *session) authRequired() bool { return s.srv.cfg.Username != "" && !s.authed }
+
+func (s *session) Mail(from string, _ *gosmtp.MailOptions) error {
+	if s.authRequired() {
+		return gosmtp.ErrAuthRequired
+	}
+	s.from = from
+	return nil
+}
+
+func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+	if s.authRequired() {
+		return gosmtp.ErrAuthRequired
+	}
+	local := to
+	if i := strings.LastIndexByte(to, '@'); i >= 0 {
+		local = to[:i]
+	}
+	s.rcpts = append(s.rcpts, local)
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	srv := s.srv
+	srv.inData.Add(1)
+	defer srv.inData.Done()
+
+	a, err := ParseMail(r, srv.cfg.MaxMessageBytes)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrMessageTooLarge) || errors.Is(err, gosmtp.ErrDataTooLarge):
+		srv.tooLarge.Add(1)
+		srv.log.Warn("alarm mail refused: too large", "remote", s.remote.String(), "max_bytes", srv.cfg.MaxMessageBytes)
+		return gosmtp.ErrDataTooLarge
+	case errors.Is(err, ErrMalformed):
+		// A camera's odd MIME still reports an event: deliver what was understood.
+		srv.log.Warn("alarm mail partly malformed", "remote", s.remote.String(), "err", err)
+	default:
+		return fmt.Errorf("reading mail: %w", err)
+	}
+	a.Received = time.Now()
+	a.Recipients = append([]string(nil), s.rcpts...)
+	if s.from != "" {
+		a.From = s.from
+	}
+	a.RemoteIP = s.remote
+
+	srv.mails.Add(1)
+	srv.log.Debug("alarm mail", "remote", s.remote.String(), "recipients", a.Recipients,
+		"subject", a.Subject, "motion", a.Motion, "snapshot_bytes", len(a.Snapshot))
+	ctx, cancel := context.WithTimeout(srv.handlerCtx, srv.cfg.HandlerTimeout)
+	defer cancel()
+	srv.handler(ctx, a)
+	return nil
+}
+
+func (s *session) Reset() {
+	s.from, s.rcpts = "", nil
+}
+
+func (s *session) Logout() error { return nil }
+
+// errorLog routes go-smtp's internal log lines (mostly broken connections, which a LAN full of
+// cameras produces routinely) to debug level, and panics it recovered to error level.
+type errorLog struct{ log *slog.Logger }
+
+func (l errorLog) Printf(format string, v ...any) { l.print(fmt.Sprintf(format, v...)) }
+func (l errorLog) Println(v ...any)               { l.print(strings.TrimSuffix(fmt.Sprintln(v...), "\n")) }
+
+func (l errorLog) print(msg string) {
+	if strings.Contains(msg, "panic") {
+		l.log.Error("smtp library: " + msg)
+		return
+	}
+	l.log.Debug("smtp library: " + msg)
+}
