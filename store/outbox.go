@@ -128,11 +128,19 @@ const (
 type request struct {
 	kind   opKind
 	queue  string
-	msgs   []Message
+	recs   []pendingRecord
 	seqs   []uint64
 	bytes  int64
 	purged int
 	done   chan error // buffered: the writer never waits for a caller that gave up
+}
+
+// pendingRecord is a message encoded by its producer's goroutine, so the single writer only
+// assigns keys, and so the caller's payload is not referenced once Enqueue returns.
+type pendingRecord struct {
+	class Class
+	size  int64
+	rec   []byte
 }
 
 func queueBucket(queue string) []byte { return []byte(queuePrefix + queue) }
@@ -224,7 +232,8 @@ func (o *Outbox) close() {
 
 // Enqueue appends msgs to queue and returns only once they are durable on disk (fsynced).
 // Concurrent callers are group-committed: a burst is one fsync, not one per message.
-// Seq and Enqueued of msgs are assigned by the outbox; the caller's slice is not modified.
+// Seq and Enqueued of msgs are assigned by the outbox; the caller's slice is not modified, and
+// its payloads are copied before Enqueue returns, whatever it returns.
 // If the outbox is over its bound, the oldest telemetry and then the oldest events (possibly
 // those just enqueued) are dropped and counted; that is not an error.
 // An error from ctx means the messages may or may not have been stored.
@@ -235,7 +244,8 @@ func (o *Outbox) Enqueue(ctx context.Context, queue string, msgs ...Message) err
 	if len(msgs) == 0 {
 		return nil
 	}
-	r := &request{kind: opEnqueue, queue: queue, msgs: make([]Message, len(msgs))}
+	r := &request{kind: opEnqueue, queue: queue, recs: make([]pendingRecord, len(msgs))}
+	now := time.Now()
 	for i, m := range msgs {
 		if !m.Class.valid() {
 			return fmt.Errorf("store: enqueue to %q: message %d: invalid class %d", queue, i, m.Class)
@@ -246,7 +256,8 @@ func (o *Outbox) Enqueue(ctx context.Context, queue string, msgs ...Message) err
 		if m.size() > o.maxBytes {
 			return fmt.Errorf("store: enqueue to %q: message %d: %d bytes can never fit the outbox bound of %d", queue, i, m.size(), o.maxBytes)
 		}
-		r.msgs[i] = m
+		m.Enqueued = now
+		r.recs[i] = pendingRecord{class: m.Class, size: m.size(), rec: encodeRecord(&m)}
 		r.bytes += m.size()
 	}
 	return o.do(ctx, r)
@@ -458,17 +469,15 @@ func (o *Outbox) applyEnqueue(tx *bolt.Tx, r *request, touched map[string]*queue
 	b.FillPercent = 1.0
 	q := o.state.queue(r.queue)
 	touched[r.queue] = q
-	now := time.Now()
-	for i := range r.msgs {
-		m := &r.msgs[i]
-		if m.Seq, err = b.NextSequence(); err != nil {
+	for _, p := range r.recs {
+		seq, err := b.NextSequence()
+		if err != nil {
 			return fmt.Errorf("queue %q: %w", r.queue, err)
 		}
-		m.Enqueued = now
-		if err := b.Put(seqKey(m.Seq), encodeRecord(m)); err != nil {
+		if err := b.Put(seqKey(seq), p.rec); err != nil {
 			return fmt.Errorf("queue %q: put: %w", r.queue, err)
 		}
-		o.state.add(q, m.Class, m.size())
+		o.state.add(q, p.class, p.size)
 	}
 	return nil
 }
