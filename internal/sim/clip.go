@@ -15,7 +15,7 @@ import (
 // before each frame, and ADTS AAC) rather than a container: both parse in a few lines with what
 // go.mod already has, and the fixed frame rates give every timestamp without a demuxer.
 //
-// Made once with (ffmpeg 7, libx264; 640x360, 25 fps, 10 s, GOP 1 s, baseline so PTS == DTS):
+// Made once with (ffmpeg 5.1 from Debian 12, libx264; 640x360, 25 fps, 10 s, GOP 1 s, baseline so PTS == DTS):
 //
 //go:generate ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=640x360:rate=25:duration=10 -f lavfi -i sine=frequency=880:beep_factor=4:sample_rate=16000:duration=10 -map 0:v -c:v libx264 -profile:v baseline -preset veryslow -pix_fmt yuv420p -b:v 300k -maxrate 400k -bufsize 400k -x264-params keyint=25:min-keyint=25:scenecut=0:repeat-headers=1:aud=1 -f h264 clip.h264 -map 1:a -c:a aac -b:a 32k -ac 1 -f adts clip.aac
 
