@@ -100,14 +100,14 @@ for want in $targets; do
 			found=1
 		fi
 	done
-	[ -n "$found" ] || die "unknown target $want (known: $(echo $ALL_TARGETS))"
+	[ -n "$found" ] || die "unknown target $want (known: ${ALL_TARGETS//$'\n'/ })"
 done
 
 # nfpm is a build tool, not a dependency of the daemon: installed from its own module at a
 # pinned version into bin/tools, so the daemon's go.mod never sees it and reruns are instant.
 NFPM=$(pwd)/$BIN/tools/nfpm-${NFPM_MODULE##*@}/nfpm
 if ! [ -x "$NFPM" ]; then
-	GOBIN=$(dirname "$NFPM") GOFLAGS= "$GO" install "$NFPM_MODULE" || die "installing nfpm failed"
+	GOBIN=$(dirname "$NFPM") GOFLAGS='' "$GO" install "$NFPM_MODULE" || die "installing nfpm failed"
 fi
 
 mkdir -p "$DIST" "$BIN"
