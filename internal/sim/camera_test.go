@@ -74,3 +74,30 @@ func TestCameraAuth(t *testing.T) {
 		}
 	}
 }
+
+func TestCamerasInOneProcess(t *testing.T) {
+	t.Parallel()
+	paths := []string{"/stream1", "/Streaming/Channels/101", "/h264/ch1/main/av_stream"}
+	var cams []*Camera
+	for _, p := range paths {
+		cam, err := NewCamera(CameraConfig{Path: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runSim(t, cam.Run)
+		cams = append(cams, cam)
+	}
+	seen := make(map[string]bool)
+	for i, cam := range cams {
+		if !strings.HasSuffix(cam.URL(), paths[i]) || seen[cam.URL()] {
+			t.Fatalf("URL() = %s, want a port of its own and path %s", cam.URL(), paths[i])
+		}
+		seen[cam.URL()] = true
+		if r := ffprobe(t, cam.URL(), "tcp", 0); len(r.Streams) != 2 {
+			t.Errorf("%s: %d tracks, want video and audio", cam.URL(), len(r.Streams))
+		}
+	}
+	if err := ffprobeErr(t, strings.TrimSuffix(cams[0].URL(), paths[0])+"/nosuch"); err == nil {
+		t.Errorf("ffprobe of an unknown path succeeded, want 404")
+	}
+}

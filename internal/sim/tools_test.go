@@ -73,6 +73,9 @@ func ffprobe(t *testing.T, url, transport string, seconds int) probeResult {
 	args := []string{"-v", "error", "-rtsp_transport", transport, "-timeout", "10000000"}
 	if seconds > 0 {
 		args = append(args, "-read_intervals", "%+"+strconv.Itoa(seconds), "-show_packets")
+	} else {
+		// The SDP and a keyframe name every track; no need for ffprobe's default 5 s.
+		args = append(args, "-analyzeduration", "1500000")
 	}
 	args = append(args, "-show_streams", "-of", "json", url)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(seconds+30)*time.Second)
