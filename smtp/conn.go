@@ -156,26 +156,35 @@ func (c *sessionConn) addToLine(b []byte) {
 }
 
 // endCommandLine notes a complete command; after "BDAT <size> [LAST]" the next size bytes are
-// mail content whatever go-smtp answers (it reads and discards them even when it refuses).
+// mail content whatever go-smtp answers (it reads and discards them even when it refuses). A
+// size over MaxMessageBytes is not skipped: go-smtp discards such a chunk while streaming, and
+// if this parse and go-smtp's ever disagreed, at most MaxMessageBytes would be read unbounded.
 func (c *sessionConn) endCommandLine() {
 	c.markProgress()
-	if size, ok := bdatSize(c.lineHead); ok && size > 0 {
-		c.chunkLeft = size
-		c.extendDeadline(c.srv.cfg.DataTimeout)
+	if c.lineLen <= lineHeadBytes {
+		if size, ok := bdatSize(c.lineHead); ok && size > 0 && size <= c.srv.cfg.MaxMessageBytes {
+			c.chunkLeft = size
+			c.extendDeadline(c.srv.cfg.DataTimeout)
+		}
 	}
 	c.lineLen, c.lineHead = 0, c.lineHead[:0]
 }
 
-// bdatSize parses go-smtp's accepted form of BDAT: "BDAT" SP size [SP "LAST"], size < 2^32.
+// bdatSize parses a BDAT command line exactly as go-smtp does: "BDAT", one space, then the
+// whitespace-separated size (< 2^32) and an optional "LAST".
 func bdatSize(line []byte) (int64, bool) {
-	f := bytes.Fields(line)
-	if len(f) < 2 || len(f) > 3 || !bytes.EqualFold(f[0], []byte("BDAT")) {
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	if len(line) <= 5 || !bytes.EqualFold(line[:4], []byte("BDAT")) || line[4] != ' ' {
 		return 0, false
 	}
-	if len(f) == 3 && !bytes.EqualFold(f[2], []byte("LAST")) {
+	f := bytes.Fields(line[5:])
+	if len(f) < 1 || len(f) > 2 {
 		return 0, false
 	}
-	n, err := strconv.ParseUint(string(f[1]), 10, 32)
+	if len(f) == 2 && !bytes.EqualFold(f[1], []byte("LAST")) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(f[0]), 10, 32)
 	if err != nil {
 		return 0, false
 	}

@@ -420,3 +420,46 @@ func TestCommandsBeforeAuthRefused(t *testing.T) {
 	c.cmd("cA==", "235") // "p"
 	c.cmd("MAIL FROM:<a@b>", "250")
 }
+
+func TestBDATSizeMatchesGoSMTP(t *testing.T) {
+	tests := []struct {
+		line string
+		size int64
+		ok   bool
+	}{
+		{"BDAT 5", 5, true},
+		{"bdat 5 last\r", 5, true},
+		{"BDAT 5  LAST", 5, true},
+		{"BDAT 4294967295", 4294967295, true},
+		{"BDAT 4294967296", 0, false},
+		{"BDAT -1", 0, false},
+		{"BDAT 5 FOO", 0, false},
+		{"BDAT 5 LAST x", 0, false},
+		{"BDAT\t5", 0, false},
+		{" BDAT 5", 0, false},
+		{"BDAT", 0, false},
+		{"BDATX 5", 0, false},
+	}
+	for _, tt := range tests {
+		size, ok := bdatSize([]byte(tt.line))
+		if size != tt.size || ok != tt.ok {
+			t.Errorf("bdatSize(%q) = %d, %v; want %d, %v", tt.line, size, ok, tt.size, tt.ok)
+		}
+	}
+}
+
+// A mail sent with BDAT may hold lines of any length too.
+func TestBDATLongLine(t *testing.T) {
+	ts := startServer(t, Config{})
+	c := dial(t, ts.addr)
+	c.cmd("EHLO cam", "250")
+	c.cmd("MAIL FROM:<cam@x>", "250")
+	c.cmd("RCPT TO:<cam-2@gw>", "250")
+	body := "Subject: Motion\r\n\r\n" + strings.Repeat("z", 100<<10) + "\r\n"
+	c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
+	c.expect("250")
+	if a := ts.waitAlarm(t); !a.Motion || a.Recipients[0] != "cam-2" {
+		t.Errorf("alarm = %+v", a)
+	}
+	c.cmd("NOOP", "250")
+}

@@ -1,0 +1,67 @@
+package smtp
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzParseMail: any input parses within its bounds, without a panic, and the result keeps the
+// promises of Alarm (valid UTF-8 text, a bounded JPEG snapshot).
+func FuzzParseMail(f *testing.F) {
+	f.Add([]byte("Subject: Motion Detection Alarm\r\n\r\nbody\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		const limit = 1 << 20
+		a, err := ParseMail(bytes.NewReader(data), limit)
+		if err != nil && len(data) <= limit && !strings.Contains(err.Error(), ErrMalformed.Error()) {
+			t.Fatalf("unexpected error kind: %v", err)
+		}
+		if len(a.Snapshot) > MaxSnapshotBytes {
+			t.Fatalf("snapshot of %d bytes", len(a.Snapshot))
+		}
+		if a.Snapshot != nil && !bytes.HasPrefix(a.Snapshot, []byte{0xFF, 0xD8, 0xFF}) {
+			t.Fatal("snapshot without the JPEG magic")
+		}
+		if a.Snapshot != nil && a.Snapshots == 0 {
+			t.Fatal("snapshot kept but not counted")
+		}
+		if !strings.HasPrefix(a.Text, "smtp: ") || !isValidUTF8(a.Text) || !isValidUTF8(a.Subject) {
+			t.Fatalf("text %q subject %q", a.Text, a.Subject)
+		}
+	})
+}
+
+func isValidUTF8(s string) bool { return strings.ToValidUTF8(s, "") == s }
+
+// FuzzSMTPSession drives a whole session on loopback with arbitrary client bytes: the server
+// must answer or hang up, never panic or hang, and keep serving the next client.
+func FuzzSMTPSession(f *testing.F) {
+	f.Add([]byte("EHLO cam\r\nMAIL FROM:<a@b>\r\nRCPT TO:<cam-1@x>\r\nDATA\r\nSubject: Motion\r\n\r\nx\r\n.\r\nQUIT\r\n"))
+	f.Add([]byte("EHLO cam\r\nAUTH LOGIN\r\ndQ==\r\ncA==\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 5 LAST\r\nab\r\ncQUIT\r\n"))
+	ts := startServer(f, Config{CommandTimeout: 5 * time.Second, DataTimeout: 5 * time.Second, MaxMessageBytes: 1 << 16})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		go func() {
+			c.Write(data)
+			c.(*net.TCPConn).CloseWrite()
+		}()
+		out, err := io.ReadAll(c)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("session did not end after the client's EOF; read %q", out)
+		}
+		if len(out) > 0 && !bytes.HasPrefix(out, []byte("220 ")) {
+			t.Fatalf("first reply %q, want the greeting", out)
+		}
+		for len(ts.alarms) > 0 {
+			<-ts.alarms
+		}
+	})
+}
