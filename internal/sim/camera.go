@@ -74,7 +74,7 @@ func (c *Camera) URL() string {
 
 // Run serves the stream until ctx ends. It can be called once.
 func (c *Camera) Run(ctx context.Context) error {
-	srv := c.ln.server(c)
+	srv := c.ln.server((*cameraHandler)(c))
 	if err := srv.Start(); err != nil {
 		c.ln.close()
 		return fmt.Errorf("sim camera: start rtsp server: %w", err)
@@ -135,32 +135,35 @@ func (c *Camera) Run(ctx context.Context) error {
 	}
 }
 
+// cameraHandler is the Camera as gortsplib sees it, so that the callbacks stay out of Camera's API.
+type cameraHandler Camera
+
 // OnDescribe implements gortsplib.ServerHandlerOnDescribe.
-func (c *Camera) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (c *cameraHandler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
 	return c.serve(ctx.Conn, ctx.Request, ctx.Path)
 }
 
 // OnSetup implements gortsplib.ServerHandlerOnSetup.
-func (c *Camera) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (c *cameraHandler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
 	return c.serve(ctx.Conn, ctx.Request, ctx.Path)
 }
 
 // OnPlay implements gortsplib.ServerHandlerOnPlay.
-func (c *Camera) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+func (c *cameraHandler) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
 // OnConnOpen implements gortsplib.ServerHandlerOnConnOpen.
-func (c *Camera) OnConnOpen(ctx *gortsplib.ServerHandlerOnConnOpenCtx) {
+func (c *cameraHandler) OnConnOpen(ctx *gortsplib.ServerHandlerOnConnOpenCtx) {
 	c.log.Debug("sim camera: connection opened", "remote", ctx.Conn.NetConn().RemoteAddr())
 }
 
 // OnConnClose implements gortsplib.ServerHandlerOnConnClose.
-func (c *Camera) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
+func (c *cameraHandler) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
 	c.log.Debug("sim camera: connection closed", "remote", ctx.Conn.NetConn().RemoteAddr(), "err", ctx.Error)
 }
 
-func (c *Camera) serve(conn *gortsplib.ServerConn, req *base.Request, path string) (*base.Response, *gortsplib.ServerStream, error) {
+func (c *cameraHandler) serve(conn *gortsplib.ServerConn, req *base.Request, path string) (*base.Response, *gortsplib.ServerStream, error) {
 	// Readers are checked on DESCRIBE and again on SETUP, as a client may skip DESCRIBE.
 	if c.cfg.Username != "" && !conn.VerifyCredentials(req, c.cfg.Username, c.cfg.Password) {
 		return &base.Response{StatusCode: base.StatusUnauthorized}, nil, liberrors.ErrServerAuth{}

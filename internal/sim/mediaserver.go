@@ -94,7 +94,7 @@ func (m *MediaServer) URL() string {
 
 // Run serves until ctx ends. It can be called once.
 func (m *MediaServer) Run(ctx context.Context) error {
-	srv := m.ln.server(m)
+	srv := m.ln.server((*mediaHandler)(m))
 	m.mu.Lock()
 	m.srv = srv
 	m.mu.Unlock()
@@ -158,8 +158,12 @@ func streamName(path string) string {
 	return strings.Trim(path, "/")
 }
 
+// mediaHandler is the MediaServer as gortsplib sees it, so that the callbacks stay out of
+// MediaServer's API.
+type mediaHandler MediaServer
+
 // OnAnnounce implements gortsplib.ServerHandlerOnAnnounce.
-func (m *MediaServer) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
+func (m *mediaHandler) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
 	if m.cfg.PublishUser != "" && !ctx.Conn.VerifyCredentials(ctx.Request, m.cfg.PublishUser, m.cfg.PublishPass) {
 		return &base.Response{StatusCode: base.StatusUnauthorized}, liberrors.ErrServerAuth{}
 	}
@@ -196,7 +200,7 @@ func (m *MediaServer) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*ba
 }
 
 // OnRecord implements gortsplib.ServerHandlerOnRecord.
-func (m *MediaServer) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Response, error) {
+func (m *mediaHandler) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Response, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, ok := m.bySession[ctx.Session]
@@ -226,7 +230,7 @@ func (m *MediaServer) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.R
 }
 
 // packet forwards one published packet to players and counts it.
-func (m *MediaServer) packet(p *publication, fc *frameCounter, medi *description.Media, pkt *rtp.Packet) {
+func (m *mediaHandler) packet(p *publication, fc *frameCounter, medi *description.Media, pkt *rtp.Packet) {
 	if err := p.stream.WritePacketRTP(medi, pkt); err != nil {
 		m.log.Debug("sim media server: forward", "stream", p.name, "err", err)
 	}
@@ -257,7 +261,7 @@ func (m *MediaServer) packet(p *publication, fc *frameCounter, medi *description
 }
 
 // OnSessionClose implements gortsplib.ServerHandlerOnSessionClose.
-func (m *MediaServer) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+func (m *mediaHandler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, ok := m.bySession[ctx.Session]
@@ -274,12 +278,12 @@ func (m *MediaServer) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseC
 }
 
 // OnDescribe implements gortsplib.ServerHandlerOnDescribe.
-func (m *MediaServer) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (m *mediaHandler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
 	return m.play(ctx.Path)
 }
 
 // OnSetup implements gortsplib.ServerHandlerOnSetup.
-func (m *MediaServer) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (m *mediaHandler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
 	if ctx.Session.State() == gortsplib.ServerSessionStatePreRecord {
 		return &base.Response{StatusCode: base.StatusOK}, nil, nil
 	}
@@ -287,11 +291,11 @@ func (m *MediaServer) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Res
 }
 
 // OnPlay implements gortsplib.ServerHandlerOnPlay.
-func (m *MediaServer) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+func (m *mediaHandler) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
-func (m *MediaServer) play(path string) (*base.Response, *gortsplib.ServerStream, error) {
+func (m *mediaHandler) play(path string) (*base.Response, *gortsplib.ServerStream, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, ok := m.paths[streamName(path)]
