@@ -137,15 +137,15 @@ done
 )
 
 echo
-printf '%-64s %12s\n' file size
+printf '%-80s %10s\n' file size
 for suffix in $built_binaries; do
 	f="$BIN/camgate-linux-$suffix"
-	printf '%-64s %12s\n' "$f" "$(mib "$(stat -c %s "$f")")"
+	printf '%-80s %10s\n' "$f" "$(mib "$(stat -c %s "$f")")"
 done
 for t in "${selected[@]}"; do
 	IFS=: read -r format arch suffix <<<"$t"
 	f="$DIST/camgate_${CAMGATE_VERSION}_${arch}.$format"
-	printf '%-64s %12s\n' "$f" "$(mib "$(stat -c %s "$f")")"
+	printf '%-80s %10s\n' "$f" "$(mib "$(stat -c %s "$f")")"
 done
 
 # The limits of a MIPS router with 16 MB of flash; fail loudly rather than ship what won't fit.
