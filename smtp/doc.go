@@ -3,4 +3,30 @@
 //
 // Nothing a client sends may crash or stall it: sizes, lines, sessions and time are bounded. It
 // knows nothing of the agent or of where the alarm goes next.
+//
+// The protocol is github.com/emersion/go-smtp; this package adds what cameras need and what a
+// gateway must defend against:
+//
+//   - AUTH PLAIN and LOGIN over plain TCP (cameras rarely do TLS). With a configured username
+//     AUTH is required; without one any credentials pass, because many cameras insist on
+//     logging in.
+//   - Lines of any length inside a mail (DATA or BDAT), yet command lines bounded to 16 KiB:
+//     go-smtp can only bound both or neither, so the connection under it (sessionConn) follows
+//     the byte stream to tell commands from mail content.
+//   - Mails over Config.MaxMessageBytes get 552; the session and the server go on.
+//   - Time: a deadline per command line, a longer one per mail transfer, and a lifetime per
+//     session, so one byte a second holds nothing for long.
+//   - Sessions: at most Config.MaxSessions. A new connection on a full server evicts the session
+//     that has gone longest without completing a command or a mail; a camera completes its
+//     commands in milliseconds, so clients that trickle bytes or sit idle are the ones that go.
+//   - Errors: a session that earns ten 5xx replies (garbage, password guessing) is closed;
+//     go-smtp itself closes after four unknown or malformed commands.
+//   - Who may connect is decided by an internal/lan Policy before the greeting: a denied
+//     connection is closed without a byte.
+//
+// ParseMail does the MIME side with go-message and its charset tables (GB2312/GBK, Big5,
+// windows-1251, KOI8-R, UTF-8...): RFC 2047 subjects, raw 8-bit subjects (read as the body's
+// charset, else GB18030), base64 and quoted-printable bodies, multiparts nested up to 8 deep,
+// and the first JPEG (recognised by its FF D8 FF magic, whatever its Content-Type) up to
+// MaxSnapshotBytes.
 package smtp
