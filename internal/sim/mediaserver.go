@@ -45,6 +45,11 @@ type StreamStats struct {
 	FirstVideoFrameKey bool
 	Bytes              uint64    // RTP payload bytes, every track and publish
 	LastFrameAt        time.Time // arrival of the latest RTP packet
+	// Players is how many sessions are playing the path now. VideoFramesPlayed counts the video
+	// frames published while at least one was: what a relay reading this path was offered, the
+	// honest denominator for "frames it passed on".
+	Players           int
+	VideoFramesPlayed uint64
 }
 
 // MediaServer stands in for Flussonic: it accepts RTSP publishers (ANNOUNCE/RECORD, TCP or UDP)
@@ -59,6 +64,7 @@ type MediaServer struct {
 	srv       *gortsplib.Server
 	paths     map[string]*publication // the current publisher of each path
 	bySession map[*gortsplib.ServerSession]*publication
+	players   map[*gortsplib.ServerSession]string // playing session -> path
 	stats     map[string]*StreamStats
 }
 
@@ -83,6 +89,7 @@ func NewMediaServer(cfg MediaServerConfig) (*MediaServer, error) {
 		ln:        ln,
 		paths:     make(map[string]*publication),
 		bySession: make(map[*gortsplib.ServerSession]*publication),
+		players:   make(map[*gortsplib.ServerSession]string),
 		stats:     make(map[string]*StreamStats),
 	}, nil
 }
@@ -247,6 +254,9 @@ func (m *mediaHandler) packet(p *publication, fc *frameCounter, medi *descriptio
 	case fc != nil:
 		fc.observe(pkt, func(u accessUnit) {
 			st.VideoFrames++
+			if st.Players > 0 {
+				st.VideoFramesPlayed++
+			}
 			if u.key {
 				st.KeyFrames++
 			}
@@ -264,6 +274,12 @@ func (m *mediaHandler) packet(p *publication, fc *frameCounter, medi *descriptio
 func (m *mediaHandler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if path, ok := m.players[ctx.Session]; ok {
+		delete(m.players, ctx.Session)
+		if st := m.stats[path]; st != nil && st.Players > 0 {
+			st.Players--
+		}
+	}
 	p, ok := m.bySession[ctx.Session]
 	if !ok {
 		return
@@ -291,7 +307,16 @@ func (m *mediaHandler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Re
 }
 
 // OnPlay implements gortsplib.ServerHandlerOnPlay.
-func (m *mediaHandler) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+func (m *mediaHandler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+	name := streamName(ctx.Path)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, again := m.players[ctx.Session]; !again {
+		if st := m.stats[name]; st != nil {
+			m.players[ctx.Session] = name
+			st.Players++
+		}
+	}
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 

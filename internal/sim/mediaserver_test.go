@@ -145,6 +145,12 @@ func TestMediaServerCountsWhatFFmpegPublishes(t *testing.T) {
 				t.Fatalf("no stats for %s; have %v", name, m.Streams())
 			}
 			t.Logf("%+v", st)
+			if st.VideoFramesPlayed == 0 || st.VideoFramesPlayed > st.VideoFrames {
+				t.Errorf("VideoFramesPlayed = %d while ffprobe played %d published frames: want some, at most all", st.VideoFramesPlayed, st.VideoFrames)
+			}
+			if st.Players != 0 {
+				t.Errorf("Players = %d after ffprobe left, want 0", st.Players)
+			}
 			if !slices.Equal(st.Codecs, tt.wantCodecs) {
 				t.Errorf("Codecs = %v, want %v", st.Codecs, tt.wantCodecs)
 			}
