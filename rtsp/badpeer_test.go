@@ -103,7 +103,7 @@ func TestBadPeers(t *testing.T) {
 	tests := []struct {
 		name    string
 		camera  func(net.Conn, *bufio.Reader) // nil: a working ffmpeg camera
-		refuse  base.StatusCode              // upstream answer to ANNOUNCE
+		refuse  base.StatusCode               // upstream answer to ANNOUNCE
 		creds   bool
 		wantErr string
 	}{

@@ -2,6 +2,7 @@ package rtsp
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 )
@@ -36,7 +37,7 @@ func TestProbeFailsWithoutMedia(t *testing.T) {
 	if err == nil {
 		t.Fatal("Probe of a path with no stream succeeded")
 	}
-	if want := "DESCRIBE refused: 404"; !contains(err.Error(), want) {
+	if want := "DESCRIBE refused: 404"; !strings.Contains(err.Error(), want) {
 		t.Errorf("Probe error = %q, want it to contain %q", err, want)
 	}
 }

@@ -121,7 +121,7 @@ func slicesEqual(a, b []uint8) bool {
 // the RECORD session into a file and ffprobe counts what it holds.
 func TestRelayToFFmpeg(t *testing.T) {
 	ff := needTool(t, "ffmpeg", "ffmpeg")
-	fp := needTool(t, "ffprobe", "ffmpeg")
+	needTool(t, "ffprobe", "ffmpeg")
 	cam := newTestServer(t)
 	startCamera(t, cam.url("cam"), "libx264", "aac", 6)
 	waitFor(t, 10*time.Second, "camera to publish", func() bool { return cam.snapshot("cam").videoFrames > 0 })
@@ -149,22 +149,36 @@ func TestRelayToFFmpeg(t *testing.T) {
 		t.Fatal("receiving ffmpeg did not finish after the relay stopped")
 	}
 
-	probe := exec.Command(fp, "-v", "error", "-count_frames", "-show_streams", "-of", "json", out)
-	b, err := probe.Output()
+	video, audio, firstKey := ffprobeCounts(t, out)
+	if video < camSent*95/100 {
+		t.Errorf("ffprobe counts %d video frames, camera sent %d while relaying: want >= 95%%", video, camSent)
+	}
+	if audio == 0 {
+		t.Error("no audio frames in the received file")
+	}
+	if !firstKey {
+		t.Error("first video frame in the received file is not a keyframe")
+	}
+}
+
+// ffprobeCounts returns the video and audio frame counts of a media file and whether its first
+// video frame is a keyframe.
+func ffprobeCounts(t *testing.T, file string) (video, audio int, firstKey bool) {
+	t.Helper()
+	fp := needTool(t, "ffprobe", "ffmpeg")
+	b, err := exec.Command(fp, "-v", "error", "-count_frames", "-show_streams", "-of", "json", file).Output()
 	if err != nil {
-		t.Fatalf("ffprobe: %v", err)
+		t.Fatalf("ffprobe %s: %v", file, err)
 	}
 	var res struct {
 		Streams []struct {
 			CodecType string `json:"codec_type"`
-			CodecName string `json:"codec_name"`
 			Frames    string `json:"nb_read_frames"`
 		} `json:"streams"`
 	}
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatal(err)
 	}
-	var video, audio int
 	for _, s := range res.Streams {
 		n, _ := strconv.Atoi(s.Frames)
 		switch s.CodecType {
@@ -174,20 +188,10 @@ func TestRelayToFFmpeg(t *testing.T) {
 			audio = n
 		}
 	}
-	if video < camSent*95/100 {
-		t.Errorf("ffprobe counts %d video frames, camera sent %d while relaying: want >= 95%%", video, camSent)
-	}
-	if audio == 0 {
-		t.Errorf("no audio frames in the received file: %s", b)
-	}
 	first, err := exec.Command(fp, "-v", "error", "-select_streams", "v", "-read_intervals", "%+#1",
-		"-show_entries", "frame=key_frame,pict_type", "-of", "csv=p=0", out).Output()
+		"-show_entries", "frame=key_frame,pict_type", "-of", "csv=p=0", file).Output()
 	if err != nil {
 		t.Fatalf("ffprobe first frame: %v", err)
 	}
-	if !strings.HasPrefix(strings.TrimSpace(string(first)), "1,I") {
-		t.Errorf("first video frame = %q, want a keyframe (1,I)", first)
-	}
+	return video, audio, strings.HasPrefix(strings.TrimSpace(string(first)), "1,I")
 }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }
