@@ -211,17 +211,29 @@ func (c *sessionConn) extendDeadline(d time.Duration) {
 	_ = c.SetReadDeadline(time.Now().Add(d))
 }
 
-func (c *sessionConn) clamp(t time.Time) time.Time {
-	if t.IsZero() || t.After(c.end) {
-		return c.end
+// writeGrace lets the server say why it hangs up (421) after the session's lifetime is over.
+const writeGrace = 5 * time.Second
+
+func clamp(t, end time.Time) time.Time {
+	if t.IsZero() || t.After(end) {
+		return end
 	}
 	return t
 }
 
-func (c *sessionConn) SetDeadline(t time.Time) error     { return c.Conn.SetDeadline(c.clamp(t)) }
-func (c *sessionConn) SetReadDeadline(t time.Time) error { return c.Conn.SetReadDeadline(c.clamp(t)) }
+func (c *sessionConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+func (c *sessionConn) SetReadDeadline(t time.Time) error {
+	return c.Conn.SetReadDeadline(clamp(t, c.end))
+}
+
 func (c *sessionConn) SetWriteDeadline(t time.Time) error {
-	return c.Conn.SetWriteDeadline(c.clamp(t))
+	return c.Conn.SetWriteDeadline(clamp(t, c.end.Add(writeGrace)))
 }
 
 func (c *sessionConn) markProgress() { c.progress.Store(time.Now().UnixNano()) }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/camgate/camgate/internal/lan"
 )
 
 // testServer runs a Server on a free loopback port and collects the alarms it hands over.
@@ -390,7 +392,7 @@ func TestCameraGetsThroughTricklingClients(t *testing.T) {
 }
 
 func TestDeniedPeerGetsNoGreeting(t *testing.T) {
-	p, err := newPolicy([]string{"192.0.2.0/24"})
+	p, err := lan.NewPolicy([]string{"192.0.2.0/24"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,4 +464,54 @@ func TestBDATLongLine(t *testing.T) {
 		t.Errorf("alarm = %+v", a)
 	}
 	c.cmd("NOOP", "250")
+}
+
+// One byte at a time, fast enough to beat any idle timeout, still cannot hold a session: each
+// command line has its own deadline, and a busy session has a lifetime.
+func TestTricklingSessionsEnd(t *testing.T) {
+	tests := []struct {
+		name  string
+		cfg   Config
+		drip  string // sent one byte per 100 ms, repeated
+		reply string // the server's last words
+	}{
+		// bufio hands go-smtp the partial line when the deadline hits; it is refused as a bad
+		// command, and go-smtp hangs up after four of them.
+		{"a command line never finished", Config{CommandTimeout: time.Second}, "NOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOP", "500"},
+		{"commands finished forever", Config{CommandTimeout: time.Second, SessionTimeout: 2 * time.Second}, "NOOP\r\n", "421"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := startServer(t, tt.cfg)
+			c := dial(t, ts.addr)
+			stop := make(chan struct{})
+			defer close(stop)
+			go func() {
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					case <-time.After(100 * time.Millisecond):
+					}
+					if _, err := c.conn.Write([]byte{tt.drip[i%len(tt.drip)]}); err != nil {
+						return
+					}
+				}
+			}()
+			var last string
+			for {
+				line, err := c.r.ReadString('\n')
+				if err != nil {
+					if ne, ok := err.(net.Error); ok && ne.Timeout() {
+						t.Fatalf("session still open after the client's deadline; last reply %q", last)
+					}
+					break
+				}
+				last = line
+			}
+			if !strings.HasPrefix(last, tt.reply) {
+				t.Errorf("last reply %q, want %s", last, tt.reply)
+			}
+		})
+	}
 }
