@@ -81,11 +81,14 @@ func DeriveGatewayID() (id, how string) {
 	return "gw-unknown", "nothing (no machine-id, no MAC)"
 }
 
+// writableDir tells whether the daemon could keep its data in dir, without creating it: a
+// command that only reads the config must not leave directories behind.
 func writableDir(dir string) bool {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return false
+	probe := dir
+	if _, err := os.Stat(dir); err != nil {
+		probe = filepath.Dir(dir)
 	}
-	f, err := os.CreateTemp(dir, ".probe-*")
+	f, err := os.CreateTemp(probe, ".camgate-probe-*")
 	if err != nil {
 		return false
 	}

@@ -73,7 +73,18 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprint(stdout, usageText)
 		return nil
 	}
-	_ = rest
+	switch cmd {
+	case "run":
+		return cmdRun(ctx, rest, stderr)
+	case "pair-code":
+		return cmdPairCode(rest, stdout, stderr)
+	case "demo":
+		return cmdDemo(ctx, rest, stdout, stderr)
+	case "probe":
+		return cmdProbe(ctx, rest, stdout, stderr)
+	case "selftest":
+		return cmdSelftest(ctx, rest, stdout, stderr)
+	}
 	fmt.Fprint(stderr, usageText)
 	return usagef("unknown command %q", cmd)
 }

@@ -1,0 +1,358 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/camgate/camgate/rtsp"
+	"github.com/camgate/camgate/store"
+)
+
+// Options are what the command line hands the agent besides the config.
+type Options struct {
+	Logger   *slog.Logger
+	LogLevel *slog.LevelVar      // set from log.level, also on reload; may be nil
+	Reload   <-chan struct{}     // a value asks for the config file to be read again (SIGHUP)
+	Getenv   func(string) string // nil = os.Getenv
+	Version  string              // reported in status and telemetry
+	Ready    func(a *Agent)      // called once everything is listening; may be nil
+}
+
+// Agent runs one gateway: its cameras' relays and, as they are wired, discovery, motion and the
+// uplink. Build it with New and start it with Run.
+type Agent struct {
+	log     *slog.Logger
+	opts    Options
+	started time.Time
+
+	mu       sync.Mutex
+	loaded   Loaded
+	db       *store.DB
+	cameras  map[string]*cameraEntry // by camera_id
+	agentIDs map[string]string       // camera_id -> agent_id, persisted
+}
+
+// cameraEntry is one camera as the agent wants it (conf) and as it runs (relay).
+type cameraEntry struct {
+	id      string
+	agentID string
+	origin  string // "config" for static cameras
+	conf    CameraConfig
+	relay   *relayRun
+	problem string // why it is not relayed, in words, when that is the agent's doing
+}
+
+type relayRun struct {
+	cfg    rtsp.RelayConfig
+	relay  *rtsp.Relay
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New checks nothing beyond what LoadConfig already validated; all I/O happens in Run.
+func New(l Loaded, opts Options) *Agent {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	return &Agent{log: opts.Logger, opts: opts, loaded: l, cameras: map[string]*cameraEntry{}}
+}
+
+// Run opens the store, starts every enabled camera's relay and keeps them in line with the
+// config until ctx ends; then it stops them all and closes the store.
+func (a *Agent) Run(ctx context.Context) error {
+	a.started = time.Now()
+	cfg := a.config()
+	for _, n := range a.loaded.Notes {
+		a.log.Info(n)
+	}
+	a.setLogLevel(cfg.Log.Level)
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	db, err := store.Open(cfg.dataPath("camgate.db"), store.Options{OutboxMaxBytes: cfg.Outbox.MaxBytes, Logger: a.log})
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer db.Close()
+	a.db = db
+	if err := a.loadAgentIDs(); err != nil {
+		return err
+	}
+	code, err := PairCode(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("pairing code: %w", err)
+	}
+	a.log.Info("camgate started", "version", a.opts.Version, "gateway_id", cfg.GatewayID,
+		"config", cfg.sourceName(a.loaded.Path), "data_dir", cfg.DataDir, "setup_code", code)
+	if cfg.Flussonic.Publish == "" {
+		a.log.Warn("flussonic.publish is not set: cameras are registered but not relayed")
+	}
+
+	runCtx, stopAll := context.WithCancel(ctx)
+	defer a.stopRelays()
+	defer stopAll()
+	a.reconcile(runCtx)
+	if a.opts.Ready != nil {
+		a.opts.Ready(a)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			a.log.Info("stopping: tearing down relays")
+			return nil
+		case <-a.opts.Reload:
+			a.reload(runCtx)
+		}
+	}
+}
+
+func (a *Agent) config() Loaded {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.loaded
+}
+
+func (c *Config) sourceName(path string) string {
+	if path == "" {
+		return "built-in defaults"
+	}
+	return path
+}
+
+func (a *Agent) setLogLevel(level string) {
+	if a.opts.LogLevel == nil {
+		return
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err == nil {
+		a.opts.LogLevel.Set(l)
+	}
+}
+
+// reload reads the config file again. A bad file keeps the running config and says why; keys
+// that only take effect at start are named so the owner knows a restart is needed.
+func (a *Agent) reload(ctx context.Context) {
+	old := a.config()
+	if old.Path == "" {
+		a.log.Info("reload: running on built-in defaults, no file to read")
+		return
+	}
+	l, err := LoadConfig(old.Path, true, a.opts.Getenv)
+	if err != nil {
+		a.log.Error("reload: keeping the running config", "err", err)
+		return
+	}
+	for key, same := range map[string]bool{
+		"gateway_id": old.GatewayID == l.GatewayID, "data_dir": old.DataDir == l.DataDir,
+		"web.listen": old.Web.Listen == l.Web.Listen, "smtp.listen": old.SMTP.Listen == l.SMTP.Listen,
+		"outbox.max_bytes": old.Outbox.MaxBytes == l.Outbox.MaxBytes,
+	} {
+		if !same {
+			a.log.Warn("reload: this key takes effect at the next restart", "key", key)
+		}
+	}
+	a.mu.Lock()
+	a.loaded = l
+	a.mu.Unlock()
+	a.setLogLevel(l.Log.Level)
+	a.log.Info("reload: config read", "path", l.Path)
+	a.reconcile(ctx)
+}
+
+// desiredCameras is the registry the config asks for.
+func (a *Agent) desiredCameras(cfg *Config) map[string]CameraConfig {
+	want := make(map[string]CameraConfig, len(cfg.Cameras))
+	for _, c := range cfg.Cameras {
+		id := c.ID
+		if id == "" {
+			id = CameraIDFromURL(c.URL)
+		}
+		c.ID = id
+		want[id] = c
+	}
+	return want
+}
+
+// relayConfig is what one camera's relay should run with, or a reason it should not run.
+func relayConfig(cfg *Config, c CameraConfig, log *slog.Logger) (rtsp.RelayConfig, string) {
+	switch {
+	case !c.Enabled:
+		return rtsp.RelayConfig{}, "disabled"
+	case cfg.Flussonic.Publish == "":
+		return rtsp.RelayConfig{}, "flussonic.publish is not set"
+	}
+	if u := c.URL; len(u) < 4 || u[:4] != "rtsp" {
+		return rtsp.RelayConfig{}, "ONVIF device: stream URL not resolved yet"
+	}
+	return rtsp.RelayConfig{
+		Source:    c.URL,
+		Username:  c.Username,
+		Password:  c.Password,
+		Transport: c.Transport,
+		Audio:     c.Audio,
+		Publish:   cfg.PublishURL(c.ID),
+		Logger:    log.With("camera_id", c.ID),
+	}, ""
+}
+
+// sameRelay compares two relay configs by what the relay does, not by their loggers.
+func sameRelay(x, y rtsp.RelayConfig) bool {
+	x.Logger, y.Logger = nil, nil
+	return reflect.DeepEqual(x, y)
+}
+
+// reconcile makes the running relays match the config: it starts what is missing, restarts only
+// what changed and stops what is gone. One camera's trouble never touches another's relay.
+func (a *Agent) reconcile(ctx context.Context) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cfg := a.loaded.Config
+	want := a.desiredCameras(&cfg)
+	for id, e := range a.cameras {
+		if _, ok := want[id]; !ok {
+			a.stopRelayLocked(e)
+			delete(a.cameras, id)
+			a.log.Info("camera removed", "camera_id", id)
+		}
+	}
+	for id, conf := range want {
+		e, ok := a.cameras[id]
+		if !ok {
+			e = &cameraEntry{id: id, origin: "config", agentID: assignAgentID(cfg.GatewayID, id, a.agentIDs)}
+			a.cameras[id] = e
+			a.log.Info("camera added", "camera_id", id, "agent_id", e.agentID, "name", conf.Name)
+		}
+		e.conf = conf
+		rc, why := relayConfig(&cfg, conf, a.log)
+		e.problem = why
+		switch {
+		case why != "":
+			if e.relay != nil {
+				a.log.Info("relay stopped", "camera_id", id, "reason", why)
+			}
+			a.stopRelayLocked(e)
+		case e.relay != nil && sameRelay(e.relay.cfg, rc):
+			// unchanged: keep the running session
+		default:
+			if e.relay != nil {
+				a.log.Info("relay settings changed: restarting", "camera_id", id)
+				a.stopRelayLocked(e)
+			}
+			a.startRelayLocked(ctx, e, rc)
+		}
+	}
+	if err := a.saveAgentIDsLocked(); err != nil {
+		a.log.Error("saving agent ids", "err", err)
+	}
+}
+
+func (a *Agent) startRelayLocked(ctx context.Context, e *cameraEntry, rc rtsp.RelayConfig) {
+	rctx, cancel := context.WithCancel(ctx)
+	run := &relayRun{cfg: rc, relay: rtsp.NewRelay(rc), cancel: cancel, done: make(chan struct{})}
+	e.relay = run
+	a.log.Info("relay starting", "camera_id", e.id, "publish", redactURL(rc.Publish))
+	go func() {
+		defer close(run.done)
+		if err := run.relay.Run(rctx); err != nil {
+			a.log.Error("relay ended", "camera_id", e.id, "err", err)
+		}
+	}()
+}
+
+func (a *Agent) stopRelayLocked(e *cameraEntry) {
+	if e.relay == nil {
+		return
+	}
+	e.relay.cancel()
+	select {
+	case <-e.relay.done:
+	case <-time.After(5 * time.Second):
+		a.log.Warn("relay did not stop within 5s", "camera_id", e.id)
+	}
+	e.relay = nil
+}
+
+func (a *Agent) stopRelays() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, e := range a.cameras {
+		if e.relay != nil {
+			wg.Add(1)
+			go func(e *cameraEntry) { defer wg.Done(); a.stopRelayLocked(e) }(e)
+		}
+	}
+	wg.Wait()
+}
+
+const settingAgentIDs = "agent_ids"
+
+func (a *Agent) loadAgentIDs() error {
+	a.agentIDs = map[string]string{}
+	b, ok, err := a.db.Settings().Get(settingAgentIDs)
+	if err != nil {
+		return fmt.Errorf("store: reading agent ids: %w", err)
+	}
+	if ok {
+		if err := json.Unmarshal(b, &a.agentIDs); err != nil {
+			return fmt.Errorf("store: agent ids are corrupt: %w", err)
+		}
+	}
+	return nil
+}
+
+func (a *Agent) saveAgentIDsLocked() error {
+	b, err := json.Marshal(a.agentIDs)
+	if err != nil {
+		return err
+	}
+	return a.db.Settings().Put(settingAgentIDs, b)
+}
+
+// CameraStatus is one camera as the page, MQTT and the log see it. It carries no secret.
+type CameraStatus struct {
+	ID         string     `json:"camera_id"`
+	AgentID    string     `json:"agent_id"`
+	Name       string     `json:"name"`
+	URL        string     `json:"url"` // without credentials
+	Enabled    bool       `json:"enabled"`
+	Audio      bool       `json:"audio"`
+	StreamName string     `json:"stream_name"`
+	PublishURL string     `json:"publish_url"` // without credentials
+	Problem    string     `json:"problem,omitempty"`
+	Relay      rtsp.Stats `json:"relay"`
+}
+
+// Cameras reports every camera in the registry, sorted by id.
+func (a *Agent) Cameras() []CameraStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cfg := a.loaded.Config
+	out := make([]CameraStatus, 0, len(a.cameras))
+	for _, e := range a.cameras {
+		s := CameraStatus{
+			ID: e.id, AgentID: e.agentID, Name: e.conf.Name, URL: redactURL(e.conf.URL),
+			Enabled: e.conf.Enabled, Audio: e.conf.Audio, StreamName: cfg.StreamName(e.id),
+			PublishURL: redactURL(cfg.PublishURL(e.id)), Problem: e.problem,
+		}
+		if e.relay != nil {
+			s.Relay = e.relay.relay.Stats()
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// GatewayID is the id this gateway runs under.
+func (a *Agent) GatewayID() string { return a.config().GatewayID }
