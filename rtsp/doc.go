@@ -1,7 +1,22 @@
-// Package rtsp pulls video from cameras (Source), publishes it upstream over RTSP or RTMP (Sink)
-// and joins the two with reconnect, keyframe gating and statistics (Relay).
+// Package rtsp pulls video from cameras and publishes it upstream over RTSP or RTMP, joining the
+// two with reconnect, keyframe gating and statistics (Relay), and probes a camera URL (Probe).
 //
-// It passes codecs through untouched and must not allocate per packet on the forward path, nor
-// buffer without bound: a slow uplink drops video until the next keyframe. It knows nothing of
-// ONVIF, MQTT or the agent.
+// A Relay runs two independent loops. The camera side (source.go) holds a gortsplib client
+// session: the first H.264/H.265 video track and, unless audio is off, the first AAC, G.711 or
+// Opus track; ONVIF metadata and back channels are never set up. The upstream side (sink.go,
+// rtmp.go) announces those tracks with RTSP ANNOUNCE/RECORD over TCP interleaved, or publishes
+// them over RTMP. Between the two sits a forwarder (forward.go): a fixed ring of reused packet
+// buffers. It drops everything until a keyframe after any restart of either side or an
+// overflow, injects the parameter sets (from the SDP or learned in-band) in front of that
+// keyframe, and rewrites sequence numbers and timestamps in place so that one upstream session
+// survives camera restarts. A slow uplink therefore costs video until the next keyframe, never
+// memory. Codecs pass through untouched: the RTSP path forwards RTP payloads as they came; the
+// RTMP path depacketizes into frames because RTMP carries frames.
+//
+// Each side reconnects forever with the backoff in backoff.go: jittered attempts under a second
+// apart during the first minute of an outage, then doubling to 30 s. The camera's track set is
+// compared by codec parameters; only a change makes the upstream side announce again, and an
+// upstream failure never touches the camera session.
+//
+// The package knows nothing of ONVIF, MQTT or the agent.
 package rtsp
