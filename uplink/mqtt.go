@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -278,7 +280,7 @@ func (m *MQTT) session(ctx context.Context, handlers *inflight) error {
 	c := paho.NewClient(opts)
 	if err := wait(ctx, c.Connect(), controlTimeout, nil); err != nil {
 		c.Disconnect(0)
-		return fmt.Errorf("mqtt: %s", describeConnectError(err))
+		return fmt.Errorf("mqtt: %s", describeConnectError(err, m.tls != nil))
 	}
 	m.connected.Store(true)
 	defer m.connected.Store(false)
@@ -336,7 +338,7 @@ func wait(ctx context.Context, t paho.Token, timeout time.Duration, lost <-chan 
 
 // describeConnectError makes a TLS failure read as one ("tls: x509: certificate signed by unknown
 // authority") instead of paho's generic "network Error : ...".
-func describeConnectError(err error) string {
+func describeConnectError(err error, isTLS bool) string {
 	var unknownCA x509.UnknownAuthorityError
 	var hostname x509.HostnameError
 	var invalid x509.CertificateInvalidError
@@ -356,12 +358,14 @@ func describeConnectError(err error) string {
 		return "tls: the broker refused the handshake: " + alert.Error()
 	}
 	// paho wraps network errors as "network Error : <cause>"; the cause says more.
-	if cause := errors.Unwrap(err); cause != nil {
-		if u, ok := cause.(interface{ Unwrap() []error }); ok {
-			if errs := u.Unwrap(); len(errs) == 2 {
-				return errs[1].Error()
-			}
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		if errs := u.Unwrap(); len(errs) == 2 {
+			err = errs[1]
 		}
+	}
+	if isTLS && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)) {
+		// With TLS 1.3 a server that refuses our certificate just hangs up after the handshake.
+		return err.Error() + " (the broker may have refused the client certificate)"
 	}
 	return err.Error()
 }

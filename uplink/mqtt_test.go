@@ -3,8 +3,8 @@ package uplink
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -42,7 +42,7 @@ func runMQTT(t testing.TB, m *MQTT) (stop func()) {
 
 func newTestMQTT(t testing.TB, url string, q Queue, edit func(*MQTTConfig)) *MQTT {
 	t.Helper()
-	cfg := MQTTConfig{URL: url, TopicPrefix: prefix, Version: "1.2.3", Queue: "mqtt"}
+	cfg := MQTTConfig{URL: url, TopicPrefix: prefix, Version: "1.2.3", Queue: "mqtt", Logger: testLogger(t)}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -329,4 +329,6 @@ func TestClientIDDefaultsFromPrefix(t *testing.T) {
 	}
 }
 
-var _ = errors.New
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}

@@ -90,7 +90,7 @@ func TestEventSinkRetriesThroughRefusalsInOrderAndBatches(t *testing.T) {
 	srv := httptest.NewServer(w)
 	defer srv.Close()
 	q := newMemQueue()
-	s, err := NewEventSink(EventSinkConfig{URL: srv.URL + "/vsaas/api/v2/streamer_events", Queue: "sink:0"}, q)
+	s, err := NewEventSink(EventSinkConfig{URL: srv.URL + "/vsaas/api/v2/streamer_events", Queue: "sink:0", Logger: testLogger(t)}, q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestEventSinkDropsPayloadsThatAreNotJSON(t *testing.T) {
 	srv := httptest.NewServer(w)
 	defer srv.Close()
 	q := newMemQueue()
-	s, err := NewEventSink(EventSinkConfig{URL: srv.URL, Queue: "sink:0"}, q)
+	s, err := NewEventSink(EventSinkConfig{URL: srv.URL, Queue: "sink:0", Logger: testLogger(t)}, q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestEventSinkNoAnswerIsRetried(t *testing.T) {
 	defer srv.Close()
 	defer close(release)
 	q := newMemQueue()
-	s, err := NewEventSink(EventSinkConfig{URL: srv.URL, Queue: "sink:0", Client: &http.Client{Timeout: 200 * time.Millisecond}}, q)
+	s, err := NewEventSink(EventSinkConfig{URL: srv.URL, Queue: "sink:0", Logger: testLogger(t), Client: &http.Client{Timeout: 200 * time.Millisecond}}, q)
 	if err != nil {
 		t.Fatal(err)
 	}
