@@ -48,7 +48,8 @@ type CommandHandler interface {
 // Tuning. The window keeps enough PUBLISHes in flight that a loopback broker is limited by its
 // own speed, not by round trips; the waits are generous because gateways' uplinks are slow.
 const (
-	drainWindow       = 256
+	maxWindow         = 1024             // messages in flight; each outbox Ack is an fsync, so fewer is slower
+	windowBytes       = 4 << 20          // payload bytes in flight, so that queued snapshots do not fill RAM
 	ackTimeout        = 30 * time.Second // a PUBACK slower than this means the connection is dead
 	controlTimeout    = 10 * time.Second // CONNECT, SUBSCRIBE, status publish
 	offlineTimeout    = 2 * time.Second  // the goodbye on shutdown must not hold the agent up
@@ -320,6 +321,23 @@ func (m *MQTT) session(ctx context.Context, handlers *inflight) error {
 
 var errConnectionLost = errors.New("connection lost")
 
+// cutWindow keeps the prefix of peeked that fits windowBytes (at least one message) and returns
+// how many to peek next time: twice as many after a full window of small messages, as many as
+// fitted after a window of big ones.
+func cutWindow(peeked []store.Message, n int) ([]store.Message, int) {
+	var bytes int
+	for i, msg := range peeked {
+		bytes += len(msg.Payload) + len(msg.Topic)
+		if bytes >= windowBytes {
+			return peeked[:i+1], i + 1
+		}
+	}
+	if len(peeked) == n {
+		n = min(2*n, maxWindow)
+	}
+	return peeked, n
+}
+
 // wait waits for t, ctx, the loss of the connection or timeout, whichever comes first.
 func wait(ctx context.Context, t paho.Token, timeout time.Duration, lost <-chan struct{}) error {
 	timer := time.NewTimer(timeout)
@@ -375,12 +393,14 @@ func describeConnectError(err error, isTLS bool) string {
 // later message past a failed one would let the failed one overtake it on resend.
 func (m *MQTT) drain(ctx context.Context, c paho.Client, lost <-chan struct{}) error {
 	notify := m.q.Notify(m.cfg.Queue)
-	tokens := make([]paho.Token, 0, drainWindow)
+	tokens := make([]paho.Token, 0, maxWindow)
+	n := 64 // how many to Peek: grows while messages are small, shrinks when they are big
 	for {
-		msgs, err := m.q.Peek(m.cfg.Queue, drainWindow)
+		msgs, err := m.q.Peek(m.cfg.Queue, n)
 		if err != nil {
 			return fmt.Errorf("mqtt: outbox: %w", err)
 		}
+		msgs, n = cutWindow(msgs, n)
 		if len(msgs) == 0 {
 			select {
 			case <-ctx.Done():

@@ -332,3 +332,35 @@ func TestClientIDDefaultsFromPrefix(t *testing.T) {
 func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+func TestCutWindow(t *testing.T) {
+	msgs := func(sizes ...int) []store.Message {
+		var out []store.Message
+		for _, s := range sizes {
+			out = append(out, store.Message{Payload: make([]byte, s)})
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		peeked   []store.Message
+		n        int
+		wantLen  int
+		wantNext int
+	}{
+		{"small and full: grow", msgs(10, 10, 10, 10), 4, 4, 8},
+		{"small, not full: keep", msgs(10, 10), 4, 2, 4},
+		{"growth is capped", make([]store.Message, maxWindow), maxWindow, maxWindow, maxWindow},
+		{"big: cut and shrink", msgs(3<<20, 3<<20, 10), 3, 2, 2},
+		{"one huge message still goes", msgs(5<<20, 10), 2, 1, 1},
+		{"empty", nil, 64, 0, 64},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, next := cutWindow(tt.peeked, tt.n)
+			if len(got) != tt.wantLen || next != tt.wantNext {
+				t.Errorf("cutWindow = %d messages, next %d; want %d, next %d", len(got), next, tt.wantLen, tt.wantNext)
+			}
+		})
+	}
+}
