@@ -189,3 +189,27 @@ func FuzzParseCommand(f *testing.F) {
 		}
 	})
 }
+
+func TestCommandsBeyondTheBoundAreRefusedNotQueued(t *testing.T) {
+	b := startBroker(t, "")
+	sub := subscribe(t, b, nil, prefix+"/cmd/+/reply")
+	h := &commands{release: make(chan struct{})}
+	m := newTestMQTT(t, "mqtt://"+b.addr(), newMemQueue(), func(c *MQTTConfig) { c.Commands = h })
+	runMQTT(t, m)
+	eventually(t, "the command subscription", 20*time.Second, func() bool {
+		sendCommand(t, b, "echo", []byte(`{"id":"ping"}`))
+		time.Sleep(100 * time.Millisecond)
+		return len(replies(t, sub, "echo")) > 0
+	})
+	for i := range maxCommandsAtOnce + 1 {
+		sendCommand(t, b, "block", fmt.Appendf(nil, `{"id":"b%d"}`, i))
+	}
+	eventually(t, "a busy reply", 20*time.Second, func() bool { return len(replies(t, sub, "block")) == 1 })
+	if r := replies(t, sub, "block")[0]; r.OK || !strings.Contains(r.Error, "busy") {
+		t.Errorf("reply beyond the bound = %+v, want busy", r)
+	}
+	close(h.release)
+	eventually(t, "every blocked command to answer once released", 20*time.Second, func() bool {
+		return len(replies(t, sub, "block")) == maxCommandsAtOnce+1
+	})
+}
