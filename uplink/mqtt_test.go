@@ -364,3 +364,18 @@ func TestCutWindow(t *testing.T) {
 		})
 	}
 }
+
+func FuzzBrokerURL(f *testing.F) {
+	for _, s := range []string{"mqtt://h", "mqtts://u:p@h:8883", "ws://h/mqtt", "wss://[::1]/x", "mqtt://[::1", "http://h", "mqtt://:0", "mqtt://%zz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		u, err := brokerURL(raw)
+		if err != nil {
+			return
+		}
+		if u.Hostname() == "" || u.Port() == "" {
+			t.Fatalf("brokerURL(%q) = %s: accepted without host or port", raw, u)
+		}
+	})
+}
