@@ -95,14 +95,41 @@ func TestRelayToRTSPServer(t *testing.T) {
 	}
 }
 
-// countWindow counts the video frames the camera published and the frames upstream received over
-// the same stretch of time, allowing upstream a moment to catch up at the end.
+// countWindow counts the video frames the camera published during d and how many of those
+// same frames, recognised by RTP timestamp, reached upstream. Matching by timestamp rather than
+// by wall clock keeps the count honest however far upstream lags under load; it holds while the
+// camera session has not restarted, when the relay passes timestamps through unchanged.
 func countWindow(cam *testServer, camPath string, up *testServer, upPath string, d time.Duration) (sent, got int) {
-	c0, u0 := cam.snapshot(camPath).videoFrames, up.snapshot(upPath).videoFrames
+	last := func(ts []uint32) uint32 { return ts[len(ts)-1] }
+	s0 := cam.snapshot(camPath)
 	time.Sleep(d)
-	c1 := cam.snapshot(camPath).videoFrames
-	time.Sleep(500 * time.Millisecond)
-	return c1 - c0, up.snapshot(upPath).videoFrames - u0
+	s1 := cam.snapshot(camPath)
+	if len(s0.frameTS) == 0 || len(s1.frameTS) <= len(s0.frameTS) {
+		return len(s1.frameTS) - len(s0.frameTS), 0
+	}
+	t0, t1 := last(s0.frameTS), last(s1.frameTS)
+	inWindow := func(ts uint32) bool { return int32(ts-t0) > 0 && int32(ts-t1) <= 0 }
+	for _, ts := range s1.frameTS[len(s0.frameTS):] {
+		if inWindow(ts) {
+			sent++
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		u := up.snapshot(upPath)
+		got = 0
+		reached := false
+		for _, ts := range u.frameTS {
+			if inWindow(ts) {
+				got++
+			}
+			reached = reached || int32(ts-t1) >= 0
+		}
+		if reached || time.Now().After(deadline) {
+			return sent, got
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func slicesEqual(a, b []uint8) bool {

@@ -38,7 +38,8 @@ type testStream struct {
 
 	videoFrames  int
 	audioPackets int
-	firstNALs    []uint8 // NAL types of the first few video packets
+	firstNALs    []uint8  // NAL types of the first few video packets
+	frameTS      []uint32 // RTP timestamp of each video frame, in arrival order
 	lastFrameAt  time.Time
 }
 
@@ -111,7 +112,7 @@ func (s *testServer) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*bas
 	}
 	st.publisher = ctx.Session
 	st.desc = ctx.Description
-	st.videoFrames, st.audioPackets, st.firstNALs = 0, 0, nil
+	st.videoFrames, st.audioPackets, st.firstNALs, st.frameTS = 0, 0, nil, nil
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
@@ -148,6 +149,7 @@ func (s *testServer) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Re
 			if pkt.Marker {
 				st.videoFrames++
 				st.lastFrameAt = time.Now()
+				st.frameTS = append(st.frameTS, pkt.Timestamp)
 			}
 		default:
 			st.audioPackets++
@@ -183,6 +185,7 @@ func (s *testServer) snapshot(path string) testStream {
 	}
 	c := *st
 	c.firstNALs = append([]uint8(nil), st.firstNALs...)
+	c.frameTS = append([]uint32(nil), st.frameTS...)
 	return c
 }
 
