@@ -16,6 +16,7 @@ import (
 
 	"github.com/camgate/camgate/internal/sim/onvifdev"
 	"github.com/camgate/camgate/onvif"
+	"github.com/grandcat/zeroconf"
 )
 
 // Multicast tests run in a child process inside a network namespace of its own, holding only
@@ -244,4 +245,50 @@ func keys(m map[string]onvif.Found) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+func TestMDNSFindsCamerasBesideAnotherResponder(t *testing.T) {
+	inNetns(t, []string{"10.77.0.50", "10.77.0.51", "10.77.0.52"}, func(t *testing.T) {
+		lo, err := net.InterfaceByName("lo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Stand-in for avahi-daemon/umdns: it holds 0.0.0.0:5353 with SO_REUSEADDR, as they do.
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) {
+				_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+			})
+		}}
+		avahi, err := lc.ListenPacket(context.Background(), "udp4", "0.0.0.0:5353")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer avahi.Close()
+
+		ifs := []net.Interface{*lo}
+		for _, s := range []struct{ instance, service, host, ip string }{
+			{"AXIS M3045-V - ACCC8E012345", "_axis-video._tcp", "axis-accc8e012345", "10.77.0.50"},
+			{"Porch IPC", "_rtsp._tcp", "ipc-porch", "10.77.0.51"},
+			{"HP LaserJet 400", "_http._tcp", "printer", "10.77.0.52"},
+		} {
+			srv, err := zeroconf.RegisterProxy(s.instance, s.service, "local.", 554, s.host, []string{s.ip}, []string{"vendor=test"}, ifs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Shutdown()
+		}
+
+		got, err := onvif.BrowseMDNS(context.Background(), onvif.MDNSConfig{Interfaces: []string{"lo"}}, 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, s := range got {
+			names = append(names, fmt.Sprintf("%s %s %v:%d", s.Service, s.Instance, s.IPv4, s.Port))
+		}
+		want := []string{"_axis-video._tcp AXIS M3045-V - ACCC8E012345 [10.77.0.50]:554", "_rtsp._tcp Porch IPC [10.77.0.51]:554"}
+		if !slices.Equal(names, want) {
+			t.Errorf("found %q\nwant %q (the printer's _http._tcp left out)", names, want)
+		}
+	})
 }
