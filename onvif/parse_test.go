@@ -258,3 +258,31 @@ func TestSlowDeviceTimesOut(t *testing.T) {
 		t.Errorf("err = %v, want a deadline error", err)
 	}
 }
+
+func TestHTTPBasicIsUsedWhenThatIsAllTheDeviceOffers(t *testing.T) {
+	info := `<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body><GetDeviceInformationResponse><Manufacturer>Old</Manufacturer></GetDeviceInformationResponse></s:Body></s:Envelope>`
+	var sawBasic bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "admin" || p != "pw" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="cam"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		sawBasic = true
+		_, _ = w.Write([]byte(info))
+	}))
+	defer srv.Close()
+	for _, tt := range []struct {
+		password string
+		ok       bool
+	}{{"pw", true}, {"nope", false}} {
+		c, _ := NewClient(ClientConfig{XAddr: srv.URL, Username: "admin", Password: tt.password})
+		got, err := c.GetDeviceInformation(context.Background())
+		if tt.ok && (err != nil || got.Manufacturer != "Old" || !sawBasic) {
+			t.Errorf("password %q: %+v, %v", tt.password, got, err)
+		}
+		if !tt.ok && (!errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "HTTP basic")) {
+			t.Errorf("password %q: err = %v, want refused after HTTP basic", tt.password, err)
+		}
+	}
+}

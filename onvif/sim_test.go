@@ -214,7 +214,7 @@ func TestPTZCommandsReachTheDevice(t *testing.T) {
 	}
 }
 
-func TestPullPointDeliversMotionAndSurvivesNothingAfterRestart(t *testing.T) {
+func TestPullMessagesDeliversMotionAndFailsOnAForgottenSubscription(t *testing.T) {
 	dev := startDevice(t, onvifdev.Config{Auth: onvifdev.AuthWSSecurity, Username: "u", Password: "p", ClockSkew: -30 * time.Hour})
 	c := newClient(t, dev.XAddr(), "u", "p")
 	ctx := testContext(t)
@@ -260,5 +260,56 @@ func TestPullPointDeliversMotionAndSurvivesNothingAfterRestart(t *testing.T) {
 	dev.Restart()
 	if _, err := c.PullMessages(ctx, sub, time.Second, 10); err == nil {
 		t.Fatal("PullMessages on a subscription the device forgot: no error")
+	}
+}
+
+func TestPullPointFollowsMotionAcrossADeviceRestart(t *testing.T) {
+	dev := startDevice(t, onvifdev.Config{Auth: onvifdev.AuthHTTPDigest, Username: "u", Password: "p"})
+	c := newClient(t, dev.XAddr(), "u", "p")
+	ctx := testContext(t)
+	if _, err := c.GetServices(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pp, err := onvif.NewPullPoint(onvif.PullPointConfig{Client: c, Lifetime: 3 * time.Second, PullTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- pp.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	// waitMotion reads notifications until a motion alarm in the wanted state.
+	waitMotion := func(want bool, op string) {
+		t.Helper()
+		for {
+			select {
+			case n := <-pp.Notifications():
+				if on, ok := n.Motion(); ok && on == want && n.Operation == op {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("no %s motion=%v notification", op, want)
+			}
+		}
+	}
+	waitMotion(false, "Initialized")
+	dev.SetMotion(true)
+	waitMotion(true, "Changed")
+
+	time.Sleep(3 * time.Second) // past 80% of the lifetime: the subscription is renewed, not lost
+	dev.SetMotion(false)
+	waitMotion(false, "Changed")
+
+	dev.Restart() // the camera forgets the subscription; the loop must subscribe again
+	waitMotion(false, "Initialized")
+	dev.SetMotion(true)
+	waitMotion(true, "Changed")
+	if n := dev.Subscriptions(); n != 1 {
+		t.Errorf("%d subscriptions on the device, want 1", n)
 	}
 }
