@@ -146,29 +146,31 @@ func (d *Discoverer) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 
+	// Without the group socket there are no Hello/Bye, but probing still works: another
+	// WS-Discovery daemon may hold the port without SO_REUSEADDR.
 	listener, err := listenMulticast(d.group)
 	if err != nil {
-		d.fail(err)
-		return err
-	}
-	lpc := ipv4.NewPacketConn(listener)
-	joined := 0
-	for _, ifi := range ifaces {
-		if err := lpc.JoinGroup(ifi, &net.UDPAddr{IP: d.group.IP}); err != nil {
-			d.log.Warn("ws-discovery: cannot join group", "interface", ifi.Name, "err", err)
-			continue
+		d.log.Warn("ws-discovery: not listening for Hello and Bye", "err", err)
+	} else {
+		lpc := ipv4.NewPacketConn(listener)
+		joined := 0
+		for _, ifi := range ifaces {
+			if err := lpc.JoinGroup(ifi, &net.UDPAddr{IP: d.group.IP}); err != nil {
+				d.log.Warn("ws-discovery: cannot join group", "interface", ifi.Name, "err", err)
+				continue
+			}
+			joined++
 		}
-		joined++
+		_ = lpc.SetControlMessage(ipv4.FlagInterface, true)
+		if joined == 0 {
+			d.log.Warn("ws-discovery: not listening for Hello and Bye: no interface joined the group", "group", d.group.IP)
+			listener.Close()
+			listener = nil
+		} else {
+			wg.Add(1)
+			go func() { defer wg.Done(); d.readLoop(ctx, lpc, "") }()
+		}
 	}
-	_ = lpc.SetControlMessage(ipv4.FlagInterface, true)
-	if joined == 0 {
-		listener.Close()
-		err := fmt.Errorf("onvif: ws-discovery: could not join %s on any of %d interfaces", d.group.IP, len(ifaces))
-		d.fail(err)
-		return err
-	}
-	wg.Add(1)
-	go func() { defer wg.Done(); d.readLoop(ctx, lpc, "") }()
 
 	var probers []*prober
 	for _, ifi := range ifaces {
@@ -181,9 +183,16 @@ func (d *Discoverer) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); d.readLoop(ctx, p.pc, ifi.Name) }()
 	}
+	if len(probers) == 0 && listener == nil {
+		err := fmt.Errorf("onvif: ws-discovery: no usable socket on %d interfaces", len(ifaces))
+		d.fail(err)
+		return err
+	}
 	go func() {
 		<-ctx.Done()
-		listener.Close()
+		if listener != nil {
+			listener.Close()
+		}
 		for _, p := range probers {
 			p.conn.Close()
 		}

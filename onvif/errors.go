@@ -59,6 +59,9 @@ type AuthError struct {
 }
 
 func (e *AuthError) Error() string {
+	if e.Username == "" {
+		return fmt.Sprintf("onvif %s: the device requires credentials and none are configured: %v", e.Device, e.Cause)
+	}
 	return fmt.Sprintf("onvif %s: credentials for user %q were refused (tried %s): %v",
 		e.Device, e.Username, e.Tried, e.Cause)
 }
