@@ -13,14 +13,14 @@ import (
 	"time"
 )
 
-// fixtureDir is where the recorded answers of real cameras live (see SOURCES.md there).
-const fixtureDir = "../../shared/fixtures/onvif"
+// fixtureDir holds recorded answers of real cameras (provenance in its SOURCES.md).
+const fixtureDir = "testdata/fixtures"
 
 func fixturePath(t testing.TB, parts ...string) string {
 	t.Helper()
 	p := filepath.Join(append([]string{fixtureDir}, parts...)...)
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("fixture %s missing (the shared fixtures live beside the checkout): %v", p, err)
+		t.Fatalf("fixture %s missing : %v", p, err)
 	}
 	return p
 }
