@@ -20,7 +20,7 @@ func fixturePath(t testing.TB, parts ...string) string {
 	t.Helper()
 	p := filepath.Join(append([]string{fixtureDir}, parts...)...)
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("fixture %s missing : %v", p, err)
+		t.Fatalf("fixture %s missing: %v", p, err)
 	}
 	return p
 }
