@@ -308,7 +308,7 @@ func readLimited(r io.Reader, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(data)) > limit {
-		return nil, errTooLarge
+		return nil, tooLarge(limit)
 	}
 	return data, nil
 }

@@ -141,3 +141,67 @@ func TestInventoryOfRecordedCameras(t *testing.T) {
 		})
 	}
 }
+
+func TestRecordedProfilesOfPartialSets(t *testing.T) {
+	tests := []struct {
+		vendor     string
+		profiles   int
+		codec      string
+		width      int
+		audioCodec string
+	}{
+		{"lorex", 2, "H264", 704, "G711"},
+		{"dahua-oem-unattributed", 2, "H264", 2592, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.vendor, func(t *testing.T) {
+			body, err := parseEnvelope(readFixture(t, tt.vendor, "GetProfiles.xml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps := parseProfiles(body.Children[0])
+			if len(ps) != tt.profiles {
+				t.Fatalf("%d profiles, want %d", len(ps), tt.profiles)
+			}
+			// Lorex's first profile has an empty VideoEncoderConfiguration: the first profile
+			// with video is what matters.
+			var video *Profile
+			for i := range ps {
+				if ps[i].Codec != "" {
+					video = &ps[i]
+					break
+				}
+			}
+			if video == nil || video.Codec != tt.codec || video.Width != tt.width || video.AudioCodec != tt.audioCodec || video.Token == "" {
+				t.Errorf("first video profile %+v in %+v", video, ps)
+			}
+		})
+	}
+}
+
+func TestRecordedDahuaCapabilitiesAndURIs(t *testing.T) {
+	srv := fixtureServer(t, "dahua")
+	c, err := NewClient(ClientConfig{XAddr: srv.URL + "/onvif/device_service"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	svc, err := c.GetCapabilities(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc.Media != srv.URL+"/onvif/media_service" || svc.Events != srv.URL+"/onvif/event_service" {
+		t.Errorf("services %+v", svc)
+	}
+	stream, err := c.GetStreamURI(ctx, "MediaProfile00001")
+	if err != nil || stream != "rtsp://192.168.1.123:554/cam/realmonitor?channel=1&subtype=1&unicast=true&proto=Onvif" {
+		t.Errorf("stream URI %q, %v", stream, err)
+	}
+	if fixed := c.fixMediaURL(stream); !strings.HasPrefix(fixed, "rtsp://127.0.0.1:554/cam/realmonitor?") {
+		t.Errorf("fixed stream URI %q", fixed)
+	}
+	snap, err := c.GetSnapshotURI(ctx, "MediaProfile00001")
+	if err != nil || !strings.HasPrefix(snap, "http://192.168.1.123/onvifsnapshot/") {
+		t.Errorf("snapshot URI %q, %v", snap, err)
+	}
+}

@@ -286,3 +286,25 @@ func TestHTTPBasicIsUsedWhenThatIsAllTheDeviceOffers(t *testing.T) {
 		}
 	}
 }
+
+func TestSnapshotRefusesHugeAndNonJPEGAnswers(t *testing.T) {
+	tests := []struct {
+		name string
+		body []byte
+		want string
+	}{
+		{"over 4 MiB", append([]byte{0xFF, 0xD8}, make([]byte, MaxSnapshotBytes)...), "larger than"},
+		{"an HTML error page", []byte("<html>busy</html>"), "not a JPEG"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(tt.body) }))
+			defer srv.Close()
+			c, _ := NewClient(ClientConfig{XAddr: srv.URL})
+			_, err := c.Snapshot(context.Background(), srv.URL+"/snap.jpg")
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

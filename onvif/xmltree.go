@@ -17,7 +17,12 @@ const (
 	maxElements  = 20000
 )
 
-var errTooLarge = errors.New("response larger than 1 MiB")
+func tooLarge(limit int64) error {
+	if limit%(1<<20) == 0 {
+		return fmt.Errorf("answer larger than %d MiB", limit>>20)
+	}
+	return fmt.Errorf("answer larger than %d bytes", limit)
+}
 
 // element is a namespace-tolerant view of an XML element: vendors disagree on prefixes and even
 // on namespace URIs, so lookups go by local name only.
@@ -32,7 +37,7 @@ type element struct {
 // parseTree parses a whole document into an element tree, bounding depth and element count.
 func parseTree(data []byte) (*element, error) {
 	if len(data) > maxBodyBytes {
-		return nil, errTooLarge
+		return nil, tooLarge(maxBodyBytes)
 	}
 	d := xml.NewDecoder(bytes.NewReader(data))
 	// Cameras declare charsets they do not use (utf-16 on a utf-8 body): read bytes as they are.
