@@ -124,7 +124,7 @@ func (c *Client) call(ctx context.Context, endpoint, ns, op, body string, opts .
 	if o.action != "" {
 		action = o.action
 	}
-	resynced := false
+	resynced, freshDigest := false, false
 	var tried []string
 	for attempt := 0; attempt < 4; attempt++ {
 		res, status, hdr, err := c.roundTrip(ctx, endpoint, action, c.envelope(withCreds, o.header, body), op, o.anonymous && c.username == "", o.extra)
@@ -139,16 +139,14 @@ func (c *Client) call(ctx context.Context, endpoint, ns, op, body string, opts .
 			switch {
 			case c.username == "":
 				return nil, &AuthError{Device: c.xaddr, Tried: "no credentials", Cause: fmt.Errorf("%s: HTTP 401", op)}
-			case ch["digest"] != "" && !haveDigest:
+			case ch["digest"] != "" && !freshDigest:
+				// A new challenge, or a nonce of ours that expired (not every camera says
+				// stale=true): answer it once per call before blaming the password.
 				c.mu.Lock()
 				c.digest = newDigestChallenge(ch["digest"])
 				c.mu.Unlock()
+				freshDigest = true
 				tried = append(tried, "HTTP digest")
-				continue
-			case haveDigest && strings.Contains(strings.ToLower(ch["digest"]), "stale=true"):
-				c.mu.Lock()
-				c.digest = newDigestChallenge(ch["digest"])
-				c.mu.Unlock()
 				continue
 			case hasKey(ch, "basic") && !haveBasic && !haveDigest:
 				c.mu.Lock()
