@@ -313,3 +313,15 @@ func TestPullPointFollowsMotionAcrossADeviceRestart(t *testing.T) {
 		t.Errorf("%d subscriptions on the device, want 1", n)
 	}
 }
+
+func TestExpiredDigestNonceIsAnsweredAgain(t *testing.T) {
+	dev := startDevice(t, onvifdev.Config{Auth: onvifdev.AuthHTTPDigest, Username: "u", Password: "p", DigestNonceLifetime: 300 * time.Millisecond})
+	c := newClient(t, dev.XAddr(), "u", "p")
+	ctx := testContext(t)
+	for i := range 3 {
+		if _, err := c.GetDeviceInformation(ctx); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		time.Sleep(400 * time.Millisecond) // let the nonce expire
+	}
+}

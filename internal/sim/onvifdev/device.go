@@ -47,6 +47,9 @@ type Config struct {
 	ClockSkew          time.Duration // the device's clock minus the real time
 	Auth               AuthMode
 	Username, Password string
+	// DigestNonceLifetime is how long an HTTP Digest nonce stays valid (default 5 minutes);
+	// expired nonces are re-challenged without stale=true, as many cameras do.
+	DigestNonceLifetime time.Duration
 
 	// DiscoveryGroup is the WS-Discovery multicast group:port; "" disables discovery.
 	DiscoveryGroup string
@@ -72,6 +75,7 @@ type Device struct {
 	nextSub  int
 	ptzLog   []string
 	nonces   map[string]bool
+	issued   map[string]time.Time // HTTP Digest nonces handed out
 	disc     *discovery
 	changed  chan struct{} // closed and replaced on every motion change
 	requests int
@@ -105,6 +109,9 @@ func New(cfg Config) (*Device, error) {
 	if cfg.Serial == "" {
 		cfg.Serial = strings.ReplaceAll(cfg.MAC, ":", "")
 	}
+	if cfg.DigestNonceLifetime <= 0 {
+		cfg.DigestNonceLifetime = 5 * time.Minute
+	}
 	if cfg.Name == "" {
 		cfg.Name = cfg.Manufacturer + " " + cfg.Model
 	}
@@ -122,7 +129,7 @@ func New(cfg Config) (*Device, error) {
 		host = net.JoinHostPort(cfg.AnnounceHost, port)
 	}
 	return &Device{cfg: cfg, log: log, ln: ln, host: host, subs: map[string]*subscription{},
-		nonces: map[string]bool{}, changed: make(chan struct{})}, nil
+		nonces: map[string]bool{}, issued: map[string]time.Time{}, changed: make(chan struct{})}, nil
 }
 
 // XAddr is the device service URL on the real listening address.
@@ -291,11 +298,22 @@ func (d *Device) checkHTTPDigest(w http.ResponseWriter, r *http.Request) bool {
 	if scheme, params, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Digest") {
 		p := onvif.ParseAuthParams(params)
 		want := onvif.DigestResponse(d.cfg.Username, realm, d.cfg.Password, r.Method, p["uri"], p["nonce"], p["nc"], p["cnonce"], p["qop"])
-		if p["username"] == d.cfg.Username && p["realm"] == realm && p["response"] == want {
+		d.mu.Lock()
+		issued, known := d.issued[p["nonce"]]
+		d.mu.Unlock()
+		fresh := known && time.Since(issued) < d.cfg.DigestNonceLifetime
+		if fresh && p["username"] == d.cfg.Username && p["realm"] == realm && p["response"] == want {
 			return true
 		}
 	}
-	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Digest realm=%q, qop="auth", nonce=%q, algorithm=MD5`, realm, uuid()))
+	nonce := uuid()
+	d.mu.Lock()
+	if len(d.issued) > 10000 {
+		d.issued = map[string]time.Time{}
+	}
+	d.issued[nonce] = time.Now()
+	d.mu.Unlock()
+	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Digest realm=%q, qop="auth", nonce=%q, algorithm=MD5`, realm, nonce))
 	http.Error(w, "unauthorized", http.StatusUnauthorized)
 	return false
 }
