@@ -188,6 +188,13 @@ func TestDiscoveryFindsTwentyCamerasAndFollowsHelloAndBye(t *testing.T) {
 			}
 		}
 
+		// The one-shot scan of `camgate discover` sees the same cameras, beside the running
+		// discoverer on the same port.
+		once, err := onvif.Discover(ctx, onvif.DiscovererConfig{Interfaces: []string{"lo"}, Group: group}, 2*time.Second)
+		if err != nil || len(once) != 20 {
+			t.Errorf("Discover: %d devices, %v", len(once), err)
+		}
+
 		if err := devs[7].Bye(); err != nil {
 			t.Fatal(err)
 		}
