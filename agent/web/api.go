@@ -1,0 +1,763 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Bounds on what the page may send; generous for people, small for a flood.
+const (
+	maxCodeLen     = 64
+	maxNameLen     = 128
+	maxUserLen     = 128
+	maxPasswordLen = 256
+	maxURLLen      = 2048
+	maxIDLen       = 128
+	maxEventSinks  = 16
+	qrSize         = 384
+)
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "encode response: "+err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// writeError answers {"error": msg}.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	b, _ := json.Marshal(struct {
+		Error string `json:"error"`
+	}{msg})
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// decodeJSON reads one JSON value of bounded size into v, refusing unknown fields and
+// trailing data; on failure it has answered the request and returns false.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	if ct := r.Header.Get("Content-Type"); !isJSONContentType(ct) {
+		// A form cannot send application/json without a CORS preflight, so this also keeps
+		// plain cross-site forms out.
+		writeError(w, http.StatusUnsupportedMediaType, "request body must be application/json")
+		return false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	if err := decodeStrict(r.Body, v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "bad request body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func isJSONContentType(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
+}
+
+// decodeStrict decodes exactly one JSON value with no unknown fields.
+func decodeStrict(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return errors.New("empty body")
+		}
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return err
+		}
+		return errors.New("data after the JSON value")
+	}
+	return nil
+}
+
+// clientAddr is the peer's address; no forwarding header is trusted, there is no proxy.
+func clientAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.IPv4Unspecified()
+	}
+	return ap.Addr().Unmap()
+}
+
+func (s *Server) sessionID(r *http.Request) string {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}
+
+// requireSession answers 401 without a live session and 403 for a state change whose
+// X-CSRF-Token does not match the session's.
+func (s *Server) requireSession(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		csrf, ok := s.sessions.lookup(s.sessionID(r), s.now())
+		if !ok {
+			writeError(w, http.StatusUnauthorized, "log in with the setup code first")
+			return
+		}
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+		default:
+			if !tokenMatches(r.Header.Get(csrfHeader), csrf) {
+				writeError(w, http.StatusForbidden, "missing or wrong "+csrfHeader+" header")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	client := clientAddr(r)
+	if ok, wait := s.limiter.allow(client, s.now()); !ok {
+		s.loginRefused.Add(1)
+		secs := int((wait + 999_999_999) / 1_000_000_000)
+		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many wrong codes: try again in %d s", max(secs, 1)))
+		return
+	}
+	var req struct {
+		Code string `json:"code"`
+	}
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if len(req.Code) > maxCodeLen || !codeMatches(req.Code, s.cfg.PairCode) {
+		s.limiter.fail(client, s.now())
+		s.loginFailed.Add(1)
+		s.log.Warn("pairing page: wrong setup code", "client", client.String())
+		writeError(w, http.StatusUnauthorized, "wrong setup code")
+		return
+	}
+	// A fresh id on every login, so an id planted before login is worth nothing.
+	if old := s.sessionID(r); old != "" {
+		s.sessions.remove(old)
+	}
+	id, csrf := s.sessions.create(s.now())
+	http.SetCookie(w, &http.Cookie{
+		Name:     sessionCookie,
+		Value:    id,
+		Path:     "/",
+		HttpOnly: true,
+		SameSite: http.SameSiteStrictMode,
+	})
+	s.log.Info("pairing page: logged in", "client", client.String())
+	writeJSON(w, http.StatusOK, sessionInfo{LoggedIn: true, CSRFToken: csrf})
+}
+
+type sessionInfo struct {
+	LoggedIn  bool   `json:"logged_in"`
+	CSRFToken string `json:"csrf_token,omitempty"`
+}
+
+func (s *Server) session(w http.ResponseWriter, r *http.Request) {
+	csrf, ok := s.sessions.lookup(s.sessionID(r), s.now())
+	writeJSON(w, http.StatusOK, sessionInfo{LoggedIn: ok, CSRFToken: csrf})
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	s.sessions.remove(s.sessionID(r))
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) backendCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), backendTimeout)
+}
+
+// backendError answers err from the Backend with a status that fits, never repeating a secret
+// the request carried.
+func (s *Server) backendError(w http.ResponseWriter, r *http.Request, err error, secrets ...string) {
+	msg := redact(err.Error(), secrets...)
+	var bad *BadRequestError
+	switch {
+	case errors.As(err, &bad):
+		writeError(w, http.StatusBadRequest, msg)
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, msg)
+	case errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusGatewayTimeout, msg)
+	default:
+		s.log.Error("pairing page: backend", "method", r.Method, "path", r.URL.Path, "err", msg)
+		writeError(w, http.StatusInternalServerError, msg)
+	}
+}
+
+// redact replaces each non-empty secret in msg, so an error that quotes a URL with its
+// password does not carry it to the page.
+func redact(msg string, secrets ...string) string {
+	for _, sec := range secrets {
+		if sec != "" {
+			msg = strings.ReplaceAll(msg, sec, "***")
+			if esc := url.QueryEscape(sec); esc != sec {
+				msg = strings.ReplaceAll(msg, esc, "***")
+			}
+			if esc := url.PathEscape(sec); esc != sec {
+				msg = strings.ReplaceAll(msg, esc, "***")
+			}
+		}
+	}
+	return msg
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := s.backendCtx(r)
+	defer cancel()
+	st := s.cfg.Backend.Status(ctx)
+	if st.Version == "" {
+		st.Version = s.cfg.Version
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) cameras(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := s.backendCtx(r)
+	defer cancel()
+	cams := s.cfg.Backend.Cameras(ctx)
+	if cams == nil {
+		cams = []Camera{}
+	}
+	for i := range cams {
+		cams[i] = scrubCamera(cams[i])
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Cameras []Camera `json:"cameras"`
+	}{cams})
+}
+
+// scrubCamera removes user information from the camera's addresses: whatever the agent hands
+// over, the page never receives a password.
+func scrubCamera(c Camera) Camera {
+	c.URL = stripUserinfo(c.URL)
+	c.ONVIF = stripUserinfo(c.ONVIF)
+	return c
+}
+
+// stripUserinfo drops user:password@ from a URL; text that does not parse as one is dropped
+// whole if it has an @ (it might still hold a password), else kept.
+func stripUserinfo(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		if strings.Contains(raw, "@") {
+			return ""
+		}
+		return raw
+	}
+	u.User = nil
+	return u.String()
+}
+
+// stripPassword keeps the user name but drops the password of a URL.
+func stripPassword(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return stripUserinfo(raw)
+	}
+	if u.User != nil {
+		if _, set := u.User.Password(); set {
+			u.User = url.User(u.User.Username())
+		}
+	}
+	return u.String()
+}
+
+// splitCredentials parses raw as a URL with one of schemes and moves any user:password@ out of
+// it. People paste rtsp://admin:secret@10.0.0.20/... as the camera's manual shows it.
+func splitCredentials(field, raw string, schemes ...string) (clean, user, pass string, err error) {
+	raw = strings.TrimSpace(raw)
+	if len(raw) > maxURLLen {
+		return "", "", "", &BadRequestError{Field: field, Reason: "is too long"}
+	}
+	raw, user, pass = cutUserinfo(raw)
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", "", "", &BadRequestError{Field: field, Reason: "is not a URL"}
+	}
+	ok := false
+	for _, sc := range schemes {
+		ok = ok || u.Scheme == sc
+	}
+	if !ok {
+		return "", "", "", &BadRequestError{Field: field, Reason: "scheme must be " + strings.Join(schemes, ", ")}
+	}
+	if u.Host == "" {
+		return "", "", "", &BadRequestError{Field: field, Reason: "has no host"}
+	}
+	return u.String(), user, pass, nil
+}
+
+// cutUserinfo takes user:password@ out of a URL by hand rather than with url.Parse, because
+// people type passwords as they are (with spaces, '#', '/', '@' or '%') and the URL must still
+// be understood. The last '@' ends the user information; the first ':' in it ends the user.
+func cutUserinfo(raw string) (rest, user, pass string) {
+	scheme, after, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw, "", ""
+	}
+	at := strings.LastIndex(after, "@")
+	if at < 0 {
+		return raw, "", ""
+	}
+	userinfo, host := after[:at], after[at+1:]
+	user, pass, _ = strings.Cut(userinfo, ":")
+	// A URL that was written properly percent-encodes: undo that, but keep text that was not.
+	if u, err := url.PathUnescape(user); err == nil {
+		user = u
+	}
+	if p, err := url.PathUnescape(pass); err == nil {
+		pass = p
+	}
+	return scheme + "://" + host, user, pass
+}
+
+// checkText bounds a free-text field and keeps control characters out of it.
+func checkText(field, v string, maxLen int) error {
+	if len(v) > maxLen {
+		return &BadRequestError{Field: field, Reason: fmt.Sprintf("is longer than %d bytes", maxLen)}
+	}
+	if !utf8.ValidString(v) {
+		return &BadRequestError{Field: field, Reason: "is not UTF-8 text"}
+	}
+	for _, r := range v {
+		if unicode.IsControl(r) {
+			return &BadRequestError{Field: field, Reason: "contains a control character"}
+		}
+	}
+	return nil
+}
+
+func checkPassword(field, v string) error {
+	if len(v) > maxPasswordLen {
+		return &BadRequestError{Field: field, Reason: fmt.Sprintf("is longer than %d bytes", maxPasswordLen)}
+	}
+	return nil
+}
+
+// cameraID takes the path's camera_id, which the backend gets as it is, so it is bounded.
+func cameraID(r *http.Request) (string, error) {
+	id := r.PathValue("camera_id")
+	if id == "" || len(id) > maxIDLen {
+		return "", &BadRequestError{Field: "camera_id", Reason: "is empty or too long"}
+	}
+	return id, checkText("camera_id", id, maxIDLen)
+}
+
+// validateAdd checks and normalises an AddCamera.
+func validateAdd(req *AddCamera) error {
+	req.CameraID = strings.TrimSpace(req.CameraID)
+	req.Name = strings.TrimSpace(req.Name)
+	req.Username = strings.TrimSpace(req.Username)
+	if (req.CameraID == "") == (strings.TrimSpace(req.URL) == "") {
+		return &BadRequestError{Reason: "give either camera_id (a discovered camera) or url"}
+	}
+	if req.URL != "" {
+		clean, user, pass, err := splitCredentials("url", req.URL, "rtsp", "rtsps", "http", "https", "onvif")
+		if err != nil {
+			return err
+		}
+		req.URL = clean
+		if req.Username == "" {
+			req.Username = user
+		}
+		if req.Password == "" {
+			req.Password = pass
+		}
+	}
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{{"camera_id", req.CameraID, maxIDLen}, {"name", req.Name, maxNameLen}, {"username", req.Username, maxUserLen}} {
+		if err := checkText(f.name, f.v, f.max); err != nil {
+			return err
+		}
+	}
+	return checkPassword("password", req.Password)
+}
+
+func (s *Server) addCamera(w http.ResponseWriter, r *http.Request) {
+	var req AddCamera
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	secret := req.Password
+	if err := validateAdd(&req); err != nil {
+		writeError(w, http.StatusBadRequest, redact(err.Error(), secret, req.Password))
+		return
+	}
+	ctx, cancel := s.backendCtx(r)
+	defer cancel()
+	cam, err := s.cfg.Backend.AddCamera(ctx, req)
+	if err != nil {
+		s.backendError(w, r, err, secret, req.Password)
+		return
+	}
+	writeJSON(w, http.StatusCreated, scrubCamera(cam))
+}
+
+func validatePatch(p *CameraPatch) error {
+	if p.Name == nil && p.Enabled == nil && p.Audio == nil && p.Substream == nil && p.Username == nil && p.Password == nil {
+		return &BadRequestError{Reason: "nothing to change"}
+	}
+	if p.Name != nil {
+		n := strings.TrimSpace(*p.Name)
+		if n == "" {
+			return &BadRequestError{Field: "name", Reason: "must not be empty"}
+		}
+		if err := checkText("name", n, maxNameLen); err != nil {
+			return err
+		}
+		p.Name = &n
+	}
+	if p.Username != nil {
+		u := strings.TrimSpace(*p.Username)
+		if err := checkText("username", u, maxUserLen); err != nil {
+			return err
+		}
+		p.Username = &u
+	}
+	if p.Password != nil {
+		if *p.Password == "" {
+			p.Password = nil // empty keeps the stored one
+		} else if err := checkPassword("password", *p.Password); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) updateCamera(w http.ResponseWriter, r *http.Request) {
+	id, err := cameraID(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var p CameraPatch
+	if !decodeJSON(w, r, &p) {
+		return
+	}
+	var secret string
+	if p.Password != nil {
+		secret = *p.Password
+	}
+	if err := validatePatch(&p); err != nil {
+		writeError(w, http.StatusBadRequest, redact(err.Error(), secret))
+		return
+	}
+	ctx, cancel := s.backendCtx(r)
+	defer cancel()
+	cam, err := s.cfg.Backend.UpdateCamera(ctx, id, p)
+	if err != nil {
+		s.backendError(w, r, err, secret)
+		return
+	}
+	writeJSON(w, http.StatusOK, scrubCamera(cam))
+}
+
+func (s *Server) removeCamera(w http.ResponseWriter, r *http.Request) {
+	id, err := cameraID(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := s.backendCtx(r)
+	defer cancel()
+	if err := s.cfg.Backend.RemoveCamera(ctx, id); err != nil {
+		s.backendError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
+	id, err := cameraID(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := s.backendCtx(r)
+	defer cancel()
+	jpeg, err := s.cfg.Backend.Snapshot(ctx, id)
+	if err != nil {
+		s.backendError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "image/jpeg")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(jpeg)))
+	w.Write(jpeg)
+}
+
+func (s *Server) discover(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := s.backendCtx(r)
+	defer cancel()
+	if err := s.cfg.Backend.Discover(ctx); err != nil {
+		s.backendError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, struct {
+		Started bool `json:"started"`
+	}{true})
+}
+
+// testStreamRequest is the body of POST /api/test-stream.
+type testStreamRequest struct {
+	URL      string `json:"url"`
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+}
+
+func (s *Server) testStream(w http.ResponseWriter, r *http.Request) {
+	var req testStreamRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	secret := req.Password
+	clean, user, pass, err := splitCredentials("url", req.URL, "rtsp", "rtsps", "http", "https", "onvif")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, redact(err.Error(), secret))
+		return
+	}
+	if req.Username = strings.TrimSpace(req.Username); req.Username == "" {
+		req.Username = user
+	}
+	if req.Password == "" {
+		req.Password = pass
+	}
+	if err := checkText("username", req.Username, maxUserLen); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := checkPassword("password", req.Password); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	select {
+	case s.tests <- struct{}{}:
+		defer func() { <-s.tests }()
+	default:
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusTooManyRequests, "other stream tests are running: try again in a few seconds")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), testStreamTimeout)
+	defer cancel()
+	info, err := s.cfg.Backend.TestStream(ctx, clean, req.Username, req.Password)
+	if err != nil {
+		msg := redact(err.Error(), secret, req.Password)
+		var bad *BadRequestError
+		if errors.As(err, &bad) {
+			writeError(w, http.StatusBadRequest, msg)
+			return
+		}
+		// The camera, not the request, failed: 422 with the reason in words for the page.
+		writeError(w, http.StatusUnprocessableEntity, msg)
+		return
+	}
+	if info.Tracks == nil {
+		info.Tracks = []Track{}
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (s *Server) connection(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := s.backendCtx(r)
+	defer cancel()
+	writeJSON(w, http.StatusOK, scrubConnection(s.cfg.Backend.Connection(ctx)))
+}
+
+func scrubConnection(c Connection) Connection {
+	c.MQTT.URL = stripUserinfo(c.MQTT.URL)
+	c.Flussonic.Publish = stripUserinfo(c.Flussonic.Publish)
+	events := make([]EventSink, len(c.Flussonic.Events))
+	for i, e := range c.Flussonic.Events {
+		events[i] = EventSink{URL: stripPassword(e.URL), Naming: e.Naming}
+	}
+	c.Flussonic.Events = events
+	return c
+}
+
+// validateConnection checks and normalises an update; it returns the secrets it saw, for
+// redaction.
+func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
+	if c.MQTT == nil && c.Flussonic == nil {
+		return nil, &BadRequestError{Reason: "nothing to change: give mqtt or flussonic"}
+	}
+	if m := c.MQTT; m != nil {
+		secrets = append(secrets, m.Password)
+		if m.URL = strings.TrimSpace(m.URL); m.URL != "" {
+			clean, user, pass, err := splitCredentials("mqtt.url", m.URL, "mqtt", "mqtts", "ws", "wss")
+			if err != nil {
+				return secrets, err
+			}
+			m.URL = clean
+			if m.Username == "" {
+				m.Username = user
+			}
+			if m.Password == "" {
+				m.Password = pass
+			}
+			secrets = append(secrets, pass)
+		}
+		m.Username = strings.TrimSpace(m.Username)
+		m.TopicPrefix = strings.TrimSpace(m.TopicPrefix)
+		if err := checkText("mqtt.username", m.Username, maxUserLen); err != nil {
+			return secrets, err
+		}
+		if err := checkText("mqtt.topic_prefix", m.TopicPrefix, maxNameLen); err != nil {
+			return secrets, err
+		}
+		if strings.ContainsAny(m.TopicPrefix, "#+") {
+			return secrets, &BadRequestError{Field: "mqtt.topic_prefix", Reason: "must not contain the wildcards # or +"}
+		}
+		if err := checkPassword("mqtt.password", m.Password); err != nil {
+			return secrets, err
+		}
+	}
+	if f := c.Flussonic; f != nil {
+		secrets = append(secrets, f.Password)
+		if f.Publish = strings.TrimSpace(f.Publish); f.Publish != "" {
+			clean, user, pass, err := splitCredentials("flussonic.publish", f.Publish, "rtsp", "rtsps", "rtmp", "rtmps")
+			if err != nil {
+				return secrets, err
+			}
+			f.Publish = clean
+			if f.Username == "" {
+				f.Username = user
+			}
+			if f.Password == "" {
+				f.Password = pass
+			}
+			secrets = append(secrets, pass)
+		}
+		f.Username = strings.TrimSpace(f.Username)
+		f.StreamName = strings.TrimSpace(f.StreamName)
+		if err := checkText("flussonic.username", f.Username, maxUserLen); err != nil {
+			return secrets, err
+		}
+		if err := checkText("flussonic.stream_name", f.StreamName, maxNameLen); err != nil {
+			return secrets, err
+		}
+		if err := checkPassword("flussonic.password", f.Password); err != nil {
+			return secrets, err
+		}
+		if f.Events != nil {
+			if len(*f.Events) > maxEventSinks {
+				return secrets, &BadRequestError{Field: "flussonic.events", Reason: fmt.Sprintf("at most %d sinks", maxEventSinks)}
+			}
+			for i := range *f.Events {
+				e := &(*f.Events)[i]
+				field := fmt.Sprintf("flussonic.events[%d]", i)
+				e.URL = strings.TrimSpace(e.URL)
+				u, err := url.Parse(e.URL)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(e.URL) > maxURLLen {
+					return secrets, &BadRequestError{Field: field + ".url", Reason: "must be an http or https URL"}
+				}
+				if u.User != nil {
+					p, _ := u.User.Password()
+					secrets = append(secrets, p)
+				}
+				switch e.Naming {
+				case "":
+					e.Naming = "v22"
+				case "v22", "v23":
+				default:
+					return secrets, &BadRequestError{Field: field + ".naming", Reason: "must be v22 or v23"}
+				}
+			}
+		}
+	}
+	return secrets, nil
+}
+
+func (s *Server) setConnection(w http.ResponseWriter, r *http.Request) {
+	var c ConnectionUpdate
+	if !decodeJSON(w, r, &c) {
+		return
+	}
+	secrets, err := validateConnection(&c)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, redact(err.Error(), secrets...))
+		return
+	}
+	ctx, cancel := s.backendCtx(r)
+	defer cancel()
+	if err := s.cfg.Backend.SetConnection(ctx, c); err != nil {
+		s.backendError(w, r, err, secrets...)
+		return
+	}
+	writeJSON(w, http.StatusOK, scrubConnection(s.cfg.Backend.Connection(ctx)))
+}
+
+func (s *Server) wifiQR(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	n := WiFiNetwork{
+		SSID:     q.Get("ssid"),
+		Password: q.Get("password"),
+		Security: q.Get("type"),
+		Hidden:   q.Get("hidden") == "true" || q.Get("hidden") == "1",
+	}
+	if n.Security == "" {
+		n.Security = "WPA"
+		if n.Password == "" {
+			n.Security = "nopass"
+		}
+	}
+	png, err := n.PNG(qrSize)
+	if err != nil {
+		var bad *BadRequestError
+		if errors.As(err, &bad) {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Cache-Control", "no-store") // it holds the Wi-Fi password
+	w.Write(png)
+}
+
+// metrics serves Prometheus text without a login: scrapers cannot log in, the listener admits
+// only the LAN, and nothing in it is secret.
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics(w)
+	}
+	fmt.Fprintf(w, "camgate_web_denied_connections_total %d\n", s.DeniedConnections())
+	fmt.Fprintf(w, "camgate_web_login_failures_total %d\n", s.loginFailed.Load())
+	fmt.Fprintf(w, "camgate_web_login_refused_total %d\n", s.loginRefused.Load())
+	fmt.Fprintf(w, "camgate_web_sessions %d\n", s.sessions.count())
+}

@@ -1,0 +1,221 @@
+package web
+
+import (
+	"context"
+	"errors"
+)
+
+// Backend is what the page needs from the agent. The agent implements it; this package never
+// reaches into the protocol packages itself.
+//
+// Methods get the request's context: they should return when it ends. Errors that the user
+// caused should wrap ErrNotFound (HTTP 404) or be a *BadRequestError (HTTP 400); any other error
+// is shown to the user as it is (HTTP 502 for TestStream, 500 otherwise), so it must not
+// contain a secret.
+type Backend interface {
+	Status(ctx context.Context) GatewayStatus
+	// Cameras returns discovered and added cameras.
+	Cameras(ctx context.Context) []Camera
+	// AddCamera adds a discovered camera (CameraID set) or one given by URL.
+	AddCamera(ctx context.Context, req AddCamera) (Camera, error)
+	UpdateCamera(ctx context.Context, id string, p CameraPatch) (Camera, error)
+	RemoveCamera(ctx context.Context, id string) error
+	// Snapshot returns the camera's latest JPEG, or an error wrapping ErrNotFound when there is
+	// none.
+	Snapshot(ctx context.Context, id string) ([]byte, error)
+	// Discover starts a scan now; its results show up in Cameras.
+	Discover(ctx context.Context) error
+	// TestStream connects to url as `camgate probe` does. Its error is shown to the user.
+	TestStream(ctx context.Context, url, username, password string) (StreamInfo, error)
+	// Connection returns the SC (MQTT) and Flussonic settings with secrets blanked.
+	Connection(ctx context.Context) Connection
+	// SetConnection stores new settings; an empty password keeps the stored one.
+	SetConnection(ctx context.Context, c ConnectionUpdate) error
+}
+
+// ErrNotFound is wrapped by Backend errors about a camera or snapshot that does not exist.
+var ErrNotFound = errors.New("not found")
+
+// BadRequestError is a validation error shown to the user as a 400.
+type BadRequestError struct {
+	Field  string // the request field at fault, in its JSON spelling; may be empty
+	Reason string
+}
+
+func (e *BadRequestError) Error() string {
+	if e.Field == "" {
+		return e.Reason
+	}
+	return e.Field + ": " + e.Reason
+}
+
+// LinkState is the state of one uplink connection.
+type LinkState string
+
+const (
+	LinkUp           LinkState = "up"
+	LinkConnecting   LinkState = "connecting"
+	LinkDown         LinkState = "down"
+	LinkUnconfigured LinkState = "unconfigured"
+)
+
+// Link is an uplink connection as the page shows it.
+type Link struct {
+	State     LinkState `json:"state"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
+// GatewayStatus is the gateway's state for GET /api/status.
+type GatewayStatus struct {
+	GatewayID     string `json:"gateway_id"`
+	Version       string `json:"version"` // filled from Config.Version when empty
+	UptimeSeconds int64  `json:"uptime_s"`
+	MQTT          Link   `json:"mqtt"`
+	// Flussonic is the publish side: up while at least one relay publishes, down when every
+	// enabled relay fails to publish.
+	Flussonic   Link   `json:"flussonic"`
+	Cameras     int    `json:"cameras"`  // added cameras
+	Relaying    int    `json:"relaying"` // cameras whose relay is publishing now
+	OutboxDepth int    `json:"outbox_depth"`
+	OutboxBytes int64  `json:"outbox_bytes"`
+	OutboxDrops uint64 `json:"outbox_drops"` // messages dropped because the queue was full, ever
+}
+
+// CameraState says whether a camera was only discovered or has been added.
+type CameraState string
+
+const (
+	CameraDiscovered CameraState = "discovered"
+	CameraAdded      CameraState = "added"
+)
+
+// Camera is one discovered or added camera. It never carries a password; the server also
+// strips any user information from URL and ONVIF before sending it.
+type Camera struct {
+	CameraID         string      `json:"camera_id"`
+	AgentID          string      `json:"agent_id,omitempty"` // 10 digits; empty until added
+	Name             string      `json:"name"`
+	Vendor           string      `json:"vendor,omitempty"`
+	Model            string      `json:"model,omitempty"`
+	Serial           string      `json:"serial,omitempty"`
+	MAC              string      `json:"mac,omitempty"`
+	IP               string      `json:"ip,omitempty"`
+	URL              string      `json:"url,omitempty"`   // rtsp:// or the ONVIF device service
+	ONVIF            string      `json:"onvif,omitempty"` // ONVIF device service address, if any
+	StreamName       string      `json:"stream_name,omitempty"`
+	State            CameraState `json:"state"`
+	Enabled          bool        `json:"enabled"`
+	Audio            bool        `json:"audio"`
+	Relaying         bool        `json:"relaying"`
+	Online           bool        `json:"online"`
+	Codec            string      `json:"codec,omitempty"`
+	Width            int         `json:"width,omitempty"`
+	Height           int         `json:"height,omitempty"`
+	FPS              float64     `json:"fps,omitempty"`
+	BitrateBPS       int64       `json:"bitrate_bps"`
+	LastError        string      `json:"last_error,omitempty"`
+	HasSnapshot      bool        `json:"has_snapshot"`
+	NeedsCredentials bool        `json:"needs_credentials"`
+	Username         string      `json:"username,omitempty"`
+}
+
+// AddCamera is the body of POST /api/cameras: either CameraID of a discovered camera, or URL
+// (rtsp://, rtsps:// or an ONVIF device service http(s)://). Credentials embedded in URL are
+// moved into Username and Password by the server before the Backend sees them.
+type AddCamera struct {
+	CameraID  string `json:"camera_id,omitempty"`
+	URL       string `json:"url,omitempty"`
+	Name      string `json:"name,omitempty"`
+	Username  string `json:"username,omitempty"`
+	Password  string `json:"password,omitempty"`
+	Audio     *bool  `json:"audio,omitempty"`     // nil: the default (on)
+	Substream *bool  `json:"substream,omitempty"` // nil: the default (main stream)
+}
+
+// CameraPatch is the body of PATCH /api/cameras/{camera_id}. Nil fields keep their value; an
+// empty Password keeps the stored one.
+type CameraPatch struct {
+	Name      *string `json:"name,omitempty"`
+	Enabled   *bool   `json:"enabled,omitempty"`
+	Audio     *bool   `json:"audio,omitempty"`
+	Substream *bool   `json:"substream,omitempty"`
+	Username  *string `json:"username,omitempty"`
+	Password  *string `json:"password,omitempty"`
+}
+
+// Track is one media track found by TestStream.
+type Track struct {
+	Kind       string  `json:"kind"` // video | audio | other
+	Codec      string  `json:"codec"`
+	Width      int     `json:"width,omitempty"`
+	Height     int     `json:"height,omitempty"`
+	FPS        float64 `json:"fps,omitempty"`
+	SampleRate int     `json:"sample_rate,omitempty"`
+	Channels   int     `json:"channels,omitempty"`
+}
+
+// StreamInfo is what TestStream found.
+type StreamInfo struct {
+	Tracks     []Track `json:"tracks"`
+	BitrateBPS int64   `json:"bitrate_bps"`
+}
+
+// EventSink is one Flussonic event_sink. Any password in URL is removed before it is sent to
+// the page, so a sink URL coming back in an update with a user but no password means "keep the
+// password stored for this sink".
+type EventSink struct {
+	URL    string `json:"url"`
+	Naming string `json:"naming"` // v22 | v23
+}
+
+// MQTTConnection is the SC broker setting as the page sees it.
+type MQTTConnection struct {
+	URL         string `json:"url"`
+	Username    string `json:"username"`
+	PasswordSet bool   `json:"password_set"`
+	TopicPrefix string `json:"topic_prefix"`
+}
+
+// FlussonicConnection is the publish setting as the page sees it; Publish has no user
+// information (it is in Username and PasswordSet).
+type FlussonicConnection struct {
+	Publish     string      `json:"publish"`
+	Username    string      `json:"username"`
+	PasswordSet bool        `json:"password_set"`
+	StreamName  string      `json:"stream_name"`
+	Events      []EventSink `json:"events"`
+}
+
+// Connection is the body of GET /api/connection.
+type Connection struct {
+	MQTT      MQTTConnection      `json:"mqtt"`
+	Flussonic FlussonicConnection `json:"flussonic"`
+}
+
+// MQTTUpdate replaces the MQTT setting. An empty Password keeps the stored one unless
+// ClearPassword is set.
+type MQTTUpdate struct {
+	URL           string `json:"url"`
+	Username      string `json:"username"`
+	Password      string `json:"password,omitempty"`
+	ClearPassword bool   `json:"clear_password,omitempty"`
+	TopicPrefix   string `json:"topic_prefix"`
+}
+
+// FlussonicUpdate replaces the Flussonic setting. Credentials in Publish are moved into
+// Username and Password by the server. An empty Password keeps the stored one unless
+// ClearPassword is set. A nil Events keeps the stored sinks; an empty list removes them.
+type FlussonicUpdate struct {
+	Publish       string       `json:"publish"`
+	Username      string       `json:"username"`
+	Password      string       `json:"password,omitempty"`
+	ClearPassword bool         `json:"clear_password,omitempty"`
+	StreamName    string       `json:"stream_name"`
+	Events        *[]EventSink `json:"events,omitempty"`
+}
+
+// ConnectionUpdate is the body of PUT /api/connection; a nil section is left as it is.
+type ConnectionUpdate struct {
+	MQTT      *MQTTUpdate      `json:"mqtt,omitempty"`
+	Flussonic *FlussonicUpdate `json:"flussonic,omitempty"`
+}

@@ -1,0 +1,221 @@
+package web
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	// sessionIdle ends a session nobody used for this long; sessionMax ends any session, so a
+	// phone left logged in does not stay a key to the gateway forever.
+	sessionIdle = 2 * time.Hour
+	sessionMax  = 24 * time.Hour
+	// maxSessions bounds memory against a LAN device logging in in a loop; the oldest session
+	// goes first.
+	maxSessions = 64
+
+	// A client may fail loginFailures-1 times in loginWindow; the next attempt is refused
+	// without looking at the code. The same bound applies to all clients together, so that a
+	// device with many addresses (IPv6) cannot guess faster.
+	loginFailures = 10
+	loginWindow   = time.Minute
+	// maxLimitedClients bounds the per-client failure table.
+	maxLimitedClients = 1024
+)
+
+type session struct {
+	csrf    string
+	created time.Time
+	used    time.Time
+}
+
+// sessions is the server-side session table.
+type sessions struct {
+	mu sync.Mutex
+	m  map[string]*session
+}
+
+func newSessions() *sessions { return &sessions{m: make(map[string]*session)} }
+
+// randomToken returns 256 random bits in hex.
+func randomToken() string {
+	var b [32]byte
+	rand.Read(b[:]) // never fails (crypto/rand panics rather than return an error)
+	return hex.EncodeToString(b[:])
+}
+
+// create starts a session and returns its id and CSRF token.
+func (s *sessions) create(now time.Time) (id, csrf string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expire(now)
+	for len(s.m) >= maxSessions {
+		var oldest string
+		var at time.Time
+		for k, v := range s.m {
+			if oldest == "" || v.created.Before(at) {
+				oldest, at = k, v.created
+			}
+		}
+		delete(s.m, oldest)
+	}
+	id, csrf = randomToken(), randomToken()
+	s.m[id] = &session{csrf: csrf, created: now, used: now}
+	return id, csrf
+}
+
+// lookup returns the session's CSRF token and marks it used; ok is false for an unknown or
+// expired id.
+func (s *sessions) lookup(id string, now time.Time) (csrf string, ok bool) {
+	if id == "" {
+		return "", false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[id]
+	if !ok {
+		return "", false
+	}
+	if v.expired(now) {
+		delete(s.m, id)
+		return "", false
+	}
+	v.used = now
+	return v.csrf, true
+}
+
+func (s *sessions) remove(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, id)
+}
+
+func (s *sessions) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
+func (s *sessions) expire(now time.Time) {
+	for k, v := range s.m {
+		if v.expired(now) {
+			delete(s.m, k)
+		}
+	}
+}
+
+func (v *session) expired(now time.Time) bool {
+	return now.Sub(v.used) > sessionIdle || now.Sub(v.created) > sessionMax
+}
+
+// loginLimiter remembers recent wrong codes per client and in total.
+type loginLimiter struct {
+	mu        sync.Mutex
+	perClient map[netip.Prefix][]time.Time
+	all       []time.Time
+}
+
+func newLoginLimiter() *loginLimiter {
+	return &loginLimiter{perClient: make(map[netip.Prefix][]time.Time)}
+}
+
+// clientKey groups IPv6 clients by /64, since one device can use a whole /64.
+func clientKey(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p
+	}
+	return netip.PrefixFrom(a, 32)
+}
+
+// allow reports whether client may try a code now, and if not, how long until it may.
+func (l *loginLimiter) allow(client netip.Addr, now time.Time) (ok bool, retryAfter time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := clientKey(client)
+	l.all = recent(l.all, now)
+	c := recent(l.perClient[k], now)
+	if len(c) == 0 {
+		delete(l.perClient, k)
+	} else {
+		l.perClient[k] = c
+	}
+	wait := time.Duration(0)
+	for _, ts := range [][]time.Time{l.all, c} {
+		if len(ts) >= loginFailures-1 {
+			// Allowed again when enough failures have left the window.
+			w := ts[len(ts)-(loginFailures-1)].Add(loginWindow).Sub(now)
+			wait = max(wait, w)
+		}
+	}
+	return wait <= 0, wait
+}
+
+// fail records a wrong code from client.
+func (l *loginLimiter) fail(client netip.Addr, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := clientKey(client)
+	if _, ok := l.perClient[k]; !ok && len(l.perClient) >= maxLimitedClients {
+		for pk, ts := range l.perClient {
+			if len(recent(ts, now)) == 0 {
+				delete(l.perClient, pk)
+			}
+		}
+		if len(l.perClient) >= maxLimitedClients {
+			// The global bound still holds; the table must not grow without end.
+			l.all = append(l.all, now)
+			return
+		}
+	}
+	l.perClient[k] = append(recent(l.perClient[k], now), now)
+	l.all = append(l.all, now)
+	if n := len(l.all); n > 4*loginFailures {
+		l.all = append(l.all[:0], l.all[n-loginFailures:]...)
+	}
+	if ts := l.perClient[k]; len(ts) > 2*loginFailures {
+		l.perClient[k] = append(ts[:0], ts[len(ts)-loginFailures:]...)
+	}
+}
+
+// recent drops the times that have left the window.
+func recent(ts []time.Time, now time.Time) []time.Time {
+	i := 0
+	for i < len(ts) && now.Sub(ts[i]) >= loginWindow {
+		i++
+	}
+	return ts[i:]
+}
+
+// normalizeCode removes what people type between groups (dashes, spaces) and ignores case, so
+// "1234-5678", "1234 5678" and "12345678" are the same code.
+func normalizeCode(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '-', ' ', '\t', '\u2010', '\u2011', '\u2012', '\u2013', '\u2014', '\u2212', '\u00a0':
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToUpper(b.String())
+}
+
+// codeMatches compares in constant time; hashing first hides the length as well.
+func codeMatches(got, want string) bool {
+	g := sha256.Sum256([]byte(normalizeCode(got)))
+	w := sha256.Sum256([]byte(normalizeCode(want)))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
+}
+
+// tokenMatches compares a CSRF token in constant time.
+func tokenMatches(got, want string) bool {
+	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
