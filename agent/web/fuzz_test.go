@@ -1,0 +1,146 @@
+package web
+
+import (
+	"bytes"
+	"net/url"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// parseWiFi reads a WIFI: payload back as ZXing does: fields end at an unescaped ';', and a
+// backslash takes the next character literally.
+func parseWiFi(p string) (map[string]string, bool) {
+	rest, ok := strings.CutPrefix(p, "WIFI:")
+	if !ok || !strings.HasSuffix(rest, ";") {
+		return nil, false
+	}
+	fields := map[string]string{}
+	var cur strings.Builder
+	esc := false
+	for _, r := range rest {
+		switch {
+		case esc:
+			cur.WriteRune(r)
+			esc = false
+		case r == '\\':
+			esc = true
+		case r == ';':
+			if cur.Len() > 0 {
+				k, v, ok := strings.Cut(cur.String(), ":")
+				if !ok {
+					return nil, false
+				}
+				fields[k] = v
+			}
+			cur.Reset()
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	return fields, !esc && cur.Len() == 0
+}
+
+// FuzzWiFiPayload: whatever the SSID and password, a reader that follows the escaping gets
+// back exactly those.
+func FuzzWiFiPayload(f *testing.F) {
+	f.Add("home", "correct horse", false)
+	f.Add(`a;b,c:d"e\f`, `p;,:"\`, true)
+	f.Add(`\`, `;;`, false)
+	f.Fuzz(func(t *testing.T, ssid, password string, hidden bool) {
+		n := WiFiNetwork{SSID: ssid, Password: password, Security: "WPA", Hidden: hidden}
+		if n.Validate() != nil {
+			return
+		}
+		got, ok := parseWiFi(n.Payload())
+		if !ok {
+			t.Fatalf("payload %q does not parse", n.Payload())
+		}
+		if got["S"] != ssid || got["P"] != password || got["T"] != "WPA" || (got["H"] == "true") != hidden {
+			t.Fatalf("payload %q read back as %q", n.Payload(), got)
+		}
+	})
+}
+
+// FuzzSplitCredentials: an accepted URL never keeps user information, and the credentials
+// taken out of it are not in it any more.
+func FuzzSplitCredentials(f *testing.F) {
+	f.Add("rtsp://admin:secret@10.0.0.20:554/Streaming/Channels/101")
+	f.Add("rtsp://admin:pa ss@w/rd@10.0.0.20/live?x=1#y")
+	f.Add("rtsp://10.0.0.20/live")
+	f.Add("rtsps://%61dmin:%zz@host/")
+	f.Add("onvif://[fe80::1%25eth0]:8080")
+	f.Fuzz(func(t *testing.T, raw string) {
+		clean, user, pass, err := splitCredentials("url", raw, "rtsp", "rtsps", "http", "https", "onvif")
+		if err != nil {
+			return
+		}
+		u, perr := url.Parse(clean)
+		if perr != nil {
+			t.Fatalf("clean URL %q does not parse: %v", clean, perr)
+		}
+		if u.User != nil {
+			t.Fatalf("clean URL %q keeps user information", clean)
+		}
+		if len(pass) >= 4 && strings.Contains(clean, pass) && !strings.Contains(raw[strings.LastIndex(raw, "@")+1:], pass) {
+			t.Fatalf("password %q left in %q", pass, clean)
+		}
+		_ = user
+	})
+}
+
+// FuzzRequestBodies: any body either is refused or yields a request within the bounds the
+// backend is promised.
+func FuzzRequestBodies(f *testing.F) {
+	f.Add([]byte(`{"url":"rtsp://admin:x@10.0.0.2/","name":"Porch","password":"p","audio":false}`))
+	f.Add([]byte(`{"camera_id":"cam-1","username":"admin"}`))
+	f.Add([]byte(`{"name":"  ","enabled":true,"password":""}`))
+	f.Add([]byte(`{"mqtt":{"url":"mqtts://u:p@sc:8883","topic_prefix":"a/#"},"flussonic":{"publish":"rtmp://h/app","events":[{"url":"http://h/e","naming":"v24"}]}}`))
+	f.Add([]byte(`{"url":"rtsp://x/"} {}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var add AddCamera
+		if decodeStrict(bytes.NewReader(body), &add) == nil && validateAdd(&add) == nil {
+			if len(add.Name) > maxNameLen || len(add.Password) > maxPasswordLen || !utf8.ValidString(add.Name) {
+				t.Fatalf("accepted out of bounds: %+v", add)
+			}
+			if add.URL != "" {
+				if u, err := url.Parse(add.URL); err != nil || u.User != nil {
+					t.Fatalf("accepted URL %q", add.URL)
+				}
+			}
+		}
+		var p CameraPatch
+		if decodeStrict(bytes.NewReader(body), &p) == nil && validatePatch(&p) == nil {
+			if p.Name != nil && (*p.Name == "" || len(*p.Name) > maxNameLen) {
+				t.Fatalf("accepted name %q", *p.Name)
+			}
+		}
+		var c ConnectionUpdate
+		if decodeStrict(bytes.NewReader(body), &c) == nil {
+			if _, err := validateConnection(&c); err == nil && c.Flussonic != nil && c.Flussonic.Events != nil {
+				for _, e := range *c.Flussonic.Events {
+					if e.Naming != "v22" && e.Naming != "v23" {
+						t.Fatalf("accepted naming %q", e.Naming)
+					}
+				}
+			}
+		}
+	})
+}
+
+// FuzzSetupCode: normalising is idempotent, and a code always matches itself written with
+// dashes between its characters.
+func FuzzSetupCode(f *testing.F) {
+	f.Add("1234-5678")
+	f.Add(" 12 34\t5678 ")
+	f.Add("ǅ")
+	f.Fuzz(func(t *testing.T, code string) {
+		n := normalizeCode(code)
+		if normalizeCode(n) != n {
+			t.Fatalf("normalizeCode not idempotent on %q", code)
+		}
+		if !codeMatches(code, code) {
+			t.Fatalf("%q does not match itself", code)
+		}
+	})
+}
