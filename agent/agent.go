@@ -37,17 +37,27 @@ type Agent struct {
 	db       *store.DB
 	cameras  map[string]*cameraEntry // by camera_id
 	agentIDs map[string]string       // camera_id -> agent_id, persisted
+	link     *uplinkParts            // MQTT and event sinks; nil parts when not configured
+	runCtx   context.Context         // lives as long as Run; relays started later hang off it
+	motion   *motionTracker
+	snaps    *snapshots
 }
 
 // cameraEntry is one camera as the agent wants it (conf) and as it runs (relay).
 type cameraEntry struct {
 	id      string
 	agentID string
-	origin  string // "config" for static cameras
+	origin  string // originConfig or originAdded
 	conf    CameraConfig
+	device  DeviceInfo
 	relay   *relayRun
 	problem string // why it is not relayed, in words, when that is the agent's doing
 }
+
+const (
+	originConfig = "config" // from camgate.yaml; changed by editing the file
+	originAdded  = "added"  // added from the pairing page or MQTT; kept in the store
+)
 
 type relayRun struct {
 	cfg    rtsp.RelayConfig
@@ -64,7 +74,8 @@ func New(l Loaded, opts Options) *Agent {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	return &Agent{log: opts.Logger, opts: opts, loaded: l, cameras: map[string]*cameraEntry{}}
+	return &Agent{log: opts.Logger, opts: opts, loaded: l, cameras: map[string]*cameraEntry{},
+		motion: newMotionTracker(), snaps: &snapshots{latest: map[string][]byte{}}}
 }
 
 // Run opens the store, starts every enabled camera's relay and keeps them in line with the
@@ -99,9 +110,29 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	runCtx, stopAll := context.WithCancel(ctx)
-	defer a.stopRelays()
-	defer stopAll()
+	a.mu.Lock()
+	a.runCtx = runCtx
+	a.mu.Unlock()
+	// The uplink has its own context so that it outlives the relays on the way out: status
+	// offline is the last thing the broker hears. Whatever is still queued is on disk already.
+	linkCtx, stopLink := context.WithCancel(context.WithoutCancel(ctx))
+	var background sync.WaitGroup
+	defer func() {
+		stopAll()
+		a.stopRelays()
+		a.stopAllMotion()
+		stopLink()
+		background.Wait()
+	}()
+	a.startUplink(linkCtx, &cfg.Config, &background)
+
 	a.reconcile(runCtx)
+	if err := a.startSMTP(runCtx, &cfg.Config, &background); err != nil {
+		return err
+	}
+	background.Add(2)
+	go func() { defer background.Done(); a.publishStates(runCtx) }()
+	go func() { defer background.Done(); a.publishTelemetry(runCtx) }()
 	if a.opts.Ready != nil {
 		a.opts.Ready(a)
 	}
@@ -114,6 +145,16 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.reload(runCtx)
 		}
 	}
+}
+
+// runContext is the context relays started outside Run's own goroutine hang off.
+func (a *Agent) runContext() context.Context {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.runCtx == nil {
+		return context.Background()
+	}
+	return a.runCtx
 }
 
 func (a *Agent) config() Loaded {
@@ -169,16 +210,31 @@ func (a *Agent) reload(ctx context.Context) {
 	a.reconcile(ctx)
 }
 
-// desiredCameras is the registry the config asks for.
-func (a *Agent) desiredCameras(cfg *Config) map[string]CameraConfig {
-	want := make(map[string]CameraConfig, len(cfg.Cameras))
+// wantedCamera is one camera the registry should hold.
+type wantedCamera struct {
+	conf   CameraConfig
+	device DeviceInfo
+	origin string
+}
+
+// desiredCameras is the registry the config file and the store ask for. A camera in the file
+// wins over a stored one of the same id.
+func (a *Agent) desiredCameras(cfg *Config) map[string]wantedCamera {
+	want := make(map[string]wantedCamera, len(cfg.Cameras))
+	if stored, err := a.storedCameras(); err != nil {
+		a.log.Error("registry", "err", err)
+	} else {
+		for id, r := range stored {
+			want[id] = wantedCamera{conf: r.CameraConfig, device: r.Device, origin: originAdded}
+		}
+	}
 	for _, c := range cfg.Cameras {
 		id := c.ID
 		if id == "" {
 			id = CameraIDFromURL(c.URL)
 		}
 		c.ID = id
-		want[id] = c
+		want[id] = wantedCamera{conf: c, device: DeviceInfo{IP: hostOf(c.URL)}, origin: originConfig}
 	}
 	return want
 }
@@ -223,16 +279,18 @@ func (a *Agent) reconcile(ctx context.Context) {
 			a.stopRelayLocked(e)
 			delete(a.cameras, id)
 			a.log.Info("camera removed", "camera_id", id)
+			a.unregisterLocked(ctx, id)
 		}
 	}
-	for id, conf := range want {
+	for id, w := range want {
+		conf := w.conf
 		e, ok := a.cameras[id]
 		if !ok {
-			e = &cameraEntry{id: id, origin: "config", agentID: assignAgentID(cfg.GatewayID, id, a.agentIDs)}
+			e = &cameraEntry{id: id, agentID: assignAgentID(cfg.GatewayID, id, a.agentIDs)}
 			a.cameras[id] = e
 			a.log.Info("camera added", "camera_id", id, "agent_id", e.agentID, "name", conf.Name)
 		}
-		e.conf = conf
+		e.conf, e.device, e.origin = conf, w.device, w.origin
 		rc, why := relayConfig(&cfg, conf, a.log)
 		e.problem = why
 		switch {
@@ -250,7 +308,9 @@ func (a *Agent) reconcile(ctx context.Context) {
 			}
 			a.startRelayLocked(ctx, e, rc)
 		}
+		a.registerLocked(ctx, e)
 	}
+	a.unregisterGoneLocked(ctx)
 	if err := a.saveAgentIDsLocked(); err != nil {
 		a.log.Error("saving agent ids", "err", err)
 	}

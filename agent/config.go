@@ -52,15 +52,15 @@ type DiscoveryConfig struct {
 }
 
 type CameraConfig struct {
-	ID        string `yaml:"id"`
-	Name      string `yaml:"name"`
-	URL       string `yaml:"url"`
-	Username  string `yaml:"username"`
-	Password  string `yaml:"password"`
-	Substream bool   `yaml:"substream"`
-	Audio     bool   `yaml:"audio"`
-	Enabled   bool   `yaml:"enabled"`
-	Transport string `yaml:"transport"` // tcp (default) or udp
+	ID        string `yaml:"id" json:"id"`
+	Name      string `yaml:"name" json:"name"`
+	URL       string `yaml:"url" json:"url"`
+	Username  string `yaml:"username" json:"username"`
+	Password  string `yaml:"password" json:"password"`
+	Substream bool   `yaml:"substream" json:"substream"`
+	Audio     bool   `yaml:"audio" json:"audio"`
+	Enabled   bool   `yaml:"enabled" json:"enabled"`
+	Transport string `yaml:"transport" json:"transport"` // tcp (default) or udp
 }
 
 type FlussonicConfig struct {
@@ -398,33 +398,13 @@ func (c *Config) Validate() error {
 	for i, cam := range c.Cameras {
 		key := fmt.Sprintf("cameras[%d]", i)
 		if cam.ID != "" {
-			if !idPattern.MatchString(cam.ID) {
-				return bad(key+".id", "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
-			}
 			if j, dup := ids[cam.ID]; dup {
 				return bad(key+".id", "%q is already the id of cameras[%d]", cam.ID, j)
 			}
 			ids[cam.ID] = i
 		}
-		if cam.URL == "" {
-			return bad(key+".url", "must be set (rtsp:// stream or http:// ONVIF device service)")
-		}
-		u, err := url.Parse(cam.URL)
-		if err != nil {
-			return bad(key+".url", "not a URL: %v", unwrapURLError(err))
-		}
-		switch u.Scheme {
-		case "rtsp", "rtsps", "http", "https":
-		default:
-			return bad(key+".url", "scheme must be rtsp, rtsps (a stream) or http, https (an ONVIF device service), not %q", u.Scheme)
-		}
-		if u.Host == "" {
-			return bad(key+".url", "has no host")
-		}
-		switch cam.Transport {
-		case "", "tcp", "udp":
-		default:
-			return bad(key+".transport", "must be tcp or udp, not %q", cam.Transport)
+		if err := checkCamera(key, cam); err != nil {
+			return err
 		}
 	}
 	if c.Flussonic.Publish != "" {
@@ -499,6 +479,37 @@ func (c *Config) Validate() error {
 	}
 	if c.Outbox.MaxBytes < 1<<20 {
 		return bad("outbox.max_bytes", "must be at least 1048576 (1 MiB)")
+	}
+	return nil
+}
+
+// checkCamera validates one camera's settings; key prefixes the field names in errors.
+func checkCamera(key string, cam CameraConfig) error {
+	bad := func(k, format string, args ...any) error {
+		return &ConfigError{Key: joinKey(key, k), Reason: fmt.Sprintf(format, args...)}
+	}
+	if cam.ID != "" && !idPattern.MatchString(cam.ID) {
+		return bad("id", "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+	}
+	if cam.URL == "" {
+		return bad("url", "must be set (rtsp:// stream or http:// ONVIF device service)")
+	}
+	u, err := url.Parse(cam.URL)
+	if err != nil {
+		return bad("url", "not a URL: %v", unwrapURLError(err))
+	}
+	switch u.Scheme {
+	case "rtsp", "rtsps", "http", "https":
+	default:
+		return bad("url", "scheme must be rtsp, rtsps (a stream) or http, https (an ONVIF device service), not %q", u.Scheme)
+	}
+	if u.Host == "" {
+		return bad("url", "has no host")
+	}
+	switch cam.Transport {
+	case "", "tcp", "udp":
+	default:
+		return bad("transport", "must be tcp or udp, not %q", cam.Transport)
 	}
 	return nil
 }

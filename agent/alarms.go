@@ -1,0 +1,133 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/camgate/camgate/internal/lan"
+	"github.com/camgate/camgate/smtp"
+	"github.com/camgate/camgate/store"
+)
+
+// snapshots keeps each camera's latest JPEG in memory (bounded by smtp.MaxSnapshotBytes each) and
+// on disk, so the page and MQTT can show it after a restart.
+type snapshots struct {
+	mu     sync.Mutex
+	latest map[string][]byte
+}
+
+func (a *Agent) keepSnapshot(ctx context.Context, cameraID string, jpeg []byte) {
+	a.snaps.mu.Lock()
+	a.snaps.latest[cameraID] = jpeg
+	a.snaps.mu.Unlock()
+	dir := filepath.Join(a.config().DataDir, "snapshots")
+	if err := os.MkdirAll(dir, 0o750); err == nil {
+		tmp := filepath.Join(dir, cameraID+".jpg.tmp")
+		if err := os.WriteFile(tmp, jpeg, 0o640); err == nil {
+			os.Rename(tmp, filepath.Join(dir, cameraID+".jpg"))
+		}
+	}
+	if a.link != nil && a.link.mqtt != nil {
+		a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + cameraID + "/snapshot", Retain: true, Payload: jpeg})
+	}
+}
+
+// Snapshot returns the latest JPEG of a camera, from memory or from disk after a restart.
+func (a *Agent) Snapshot(cameraID string) ([]byte, bool) {
+	a.snaps.mu.Lock()
+	b, ok := a.snaps.latest[cameraID]
+	a.snaps.mu.Unlock()
+	if ok {
+		return b, true
+	}
+	if strings.ContainsAny(cameraID, `/\`) || cameraID == "" {
+		return nil, false
+	}
+	b, err := os.ReadFile(filepath.Join(a.config().DataDir, "snapshots", cameraID+".jpg"))
+	return b, err == nil
+}
+
+// startSMTP runs the alarm mail server when smtp.listen is set.
+func (a *Agent) startSMTP(ctx context.Context, cfg *Config, wg *sync.WaitGroup) error {
+	if cfg.SMTP.Listen == "" {
+		return nil
+	}
+	policy, err := lan.NewPolicy(cfg.SMTP.Allow)
+	if err != nil {
+		return fmt.Errorf("smtp.allow: %w", err)
+	}
+	srv, err := smtp.NewServer(smtp.Config{
+		Addr: cfg.SMTP.Listen, Username: cfg.SMTP.Username, Password: cfg.SMTP.Password,
+		MaxMessageBytes: cfg.SMTP.MaxMessageBytes, Policy: policy, Logger: a.log.With("part", "smtp"),
+	}, a.handleAlarmMail)
+	if err != nil {
+		return fmt.Errorf("smtp: %w", err)
+	}
+	if err := srv.Listen(ctx); err != nil {
+		return fmt.Errorf("smtp: %w", err)
+	}
+	a.log.Info("alarm mail server listening", "addr", srv.Addr().String())
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Run(ctx); err != nil {
+			a.log.Error("smtp server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// handleAlarmMail maps a mail to its camera (SPEC §7: recipient's local part, else the sender's
+// IP, else the sender address) and turns it into motion and a snapshot.
+func (a *Agent) handleAlarmMail(ctx context.Context, m smtp.Alarm) {
+	id, how := a.cameraForMail(m)
+	if id == "" {
+		a.log.Warn("alarm mail from an unknown camera", "recipients", m.Recipients, "from", m.From, "ip", m.RemoteIP.String(), "subject", m.Subject)
+		return
+	}
+	a.log.Debug("alarm mail", "camera_id", id, "matched_by", how, "motion", m.Motion, "subject", m.Subject, "snapshot_bytes", len(m.Snapshot))
+	if m.Snapshot != nil {
+		a.keepSnapshot(ctx, id, m.Snapshot)
+	}
+	if m.Motion {
+		a.Motion(ctx, id, sourceSMTP, m.Text, true)
+	}
+}
+
+func (a *Agent) cameraForMail(m smtp.Alarm) (id, how string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range m.Recipients {
+		for cid := range a.cameras {
+			if strings.EqualFold(cid, r) {
+				return cid, "recipient"
+			}
+		}
+	}
+	if m.RemoteIP.IsValid() {
+		ip := m.RemoteIP.Unmap().String()
+		var match string
+		n := 0
+		for cid, e := range a.cameras {
+			if e.device.IP == ip {
+				match = cid
+				n++
+			}
+		}
+		if n == 1 { // several cameras behind one address (an NVR) cannot be told apart by IP
+			return match, "sender ip"
+		}
+	}
+	if local, _, ok := strings.Cut(m.From, "@"); ok {
+		for cid := range a.cameras {
+			if strings.EqualFold(cid, local) {
+				return cid, "sender address"
+			}
+		}
+	}
+	return "", ""
+}

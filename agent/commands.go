@@ -1,0 +1,225 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// CameraRequest adds or changes a camera from the pairing page or an MQTT command. Pointer
+// fields left nil keep the current value (or the default when adding).
+type CameraRequest struct {
+	CameraID  string  `json:"camera_id,omitempty"`
+	URL       *string `json:"url,omitempty"`
+	Username  *string `json:"username,omitempty"`
+	Password  *string `json:"password,omitempty"`
+	Name      *string `json:"name,omitempty"`
+	Audio     *bool   `json:"audio,omitempty"`
+	Enabled   *bool   `json:"enabled,omitempty"`
+	Substream *bool   `json:"substream,omitempty"`
+	Transport *string `json:"transport,omitempty"`
+}
+
+func (r CameraRequest) apply(c *CameraConfig) {
+	set := func(dst *string, src *string) {
+		if src != nil {
+			*dst = strings.TrimSpace(*src)
+		}
+	}
+	set(&c.URL, r.URL)
+	set(&c.Username, r.Username)
+	set(&c.Name, r.Name)
+	set(&c.Transport, r.Transport)
+	if r.Password != nil {
+		c.Password = *r.Password // passwords may begin or end with spaces
+	}
+	for dst, src := range map[*bool]*bool{&c.Audio: r.Audio, &c.Enabled: r.Enabled, &c.Substream: r.Substream} {
+		if src != nil {
+			*dst = *src
+		}
+	}
+}
+
+// ErrUnknownCamera is returned for a camera_id the registry does not hold.
+var ErrUnknownCamera = errors.New("no such camera")
+
+// requestError renders a validation error without the "config:" prefix the file errors carry.
+func requestError(err error) error {
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		if ce.Key == "" {
+			return errors.New(ce.Reason)
+		}
+		return fmt.Errorf("%s: %s", ce.Key, ce.Reason)
+	}
+	return err
+}
+
+// AddCamera adds a camera at run time; it is kept in the store and relayed at once when enabled.
+func (a *Agent) AddCamera(ctx context.Context, r CameraRequest) (CameraStatus, error) {
+	c := defaultCamera()
+	r.apply(&c)
+	c.ID = strings.TrimSpace(r.CameraID)
+	if c.ID == "" && c.URL != "" {
+		c.ID = CameraIDFromURL(c.URL)
+	}
+	if err := checkCamera("", c); err != nil {
+		return CameraStatus{}, requestError(err)
+	}
+	a.mu.Lock()
+	_, exists := a.cameras[c.ID]
+	a.mu.Unlock()
+	if exists {
+		return CameraStatus{}, fmt.Errorf("camera %s already exists: use set_camera to change it", c.ID)
+	}
+	rec := cameraRecord{CameraConfig: c, Device: DeviceInfo{IP: hostOf(c.URL)}, AddedAt: time.Now().UTC()}
+	if err := a.saveCamera(rec); err != nil {
+		return CameraStatus{}, fmt.Errorf("saving camera: %w", err)
+	}
+	a.reconcile(a.runContext())
+	return a.cameraStatus(c.ID)
+}
+
+// SetCamera changes a camera added at run time. Cameras from the config file are changed by
+// editing the file, which stays their single source of truth.
+func (a *Agent) SetCamera(ctx context.Context, id string, r CameraRequest) (CameraStatus, error) {
+	rec, err := a.storedCamera(id)
+	if err != nil {
+		return CameraStatus{}, err
+	}
+	r.apply(&rec.CameraConfig)
+	if err := checkCamera("", rec.CameraConfig); err != nil {
+		return CameraStatus{}, requestError(err)
+	}
+	if r.URL != nil {
+		rec.Device.IP = hostOf(rec.URL)
+	}
+	if err := a.saveCamera(rec); err != nil {
+		return CameraStatus{}, fmt.Errorf("saving camera: %w", err)
+	}
+	a.reconcile(a.runContext())
+	return a.cameraStatus(id)
+}
+
+// RemoveCamera forgets a camera added at run time: its relay stops and its retained MQTT topics
+// are cleared.
+func (a *Agent) RemoveCamera(ctx context.Context, id string) error {
+	if _, err := a.storedCamera(id); err != nil {
+		return err
+	}
+	if err := a.db.Cameras().Delete(id); err != nil {
+		return fmt.Errorf("removing camera: %w", err)
+	}
+	a.reconcile(a.runContext())
+	return nil
+}
+
+// RebootRelay restarts one camera's relay: both sessions are torn down and set up again.
+func (a *Agent) RebootRelay(ctx context.Context, id string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := a.cameras[id]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrUnknownCamera, id)
+	}
+	if e.relay == nil {
+		return fmt.Errorf("camera %s is not relayed: %s", id, e.problem)
+	}
+	rc := e.relay.cfg
+	a.stopRelayLocked(e)
+	a.startRelayLocked(a.runContext(), e, rc)
+	a.log.Info("relay restarted on request", "camera_id", id)
+	return nil
+}
+
+func (a *Agent) storedCamera(id string) (cameraRecord, error) {
+	a.mu.Lock()
+	e, ok := a.cameras[id]
+	origin := ""
+	if ok {
+		origin = e.origin
+	}
+	a.mu.Unlock()
+	if !ok {
+		return cameraRecord{}, fmt.Errorf("%w: %s", ErrUnknownCamera, id)
+	}
+	if origin == originConfig {
+		return cameraRecord{}, fmt.Errorf("camera %s is defined in the config file: change it there", id)
+	}
+	b, ok, err := a.db.Cameras().Get(id)
+	if err != nil || !ok {
+		return cameraRecord{}, fmt.Errorf("camera %s: not in the store (%v)", id, err)
+	}
+	var rec cameraRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return cameraRecord{}, fmt.Errorf("camera %s: stored record does not parse: %w", id, err)
+	}
+	rec.ID = id
+	return rec, nil
+}
+
+func (a *Agent) cameraStatus(id string) (CameraStatus, error) {
+	for _, c := range a.Cameras() {
+		if c.ID == id {
+			return c, nil
+		}
+	}
+	return CameraStatus{}, fmt.Errorf("%w: %s", ErrUnknownCamera, id)
+}
+
+// Commands are the MQTT commands of SPEC §6 that this build serves.
+var knownCommands = []string{"add_camera", "remove_camera", "set_camera", "reboot_relay", "discover", "snapshot", "ptz"}
+
+// HandleCommand serves P/cmd/<name> (SPEC §6). The uplink has already checked the JSON, the id
+// and the size; this decodes strictly, so a misspelt field is an error rather than ignored.
+func (a *Agent) HandleCommand(ctx context.Context, name string, payload json.RawMessage) (map[string]any, error) {
+	var req struct {
+		ID string `json:"id"`
+		CameraRequest
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, fmt.Errorf("%s: %v", name, err)
+	}
+	needID := func() error {
+		if req.CameraID == "" {
+			return fmt.Errorf("%s: camera_id is required", name)
+		}
+		return nil
+	}
+	switch name {
+	case "add_camera":
+		c, err := a.AddCamera(ctx, req.CameraRequest)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"camera_id": c.ID, "agent_id": c.AgentID, "stream_name": c.StreamName}, nil
+	case "set_camera":
+		if err := needID(); err != nil {
+			return nil, err
+		}
+		c, err := a.SetCamera(ctx, req.CameraID, req.CameraRequest)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"camera_id": c.ID, "agent_id": c.AgentID}, nil
+	case "remove_camera":
+		if err := needID(); err != nil {
+			return nil, err
+		}
+		return map[string]any{"camera_id": req.CameraID}, a.RemoveCamera(ctx, req.CameraID)
+	case "reboot_relay":
+		if err := needID(); err != nil {
+			return nil, err
+		}
+		return map[string]any{"camera_id": req.CameraID}, a.RebootRelay(ctx, req.CameraID)
+	case "discover", "snapshot", "ptz":
+		return nil, fmt.Errorf("%s: not available in this build yet (it comes with ONVIF support)", name)
+	}
+	return nil, fmt.Errorf("unknown command %q (known: %s)", name, strings.Join(knownCommands, ", "))
+}

@@ -1,0 +1,373 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/camgate/camgate/store"
+	"github.com/camgate/camgate/uplink"
+)
+
+// mqttQueue is the outbox queue drained into the SC broker.
+const mqttQueue = "mqtt"
+
+// sinkQueue names an event sink's queue after its URL, so that reordering sinks in the file
+// does not hand one sink's backlog to another.
+func sinkQueue(url string) string {
+	sum := sha256.Sum256([]byte(url))
+	return "sink:" + hex.EncodeToString(sum[:6])
+}
+
+// uplinkParts are the running clients of everything that leaves the gateway besides video.
+type uplinkParts struct {
+	mqtt   *uplink.MQTT // nil when mqtt.url is empty
+	prefix string       // for logs; queued topics are relative to it (the uplink prepends it)
+	sinks  []sinkPart
+
+	mu        sync.Mutex
+	lastReg   map[string]string     // camera_id -> registration last queued, without ts
+	lastState map[string]stateShown // camera_id -> state last queued
+	// registered holds every camera whose registration was ever queued, persisted, so that a
+	// camera removed while camgate was stopped still gets its retained topics cleared.
+	registered map[string]bool
+}
+
+const settingRegistered = "mqtt_registered"
+
+type sinkPart struct {
+	url, naming, queue string
+	sink               *uplink.EventSink
+}
+
+type stateShown struct {
+	key string // the fields whose change is news
+	at  time.Time
+}
+
+// startUplink starts the MQTT client and one drain per event sink. A client that cannot even be
+// built (unreadable CA file, say) is logged and left out; the rest of the gateway runs on.
+// a.link is set before any client runs, since a command may arrive as soon as MQTT connects.
+func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup) {
+	p := &uplinkParts{prefix: cfg.TopicPrefix(), lastReg: map[string]string{}, lastState: map[string]stateShown{}, registered: map[string]bool{}}
+	if b, ok, err := a.db.Settings().Get(settingRegistered); err == nil && ok {
+		if err := json.Unmarshal(b, &p.registered); err != nil {
+			a.log.Warn("store: registered camera list does not parse; starting afresh", "err", err)
+		}
+	}
+	ob := a.db.Outbox()
+	var starts []func()
+	run := func(name string, log *slog.Logger, f func(context.Context) error) {
+		starts = append(starts, func() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := f(ctx); err != nil {
+					log.Error(name+" stopped", "err", err)
+				}
+			}()
+		})
+	}
+	if cfg.MQTT.URL != "" {
+		log := a.log.With("part", "mqtt")
+		m, err := uplink.NewMQTT(uplink.MQTTConfig{
+			URL: cfg.MQTT.URL, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
+			CAFile: cfg.MQTT.CAFile, CertFile: cfg.MQTT.CertFile, KeyFile: cfg.MQTT.KeyFile,
+			ClientID: "camgate-" + cfg.GatewayID, TopicPrefix: p.prefix, Version: a.opts.Version, Queue: mqttQueue, Commands: a, Logger: log,
+		}, ob)
+		if err != nil {
+			log.Error("mqtt disabled", "err", err)
+		} else {
+			p.mqtt = m
+			run("mqtt", log, m.Run)
+		}
+	}
+	keep := map[string]bool{mqttQueue: true}
+	for i, s := range cfg.Flussonic.Events {
+		q := sinkQueue(s.URL)
+		keep[q] = true
+		log := a.log.With("part", "event-sink", "sink", i)
+		sink, err := uplink.NewEventSink(uplink.EventSinkConfig{URL: s.URL, Queue: q, Logger: log}, ob)
+		if err != nil {
+			log.Error("event sink disabled", "err", err)
+			continue
+		}
+		p.sinks = append(p.sinks, sinkPart{url: s.URL, naming: s.Naming, queue: q, sink: sink})
+		run("event sink", log, sink.Run)
+	}
+	// A sink removed from the config leaves a queue nobody drains; its events have no receiver.
+	for q, st := range ob.Stats().Queues {
+		if !keep[q] && st.Depth > 0 && len(q) > 5 && q[:5] == "sink:" {
+			if n, err := ob.Purge(q); err == nil {
+				a.log.Warn("dropped the backlog of an event sink no longer configured", "queue", q, "events", n)
+			}
+		}
+	}
+	if cfg.MQTT.URL == "" {
+		if st := ob.Stats().Queues[mqttQueue]; st.Depth > 0 {
+			a.log.Warn("mqtt.url is empty: queued MQTT messages wait until it is set", "depth", st.Depth)
+		}
+	}
+	a.link = p
+	for _, start := range starts {
+		start()
+	}
+}
+
+// enqueue puts messages on the durable outbox; failure is logged, since the caller (a relay
+// state change, a motion alarm) cannot do better than say so.
+func (a *Agent) enqueue(ctx context.Context, queue string, msgs ...store.Message) bool {
+	if err := a.db.Outbox().Enqueue(ctx, queue, msgs...); err != nil {
+		a.log.Error("outbox: enqueue failed", "queue", queue, "err", err)
+		return false
+	}
+	return true
+}
+
+func nowMs() int64 { return time.Now().UnixMilli() }
+
+// registration is a camera's retained P/cameras/<id>/config (SPEC §6). It carries no secret.
+type registration struct {
+	CameraID      string   `json:"camera_id"`
+	AgentID       string   `json:"agent_id"`
+	Name          string   `json:"name"`
+	StreamName    string   `json:"stream_name"`
+	PublishURL    string   `json:"publish_url"`
+	Vendor        string   `json:"vendor"`
+	Model         string   `json:"model"`
+	Serial        string   `json:"serial"`
+	MAC           string   `json:"mac"`
+	IP            string   `json:"ip"`
+	ONVIF         string   `json:"onvif"`
+	Snapshot      bool     `json:"snapshot"`
+	PTZ           bool     `json:"ptz"`
+	Audio         bool     `json:"audio"`
+	Enabled       bool     `json:"enabled"`
+	MotionSources []string `json:"motion_sources"`
+	TS            int64    `json:"ts"`
+}
+
+func (a *Agent) registrationOf(cfg *Config, e *cameraEntry) registration {
+	sources := []string{}
+	if cfg.SMTP.Listen != "" {
+		sources = append(sources, "smtp")
+	}
+	if e.device.ONVIF != "" {
+		sources = append(sources, "onvif")
+	}
+	return registration{
+		CameraID: e.id, AgentID: e.agentID, Name: e.conf.Name, StreamName: cfg.StreamName(e.id),
+		PublishURL: redactURL(cfg.PublishURL(e.id)), Vendor: e.device.Vendor, Model: e.device.Model,
+		Serial: e.device.Serial, MAC: e.device.MAC, IP: e.device.IP, ONVIF: e.device.ONVIF,
+		Snapshot: e.device.SnapshotURI != "" || cfg.SMTP.Listen != "", PTZ: e.device.PTZ,
+		Audio: e.conf.Audio, Enabled: e.conf.Enabled, MotionSources: sources,
+	}
+}
+
+// registerLocked queues the camera's retained registration when it changed since last queued.
+// After a restart everything is queued once more: retained messages make that harmless, and it
+// repairs a broker that lost its retained store.
+func (a *Agent) registerLocked(ctx context.Context, e *cameraEntry) {
+	if a.link == nil || a.link.mqtt == nil {
+		return
+	}
+	cfg := a.loaded.Config
+	reg := a.registrationOf(&cfg, e)
+	key, _ := json.Marshal(reg)
+	a.link.mu.Lock()
+	same := a.link.lastReg[e.id] == string(key)
+	a.link.lastReg[e.id] = string(key)
+	a.link.mu.Unlock()
+	if same {
+		return
+	}
+	reg.TS = nowMs()
+	b, _ := json.Marshal(reg)
+	a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassRegistration, Topic: "cameras/" + e.id + "/config", Retain: true, Payload: b})
+	a.setRegistered(e.id, true)
+}
+
+func (a *Agent) setRegistered(id string, on bool) {
+	a.link.mu.Lock()
+	defer a.link.mu.Unlock()
+	if a.link.registered[id] == on {
+		return
+	}
+	if on {
+		a.link.registered[id] = true
+	} else {
+		delete(a.link.registered, id)
+	}
+	b, _ := json.Marshal(a.link.registered)
+	if err := a.db.Settings().Put(settingRegistered, b); err != nil {
+		a.log.Error("store: saving the registered camera list", "err", err)
+	}
+}
+
+// unregisterGoneLocked clears cameras registered in an earlier run that are no longer wanted.
+func (a *Agent) unregisterGoneLocked(ctx context.Context) {
+	if a.link == nil || a.link.mqtt == nil {
+		return
+	}
+	a.link.mu.Lock()
+	var gone []string
+	for id := range a.link.registered {
+		if _, ok := a.cameras[id]; !ok {
+			gone = append(gone, id)
+		}
+	}
+	a.link.mu.Unlock()
+	for _, id := range gone {
+		a.log.Info("clearing the registration of a camera removed while camgate was stopped", "camera_id", id)
+		a.unregisterLocked(ctx, id)
+	}
+}
+
+// unregisterLocked clears a removed camera's retained topics with empty retained payloads.
+func (a *Agent) unregisterLocked(ctx context.Context, id string) {
+	if a.link == nil || a.link.mqtt == nil {
+		return
+	}
+	a.link.mu.Lock()
+	delete(a.link.lastReg, id)
+	delete(a.link.lastState, id)
+	a.link.mu.Unlock()
+	base := "cameras/" + id
+	a.enqueue(ctx, mqttQueue,
+		store.Message{Class: store.ClassRegistration, Topic: base + "/config", Retain: true},
+		store.Message{Class: store.ClassRegistration, Topic: base + "/state", Retain: true},
+		store.Message{Class: store.ClassRegistration, Topic: base + "/snapshot", Retain: true},
+	)
+	a.setRegistered(id, false)
+}
+
+// cameraState is a camera's retained P/cameras/<id>/state.
+type cameraState struct {
+	Online     bool    `json:"online"`
+	Relaying   bool    `json:"relaying"`
+	Enabled    bool    `json:"enabled"`
+	Codec      string  `json:"codec"`
+	Width      int     `json:"width"`
+	Height     int     `json:"height"`
+	FPS        float64 `json:"fps"`
+	BitrateBps int64   `json:"bitrate_bps"`
+	Reconnects int     `json:"reconnects"`
+	LastError  string  `json:"last_error"`
+	TS         int64   `json:"ts"`
+}
+
+// stateRefresh is how often an unchanged state is queued anyway, so bitrate and fps stay fresh
+// on SC without a message every few seconds per camera.
+const stateRefresh = time.Minute
+
+// publishStates queues each camera's state when something a user would notice changed (online,
+// relaying, codec, resolution, an error), and at most once a stateRefresh otherwise.
+func (a *Agent) publishStates(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if a.link == nil || a.link.mqtt == nil {
+			continue
+		}
+		for _, c := range a.Cameras() {
+			st := cameraState{
+				Online: c.Relay.Online, Relaying: c.Relay.Relaying, Enabled: c.Enabled, Codec: c.Relay.Codec,
+				Width: c.Relay.Width, Height: c.Relay.Height, FPS: c.Relay.FPS, BitrateBps: c.Relay.BitrateBps,
+				Reconnects: c.Relay.Reconnects, LastError: c.Relay.LastError,
+			}
+			if st.LastError == "" {
+				st.LastError = c.Problem
+			}
+			key, _ := json.Marshal([]any{st.Online, st.Relaying, st.Enabled, st.Codec, st.Width, st.Height, st.LastError})
+			a.link.mu.Lock()
+			prev, seen := a.link.lastState[c.ID]
+			news := !seen || prev.key != string(key) || time.Since(prev.at) >= stateRefresh
+			if news {
+				a.link.lastState[c.ID] = stateShown{key: string(key), at: time.Now()}
+			}
+			a.link.mu.Unlock()
+			if !news {
+				continue
+			}
+			st.TS = nowMs()
+			b, _ := json.Marshal(st)
+			a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + c.ID + "/state", Retain: true, Payload: b})
+		}
+	}
+}
+
+// Telemetry is the gateway's periodic P/telemetry.
+type Telemetry struct {
+	UptimeS          int64   `json:"uptime_s"`
+	Cameras          int     `json:"cameras"`
+	Relaying         int     `json:"relaying"`
+	OutboxDepth      int     `json:"outbox_depth"`
+	OutboxBytes      int64   `json:"outbox_bytes"`
+	DroppedTelemetry uint64  `json:"outbox_dropped_telemetry"`
+	DroppedEvents    uint64  `json:"outbox_dropped_events"`
+	RSSBytes         int64   `json:"rss_bytes"`
+	CPUPct           float64 `json:"cpu_pct"`
+	TS               int64   `json:"ts"`
+}
+
+func (a *Agent) telemetry(cpu *cpuMeter) Telemetry {
+	cams := a.Cameras()
+	t := Telemetry{UptimeS: int64(time.Since(a.started).Seconds()), Cameras: len(cams), RSSBytes: rssBytes(), CPUPct: cpu.percent(), TS: nowMs()}
+	for _, c := range cams {
+		if c.Relay.Relaying {
+			t.Relaying++
+		}
+	}
+	st := a.db.Outbox().Stats()
+	t.OutboxDepth, t.OutboxBytes, t.DroppedTelemetry, t.DroppedEvents = st.Depth, st.Bytes, st.DroppedTelemetry, st.DroppedEvents
+	return t
+}
+
+func (a *Agent) publishTelemetry(ctx context.Context) {
+	interval := a.config().MQTT.TelemetryInterval.Std()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	cpu := newCPUMeter()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if a.link == nil || a.link.mqtt == nil {
+			continue
+		}
+		b, _ := json.Marshal(a.telemetry(cpu))
+		a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassTelemetry, Topic: "telemetry", Payload: b})
+	}
+}
+
+// emitEvent queues one motion event for every event sink, each in its naming, and for MQTT.
+// MQTT gets the v22 names, the Flussonic event_sink default.
+func (a *Agent) emitEvent(ctx context.Context, cameraID string, ev uplink.Event) {
+	if a.link == nil {
+		return
+	}
+	for _, s := range a.link.sinks {
+		b, err := ev.MarshalNaming(s.naming)
+		if err != nil {
+			a.log.Error("event", "err", err)
+			continue
+		}
+		a.enqueue(ctx, s.queue, store.Message{Class: store.ClassEvent, Payload: b})
+	}
+	if a.link.mqtt != nil {
+		if b, err := ev.MarshalNaming("v22"); err == nil {
+			a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + cameraID + "/events", Payload: b})
+		}
+	}
+}
