@@ -125,6 +125,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		background.Wait()
 	}()
 	a.startUplink(linkCtx, &cfg.Config, &background)
+	a.serveControl(runCtx, cfg.DataDir, &background)
 
 	a.reconcile(runCtx)
 	if err := a.startSMTP(runCtx, &cfg.Config, &background); err != nil {
@@ -412,6 +413,13 @@ func (a *Agent) Cameras() []CameraStatus {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+func (a *Agent) uptime() time.Duration {
+	if a.started.IsZero() {
+		return 0
+	}
+	return time.Since(a.started)
 }
 
 // GatewayID is the id this gateway runs under.

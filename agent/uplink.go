@@ -321,7 +321,7 @@ type Telemetry struct {
 
 func (a *Agent) telemetry(cpu *cpuMeter) Telemetry {
 	cams := a.Cameras()
-	t := Telemetry{UptimeS: int64(time.Since(a.started).Seconds()), Cameras: len(cams), RSSBytes: rssBytes(), CPUPct: cpu.percent(), TS: nowMs()}
+	t := Telemetry{UptimeS: int64(a.uptime().Seconds()), Cameras: len(cams), RSSBytes: rssBytes(), CPUPct: cpu.percent(), TS: nowMs()}
 	for _, c := range cams {
 		if c.Relay.Relaying {
 			t.Relaying++

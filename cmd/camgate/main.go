@@ -33,7 +33,7 @@ Usage:
   camgate demo                          the whole pipeline on loopback with simulated cameras
   camgate discover [--json] [--timeout D] [--user U --password P]
   camgate probe URL [--user U --password P]
-  camgate outbox [stats|list|purge] [-c FILE]
+  camgate outbox [stats|list|purge] [-c FILE] [--queue Q] [--json] [--yes]
   camgate pair-code [-c FILE]
   camgate selftest [--data-dir DIR]     open the store, enqueue and drain a message
   camgate version
@@ -82,6 +82,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdDemo(ctx, rest, stdout, stderr)
 	case "probe":
 		return cmdProbe(ctx, rest, stdout, stderr)
+	case "outbox":
+		return cmdOutbox(ctx, rest, stdout, stderr)
 	case "selftest":
 		return cmdSelftest(ctx, rest, stdout, stderr)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net/smtp"
@@ -197,4 +198,28 @@ func sendAlarmMails(t *testing.T, addr string, recipients []string) {
 		}
 	}
 	c.Quit()
+}
+
+// sendSnapshotMail delivers one alarm mail with a JPEG of the given size attached.
+func sendSnapshotMail(t *testing.T, addr, rcpt string, jpegBytes int) {
+	t.Helper()
+	jpeg := make([]byte, jpegBytes)
+	copy(jpeg, []byte{0xFF, 0xD8, 0xFF, 0xE0})
+	for i := 4; i < len(jpeg)-2; i++ {
+		jpeg[i] = byte(i*7 + i/251)
+	}
+	jpeg[len(jpeg)-2], jpeg[len(jpeg)-1] = 0xFF, 0xD9
+	var body strings.Builder
+	fmt.Fprintf(&body, "From: camera@example.com\r\nTo: %s\r\nSubject: Motion Detection Alarm\r\nMIME-Version: 1.0\r\n", rcpt)
+	body.WriteString("Content-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nMotion detected\r\n")
+	body.WriteString("--b1\r\nContent-Type: image/jpeg; name=snap.jpg\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=snap.jpg\r\n\r\n")
+	enc := base64.StdEncoding.EncodeToString(jpeg)
+	for len(enc) > 76 {
+		body.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	body.WriteString(enc + "\r\n--b1--\r\n")
+	if err := smtp.SendMail(addr, nil, "camera@example.com", []string{rcpt}, []byte(body.String())); err != nil {
+		t.Fatalf("snapshot mail: %v", err)
+	}
 }

@@ -1,0 +1,242 @@
+package browsertest
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/camgate/camgate/agent/web"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+)
+
+var updateScreenshots = flag.Bool("update-screenshots", false, "also write the screenshots to agent/web/screenshots/")
+
+const (
+	setupCode = "2468-1357"
+	camPass   = "Cam-pa55;word"
+)
+
+// chromium finds the browser, or skips (fails in CI) when the chromium package is missing.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium not found: install the Debian package chromium")
+	}
+	t.Skip("chromium not found: install the Debian package chromium")
+	return ""
+}
+
+// startServer runs the pairing page on a loopback port with the fake backend.
+func startServer(t *testing.T, b web.Backend) string {
+	t.Helper()
+	s, err := web.NewServer(web.Config{Addr: "127.0.0.1:0", PairCode: setupCode, Backend: b, Version: "v0.9.0-browsertest",
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := s.Listen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return "http://" + s.Addr().String() + "/"
+}
+
+// browser starts a headless Chromium that cannot call out: no background services, a fresh
+// profile, and every host name but loopback resolving to nothing.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium(t)),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("headless", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-domain-reliability", true),
+		chromedp.Flag("disable-client-side-phishing-detection", true),
+		chromedp.Flag("no-default-browser-check", true),
+		chromedp.Flag("disable-features", "Translate,OptimizationHints,MediaRouter,AutofillServerCommunication"),
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelCtx()
+		cancelAlloc()
+	})
+	return ctx
+}
+
+// waitJS polls a JavaScript expression until it is true.
+func waitJS(expr string) chromedp.Action {
+	return chromedp.Poll(expr, nil, chromedp.WithPollingTimeout(45*time.Second), chromedp.WithPollingInterval(100*time.Millisecond))
+}
+
+// clearInput empties a text field as selecting all and deleting would.
+func clearInput(sel string) chromedp.Action {
+	return chromedp.Evaluate(`document.querySelector(`+strconv.Quote(sel)+`).value = ""`, nil)
+}
+
+func TestPairingPage(t *testing.T) {
+	fb := newFakeBackend()
+	url := startServer(t, fb)
+	ctx := browser(t)
+
+	var mu sync.Mutex
+	var dialogs []string
+	chromedp.ListenTarget(ctx, func(ev any) {
+		if d, ok := ev.(*page.EventJavascriptDialogOpening); ok {
+			mu.Lock()
+			dialogs = append(dialogs, d.Type.String()+": "+d.Message)
+			mu.Unlock()
+			go chromedp.Run(ctx, page.HandleJavaScriptDialog(false))
+		}
+	})
+
+	run := func(step string, actions ...chromedp.Action) {
+		t.Helper()
+		if err := chromedp.Run(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+	}
+
+	run("open the page",
+		chromedp.EmulateViewport(390, 844),
+		chromedp.Navigate(url),
+		chromedp.WaitVisible("#login-code", chromedp.ByID),
+	)
+	run("a wrong code is refused in words",
+		chromedp.SendKeys("#login-code", "0000-0000", chromedp.ByID),
+		chromedp.Click(`#login-form button[type="submit"]`, chromedp.ByQuery),
+		waitJS(`document.getElementById("login-error").textContent.includes("wrong setup code")`),
+	)
+	run("log in with the code typed without its dash",
+		clearInput("#login-code"),
+		chromedp.SendKeys("#login-code", strings.ReplaceAll(setupCode, "-", ""), chromedp.ByID),
+		chromedp.Click(`#login-form button[type="submit"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#app-view", chromedp.ByID),
+		waitJS(`document.getElementById("st-id").textContent === "eltex-7f3a21"`),
+		waitJS(`document.querySelectorAll("#cameras .cam").length === 3`),
+	)
+
+	var agentID string
+	run("the added camera shows its agent ID and relay state",
+		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-state').textContent === "relaying"`),
+		chromedp.Text(`.cam[data-id="porch"] .agent-id`, &agentID, chromedp.ByQuery),
+	)
+	if agentID != "4815162342" {
+		t.Errorf("agent ID shown as %q", agentID)
+	}
+
+	var shownName string
+	var injected bool
+	run("a hostile camera name stays text",
+		chromedp.Text(`.cam[data-id="cam-001122334455"] .cam-name`, &shownName, chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelector('img[src="x"]') !== null || document.querySelector("#cameras b") !== null`, &injected),
+	)
+	if shownName != xssName {
+		t.Errorf("hostile name shown as %q, want the literal %q", shownName, xssName)
+	}
+	if injected {
+		t.Error("device text was parsed as HTML")
+	}
+
+	run("a failing stream test is explained",
+		chromedp.Click(`input[name="mode"][value="url"]`, chromedp.ByQuery),
+		chromedp.SendKeys("#add-url", "rtsp://192.168.1.70:554/live", chromedp.ByID),
+		chromedp.SendKeys("#add-user", "admin", chromedp.ByID),
+		chromedp.SendKeys("#add-pass", "wrong", chromedp.ByID),
+		chromedp.Click("#add-submit", chromedp.ByID),
+		waitJS(`document.getElementById("add-result").textContent.includes("refused the user name or password")`),
+	)
+	run("add a camera by RTSP URL with its password",
+		clearInput("#add-pass"),
+		chromedp.SendKeys("#add-pass", camPass, chromedp.ByID),
+		chromedp.SendKeys("#add-name", "Garage", chromedp.ByID),
+		chromedp.Click("#add-submit", chromedp.ByID),
+		waitJS(`document.getElementById("add-result").textContent.startsWith("Added")`),
+		waitJS(`[...document.querySelectorAll("#cameras .cam")].some(c => c.querySelector(".cam-name").textContent === "Garage")`),
+	)
+	run("its relay comes up",
+		waitJS(`[...document.querySelectorAll("#cameras .cam")].some(c => c.querySelector(".cam-name").textContent === "Garage" &&
+			c.querySelector(".cam-state").textContent === "relaying" && c.querySelector(".cam-media").textContent.includes("Mbit/s"))`),
+	)
+	run("make a Wi-Fi QR code",
+		chromedp.SendKeys("#wf-ssid", `Home;Net`, chromedp.ByID),
+		chromedp.SendKeys("#wf-pass", `pa:ss,word"1`, chromedp.ByID),
+		chromedp.Click(`#wifi-form button[type="submit"]`, chromedp.ByQuery),
+		waitJS(`!document.getElementById("wifi-img").hidden && document.getElementById("wifi-img").naturalWidth > 0`),
+	)
+	run("snapshots load",
+		waitJS(`[...document.querySelectorAll("#cameras .thumb img")].filter(i => !i.hidden && i.naturalWidth > 0).length >= 1`),
+	)
+
+	var text string
+	run("read the page", chromedp.Evaluate(`document.documentElement.outerHTML`, &text))
+	if strings.Contains(text, camPass) {
+		t.Error("the camera password is still in the page after adding")
+	}
+
+	screenshots(t, ctx)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(dialogs) > 0 {
+		t.Errorf("the page opened dialogs (injected script?): %q", dialogs)
+	}
+}
+
+// screenshots writes the page at phone and desktop width to artifacts/web/ and, with
+// -update-screenshots, to agent/web/screenshots/.
+func screenshots(t *testing.T, ctx context.Context) {
+	t.Helper()
+	dirs := []string{filepath.Join("..", "..", "..", "artifacts", "web")}
+	if *updateScreenshots {
+		dirs = append(dirs, filepath.Join("..", "screenshots"))
+	}
+	for _, width := range []int64{390, 1280} {
+		var png []byte
+		if err := chromedp.Run(ctx,
+			chromedp.EmulateViewport(width, 900),
+			chromedp.Sleep(300*time.Millisecond), // let the layout settle after the resize
+			chromedp.FullScreenshot(&png, 100),
+		); err != nil {
+			t.Fatalf("screenshot at %d px: %v", width, err)
+		}
+		name := "pairing-" + map[int64]string{390: "390px", 1280: "1280px"}[width] + ".png"
+		for _, dir := range dirs {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
