@@ -224,6 +224,7 @@
     q(".act-rename").hidden = !added;
     q(".act-remove").hidden = !added;
     const img = q(".thumb img");
+    q(".thumb").classList.toggle("empty", !c.has_snapshot);
     if (!c.has_snapshot) {
       img.hidden = true;
       img.removeAttribute("src");
