@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/camgate/camgate/internal/sim"
+)
+
+// Acceptance 1 of issue 6: swaks as the camera, AUTH LOGIN and AUTH PLAIN, a JPEG attached,
+// subject "Motion Detection Alarm": one started event at the HTTP sink and on MQTT, a stopped one
+// after motion.hold, the JPEG retained on the snapshot topic. A wrong password gets 535 and no event.
+func TestRunTurnsAlarmMailIntoMotionEvents(t *testing.T) {
+	swaks := needTool(t, "swaks", "swaks")
+	b := startBroker(t, freePort(t), "")
+	sub := subscribe(t, b.port, "", "camgate/gwm/#")
+	sink, err := sim.NewEventSink(sim.EventSinkConfig{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go sink.Run(t.Context())
+	smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := uplinkConfig("gwm", b.url(), smtpAddr, []string{sink.URL()}, "motion: {hold: 2s}\n",
+		disabledCamera("porch"), disabledCamera("yard"))
+	cfg = strings.Replace(cfg, fmt.Sprintf("smtp: {listen: '%s'}", smtpAddr),
+		fmt.Sprintf("smtp: {listen: '%s', username: alarm, password: 'mail-secret'}", smtpAddr), 1)
+	runCamgate(t, cfg)
+	waitFor(t, 10*time.Second, "the mail server", func() bool { _, err := netDialAddr(smtpAddr); return err == nil })
+
+	jpeg := filepath.Join(t.TempDir(), "snap.jpg")
+	ff := needTool(t, "ffmpeg", "ffmpeg")
+	if out, err := exec.Command(ff, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x180", "-frames:v", "1", jpeg).CombinedOutput(); err != nil {
+		t.Fatalf("making a JPEG: %v: %s", err, out)
+	}
+	jpegBytes, _ := os.ReadFile(jpeg)
+	host, port, _ := strings.Cut(smtpAddr, ":")
+	mail := func(rcpt, auth, password string) (string, error) {
+		out, err := exec.Command(swaks, "--server", host, "--port", port, "--to", rcpt, "--from", "camera@lan",
+			"--auth", auth, "--auth-user", "alarm", "--auth-password", password,
+			"--header", "Subject: Motion Detection Alarm", "--body", "Alarm event: Motion Detection",
+			"--attach-type", "image/jpeg", "--attach-name", "snap.jpg", "--attach", "@"+jpeg).CombinedOutput()
+		return string(out), err
+	}
+
+	// A wrong password is refused with 535 and makes nothing.
+	if out, err := mail("yard@gw", "LOGIN", "wrong"); err == nil || !strings.Contains(out, "535") {
+		t.Fatalf("wrong password: want 535, got err=%v:\n%s", err, out)
+	}
+	for _, auth := range []string{"LOGIN", "PLAIN"} {
+		if out, err := mail("porch@gw", auth, "mail-secret"); err != nil {
+			t.Fatalf("AUTH %s: %v:\n%s", auth, err, out)
+		}
+	}
+	// Two alarms inside motion.hold are one episode: one started, then one stopped after the hold.
+	waitFor(t, 15*time.Second, "started and stopped at the sink", func() bool {
+		return countEvents(sink.Events(), "stream_motion_stopped") >= 1
+	})
+	evs := sink.Events()
+	if n := countEvents(evs, "stream_motion_started"); n != 1 {
+		t.Errorf("sink got %d started events, want 1 for one episode: %s", n, evs)
+	}
+	var started, stopped map[string]any
+	for _, e := range evs {
+		var m map[string]any
+		json.Unmarshal(e, &m)
+		switch m["event"] {
+		case "stream_motion_started":
+			started = m
+		case "stream_motion_stopped":
+			stopped = m
+		}
+	}
+	if started["media"] != "gwm-porch" || started["server"] != "gwm" || started["motion_id"] == "" || started["motion_id"] != stopped["motion_id"] {
+		t.Errorf("started %v / stopped %v: want media gwm-porch, server gwm, one motion_id", started, stopped)
+	}
+	if d, _ := stopped["duration"].(float64); d < 2000 {
+		t.Errorf("stopped duration %v ms, want at least motion.hold (2000)", stopped["duration"])
+	}
+	if md, _ := started["motion_data"].(string); !strings.Contains(md, "Motion Detection Alarm") {
+		t.Errorf("motion_data %q does not say what the camera said", md)
+	}
+
+	waitFor(t, 10*time.Second, "the events on MQTT", func() bool {
+		n := 0
+		for _, m := range sub.all() {
+			if m.Topic == "camgate/gwm/cameras/porch/events" {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	snap := retained(t, b.port, "camgate/gwm/cameras/porch/snapshot")["camgate/gwm/cameras/porch/snapshot"]
+	if !bytes.Equal(snap, jpegBytes) {
+		t.Errorf("retained snapshot is %d bytes, want the %d-byte JPEG the camera sent", len(snap), len(jpegBytes))
+	}
+	for _, m := range sub.all() {
+		if m.Topic == "camgate/gwm/cameras/yard/events" {
+			t.Errorf("the refused mail made an event: %s", m.Payload)
+		}
+	}
+}
+
+func countEvents(evs []json.RawMessage, name string) int {
+	n := 0
+	for _, e := range evs {
+		if bytes.Contains(e, []byte(`"event":"`+name+`"`)) {
+			n++
+		}
+	}
+	return n
+}
