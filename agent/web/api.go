@@ -137,7 +137,8 @@ func (s *Server) requireSession(next http.Handler) http.Handler {
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	client := clientAddr(r)
-	if ok, wait := s.limiter.allow(client, s.now()); !ok {
+	at := s.now()
+	if ok, wait := s.limiter.attempt(client, at); !ok {
 		s.loginRefused.Add(1)
 		secs := int((wait + 999_999_999) / 1_000_000_000)
 		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
@@ -148,15 +149,16 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		Code string `json:"code"`
 	}
 	if !decodeJSON(w, r, &req) {
+		s.limiter.forgive(client, at) // no code was tried
 		return
 	}
 	if len(req.Code) > maxCodeLen || !codeMatches(req.Code, s.cfg.PairCode) {
-		s.limiter.fail(client, s.now())
 		s.loginFailed.Add(1)
 		s.log.Warn("pairing page: wrong setup code", "client", client.String())
 		writeError(w, http.StatusUnauthorized, "wrong setup code")
 		return
 	}
+	s.limiter.forgive(client, at)
 	// A fresh id on every login, so an id planted before login is worth nothing.
 	if old := s.sessionID(r); old != "" {
 		s.sessions.remove(old)

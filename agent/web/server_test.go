@@ -343,6 +343,39 @@ func TestTenthWrongCodeInAMinuteIsRefused(t *testing.T) {
 	})
 }
 
+// Guesses sent all at once are judged against the limit as if one after another.
+func TestParallelGuessesAreLimitedToo(t *testing.T) {
+	s, _ := newTestServer(t, newFakeBackend())
+	var wg sync.WaitGroup
+	codes := make([]int, 50)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := httptest.NewRequest("POST", "/api/login", strings.NewReader(`{"code":"0000-0000"}`))
+			req.RemoteAddr = "192.168.1.10:1000"
+			req.Header.Set("Content-Type", "application/json")
+			w := httptest.NewRecorder()
+			s.Handler().ServeHTTP(w, req)
+			codes[i] = w.Code
+		}()
+	}
+	wg.Wait()
+	judged := 0
+	for _, c := range codes {
+		switch c {
+		case http.StatusUnauthorized:
+			judged++
+		case http.StatusTooManyRequests:
+		default:
+			t.Errorf("status %d", c)
+		}
+	}
+	if judged != 9 {
+		t.Errorf("%d of 50 parallel guesses were judged, want 9", judged)
+	}
+}
+
 func TestJSONIsStrictAndBounded(t *testing.T) {
 	tests := []struct {
 		name    string

@@ -135,18 +135,15 @@ func clientKey(a netip.Addr) netip.Prefix {
 	return netip.PrefixFrom(a, 32)
 }
 
-// allow reports whether client may try a code now, and if not, how long until it may.
-func (l *loginLimiter) allow(client netip.Addr, now time.Time) (ok bool, retryAfter time.Duration) {
+// attempt reports whether client may try a code now, and if not, how long until it may. An
+// allowed attempt counts as a wrong code at once, so that a burst of parallel guesses cannot
+// all pass before the first is judged; forgive takes it back when the code was right.
+func (l *loginLimiter) attempt(client netip.Addr, now time.Time) (ok bool, retryAfter time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	k := clientKey(client)
 	l.all = recent(l.all, now)
 	c := recent(l.perClient[k], now)
-	if len(c) == 0 {
-		delete(l.perClient, k)
-	} else {
-		l.perClient[k] = c
-	}
 	wait := time.Duration(0)
 	for _, ts := range [][]time.Time{l.all, c} {
 		if len(ts) >= loginFailures-1 {
@@ -155,34 +152,53 @@ func (l *loginLimiter) allow(client netip.Addr, now time.Time) (ok bool, retryAf
 			wait = max(wait, w)
 		}
 	}
-	return wait <= 0, wait
+	if wait > 0 {
+		l.store(k, c)
+		return false, wait
+	}
+	l.all = append(l.all, now)
+	if len(l.perClient) >= maxLimitedClients {
+		l.prune(now)
+	}
+	if _, known := l.perClient[k]; known || len(l.perClient) < maxLimitedClients {
+		// A full table of live clients still leaves the global bound in force.
+		c = append(c, now)
+	}
+	l.store(k, c)
+	return true, 0
 }
 
-// fail records a wrong code from client.
-func (l *loginLimiter) fail(client netip.Addr, now time.Time) {
+// forgive takes back the attempt client made at the time at: its code was right.
+func (l *loginLimiter) forgive(client netip.Addr, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	k := clientKey(client)
-	if _, ok := l.perClient[k]; !ok && len(l.perClient) >= maxLimitedClients {
-		for pk, ts := range l.perClient {
-			if len(recent(ts, now)) == 0 {
-				delete(l.perClient, pk)
-			}
+	l.all = removeTime(l.all, at)
+	l.store(k, removeTime(l.perClient[k], at))
+}
+
+func (l *loginLimiter) store(k netip.Prefix, ts []time.Time) {
+	if len(ts) == 0 {
+		delete(l.perClient, k)
+		return
+	}
+	l.perClient[k] = ts
+}
+
+func (l *loginLimiter) prune(now time.Time) {
+	for k, ts := range l.perClient {
+		l.store(k, recent(ts, now))
+	}
+}
+
+// removeTime removes the last occurrence of at.
+func removeTime(ts []time.Time, at time.Time) []time.Time {
+	for i := len(ts) - 1; i >= 0; i-- {
+		if ts[i].Equal(at) {
+			return append(ts[:i:i], ts[i+1:]...)
 		}
-		if len(l.perClient) >= maxLimitedClients {
-			// The global bound still holds; the table must not grow without end.
-			l.all = append(l.all, now)
-			return
-		}
 	}
-	l.perClient[k] = append(recent(l.perClient[k], now), now)
-	l.all = append(l.all, now)
-	if n := len(l.all); n > 4*loginFailures {
-		l.all = append(l.all[:0], l.all[n-loginFailures:]...)
-	}
-	if ts := l.perClient[k]; len(ts) > 2*loginFailures {
-		l.perClient[k] = append(ts[:0], ts[len(ts)-loginFailures:]...)
-	}
+	return ts
 }
 
 // recent drops the times that have left the window.
