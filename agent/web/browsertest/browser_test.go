@@ -15,6 +15,7 @@ import (
 
 	"github.com/camgate/camgate/agent/web"
 	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
 
@@ -110,14 +111,29 @@ func TestPairingPage(t *testing.T) {
 
 	var mu sync.Mutex
 	var dialogs []string
+	var exceptions []string
 	chromedp.ListenTarget(ctx, func(ev any) {
-		if d, ok := ev.(*page.EventJavascriptDialogOpening); ok {
+		switch e := ev.(type) {
+		case *page.EventJavascriptDialogOpening:
 			mu.Lock()
-			dialogs = append(dialogs, d.Type.String()+": "+d.Message)
+			dialogs = append(dialogs, e.Type.String()+": "+e.Message)
 			mu.Unlock()
 			go chromedp.Run(ctx, page.HandleJavaScriptDialog(false))
+		case *runtime.EventExceptionThrown:
+			mu.Lock()
+			exceptions = append(exceptions, e.ExceptionDetails.Error())
+			mu.Unlock()
 		}
 	})
+	// Record CSP violations from the first byte on: the page must work under its own policy.
+	run0 := chromedp.ActionFunc(func(ctx context.Context) error {
+		_, err := page.AddScriptToEvaluateOnNewDocument(`window.cspViolations = [];
+			document.addEventListener("securitypolicyviolation", e => window.cspViolations.push(e.violatedDirective + " " + e.blockedURI));`).Do(ctx)
+		return err
+	})
+	if err := chromedp.Run(ctx, run0); err != nil {
+		t.Fatal(err)
+	}
 
 	run := func(step string, actions ...chromedp.Action) {
 		t.Helper()
@@ -203,10 +219,19 @@ func TestPairingPage(t *testing.T) {
 		t.Error("the camera password is still in the page after adding")
 	}
 
+	var violations []string
+	run("read CSP violations", chromedp.Evaluate(`window.cspViolations`, &violations))
+	if len(violations) > 0 {
+		t.Errorf("Content-Security-Policy violations: %q", violations)
+	}
+
 	screenshots(t, ctx)
 
 	mu.Lock()
 	defer mu.Unlock()
+	if len(exceptions) > 0 {
+		t.Errorf("script errors on the page: %q", exceptions)
+	}
 	if len(dialogs) > 0 {
 		t.Errorf("the page opened dialogs (injected script?): %q", dialogs)
 	}
