@@ -1,5 +1,18 @@
-// Package web serves the local pairing page (embedded static files) and its JSON API.
+// Package web serves the local pairing page (embedded static files) and its JSON API, which
+// API.md documents.
 //
-// It must not answer clients outside the LAN, must never return a secret, and must not reach into
-// protocol packages directly: it asks the agent.
+// The home owner opens http://<gateway>:8080 on a phone, types the setup code and adds cameras.
+// The page is on the LAN, so it is written to hold against a hostile device there too:
+//
+//   - only the LAN is served (internal/lan closes anyone else's connection unanswered);
+//   - the setup code is compared in constant time, and the 10th wrong code in a minute, per
+//     client or in all, is refused;
+//   - sessions live on the server behind a 256-bit HttpOnly, SameSite=Strict cookie; every state
+//     change needs the session's CSRF token and a same-origin request;
+//   - bodies are bounded and decoded strictly; text from devices is shown as text, and the
+//     Content-Security-Policy allows no inline code;
+//   - secrets are write-only: the server strips credentials from URLs and passwords from errors
+//     itself, whatever the Backend hands it.
+//
+// The package must not reach into protocol packages: it asks the agent through Backend.
 package web
