@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -224,7 +226,45 @@ func (s *Server) routes() http.Handler {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "cross-origin request refused")
 	}))
-	return securityHeaders(cop.Handler(mux))
+	return securityHeaders(localHostOnly(cop.Handler(mux)))
+}
+
+// localHostOnly refuses requests whose Host is a public domain name. The gateway is reached by
+// its address or a LAN name; a public name pointing at it is DNS rebinding, a web site using a
+// visitor's browser to reach into the LAN (the session cookie would not follow, but the login
+// limit could be spent and the owner locked out).
+func localHostOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isLocalHost(r.Host) {
+			writeError(w, http.StatusMisdirectedRequest, "open this page by the gateway's address, e.g. http://192.168.1.1:8080/")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// isLocalHost reports whether a Host header names the gateway the way a LAN does: an IP
+// address, a single-label name, or a name under a suffix reserved for private networks.
+func isLocalHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if host == "" {
+		return false
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	if !strings.Contains(host, ".") {
+		return true // "localhost", "router", "camgate"
+	}
+	for _, suffix := range []string{".local", ".lan", ".home", ".home.arpa", ".internal", ".localdomain", ".localhost", ".intranet", ".corp", ".private"} {
+		if strings.HasSuffix(host, suffix) {
+			return true
+		}
+	}
+	return false
 }
 
 // securityHeaders sets what every response carries: the page runs only its own files, cannot be

@@ -78,7 +78,7 @@ func (c *client) do(method, path string, body any, headers ...string) *httptest.
 		}
 		r = bytes.NewReader(j)
 	}
-	req := httptest.NewRequest(method, path, r)
+	req := httptest.NewRequest(method, "http://192.168.1.1:8080"+path, r)
 	req.RemoteAddr = c.remote
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -222,7 +222,7 @@ func TestCrossOriginStateChangesAreRefused(t *testing.T) {
 		{"cross-site fetch", []string{"Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
 		{"same-site but other origin", []string{"Sec-Fetch-Site", "same-site"}, http.StatusForbidden},
 		{"foreign Origin", []string{"Origin", "http://evil.example"}, http.StatusForbidden},
-		{"same origin", []string{"Sec-Fetch-Site", "same-origin", "Origin", "http://example.com"}, http.StatusAccepted},
+		{"same origin", []string{"Sec-Fetch-Site", "same-origin", "Origin", "http://192.168.1.1:8080"}, http.StatusAccepted},
 		{"no browser headers (curl)", nil, http.StatusAccepted},
 	}
 	s, _ := newTestServer(t, newFakeBackend())
@@ -352,7 +352,7 @@ func TestParallelGuessesAreLimitedToo(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req := httptest.NewRequest("POST", "/api/login", strings.NewReader(`{"code":"0000-0000"}`))
+			req := httptest.NewRequest("POST", "http://192.168.1.1:8080/api/login", strings.NewReader(`{"code":"0000-0000"}`))
 			req.RemoteAddr = "192.168.1.10:1000"
 			req.Header.Set("Content-Type", "application/json")
 			w := httptest.NewRecorder()
@@ -400,7 +400,7 @@ func TestJSONIsStrictAndBounded(t *testing.T) {
 	mustStatus(t, c.login(testCode), http.StatusOK)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req := httptest.NewRequest("POST", "/api/cameras", strings.NewReader(tt.body))
+			req := httptest.NewRequest("POST", "http://192.168.1.1:8080/api/cameras", strings.NewReader(tt.body))
 			req.RemoteAddr = c.remote
 			req.AddCookie(c.cookie)
 			req.Header.Set(csrfHeader, c.csrf)
@@ -606,5 +606,33 @@ func TestPageHasNoInlineCode(t *testing.T) {
 		if strings.Contains(string(js), bad) {
 			t.Errorf("app.js uses %s", bad)
 		}
+	}
+}
+
+func TestPublicHostNamesAreRefused(t *testing.T) {
+	tests := []struct {
+		host string
+		want int
+	}{
+		{"192.168.1.1:8080", http.StatusOK},
+		{"[fd00::1]:8080", http.StatusOK},
+		{"localhost:8080", http.StatusOK},
+		{"router", http.StatusOK},
+		{"gateway.lan", http.StatusOK},
+		{"camgate.local.", http.StatusOK},
+		{"gw.home.arpa:8080", http.StatusOK},
+		{"attacker.example.com", http.StatusMisdirectedRequest}, // DNS rebinding
+		{"192.168.1.1.nip.io", http.StatusMisdirectedRequest},
+		{"", http.StatusMisdirectedRequest},
+	}
+	s, _ := newTestServer(t, newFakeBackend())
+	for _, tt := range tests {
+		t.Run(tt.host, func(t *testing.T) {
+			req := httptest.NewRequest("GET", "/healthz", nil)
+			req.Host = tt.host
+			w := httptest.NewRecorder()
+			s.Handler().ServeHTTP(w, req)
+			mustStatus(t, w, tt.want)
+		})
 	}
 }
