@@ -227,6 +227,36 @@ func TestPairingPage(t *testing.T) {
 
 	screenshots(t, ctx)
 
+	garage := `[...document.querySelectorAll("#cameras .cam")].find(c => c.querySelector(".cam-name").textContent === "Garage")`
+	run("disable a camera",
+		chromedp.Evaluate(garage+`.querySelector(".act-toggle").click()`, nil),
+		waitJS(garage+`.querySelector(".cam-state").textContent === "disabled"`),
+		waitJS(garage+`.querySelector(".act-toggle").textContent === "Enable"`),
+	)
+	run("rename a camera",
+		chromedp.Evaluate(garage+`.querySelector(".act-rename").click()`, nil),
+		chromedp.Evaluate(garage+`.querySelector(".rename input").value = "Garage door"`, nil),
+		chromedp.Evaluate(garage+`.querySelector(".rename button[type=submit]").click()`, nil),
+		waitJS(`[...document.querySelectorAll("#cameras .cam-name")].some(n => n.textContent === "Garage door")`),
+	)
+	door := `[...document.querySelectorAll("#cameras .cam")].find(c => c.querySelector(".cam-name").textContent === "Garage door")`
+	run("remove a camera with two taps",
+		chromedp.Evaluate(door+`.querySelector(".act-remove").click()`, nil),
+		waitJS(door+`.querySelector(".act-remove").textContent.startsWith("Tap again")`),
+		chromedp.Evaluate(door+`.querySelector(".act-remove").click()`, nil),
+		waitJS(`document.querySelectorAll("#cameras .cam").length === 3 && !`+door),
+	)
+	run("save the SC connection",
+		chromedp.SendKeys("#mq-pass", "mqtt-pa55", chromedp.ByID),
+		chromedp.Click(`#conn-form button[type="submit"]`, chromedp.ByQuery),
+		waitJS(`document.getElementById("conn-result").textContent === "Saved."`),
+		waitJS(`document.getElementById("mq-pass").value === "" && document.getElementById("mq-pass").placeholder === "unchanged"`),
+	)
+	run("log out",
+		chromedp.Click("#logout", chromedp.ByID),
+		chromedp.WaitVisible("#login-code", chromedp.ByID),
+	)
+
 	mu.Lock()
 	defer mu.Unlock()
 	if len(exceptions) > 0 {
