@@ -31,6 +31,7 @@ func main() {
 	counts := flag.String("n", "1,10,40", "comma-separated stream counts")
 	dur := flag.Duration("dur", 20*time.Second, "measurement window per run")
 	child := flag.Bool("child", false, "internal: run the relays (src and dst base URLs, -n streams)")
+	bin := flag.String("bin", "", "camgate binary: also measure `camgate run` relaying the same streams")
 	src := flag.String("src", "", "internal: camera server base URL")
 	dst := flag.String("dst", "", "internal: upstream base URL")
 	flag.Parse()
@@ -39,7 +40,7 @@ func main() {
 		runRelays(*src, *dst, n)
 		return
 	}
-	if err := run(*counts, *dur); err != nil {
+	if err := run(*counts, *dur, *bin); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -59,7 +60,7 @@ func runRelays(src, dst string, n int) {
 	wg.Wait()
 }
 
-func run(counts string, dur time.Duration) error {
+func run(counts string, dur time.Duration, bin string) error {
 	ff, err := exec.LookPath("ffmpeg")
 	if err != nil {
 		return fmt.Errorf("ffmpeg not found: install the Debian package ffmpeg")
@@ -96,7 +97,7 @@ func run(counts string, dur time.Duration) error {
 		return err
 	}
 
-	fmt.Printf("%-8s %-8s %12s %10s %10s\n", "streams", "relay", "cpu%/stream", "rss MiB", "frames%")
+	fmt.Printf("%-8s %-12s %12s %10s %9s %8s %10s %10s\n", "streams", "relay", "cpu%/stream", "rss MiB", "frames%", "cam fps", "cpu/ffmpeg", "rss/ffmpeg")
 	for _, s := range strings.Split(counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n <= 0 {
@@ -109,9 +110,20 @@ func run(counts string, dur time.Duration) error {
 		}
 		time.Sleep(3 * time.Second)
 
-		camgate := []*exec.Cmd{start(self, "-child", "-n", strconv.Itoa(n), "-src", cams.URL(), "-dst", up.URL())}
-		report(n, "camgate", camgate, cams, up, "camgate", dur)
-		stopAll(camgate)
+		var rows []row
+		if bin != "" {
+			cfg, err := daemonConfig(dir, n, cams.URL(), up.URL())
+			if err != nil {
+				return err
+			}
+			daemon := []*exec.Cmd{start(bin, "run", "-c", cfg)}
+			rows = append(rows, measure(n, "camgate run", daemon, cams, up, "run-cam", dur))
+			stopAll(daemon)
+		}
+
+		lib := []*exec.Cmd{start(self, "-child", "-n", strconv.Itoa(n), "-src", cams.URL(), "-dst", up.URL())}
+		rows = append(rows, measure(n, "rtsp.Relay", lib, cams, up, "camgate", dur))
+		stopAll(lib)
 
 		var copies []*exec.Cmd
 		for i := range n {
@@ -119,11 +131,30 @@ func run(counts string, dur time.Duration) error {
 				"-i", fmt.Sprintf("%s/cam%d", cams.URL(), i), "-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp",
 				fmt.Sprintf("%s/ffmpeg%d", up.URL(), i)))
 		}
-		report(n, "ffmpeg", copies, cams, up, "ffmpeg", dur)
+		peer := measure(n, "ffmpeg", copies, cams, up, "ffmpeg", dur)
 		stopAll(copies)
 		stopAll(procs)
+		for _, r := range append(rows, peer) {
+			fmt.Printf("%-8d %-12s %12.2f %10.1f %9.1f %8.1f %10.2f %10.3f\n", r.n, r.name, r.cpuPct, r.rssMiB, r.framesPct, r.camFPS,
+				r.cpuPct/peer.cpuPct, r.rssMiB/peer.rssMiB)
+		}
 	}
 	return nil
+}
+
+// daemonConfig writes a camgate config relaying n cameras from the camera server to the
+// upstream as run-cam0..run-cam<n-1>, with nothing else running.
+func daemonConfig(dir string, n int, src, dst string) (string, error) {
+	data := filepath.Join(dir, fmt.Sprintf("data-%d", n))
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "gateway_id: run\ndata_dir: %s\nlog: {level: warn}\nweb: {listen: \"\"}\n", data)
+	sb.WriteString("discovery: {onvif: false, mdns: false}\n")
+	fmt.Fprintf(&sb, "flussonic: {publish: %q}\ncameras:\n", dst+"/")
+	for i := range n {
+		fmt.Fprintf(&sb, "  - {id: cam%d, url: %q, audio: true, enabled: true}\n", i, fmt.Sprintf("%s/cam%d", src, i))
+	}
+	path := filepath.Join(dir, fmt.Sprintf("camgate-%d.yaml", n))
+	return path, os.WriteFile(path, []byte(sb.String()), 0o600)
 }
 
 func start(name string, args ...string) *exec.Cmd {
@@ -142,9 +173,19 @@ func stopAll(cmds []*exec.Cmd) {
 	}
 }
 
-// report warms up, then measures the relay processes' CPU and RSS over dur and the frames that
+// row is one measured relay set.
+type row struct {
+	n         int
+	name      string
+	cpuPct    float64 // user+system CPU of the relay processes per stream, % of one core
+	rssMiB    float64 // total RSS of the relay processes at the end of the window
+	framesPct float64 // video frames that reached upstream / frames the cameras published
+	camFPS    float64 // frames per second per camera: 25 when the cameras keep real time
+}
+
+// measure warms up, then measures the relay processes' CPU and RSS over dur and the frames that
 // reached upstream against the frames the cameras published meanwhile.
-func report(n int, name string, procs []*exec.Cmd, cams, up *sim.MediaServer, prefix string, dur time.Duration) {
+func measure(n int, name string, procs []*exec.Cmd, cams, up *sim.MediaServer, prefix string, dur time.Duration) row {
 	time.Sleep(3 * time.Second)
 	cpu0 := cpuTicks(procs)
 	// Upstream lags the cameras by a moment: read it half a second after the cameras, at both
@@ -156,16 +197,17 @@ func report(n int, name string, procs []*exec.Cmd, cams, up *sim.MediaServer, pr
 	time.Sleep(dur - 500*time.Millisecond)
 	cpu1, rss := cpuTicks(procs), rssBytes(procs)
 	in1 := frames(cams, "cam", n)
+	elapsed := time.Since(t0).Seconds()
 	time.Sleep(500 * time.Millisecond)
 	out1 := frames(up, prefix, n)
-	elapsed := time.Since(t0).Seconds()
 	const ticksPerSecond = 100 // USER_HZ on Linux
-	cpuPct := float64(cpu1-cpu0) / ticksPerSecond / elapsed * 100 / float64(n)
-	share := 0.0
+	r := row{n: n, name: name, rssMiB: float64(rss) / (1 << 20)}
+	r.cpuPct = float64(cpu1-cpu0) / ticksPerSecond / elapsed * 100 / float64(n)
+	r.camFPS = float64(in1-in0) / elapsed / float64(n)
 	if in1 > in0 {
-		share = float64(out1-out0) / float64(in1-in0) * 100
+		r.framesPct = float64(out1-out0) / float64(in1-in0) * 100
 	}
-	fmt.Printf("%-8d %-8s %12.2f %10.1f %10.1f\n", n, name, cpuPct, float64(rss)/(1<<20), share)
+	return r
 }
 
 func frames(m *sim.MediaServer, prefix string, n int) uint64 {
