@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/camgate/camgate/onvif"
 	"github.com/camgate/camgate/rtsp"
 	"github.com/camgate/camgate/store"
 )
@@ -41,6 +42,10 @@ type Agent struct {
 	runCtx   context.Context         // lives as long as Run; relays started later hang off it
 	motion   *motionTracker
 	snaps    *snapshots
+	kick     chan struct{} // asks Run's loop to reconcile, from goroutines that must not block on a.mu
+
+	found      map[string]*discovered // by endpoint reference; guarded by mu
+	discoverer *onvif.Discoverer      // nil when discovery.onvif is off
 }
 
 // cameraEntry is one camera as the agent wants it (conf) and as it runs (relay).
@@ -51,12 +56,14 @@ type cameraEntry struct {
 	conf    CameraConfig
 	device  DeviceInfo
 	relay   *relayRun
-	problem string // why it is not relayed, in words, when that is the agent's doing
+	onvif   *onvifLink // for enabled cameras given by ONVIF device URL
+	problem string     // why it is not relayed, in words, when that is the agent's doing
 }
 
 const (
-	originConfig = "config" // from camgate.yaml; changed by editing the file
-	originAdded  = "added"  // added from the pairing page or MQTT; kept in the store
+	originConfig     = "config"     // from camgate.yaml; changed by editing the file
+	originAdded      = "added"      // added from the pairing page or MQTT; kept in the store
+	originDiscovered = "discovered" // found on the LAN, waiting for credentials
 )
 
 type relayRun struct {
@@ -75,7 +82,7 @@ func New(l Loaded, opts Options) *Agent {
 		opts.Getenv = os.Getenv
 	}
 	return &Agent{log: opts.Logger, opts: opts, loaded: l, cameras: map[string]*cameraEntry{},
-		motion: newMotionTracker(), snaps: &snapshots{latest: map[string][]byte{}}}
+		motion: newMotionTracker(), snaps: &snapshots{latest: map[string][]byte{}}, kick: make(chan struct{}, 1)}
 }
 
 // Run opens the store, starts every enabled camera's relay and keeps them in line with the
@@ -99,6 +106,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.loadAgentIDs(); err != nil {
 		return err
 	}
+	a.loadDiscovered()
 	code, err := PairCode(cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("pairing code: %w", err)
@@ -131,6 +139,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.startSMTP(runCtx, &cfg.Config, &background); err != nil {
 		return err
 	}
+	a.runDiscovery(runCtx, &cfg.Config, &background)
 	background.Add(2)
 	go func() { defer background.Done(); a.publishStates(runCtx) }()
 	go func() { defer background.Done(); a.publishTelemetry(runCtx) }()
@@ -144,7 +153,17 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case <-a.opts.Reload:
 			a.reload(runCtx)
+		case <-a.kick:
+			a.reconcile(runCtx)
 		}
+	}
+}
+
+// requestReconcile asks Run's loop to bring the relays in line with the registry soon.
+func (a *Agent) requestReconcile() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -237,29 +256,64 @@ func (a *Agent) desiredCameras(cfg *Config) map[string]wantedCamera {
 		c.ID = id
 		want[id] = wantedCamera{conf: c, device: DeviceInfo{IP: hostOf(c.URL)}, origin: originConfig}
 	}
+	a.discoveredWantedLocked(want)
 	return want
 }
 
-// relayConfig is what one camera's relay should run with, or a reason it should not run.
-func relayConfig(cfg *Config, c CameraConfig, log *slog.Logger) (rtsp.RelayConfig, string) {
+// relayConfigLocked is what one camera's relay should run with, or a reason it should not run.
+func (a *Agent) relayConfigLocked(cfg *Config, e *cameraEntry) (rtsp.RelayConfig, string) {
+	c := e.conf
 	switch {
+	case e.origin == originDiscovered:
+		return rtsp.RelayConfig{}, "needs credentials: add it with the camera's username and password"
 	case !c.Enabled:
 		return rtsp.RelayConfig{}, "disabled"
 	case cfg.Flussonic.Publish == "":
 		return rtsp.RelayConfig{}, "flussonic.publish is not set"
 	}
-	if u := c.URL; len(u) < 4 || u[:4] != "rtsp" {
-		return rtsp.RelayConfig{}, "ONVIF device: stream URL not resolved yet"
+	source := c.URL
+	if isONVIFURL(c.URL) {
+		if e.onvif == nil {
+			return rtsp.RelayConfig{}, "ONVIF: not started"
+		}
+		_, _, stream, errText := e.onvif.state()
+		if stream == "" {
+			if errText == "" {
+				errText = "ONVIF: asking the camera for its streams"
+			}
+			return rtsp.RelayConfig{}, errText
+		}
+		source = stream
 	}
 	return rtsp.RelayConfig{
-		Source:    c.URL,
+		Source:    source,
 		Username:  c.Username,
 		Password:  c.Password,
 		Transport: c.Transport,
 		Audio:     c.Audio,
 		Publish:   cfg.PublishURL(c.ID),
-		Logger:    log.With("camera_id", c.ID),
+		Logger:    a.log.With("camera_id", c.ID),
 	}, ""
+}
+
+// mergeONVIF copies what the camera told us over ONVIF into its device info.
+func mergeONVIF(e *cameraEntry) {
+	if e.onvif == nil {
+		return
+	}
+	dev, _, _, _ := e.onvif.state()
+	if dev == nil {
+		return
+	}
+	d := &e.device
+	d.Vendor, d.Model, d.Serial, d.ONVIF = dev.Manufacturer, dev.Model, dev.Serial, e.conf.URL
+	if dev.MAC != "" {
+		d.MAC = dev.MAC
+	}
+	d.SnapshotURI, d.PTZ = dev.SnapshotURI, dev.HasPTZ
+	if d.IP == "" {
+		d.IP = hostOf(e.conf.URL)
+	}
 }
 
 // sameRelay compares two relay configs by what the relay does, not by their loggers.
@@ -278,6 +332,9 @@ func (a *Agent) reconcile(ctx context.Context) {
 	for id, e := range a.cameras {
 		if _, ok := want[id]; !ok {
 			a.stopRelayLocked(e)
+			if e.onvif != nil {
+				e.onvif.cancel()
+			}
 			delete(a.cameras, id)
 			a.log.Info("camera removed", "camera_id", id)
 			a.unregisterLocked(ctx, id)
@@ -292,7 +349,9 @@ func (a *Agent) reconcile(ctx context.Context) {
 			a.log.Info("camera added", "camera_id", id, "agent_id", e.agentID, "name", conf.Name)
 		}
 		e.conf, e.device, e.origin = conf, w.device, w.origin
-		rc, why := relayConfig(&cfg, conf, a.log)
+		a.ensureONVIFLocked(ctx, e)
+		mergeONVIF(e)
+		rc, why := a.relayConfigLocked(&cfg, e)
 		e.problem = why
 		switch {
 		case why != "":
@@ -345,15 +404,29 @@ func (a *Agent) stopRelayLocked(e *cameraEntry) {
 
 func (a *Agent) stopRelays() {
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	var links []*onvifLink
 	var wg sync.WaitGroup
 	for _, e := range a.cameras {
+		if e.onvif != nil {
+			e.onvif.cancel()
+			links = append(links, e.onvif)
+			e.onvif = nil
+		}
 		if e.relay != nil {
 			wg.Add(1)
 			go func(e *cameraEntry) { defer wg.Done(); a.stopRelayLocked(e) }(e)
 		}
 	}
 	wg.Wait()
+	a.mu.Unlock()
+	// ONVIF links may be reporting motion, which reads the config under a.mu: wait unlocked.
+	for _, l := range links {
+		select {
+		case <-l.done:
+		case <-time.After(5 * time.Second):
+			a.log.Warn("an ONVIF link did not stop within 5s")
+		}
+	}
 }
 
 const settingAgentIDs = "agent_ids"

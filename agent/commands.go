@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -62,21 +63,31 @@ func requestError(err error) error {
 // AddCamera adds a camera at run time; it is kept in the store and relayed at once when enabled.
 func (a *Agent) AddCamera(ctx context.Context, r CameraRequest) (CameraStatus, error) {
 	c := defaultCamera()
-	r.apply(&c)
 	c.ID = strings.TrimSpace(r.CameraID)
+	dev := DeviceInfo{}
+	// A discovered camera is added by its camera_id and credentials: its ONVIF address is known.
+	if d, ok := a.discoveredByID(c.ID); ok && r.URL == nil {
+		c.URL, c.Name = d.XAddr, d.Name
+		dev = DeviceInfo{Model: d.Hardware, IP: d.IP, MAC: d.MAC, ONVIF: d.XAddr}
+	}
+	r.apply(&c)
 	if c.ID == "" && c.URL != "" {
 		c.ID = CameraIDFromURL(c.URL)
+	}
+	if dev.IP == "" {
+		dev.IP = hostOf(c.URL)
 	}
 	if err := checkCamera("", c); err != nil {
 		return CameraStatus{}, requestError(err)
 	}
 	a.mu.Lock()
-	_, exists := a.cameras[c.ID]
+	e, exists := a.cameras[c.ID]
+	exists = exists && e.origin != originDiscovered
 	a.mu.Unlock()
 	if exists {
 		return CameraStatus{}, fmt.Errorf("camera %s already exists: use set_camera to change it", c.ID)
 	}
-	rec := cameraRecord{CameraConfig: c, Device: DeviceInfo{IP: hostOf(c.URL)}, AddedAt: time.Now().UTC()}
+	rec := cameraRecord{CameraConfig: c, Device: dev, AddedAt: time.Now().UTC()}
 	if err := a.saveCamera(rec); err != nil {
 		return CameraStatus{}, fmt.Errorf("saving camera: %w", err)
 	}
@@ -147,8 +158,11 @@ func (a *Agent) storedCamera(id string) (cameraRecord, error) {
 	if !ok {
 		return cameraRecord{}, fmt.Errorf("%w: %s", ErrUnknownCamera, id)
 	}
-	if origin == originConfig {
+	switch origin {
+	case originConfig:
 		return cameraRecord{}, fmt.Errorf("camera %s is defined in the config file: change it there", id)
+	case originDiscovered:
+		return cameraRecord{}, fmt.Errorf("camera %s was discovered but not added: add it with add_camera and its credentials", id)
 	}
 	b, ok, err := a.db.Cameras().Get(id)
 	if err != nil || !ok {
@@ -174,16 +188,38 @@ func (a *Agent) cameraStatus(id string) (CameraStatus, error) {
 // Commands are the MQTT commands of SPEC §6 that this build serves.
 var knownCommands = []string{"add_camera", "remove_camera", "set_camera", "reboot_relay", "discover", "snapshot", "ptz"}
 
+// decodeCommand decodes a command payload, refusing fields the command does not know, so that a
+// misspelt field is an error rather than silently ignored.
+func decodeCommand(payload json.RawMessage, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
 // HandleCommand serves P/cmd/<name> (SPEC §6). The uplink has already checked the JSON, the id
-// and the size; this decodes strictly, so a misspelt field is an error rather than ignored.
+// and the size.
 func (a *Agent) HandleCommand(ctx context.Context, name string, payload json.RawMessage) (map[string]any, error) {
 	var req struct {
 		ID string `json:"id"`
 		CameraRequest
 	}
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	var ptz struct {
+		ID       string `json:"id"`
+		CameraID string `json:"camera_id"`
+		PTZRequest
+	}
+	if !slices.Contains(knownCommands, name) {
+		return nil, fmt.Errorf("unknown command %q (known: %s)", name, strings.Join(knownCommands, ", "))
+	}
+	var err error
+	switch name {
+	case "ptz":
+		err = decodeCommand(payload, &ptz)
+		req.CameraID = ptz.CameraID
+	default:
+		err = decodeCommand(payload, &req)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%s: %v", name, err)
 	}
 	needID := func() error {
@@ -199,27 +235,40 @@ func (a *Agent) HandleCommand(ctx context.Context, name string, payload json.Raw
 			return nil, err
 		}
 		return map[string]any{"camera_id": c.ID, "agent_id": c.AgentID, "stream_name": c.StreamName}, nil
-	case "set_camera":
-		if err := needID(); err != nil {
-			return nil, err
+	case "discover":
+		found, err := a.DiscoverNow(ctx, 3*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("discover: %w", err)
 		}
+		a.requestReconcile()
+		devices := make([]map[string]any, 0, len(found))
+		for _, f := range found {
+			devices = append(devices, map[string]any{"xaddr": f.XAddr, "name": f.Name, "hardware": f.Hardware, "ip": f.Addr.String()})
+		}
+		return map[string]any{"found": len(found), "devices": devices}, nil
+	}
+	if err := needID(); err != nil {
+		return nil, err
+	}
+	switch name {
+	case "set_camera":
 		c, err := a.SetCamera(ctx, req.CameraID, req.CameraRequest)
 		if err != nil {
 			return nil, err
 		}
 		return map[string]any{"camera_id": c.ID, "agent_id": c.AgentID}, nil
 	case "remove_camera":
-		if err := needID(); err != nil {
-			return nil, err
-		}
 		return map[string]any{"camera_id": req.CameraID}, a.RemoveCamera(ctx, req.CameraID)
 	case "reboot_relay":
-		if err := needID(); err != nil {
+		return map[string]any{"camera_id": req.CameraID}, a.RebootRelay(ctx, req.CameraID)
+	case "snapshot":
+		b, err := a.TakeSnapshot(ctx, req.CameraID)
+		if err != nil {
 			return nil, err
 		}
-		return map[string]any{"camera_id": req.CameraID}, a.RebootRelay(ctx, req.CameraID)
-	case "discover", "snapshot", "ptz":
-		return nil, fmt.Errorf("%s: not available in this build yet (it comes with ONVIF support)", name)
+		return map[string]any{"camera_id": req.CameraID, "bytes": len(b)}, nil
+	case "ptz":
+		return map[string]any{"camera_id": req.CameraID}, a.PTZ(ctx, req.CameraID, ptz.PTZRequest)
 	}
 	return nil, fmt.Errorf("unknown command %q (known: %s)", name, strings.Join(knownCommands, ", "))
 }

@@ -31,7 +31,7 @@ const usageText = `camgate — camera gateway daemon
 Usage:
   camgate run [-c FILE]                 run the daemon (default config /etc/camgate/camgate.yaml)
   camgate demo                          the whole pipeline on loopback with simulated cameras
-  camgate discover [--json] [--timeout D] [--user U --password P]
+  camgate discover [--json] [--timeout D] [--user U --password P] [--interfaces I,J] [--no-mdns]
   camgate probe URL [--user U --password P]
   camgate outbox [stats|list|purge] [-c FILE] [--queue Q] [--json] [--yes]
   camgate pair-code [-c FILE]
@@ -82,6 +82,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdDemo(ctx, rest, stdout, stderr)
 	case "probe":
 		return cmdProbe(ctx, rest, stdout, stderr)
+	case "discover":
+		return cmdDiscover(ctx, rest, stdout, stderr)
 	case "outbox":
 		return cmdOutbox(ctx, rest, stdout, stderr)
 	case "selftest":

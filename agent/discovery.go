@@ -1,0 +1,232 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/camgate/camgate/onvif"
+)
+
+// discovered is a device WS-Discovery found, as the agent remembers it. The camera_id it was
+// given is kept (in the store) for as long as the device lives, so rediscovery and IP changes
+// never change it.
+type discovered struct {
+	CameraID    string    `json:"camera_id"`
+	EndpointRef string    `json:"endpoint_ref"`
+	XAddr       string    `json:"xaddr"`
+	Name        string    `json:"name,omitempty"`
+	Hardware    string    `json:"hardware,omitempty"`
+	IP          string    `json:"ip"`
+	MAC         string    `json:"mac,omitempty"`
+	LastSeen    time.Time `json:"last_seen"`
+	present     bool      // heard from and not said Bye since this run started
+}
+
+const settingDiscovered = "discovered"
+
+// discoveredCameraID follows SPEC §3 as far as an unauthenticated device allows: the MAC when
+// the kernel's neighbour table knows it (it does for a camera on the LAN that just answered),
+// else a hash of the WS-Discovery endpoint reference, which a device keeps across IP changes.
+func discoveredCameraID(f onvif.Found, mac string) string {
+	if mac != "" {
+		return CameraIDFromMAC(mac)
+	}
+	sum := sha256.Sum256([]byte(strings.ToLower(f.EndpointRef)))
+	return "cam-e" + hex.EncodeToString(sum[:])[:11]
+}
+
+// neighbourMAC looks an IPv4 address up in the kernel's ARP table.
+func neighbourMAC(ip string) string {
+	f, err := os.Open("/proc/net/arp")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 4 && fields[0] == ip && fields[3] != "00:00:00:00:00:00" {
+			return fields[3]
+		}
+	}
+	return ""
+}
+
+func (a *Agent) loadDiscovered() {
+	a.found = map[string]*discovered{}
+	b, ok, err := a.db.Settings().Get(settingDiscovered)
+	if err != nil || !ok {
+		return
+	}
+	var m map[string]*discovered
+	if err := json.Unmarshal(b, &m); err != nil {
+		a.log.Warn("store: discovered device list does not parse; starting afresh", "err", err)
+		return
+	}
+	a.found = m
+}
+
+func (a *Agent) saveDiscoveredLocked() {
+	b, _ := json.Marshal(a.found)
+	if err := a.db.Settings().Put(settingDiscovered, b); err != nil {
+		a.log.Error("store: saving discovered devices", "err", err)
+	}
+}
+
+// runDiscovery follows WS-Discovery: devices that appear enter the registry (disabled until
+// given credentials), devices that say Bye or go silent leave it unless they were added.
+func (a *Agent) runDiscovery(ctx context.Context, cfg *Config, wg *sync.WaitGroup) {
+	if !cfg.Discovery.ONVIF {
+		return
+	}
+	d, err := onvif.NewDiscoverer(onvif.DiscovererConfig{
+		Interfaces: cfg.Discovery.Interfaces, ProbeInterval: cfg.Discovery.Interval.Std(),
+		Logger: a.log.With("part", "ws-discovery"),
+	})
+	if err != nil {
+		a.log.Error("discovery disabled", "err", err)
+		return
+	}
+	a.mu.Lock()
+	a.discoverer = d
+	a.mu.Unlock()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := d.Run(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error("discovery stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ch, ok := <-d.Updates():
+				if !ok {
+					return
+				}
+				a.onDiscovery(ch)
+			}
+		}
+	}()
+}
+
+func (a *Agent) onDiscovery(ch onvif.Change) {
+	f := ch.Device
+	key := strings.ToLower(f.EndpointRef)
+	if key == "" {
+		key = f.XAddr
+	}
+	ip := f.Addr.String()
+	if u, err := url.Parse(f.XAddr); err == nil && u.Hostname() != "" {
+		ip = u.Hostname()
+	}
+	a.mu.Lock()
+	rec, known := a.found[key]
+	switch ch.Kind {
+	case onvif.Gone:
+		if known {
+			rec.present = false
+			a.log.Info("camera left the network", "camera_id", rec.CameraID, "xaddr", f.XAddr)
+		}
+	default:
+		if !known {
+			mac := neighbourMAC(ip)
+			rec = &discovered{CameraID: discoveredCameraID(f, mac), EndpointRef: f.EndpointRef, MAC: mac}
+			a.found[key] = rec
+			a.log.Info("camera discovered", "camera_id", rec.CameraID, "xaddr", f.XAddr, "name", f.Name, "hardware", f.Hardware)
+		}
+		moved := known && rec.XAddr != "" && rec.XAddr != f.XAddr
+		oldXAddr := rec.XAddr
+		rec.XAddr, rec.Name, rec.Hardware, rec.IP, rec.LastSeen, rec.present = f.XAddr, f.Name, f.Hardware, ip, time.Now().UTC(), true
+		if moved {
+			a.log.Info("camera moved", "camera_id", rec.CameraID, "from", oldXAddr, "to", f.XAddr)
+			a.followMoveLocked(rec.CameraID, oldXAddr, f.XAddr)
+		}
+	}
+	a.saveDiscoveredLocked()
+	a.mu.Unlock()
+	a.requestReconcile()
+}
+
+// followMoveLocked points an added camera at its device's new address when the camera was given
+// by that device's ONVIF URL: a DHCP renewal must not cost the owner a visit.
+func (a *Agent) followMoveLocked(id, oldXAddr, newXAddr string) {
+	b, ok, err := a.db.Cameras().Get(id)
+	if err != nil || !ok {
+		return
+	}
+	var rec cameraRecord
+	if json.Unmarshal(b, &rec) != nil || rec.URL != oldXAddr {
+		return
+	}
+	rec.URL, rec.Device.IP, rec.Device.ONVIF = newXAddr, hostOf(newXAddr), newXAddr
+	rec.ID = id
+	if err := a.saveCamera(rec); err != nil {
+		a.log.Error("store: following a moved camera", "camera_id", id, "err", err)
+	}
+}
+
+// discoveredWantedLocked adds the present, not yet added discovered devices to want.
+func (a *Agent) discoveredWantedLocked(want map[string]wantedCamera) {
+	for _, d := range a.found {
+		if !d.present {
+			continue
+		}
+		if _, taken := want[d.CameraID]; taken {
+			continue
+		}
+		name := d.Name
+		if name == "" {
+			name = strings.TrimSpace(d.Hardware + " " + d.IP)
+		}
+		want[d.CameraID] = wantedCamera{
+			conf:   CameraConfig{ID: d.CameraID, Name: name, URL: d.XAddr, Audio: true},
+			device: DeviceInfo{Model: d.Hardware, IP: d.IP, MAC: d.MAC, ONVIF: d.XAddr},
+			origin: originDiscovered,
+		}
+	}
+}
+
+// discoveredByID finds a discovered device by the camera_id it was given.
+func (a *Agent) discoveredByID(id string) (*discovered, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, d := range a.found {
+		if d.CameraID == id {
+			c := *d
+			return &c, true
+		}
+	}
+	return nil, false
+}
+
+// DiscoverNow sends probes at once and reports the devices known a moment later.
+func (a *Agent) DiscoverNow(ctx context.Context, wait time.Duration) ([]onvif.Found, error) {
+	a.mu.Lock()
+	d := a.discoverer
+	cfg := a.loaded.Config
+	a.mu.Unlock()
+	if d == nil {
+		return onvif.Discover(ctx, onvif.DiscovererConfig{Interfaces: cfg.Discovery.Interfaces, Logger: a.log}, wait)
+	}
+	if err := d.Probe(ctx); err != nil {
+		return nil, err
+	}
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(wait):
+	}
+	return d.Devices(), nil
+}

@@ -1,0 +1,239 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/camgate/camgate/onvif"
+)
+
+// onvifLink is the agent's hold on one ONVIF camera: its client, what Inventory found, and the
+// PullPoint loop turning its events into motion. It runs while the camera is enabled and has an
+// ONVIF device URL.
+type onvifLink struct {
+	key    string // URL, credentials and substream: a change restarts the link
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu     sync.Mutex
+	client *onvif.Client
+	dev    *onvif.Device // nil until Inventory succeeded
+	stream string        // the RTSP URL chosen (main or sub stream)
+	err    string        // why resolution fails, in words
+}
+
+func (l *onvifLink) state() (dev *onvif.Device, client *onvif.Client, stream, err string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dev, l.client, l.stream, l.err
+}
+
+func isONVIFURL(u string) bool {
+	return strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://")
+}
+
+func onvifKey(c CameraConfig) string {
+	return fmt.Sprintf("%s\x00%s\x00%s\x00%v", c.URL, c.Username, c.Password, c.Substream)
+}
+
+// ensureONVIFLocked starts, restarts or stops the camera's ONVIF link to match its settings.
+func (a *Agent) ensureONVIFLocked(ctx context.Context, e *cameraEntry) {
+	want := e.conf.Enabled && isONVIFURL(e.conf.URL) && e.origin != originDiscovered
+	if e.onvif != nil && (!want || e.onvif.key != onvifKey(e.conf)) {
+		e.onvif.cancel()
+		e.onvif = nil
+	}
+	if !want || e.onvif != nil {
+		return
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	l := &onvifLink{key: onvifKey(e.conf), cancel: cancel, done: make(chan struct{})}
+	e.onvif = l
+	go func() {
+		defer close(l.done)
+		a.runONVIF(lctx, e.id, e.conf, l)
+	}()
+}
+
+// runONVIF resolves the camera's stream with Inventory (retrying with backoff: a camera may be
+// booting), then follows its events until ctx ends.
+func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, l *onvifLink) {
+	log := a.log.With("camera_id", id, "onvif", conf.URL)
+	client, err := onvif.NewClient(onvif.ClientConfig{XAddr: conf.URL, Username: conf.Username, Password: conf.Password, Logger: log})
+	if err != nil {
+		l.mu.Lock()
+		l.err = "ONVIF: " + err.Error()
+		l.mu.Unlock()
+		a.requestReconcile()
+		return
+	}
+	delay := 2 * time.Second
+	for {
+		ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		dev, err := onvif.Inventory(ictx, client)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			stream := dev.MainStream
+			if conf.Substream && dev.SubStream != "" {
+				stream = dev.SubStream
+			}
+			if stream != "" {
+				l.mu.Lock()
+				l.client, l.dev, l.stream, l.err = client, &dev, stream, ""
+				l.mu.Unlock()
+				log.Info("ONVIF camera resolved", "vendor", dev.Manufacturer, "model", dev.Model, "stream", redactURL(stream), "events", dev.HasEvents, "clock_offset", dev.ClockOffset.Round(time.Second))
+				a.requestReconcile()
+				break
+			}
+			err = errors.New("the device reported no RTSP stream")
+		}
+		msg := "ONVIF: " + err.Error()
+		if errors.Is(err, onvif.ErrUnauthorized) {
+			msg = "ONVIF: " + err.Error() + ": check the camera's username and password"
+		}
+		l.mu.Lock()
+		changed := l.err != msg
+		l.err = msg
+		l.mu.Unlock()
+		if changed {
+			log.Warn("ONVIF camera not resolved, will retry", "err", err, "retry_in", delay)
+			a.requestReconcile()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay + rand.N(delay/2)):
+		}
+		delay = min(delay*2, 5*time.Minute)
+	}
+	dev, _, _, _ := l.state()
+	if !dev.HasEvents {
+		return
+	}
+	pp, err := onvif.NewPullPoint(onvif.PullPointConfig{Client: client, Logger: log.With("part", "pullpoint")})
+	if err != nil {
+		log.Warn("ONVIF events unavailable", "err", err)
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); pp.Run(ctx) }()
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case n, ok := <-pp.Notifications():
+			if !ok {
+				return
+			}
+			if on, isMotion := n.Motion(); isMotion {
+				a.Motion(ctx, id, sourceONVIF, "onvif: "+n.Topic, on)
+			}
+		}
+	}
+}
+
+// onvifFor returns the ONVIF client and device of a camera, once resolved.
+func (a *Agent) onvifFor(id string) (*onvif.Client, *onvif.Device, error) {
+	a.mu.Lock()
+	e, ok := a.cameras[id]
+	var l *onvifLink
+	if ok {
+		l = e.onvif
+	}
+	a.mu.Unlock()
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: %s", ErrUnknownCamera, id)
+	}
+	if l == nil {
+		return nil, nil, fmt.Errorf("camera %s is not an enabled ONVIF camera with credentials", id)
+	}
+	dev, client, _, errText := l.state()
+	if dev == nil {
+		if errText == "" {
+			errText = "not resolved yet"
+		}
+		return nil, nil, fmt.Errorf("camera %s: %s", id, errText)
+	}
+	return client, dev, nil
+}
+
+// TakeSnapshot fetches a fresh JPEG from an ONVIF camera and keeps it as its latest snapshot
+// (published retained on MQTT).
+func (a *Agent) TakeSnapshot(ctx context.Context, id string) ([]byte, error) {
+	client, dev, err := a.onvifFor(id)
+	if err != nil {
+		if b, ok := a.Snapshot(id); ok {
+			return b, nil // a mail camera: its latest alarm snapshot is the best there is
+		}
+		return nil, err
+	}
+	if dev.SnapshotURI == "" {
+		return nil, fmt.Errorf("camera %s offers no ONVIF snapshot", id)
+	}
+	b, err := client.Snapshot(ctx, dev.SnapshotURI)
+	if err != nil {
+		return nil, fmt.Errorf("camera %s: snapshot: %w", id, err)
+	}
+	a.keepSnapshot(ctx, id, b)
+	return b, nil
+}
+
+// PTZRequest moves a PTZ camera: action "move" (velocities -1..1, stopping by itself after
+// timeout_ms), "stop", or "preset".
+type PTZRequest struct {
+	Action    string  `json:"action"`
+	Pan       float64 `json:"pan"`
+	Tilt      float64 `json:"tilt"`
+	Zoom      float64 `json:"zoom"`
+	TimeoutMs int     `json:"timeout_ms"`
+	Preset    string  `json:"preset"`
+}
+
+// PTZ runs one PTZ request on the camera's main profile.
+func (a *Agent) PTZ(ctx context.Context, id string, r PTZRequest) error {
+	client, dev, err := a.onvifFor(id)
+	if err != nil {
+		return err
+	}
+	if !dev.HasPTZ || len(dev.Profiles) == 0 {
+		return fmt.Errorf("camera %s has no PTZ", id)
+	}
+	token := dev.Profiles[0].Token
+	for _, p := range dev.Profiles {
+		if p.HasPTZ {
+			token = p.Token
+			break
+		}
+	}
+	switch r.Action {
+	case "move":
+		for _, v := range []float64{r.Pan, r.Tilt, r.Zoom} {
+			if v < -1 || v > 1 {
+				return fmt.Errorf("ptz: pan, tilt and zoom are velocities from -1 to 1")
+			}
+		}
+		timeout := time.Duration(r.TimeoutMs) * time.Millisecond
+		if timeout <= 0 || timeout > time.Minute {
+			timeout = time.Second // a lost stop must not leave the camera turning
+		}
+		return client.ContinuousMove(ctx, token, r.Pan, r.Tilt, r.Zoom, timeout)
+	case "stop":
+		return client.Stop(ctx, token)
+	case "preset":
+		if r.Preset == "" {
+			return errors.New("ptz: preset needs a preset token")
+		}
+		return client.GotoPreset(ctx, token, r.Preset)
+	}
+	return fmt.Errorf("ptz: action must be move, stop or preset, not %q", r.Action)
+}
