@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/camgate/camgate/onvif"
@@ -36,16 +37,18 @@ type Agent struct {
 	mu       sync.Mutex
 	loaded   Loaded
 	db       *store.DB
-	cameras  map[string]*cameraEntry // by camera_id
-	agentIDs map[string]string       // camera_id -> agent_id, persisted
-	link     *uplinkParts            // MQTT and event sinks; nil parts when not configured
-	runCtx   context.Context         // lives as long as Run; relays started later hang off it
+	cameras  map[string]*cameraEntry     // by camera_id
+	agentIDs map[string]string           // camera_id -> agent_id, persisted
+	link     atomic.Pointer[uplinkParts] // MQTT and event sinks; swapped when the page changes them
+	runCtx   context.Context             // lives as long as Run; relays started later hang off it
 	motion   *motionTracker
 	snaps    *snapshots
 	kick     chan struct{} // asks Run's loop to reconcile, from goroutines that must not block on a.mu
 
+	linkRun    *uplinkRun             // the running MQTT client and event sinks
 	found      map[string]*discovered // by endpoint reference; guarded by mu
 	discoverer *onvif.Discoverer      // nil when discovery.onvif is off
+	webAddr    string                 // where the pairing page listens, once it does
 }
 
 // cameraEntry is one camera as the agent wants it (conf) and as it runs (relay).
@@ -82,7 +85,7 @@ func New(l Loaded, opts Options) *Agent {
 		opts.Getenv = os.Getenv
 	}
 	return &Agent{log: opts.Logger, opts: opts, loaded: l, cameras: map[string]*cameraEntry{},
-		motion: newMotionTracker(), snaps: &snapshots{latest: map[string][]byte{}}, kick: make(chan struct{}, 1)}
+		motion: newMotionTracker(), snaps: &snapshots{latest: map[string][]byte{}, at: map[string]time.Time{}}, kick: make(chan struct{}, 1)}
 }
 
 // Run opens the store, starts every enabled camera's relay and keeps them in line with the
@@ -123,16 +126,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	// The uplink has its own context so that it outlives the relays on the way out: status
 	// offline is the last thing the broker hears. Whatever is still queued is on disk already.
-	linkCtx, stopLink := context.WithCancel(context.WithoutCancel(ctx))
 	var background sync.WaitGroup
 	defer func() {
 		stopAll()
 		a.stopRelays()
 		a.stopAllMotion()
-		stopLink()
+		a.stopUplink()
 		background.Wait()
 	}()
-	a.startUplink(linkCtx, &cfg.Config, &background)
+	a.applyStoredConnection(&cfg)
+	a.mu.Lock()
+	a.loaded = cfg
+	a.mu.Unlock()
+	a.restartUplink(&cfg.Config)
 	a.serveControl(runCtx, cfg.DataDir, &background)
 
 	a.reconcile(runCtx)
@@ -140,6 +146,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.runDiscovery(runCtx, &cfg.Config, &background)
+	if err := a.startWeb(runCtx, &cfg.Config, code, &background); err != nil {
+		return err
+	}
 	background.Add(2)
 	go func() { defer background.Done(); a.publishStates(runCtx) }()
 	go func() { defer background.Done(); a.publishTelemetry(runCtx) }()
@@ -213,6 +222,7 @@ func (a *Agent) reload(ctx context.Context) {
 		a.log.Error("reload: keeping the running config", "err", err)
 		return
 	}
+	a.applyStoredConnection(&l)
 	for key, same := range map[string]bool{
 		"gateway_id": old.GatewayID == l.GatewayID, "data_dir": old.DataDir == l.DataDir,
 		"web.listen": old.Web.Listen == l.Web.Listen, "smtp.listen": old.SMTP.Listen == l.SMTP.Listen,
@@ -227,6 +237,9 @@ func (a *Agent) reload(ctx context.Context) {
 	a.mu.Unlock()
 	a.setLogLevel(l.Log.Level)
 	a.log.Info("reload: config read", "path", l.Path)
+	if !reflect.DeepEqual(old.MQTT, l.MQTT) || !reflect.DeepEqual(old.Flussonic.Events, l.Flussonic.Events) {
+		a.restartUplink(&l.Config)
+	}
 	a.reconcile(ctx)
 }
 
@@ -458,9 +471,13 @@ type CameraStatus struct {
 	ID         string     `json:"camera_id"`
 	AgentID    string     `json:"agent_id"`
 	Name       string     `json:"name"`
-	URL        string     `json:"url"` // without credentials
+	Origin     string     `json:"origin"` // config, added or discovered
+	URL        string     `json:"url"`    // without credentials
+	Username   string     `json:"username,omitempty"`
+	Device     DeviceInfo `json:"device"`
 	Enabled    bool       `json:"enabled"`
 	Audio      bool       `json:"audio"`
+	Substream  bool       `json:"substream"`
 	StreamName string     `json:"stream_name"`
 	PublishURL string     `json:"publish_url"` // without credentials
 	Problem    string     `json:"problem,omitempty"`
@@ -475,7 +492,8 @@ func (a *Agent) Cameras() []CameraStatus {
 	out := make([]CameraStatus, 0, len(a.cameras))
 	for _, e := range a.cameras {
 		s := CameraStatus{
-			ID: e.id, AgentID: e.agentID, Name: e.conf.Name, URL: redactURL(e.conf.URL),
+			ID: e.id, AgentID: e.agentID, Name: e.conf.Name, Origin: e.origin, URL: redactURL(e.conf.URL),
+			Username: e.conf.Username, Device: e.device, Substream: e.conf.Substream,
 			Enabled: e.conf.Enabled, Audio: e.conf.Audio, StreamName: cfg.StreamName(e.id),
 			PublishURL: redactURL(cfg.PublishURL(e.id)), Problem: e.problem,
 		}

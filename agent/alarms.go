@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/camgate/camgate/internal/lan"
 	"github.com/camgate/camgate/smtp"
@@ -18,11 +19,14 @@ import (
 type snapshots struct {
 	mu     sync.Mutex
 	latest map[string][]byte
+	at     map[string]time.Time
 }
 
 func (a *Agent) keepSnapshot(ctx context.Context, cameraID string, jpeg []byte) {
+	link := a.link.Load()
 	a.snaps.mu.Lock()
 	a.snaps.latest[cameraID] = jpeg
+	a.snaps.at[cameraID] = time.Now()
 	a.snaps.mu.Unlock()
 	dir := filepath.Join(a.config().DataDir, "snapshots")
 	if err := os.MkdirAll(dir, 0o750); err == nil {
@@ -31,9 +35,20 @@ func (a *Agent) keepSnapshot(ctx context.Context, cameraID string, jpeg []byte) 
 			os.Rename(tmp, filepath.Join(dir, cameraID+".jpg"))
 		}
 	}
-	if a.link != nil && a.link.mqtt != nil {
+	if link != nil && link.mqtt != nil {
 		a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + cameraID + "/snapshot", Retain: true, Payload: jpeg})
 	}
+}
+
+// freshSnapshot returns the latest JPEG if it is younger than maxAge.
+func (a *Agent) freshSnapshot(cameraID string, maxAge time.Duration) ([]byte, bool) {
+	a.snaps.mu.Lock()
+	defer a.snaps.mu.Unlock()
+	b, ok := a.snaps.latest[cameraID]
+	if !ok || time.Since(a.snaps.at[cameraID]) > maxAge {
+		return nil, false
+	}
+	return b, true
 }
 
 // Snapshot returns the latest JPEG of a camera, from memory or from disk after a restart.

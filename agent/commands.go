@@ -48,14 +48,23 @@ func (r CameraRequest) apply(c *CameraConfig) {
 // ErrUnknownCamera is returned for a camera_id the registry does not hold.
 var ErrUnknownCamera = errors.New("no such camera")
 
-// requestError renders a validation error without the "config:" prefix the file errors carry.
+// RequestError is a request's setting that is wrong, named without the "config:" prefix of
+// the file's errors.
+type RequestError struct {
+	Field, Reason string
+}
+
+func (e *RequestError) Error() string {
+	if e.Field == "" {
+		return e.Reason
+	}
+	return e.Field + ": " + e.Reason
+}
+
 func requestError(err error) error {
 	var ce *ConfigError
 	if errors.As(err, &ce) {
-		if ce.Key == "" {
-			return errors.New(ce.Reason)
-		}
-		return fmt.Errorf("%s: %s", ce.Key, ce.Reason)
+		return &RequestError{Field: ce.Key, Reason: ce.Reason}
 	}
 	return err
 }

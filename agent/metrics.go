@@ -12,6 +12,7 @@ import (
 // scrape time from the parts that own it, so there is no second copy of any counter to keep in
 // step, and a removed camera's series simply stop.
 func (a *Agent) WritePrometheus(w io.Writer) {
+	link := a.link.Load()
 	cams := a.Cameras()
 	relaying := 0
 	for _, c := range cams {
@@ -47,8 +48,8 @@ func (a *Agent) WritePrometheus(w io.Writer) {
 			metrics.WriteGaugeUint64(w, fmt.Sprintf(`camgate_outbox_queue_depth{queue=%q}`, q), uint64(st.Queues[q].Depth))
 		}
 	}
-	if a.link != nil && a.link.mqtt != nil {
-		metrics.WriteGaugeUint64(w, "camgate_mqtt_connected", b2u(a.link.mqtt.Connected()))
+	if link != nil && link.mqtt != nil {
+		metrics.WriteGaugeUint64(w, "camgate_mqtt_connected", b2u(link.mqtt.Connected()))
 	}
 	metrics.WriteGaugeFloat64(w, "camgate_uptime_seconds", a.uptime().Seconds())
 	metrics.WriteProcessMetrics(w)

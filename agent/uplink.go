@@ -51,7 +51,7 @@ type stateShown struct {
 
 // startUplink starts the MQTT client and one drain per event sink. A client that cannot even be
 // built (unreadable CA file, say) is logged and left out; the rest of the gateway runs on.
-// a.link is set before any client runs, since a command may arrive as soon as MQTT connects.
+// link is set before any client runs, since a command may arrive as soon as MQTT connects.
 func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup) {
 	p := &uplinkParts{prefix: cfg.TopicPrefix(), lastReg: map[string]string{}, lastState: map[string]stateShown{}, registered: map[string]bool{}}
 	if b, ok, err := a.db.Settings().Get(settingRegistered); err == nil && ok {
@@ -112,7 +112,7 @@ func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup
 			a.log.Warn("mqtt.url is empty: queued MQTT messages wait until it is set", "depth", st.Depth)
 		}
 	}
-	a.link = p
+	a.link.Store(p)
 	for _, start := range starts {
 		start()
 	}
@@ -172,16 +172,17 @@ func (a *Agent) registrationOf(cfg *Config, e *cameraEntry) registration {
 // After a restart everything is queued once more: retained messages make that harmless, and it
 // repairs a broker that lost its retained store.
 func (a *Agent) registerLocked(ctx context.Context, e *cameraEntry) {
-	if a.link == nil || a.link.mqtt == nil {
+	link := a.link.Load()
+	if link == nil || link.mqtt == nil {
 		return
 	}
 	cfg := a.loaded.Config
 	reg := a.registrationOf(&cfg, e)
 	key, _ := json.Marshal(reg)
-	a.link.mu.Lock()
-	same := a.link.lastReg[e.id] == string(key)
-	a.link.lastReg[e.id] = string(key)
-	a.link.mu.Unlock()
+	link.mu.Lock()
+	same := link.lastReg[e.id] == string(key)
+	link.lastReg[e.id] = string(key)
+	link.mu.Unlock()
 	if same {
 		return
 	}
@@ -192,17 +193,18 @@ func (a *Agent) registerLocked(ctx context.Context, e *cameraEntry) {
 }
 
 func (a *Agent) setRegistered(id string, on bool) {
-	a.link.mu.Lock()
-	defer a.link.mu.Unlock()
-	if a.link.registered[id] == on {
+	link := a.link.Load()
+	link.mu.Lock()
+	defer link.mu.Unlock()
+	if link.registered[id] == on {
 		return
 	}
 	if on {
-		a.link.registered[id] = true
+		link.registered[id] = true
 	} else {
-		delete(a.link.registered, id)
+		delete(link.registered, id)
 	}
-	b, _ := json.Marshal(a.link.registered)
+	b, _ := json.Marshal(link.registered)
 	if err := a.db.Settings().Put(settingRegistered, b); err != nil {
 		a.log.Error("store: saving the registered camera list", "err", err)
 	}
@@ -210,17 +212,18 @@ func (a *Agent) setRegistered(id string, on bool) {
 
 // unregisterGoneLocked clears cameras registered in an earlier run that are no longer wanted.
 func (a *Agent) unregisterGoneLocked(ctx context.Context) {
-	if a.link == nil || a.link.mqtt == nil {
+	link := a.link.Load()
+	if link == nil || link.mqtt == nil {
 		return
 	}
-	a.link.mu.Lock()
+	link.mu.Lock()
 	var gone []string
-	for id := range a.link.registered {
+	for id := range link.registered {
 		if _, ok := a.cameras[id]; !ok {
 			gone = append(gone, id)
 		}
 	}
-	a.link.mu.Unlock()
+	link.mu.Unlock()
 	for _, id := range gone {
 		a.log.Info("clearing the registration of a camera removed while camgate was stopped", "camera_id", id)
 		a.unregisterLocked(ctx, id)
@@ -229,13 +232,14 @@ func (a *Agent) unregisterGoneLocked(ctx context.Context) {
 
 // unregisterLocked clears a removed camera's retained topics with empty retained payloads.
 func (a *Agent) unregisterLocked(ctx context.Context, id string) {
-	if a.link == nil || a.link.mqtt == nil {
+	link := a.link.Load()
+	if link == nil || link.mqtt == nil {
 		return
 	}
-	a.link.mu.Lock()
-	delete(a.link.lastReg, id)
-	delete(a.link.lastState, id)
-	a.link.mu.Unlock()
+	link.mu.Lock()
+	delete(link.lastReg, id)
+	delete(link.lastState, id)
+	link.mu.Unlock()
 	base := "cameras/" + id
 	a.enqueue(ctx, mqttQueue,
 		store.Message{Class: store.ClassRegistration, Topic: base + "/config", Retain: true},
@@ -275,7 +279,8 @@ func (a *Agent) publishStates(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if a.link == nil || a.link.mqtt == nil {
+		link := a.link.Load()
+		if link == nil || link.mqtt == nil {
 			continue
 		}
 		for _, c := range a.Cameras() {
@@ -288,13 +293,13 @@ func (a *Agent) publishStates(ctx context.Context) {
 				st.LastError = c.Problem
 			}
 			key, _ := json.Marshal([]any{st.Online, st.Relaying, st.Enabled, st.Codec, st.Width, st.Height, st.LastError})
-			a.link.mu.Lock()
-			prev, seen := a.link.lastState[c.ID]
+			link.mu.Lock()
+			prev, seen := link.lastState[c.ID]
 			news := !seen || prev.key != string(key) || time.Since(prev.at) >= stateRefresh
 			if news {
-				a.link.lastState[c.ID] = stateShown{key: string(key), at: time.Now()}
+				link.lastState[c.ID] = stateShown{key: string(key), at: time.Now()}
 			}
-			a.link.mu.Unlock()
+			link.mu.Unlock()
 			if !news {
 				continue
 			}
@@ -343,7 +348,8 @@ func (a *Agent) publishTelemetry(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if a.link == nil || a.link.mqtt == nil {
+		link := a.link.Load()
+		if link == nil || link.mqtt == nil {
 			continue
 		}
 		b, _ := json.Marshal(a.telemetry(cpu))
@@ -354,10 +360,11 @@ func (a *Agent) publishTelemetry(ctx context.Context) {
 // emitEvent queues one motion event for every event sink, each in its naming, and for MQTT.
 // MQTT gets the v22 names, the Flussonic event_sink default.
 func (a *Agent) emitEvent(ctx context.Context, cameraID string, ev uplink.Event) {
-	if a.link == nil {
+	link := a.link.Load()
+	if link == nil {
 		return
 	}
-	for _, s := range a.link.sinks {
+	for _, s := range link.sinks {
 		b, err := ev.MarshalNaming(s.naming)
 		if err != nil {
 			a.log.Error("event", "err", err)
@@ -365,7 +372,7 @@ func (a *Agent) emitEvent(ctx context.Context, cameraID string, ev uplink.Event)
 		}
 		a.enqueue(ctx, s.queue, store.Message{Class: store.ClassEvent, Payload: b})
 	}
-	if a.link.mqtt != nil {
+	if link.mqtt != nil {
 		if b, err := ev.MarshalNaming("v22"); err == nil {
 			a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + cameraID + "/events", Payload: b})
 		}

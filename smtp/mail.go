@@ -11,9 +11,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-message"
-	// Registers every charset golang.org/x/text knows (GB2312/GBK, Big5, windows-1251, KOI8-R...)
-	// with go-message, which is how go-message expects to be extended.
-	"github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/mail"
 )
 
@@ -249,7 +246,7 @@ func decodeRaw(s, cs string) string {
 	if cs == "" || strings.EqualFold(cs, "us-ascii") || strings.EqualFold(cs, "utf-8") {
 		cs = "gb18030"
 	}
-	r, err := charset.Reader(cs, strings.NewReader(s))
+	r, err := CharsetReader(cs, strings.NewReader(s))
 	if err != nil {
 		return s
 	}

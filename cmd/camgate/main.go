@@ -9,6 +9,10 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+
+	"github.com/emersion/go-message"
+
+	"github.com/camgate/camgate/smtp"
 )
 
 // Stamped by the linker (-X main.version=... in the Makefile and packaging).
@@ -40,6 +44,9 @@ Usage:
 `
 
 func main() {
+	// go-message decodes mail headers and bodies through this one process-wide hook; camgate's
+	// own reader carries only the charsets cameras use (see smtp.CharsetReader).
+	message.CharsetReader = smtp.CharsetReader
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)

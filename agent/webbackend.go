@@ -1,0 +1,318 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/camgate/camgate/agent/web"
+	"github.com/camgate/camgate/onvif"
+	"github.com/camgate/camgate/rtsp"
+)
+
+// webBackend is the agent as the pairing page sees it.
+type webBackend struct{ a *Agent }
+
+var _ web.Backend = webBackend{}
+
+func webError(err error) error {
+	var re *RequestError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &re):
+		return &web.BadRequestError{Field: re.Field, Reason: re.Reason}
+	case errors.Is(err, ErrUnknownCamera):
+		return fmt.Errorf("%w: %v", web.ErrNotFound, err)
+	}
+	return err
+}
+
+func (b webBackend) Status(ctx context.Context) web.GatewayStatus {
+	a := b.a
+	cfg := a.config()
+	st := web.GatewayStatus{GatewayID: cfg.GatewayID, Version: a.opts.Version, UptimeSeconds: int64(a.uptime().Seconds())}
+	link := a.link.Load()
+	switch {
+	case cfg.MQTT.URL == "":
+		st.MQTT.State = web.LinkUnconfigured
+	case link != nil && link.mqtt != nil && link.mqtt.Connected():
+		st.MQTT.State = web.LinkUp
+	case link != nil && link.mqtt != nil:
+		st.MQTT = web.Link{State: web.LinkConnecting, LastError: link.mqtt.LastError()}
+		if st.MQTT.LastError != "" {
+			st.MQTT.State = web.LinkDown
+		}
+	default:
+		st.MQTT = web.Link{State: web.LinkDown, LastError: "the MQTT client could not be started: see the log"}
+	}
+	enabled, failing := 0, ""
+	for _, c := range a.Cameras() {
+		if c.Origin != originDiscovered {
+			st.Cameras++
+		}
+		if c.Relay.Relaying {
+			st.Relaying++
+		}
+		if c.Enabled && c.Origin != originDiscovered {
+			enabled++
+			if strings.HasPrefix(c.Relay.LastError, "upstream") {
+				failing = c.Relay.LastError
+			}
+		}
+	}
+	switch {
+	case cfg.Flussonic.Publish == "":
+		st.Flussonic.State = web.LinkUnconfigured
+	case st.Relaying > 0:
+		st.Flussonic.State = web.LinkUp
+	case failing != "":
+		st.Flussonic = web.Link{State: web.LinkDown, LastError: failing}
+	case enabled > 0:
+		st.Flussonic.State = web.LinkConnecting
+	default:
+		st.Flussonic.State = web.LinkUp // nothing to publish, nothing failing
+	}
+	ob := a.db.Outbox().Stats()
+	st.OutboxDepth, st.OutboxBytes, st.OutboxDrops = ob.Depth, ob.Bytes, ob.DroppedEvents+ob.DroppedTelemetry
+	return st
+}
+
+func (b webBackend) Cameras(ctx context.Context) []web.Camera {
+	var out []web.Camera
+	for _, c := range b.a.Cameras() {
+		out = append(out, b.webCamera(c))
+	}
+	return out
+}
+
+func (b webBackend) webCamera(c CameraStatus) web.Camera {
+	w := web.Camera{
+		CameraID: c.ID, AgentID: c.AgentID, Name: c.Name, Vendor: c.Device.Vendor, Model: c.Device.Model,
+		Serial: c.Device.Serial, MAC: c.Device.MAC, IP: c.Device.IP, URL: c.URL, ONVIF: c.Device.ONVIF,
+		StreamName: c.StreamName, State: web.CameraAdded, Enabled: c.Enabled, Audio: c.Audio,
+		Relaying: c.Relay.Relaying, Online: c.Relay.Online, Codec: c.Relay.Codec, Width: c.Relay.Width,
+		Height: c.Relay.Height, FPS: c.Relay.FPS, BitrateBPS: c.Relay.BitrateBps, LastError: c.Relay.LastError,
+		Username: c.Username,
+	}
+	if w.LastError == "" {
+		w.LastError = c.Problem
+	}
+	if c.Origin == originDiscovered {
+		w.State, w.NeedsCredentials, w.AgentID, w.Enabled = web.CameraDiscovered, true, "", false
+	}
+	_, w.HasSnapshot = b.a.Snapshot(c.ID)
+	if !w.HasSnapshot && c.Device.SnapshotURI != "" {
+		w.HasSnapshot = true // fetched from the camera on demand
+	}
+	return w
+}
+
+func (b webBackend) AddCamera(ctx context.Context, req web.AddCamera) (web.Camera, error) {
+	r := CameraRequest{CameraID: req.CameraID, Audio: req.Audio, Substream: req.Substream}
+	if req.URL != "" {
+		r.URL = &req.URL
+	}
+	if req.Name != "" {
+		r.Name = &req.Name
+	}
+	if req.Username != "" || req.Password != "" {
+		r.Username, r.Password = &req.Username, &req.Password
+	}
+	c, err := b.a.AddCamera(ctx, r)
+	if err != nil {
+		return web.Camera{}, webError(err)
+	}
+	return b.webCamera(c), nil
+}
+
+func (b webBackend) UpdateCamera(ctx context.Context, id string, p web.CameraPatch) (web.Camera, error) {
+	r := CameraRequest{Name: p.Name, Enabled: p.Enabled, Audio: p.Audio, Substream: p.Substream, Username: p.Username, Password: p.Password}
+	if r.Password != nil && *r.Password == "" {
+		r.Password = nil // write-only: empty keeps the stored one
+	}
+	c, err := b.a.SetCamera(ctx, id, r)
+	if err != nil {
+		return web.Camera{}, webError(err)
+	}
+	return b.webCamera(c), nil
+}
+
+func (b webBackend) RemoveCamera(ctx context.Context, id string) error {
+	return webError(b.a.RemoveCamera(ctx, id))
+}
+
+func (b webBackend) Snapshot(ctx context.Context, id string) ([]byte, error) {
+	if jpeg, ok := b.a.freshSnapshot(id, 10*time.Second); ok {
+		return jpeg, nil
+	}
+	jpeg, err := b.a.TakeSnapshot(ctx, id)
+	if err != nil {
+		if old, ok := b.a.Snapshot(id); ok {
+			return old, nil
+		}
+		return nil, fmt.Errorf("%w: %v", web.ErrNotFound, err)
+	}
+	return jpeg, nil
+}
+
+func (b webBackend) Discover(ctx context.Context) error {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := b.a.DiscoverNow(ctx, 3*time.Second); err != nil {
+			b.a.log.Warn("discovery from the page failed", "err", err)
+		}
+		b.a.requestReconcile()
+	}()
+	return nil
+}
+
+// TestStream probes what the owner typed, as `camgate probe` would: an ONVIF device is asked
+// for its main stream first.
+func (b webBackend) TestStream(ctx context.Context, streamURL, username, password string) (web.StreamInfo, error) {
+	target := streamURL
+	if isONVIFURL(streamURL) {
+		c, err := onvif.NewClient(onvif.ClientConfig{XAddr: streamURL, Username: username, Password: password})
+		if err != nil {
+			return web.StreamInfo{}, err
+		}
+		dev, err := onvif.Inventory(ctx, c)
+		if err != nil {
+			return web.StreamInfo{}, err
+		}
+		if dev.MainStream == "" {
+			return web.StreamInfo{}, errors.New("the camera answered ONVIF but reported no RTSP stream")
+		}
+		target = dev.MainStream
+	}
+	res, err := rtsp.Probe(ctx, target, username, password, 3*time.Second)
+	if err != nil {
+		return web.StreamInfo{}, err
+	}
+	var info web.StreamInfo
+	for _, t := range res.Tracks {
+		info.Tracks = append(info.Tracks, web.Track{Kind: t.Type, Codec: t.Codec, Width: t.Width, Height: t.Height, FPS: t.FPS, SampleRate: t.ClockRate})
+		info.BitrateBPS += t.BitrateBps
+	}
+	return info, nil
+}
+
+func (b webBackend) Connection(ctx context.Context) web.Connection {
+	cfg := b.a.config()
+	pub, user, hasPass := splitUserinfo(cfg.Flussonic.Publish)
+	c := web.Connection{
+		MQTT: web.MQTTConnection{URL: redactURL(cfg.MQTT.URL), Username: cfg.MQTT.Username, PasswordSet: cfg.MQTT.Password != "", TopicPrefix: cfg.MQTT.TopicPrefix},
+		Flussonic: web.FlussonicConnection{Publish: pub, Username: user, PasswordSet: hasPass,
+			StreamName: cfg.Flussonic.StreamName, Events: []web.EventSink{}},
+	}
+	for _, s := range cfg.Flussonic.Events {
+		clean, u, _ := splitUserinfo(s.URL)
+		c.Flussonic.Events = append(c.Flussonic.Events, web.EventSink{URL: joinUserinfo(clean, u, ""), Naming: s.Naming})
+	}
+	return c
+}
+
+func (b webBackend) SetConnection(ctx context.Context, u web.ConnectionUpdate) error {
+	cfg := b.a.config()
+	cs, err := b.a.storedConnection()
+	if err != nil {
+		cs = connectionSettings{}
+	}
+	if m := u.MQTT; m != nil {
+		pass := m.Password
+		if pass == "" && !m.ClearPassword {
+			pass = cfg.MQTT.Password
+		}
+		cs.MQTT = &struct {
+			URL         string `json:"url"`
+			Username    string `json:"username"`
+			Password    string `json:"password"`
+			TopicPrefix string `json:"topic_prefix"`
+		}{URL: strings.TrimSpace(m.URL), Username: m.Username, Password: pass, TopicPrefix: strings.TrimSpace(m.TopicPrefix)}
+	}
+	if f := u.Flussonic; f != nil {
+		_, oldUser, _ := splitUserinfo(cfg.Flussonic.Publish)
+		pass := f.Password
+		if pass == "" && !f.ClearPassword && oldUser == f.Username {
+			pass = storedPassword(cfg.Flussonic.Publish)
+		}
+		publish := strings.TrimSpace(f.Publish)
+		if publish != "" {
+			publish = joinUserinfo(publish, f.Username, pass)
+		}
+		events := cfg.Flussonic.Events
+		if f.Events != nil {
+			events = nil
+			for _, s := range *f.Events {
+				sinkURL := s.URL
+				// A sink URL coming back with a user and no password keeps the stored password.
+				for _, old := range cfg.Flussonic.Events {
+					if clean, user, _ := splitUserinfo(old.URL); user != "" && joinUserinfo(clean, user, "") == sinkURL {
+						sinkURL = old.URL
+					}
+				}
+				naming := s.Naming
+				if naming == "" {
+					naming = "v22"
+				}
+				events = append(events, EventSinkConfig{URL: sinkURL, Naming: naming})
+			}
+		}
+		cs.Flussonic = &struct {
+			Publish    string            `json:"publish"`
+			StreamName string            `json:"stream_name"`
+			Events     []EventSinkConfig `json:"events"`
+		}{Publish: publish, StreamName: strings.TrimSpace(f.StreamName), Events: events}
+	}
+	return webError(b.a.setConnection(ctx, cs))
+}
+
+func storedPassword(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return ""
+	}
+	p, _ := u.User.Password()
+	return p
+}
+
+// startWeb serves the pairing page when web.listen is set.
+func (a *Agent) startWeb(ctx context.Context, cfg *Config, code string, wg *sync.WaitGroup) error {
+	if cfg.Web.Listen == "" {
+		return nil
+	}
+	srv, err := web.NewServer(web.Config{
+		Addr: cfg.Web.Listen, Allow: cfg.Web.Allow, PairCode: code, Backend: webBackend{a},
+		Metrics: a.WritePrometheus, Version: a.opts.Version, Logger: a.log.With("part", "web"),
+	})
+	if err != nil {
+		return fmt.Errorf("web: %w", err)
+	}
+	if err := srv.Listen(ctx); err != nil {
+		return fmt.Errorf("web: %w", err)
+	}
+	a.mu.Lock()
+	a.webAddr = srv.Addr().String()
+	a.mu.Unlock()
+	a.log.Info("pairing page listening", "url", "http://"+srv.Addr().String()+"/", "setup_code", code)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Run(ctx); err != nil {
+			a.log.Error("pairing page stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// WebAddr is the pairing page's listening address, "" when it is off.
+func (a *Agent) WebAddr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.webAddr
+}
