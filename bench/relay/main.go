@@ -18,6 +18,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,22 +34,26 @@ func main() {
 	dur := flag.Duration("dur", 20*time.Second, "measurement window per run")
 	child := flag.Bool("child", false, "internal: run the relays (src and dst base URLs, -n streams)")
 	bin := flag.String("bin", "", "camgate binary: also measure `camgate run` relaying the same streams")
+	profile := flag.String("profile", "", "write CPU and heap profiles of the rtsp.Relay child to PREFIX-N.cpu and PREFIX-N.heap")
 	src := flag.String("src", "", "internal: camera server base URL")
 	dst := flag.String("dst", "", "internal: upstream base URL")
 	flag.Parse()
 	if *child {
 		n, _ := strconv.Atoi(*counts)
-		runRelays(*src, *dst, n)
+		runRelays(*src, *dst, n, *profile, *dur)
 		return
 	}
-	if err := run(*counts, *dur, *bin); err != nil {
+	if err := run(*counts, *dur, *bin, *profile); err != nil {
 		log.Fatal(err)
 	}
 }
 
 // runRelays is the child: n relays until killed.
-func runRelays(src, dst string, n int) {
+func runRelays(src, dst string, n int, profile string, dur time.Duration) {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if profile != "" {
+		go writeProfiles(fmt.Sprintf("%s-%d", profile, n), dur)
+	}
 	var wg sync.WaitGroup
 	for i := range n {
 		r := rtsp.NewRelay(rtsp.RelayConfig{
@@ -60,7 +66,7 @@ func runRelays(src, dst string, n int) {
 	wg.Wait()
 }
 
-func run(counts string, dur time.Duration, bin string) error {
+func run(counts string, dur time.Duration, bin, profile string) error {
 	ff, err := exec.LookPath("ffmpeg")
 	if err != nil {
 		return fmt.Errorf("ffmpeg not found: install the Debian package ffmpeg")
@@ -121,7 +127,8 @@ func run(counts string, dur time.Duration, bin string) error {
 			stopAll(daemon)
 		}
 
-		lib := []*exec.Cmd{start(self, "-child", "-n", strconv.Itoa(n), "-src", cams.URL(), "-dst", up.URL())}
+		lib := []*exec.Cmd{start(self, "-child", "-n", strconv.Itoa(n), "-src", cams.URL(), "-dst", up.URL(),
+			"-profile", profile, "-dur", dur.String())}
 		rows = append(rows, measure(n, "rtsp.Relay", lib, cams, up, "camgate", dur))
 		stopAll(lib)
 
@@ -170,6 +177,34 @@ func stopAll(cmds []*exec.Cmd) {
 	for _, c := range cmds {
 		_ = c.Process.Kill()
 		_ = c.Wait()
+	}
+}
+
+// writeProfiles profiles the relays over the same window the parent measures, then writes the
+// live heap, to show where the CPU and the RSS go.
+func writeProfiles(prefix string, dur time.Duration) {
+	time.Sleep(3 * time.Second)
+	f, err := os.Create(prefix + ".cpu")
+	if err != nil {
+		log.Print(err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		log.Print(err)
+		return
+	}
+	time.Sleep(dur)
+	pprof.StopCPUProfile()
+	h, err := os.Create(prefix + ".heap")
+	if err != nil {
+		log.Print(err)
+		return
+	}
+	defer h.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(h); err != nil {
+		log.Print(err)
 	}
 }
 
