@@ -49,10 +49,10 @@ step "cross-compiled sizes" make --no-print-directory cross
 step "relay vs ffmpeg -c copy" $GO run ./bench/relay -n "$RELAY_COUNTS" -dur "$RELAY_DUR" -bin "$BIN"
 
 # Issue 4: outbox and MQTT.
-step "outbox durable enqueue" $GO test -count=1 -run '^$' -bench EnqueueDurable ./store/
+step "outbox durable enqueue" $GO test -count=3 -run '^$' -bench EnqueueDurable ./store/
 step "outbox flash wear" $GO test -count=1 -run '^$' -bench FlashWear ./store/
-step "drain to mosquitto QoS 1" $GO test -count=1 -run '^$' -bench DrainQoS1 -benchtime "${DRAIN_N}x" ./uplink/
-step "peer: mosquitto_pub -l -q 1" $GO run ./bench/mqttpeer -n "$DRAIN_N"
+step "drain to mosquitto QoS 1" $GO test -count=3 -run '^$' -bench DrainQoS1 -benchtime "${DRAIN_N}x" ./uplink/
+step "peer: mosquitto_pub -l -q 1" $GO run ./bench/mqttpeer -n "$DRAIN_N" -rounds 3
 
 # Issue 5: discovery.
 step "discovery to full inventory" $GO run ./bench/discovery -cameras 20 -rounds 5

@@ -2,7 +2,7 @@
 // free loopback port and times `mosquitto_pub -l -q 1` publishing the same number of the same
 // event messages, read from a file, each one acknowledged (PUBACK) before mosquitto_pub exits.
 //
-//	go run ./bench/mqttpeer -n 20000
+//	go run ./bench/mqttpeer -n 20000 -rounds 3
 package main
 
 import (
@@ -24,9 +24,12 @@ const payload = `{"event":"stream_motion_started","event_id":"0123456789abcdef",
 
 func main() {
 	n := flag.Int("n", 20000, "messages")
+	rounds := flag.Int("rounds", 3, "times to publish them, each with a fresh broker")
 	flag.Parse()
-	if err := run(*n); err != nil {
-		log.Fatal(err)
+	for range *rounds {
+		if err := run(*n); err != nil {
+			log.Fatal(err)
+		}
 	}
 }
 
