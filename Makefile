@@ -13,8 +13,9 @@ STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
 .PHONY: build test demo bench cross lint package package-test clean
 
+OUT ?= camgate
 build:
-	$(GOBUILD) -o $(BIN)/camgate ./cmd/camgate
+	$(GOBUILD) -o $(BIN)/$(OUT) ./cmd/camgate
 
 test:
 	$(GO) test -count=1 -timeout 14m ./...
@@ -31,7 +32,7 @@ cross:
 	GOOS=linux GOARCH=amd64 $(GOBUILD) -o $(BIN)/camgate-linux-amd64 ./cmd/camgate
 	GOOS=linux GOARCH=arm64 $(GOBUILD) -o $(BIN)/camgate-linux-arm64 ./cmd/camgate
 	GOOS=linux GOARCH=arm GOARM=7 $(GOBUILD) -o $(BIN)/camgate-linux-armv7 ./cmd/camgate
-	GOOS=linux GOARCH=mipsle GOMIPS=softfloat $(GOBUILD) -o $(BIN)/camgate-linux-mipsle ./cmd/camgate
+	GOOS=linux GOARCH=mipsle GOMIPS=softfloat $(MAKE) --no-print-directory build BIN=$(BIN) TAGS="$(TAGS) nodemo" OUT=camgate-linux-mipsle
 	@for f in $(BIN)/camgate-linux-*; do printf '%-32s %6.2f MiB\n' $$f $$(echo "$$(stat -c %s $$f) / 1048576" | bc -l); done
 
 lint:

@@ -69,14 +69,17 @@ package_version() {
 build_binary() {
 	local suffix=$1 out="$BIN/camgate-linux-$1"
 	local -a env=(CGO_ENABLED=0 GOOS=linux)
+	# nethttpomithttp2: nothing on the gateway speaks HTTP/2. The mipsel build also leaves out
+	# `camgate demo` (nodemo): its simulated cameras would not fit the 12 MiB flash budget.
+	local tags=nethttpomithttp2
 	case $suffix in
 	amd64) env+=(GOARCH=amd64) ;;
 	arm64) env+=(GOARCH=arm64) ;;
 	armv7) env+=(GOARCH=arm GOARM=7) ;;
-	mipsle) env+=(GOARCH=mipsle GOMIPS=softfloat) ;; # MT7621 has no FPU: hardfloat dies with SIGILL
+	mipsle) env+=(GOARCH=mipsle GOMIPS=softfloat); tags+=,nodemo ;; # MT7621 has no FPU: hardfloat dies with SIGILL
 	*) die "unknown binary $suffix" ;;
 	esac
-	env "${env[@]}" "$GO" -C "$MAIN_DIR" build -trimpath \
+	env "${env[@]}" "$GO" -C "$MAIN_DIR" build -trimpath -tags "$tags" \
 		-ldflags "-s -w -X main.version=$VERSION -X main.commit=$COMMIT -X main.date=$DATE" \
 		-o "$(pwd)/$out" . || die "building $out failed"
 }
