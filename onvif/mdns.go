@@ -2,15 +2,16 @@ package onvif
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/grandcat/zeroconf"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 // DefaultMDNSServices are the DNS-SD service types cameras announce.
@@ -36,9 +37,14 @@ type MDNSService struct {
 	Text     []string
 }
 
-// BrowseMDNS browses the service types for timeout and returns what answered, deduplicated by
-// instance and service. It binds UDP 5353 on the multicast wildcard address with SO_REUSEADDR
-// (Go sets it for multicast binds), so it coexists with avahi-daemon or umdns on the gateway.
+// BrowseMDNS browses the service types for timeout and returns the instances that answered
+// with a port and an IPv4 address, sorted by service and instance.
+//
+// It is a small DNS-SD querier of its own rather than a library: the one it replaced pulled a
+// whole DNS implementation into a router binary that must fit in flash. Per interface it binds
+// 224.0.0.251:5353 with SO_REUSEADDR and SO_REUSEPORT, so it coexists with avahi-daemon or umdns
+// on the gateway, sends PTR queries three times during timeout, asks for the SRV and A records
+// the answers left out, and joins what every response carried when the time is up.
 func BrowseMDNS(ctx context.Context, cfg MDNSConfig, timeout time.Duration) ([]MDNSService, error) {
 	ifaces, err := discoveryInterfaces(cfg.Interfaces)
 	if err != nil {
@@ -52,75 +58,122 @@ func BrowseMDNS(ctx context.Context, cfg MDNSConfig, timeout time.Duration) ([]M
 	if log == nil {
 		log = slog.Default()
 	}
-	sel := make([]net.Interface, len(ifaces))
-	for i, ifi := range ifaces {
-		sel[i] = *ifi
+	var (
+		browsed []string
+		ptrs    []dnsmessage.Question
+	)
+	for _, svc := range services {
+		svc = strings.TrimSuffix(strings.TrimSuffix(svc, "."), ".local")
+		name, err := dnsmessage.NewName(svc + ".local.")
+		if svc == "" || err != nil {
+			return nil, fmt.Errorf("onvif: mdns: service type %q: want a name like _rtsp._tcp", svc)
+		}
+		browsed = append(browsed, svc)
+		ptrs = append(ptrs, dnsmessage.Question{Name: name, Type: dnsmessage.TypePTR, Class: dnsmessage.ClassINET})
 	}
+	queries, err := buildMDNSQueries(ptrs)
+	if err != nil {
+		return nil, fmt.Errorf("onvif: mdns: %w", err)
+	}
+
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	var (
+		conns []*mdnsConn
+		errs  []error
+	)
+	for _, ifi := range ifaces {
+		c, err := listenMDNS(ifi)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		conns = append(conns, c)
+	}
+	if len(conns) == 0 {
+		return nil, fmt.Errorf("onvif: mdns: %w", errors.Join(errs...))
+	}
+	for _, err := range errs {
+		log.Warn("onvif: mdns: interface left out", "err", err)
+	}
 
 	var (
-		mu   sync.Mutex
-		out  = map[string]MDNSService{}
-		wg   sync.WaitGroup
-		errs []error
+		mu    sync.Mutex
+		state = newMDNSState(browsed)
+		wg    sync.WaitGroup
 	)
-	// One resolver per service type: a resolver's receive loop is per Browse, and two loops on
-	// one socket would steal each other's answers.
-	for _, svc := range services {
-		r, err := zeroconf.NewResolver(zeroconf.SelectIfaces(sel), zeroconf.SelectIPTraffic(zeroconf.IPv4))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", svc, err))
-			continue
-		}
-		entries := make(chan *zeroconf.ServiceEntry, 16)
-		if err := r.Browse(ctx, svc, "local.", entries); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", svc, err))
-			continue
-		}
+	for _, c := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for e := range entries {
-				s := MDNSService{Instance: unescapeInstance(e.Instance), Service: e.Service, Host: e.HostName,
-					Port: e.Port, IPv4: e.AddrIPv4, Text: e.Text}
-				if svc == "_http._tcp" && !looksLikeCamera(s) {
-					continue
-				}
+			c.read(log, func(recs []mdnsRecord) {
 				mu.Lock()
-				out[s.Service+"\x00"+s.Instance] = s
+				state.add(recs)
 				mu.Unlock()
-			}
+			})
 		}()
 	}
-	if len(errs) == len(services) {
-		return nil, fmt.Errorf("onvif: mdns: %v", errs)
+	send := func(msgs [][]byte) {
+		for _, c := range conns {
+			for _, m := range msgs {
+				if err := c.send(m); err != nil {
+					log.Debug("onvif: mdns: send", "interface", c.ifi.Name, "err", err)
+				}
+			}
+		}
 	}
-	for _, e := range errs {
-		log.Warn("onvif: mdns browse", "err", e)
+	for _, step := range mdnsSchedule(timeout) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(step.at)):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if !step.followUp {
+			send(queries)
+			continue
+		}
+		mu.Lock()
+		qs := state.followUps()
+		mu.Unlock()
+		msgs, err := buildMDNSQueries(qs)
+		if err != nil {
+			log.Debug("onvif: mdns: follow-up query", "err", err)
+		}
+		send(msgs)
 	}
 	<-ctx.Done()
-	wg.Wait()
-	list := make([]MDNSService, 0, len(out))
-	for _, s := range out {
-		list = append(list, s)
+	for _, c := range conns {
+		c.close()
 	}
-	slices.SortFunc(list, func(a, b MDNSService) int {
-		return strings.Compare(a.Service+a.Instance, b.Service+b.Instance)
-	})
-	return list, nil
+	wg.Wait()
+	return state.results(), nil
 }
 
-// unescapeInstance undoes DNS label escaping ("AXIS\ M3045" -> "AXIS M3045").
-func unescapeInstance(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+1 < len(s) {
-			i++
+type mdnsStep struct {
+	at       time.Time
+	followUp bool
+}
+
+// mdnsSchedule spreads three PTR rounds over the browse, each with a follow-up for missing
+// records a little later. The jitter (RFC 6762 §5.2 asks for 20-120 ms before the first query)
+// keeps gateways that start together from querying in step.
+func mdnsSchedule(timeout time.Duration) []mdnsStep {
+	const rounds = 3
+	start := time.Now()
+	period := timeout / rounds
+	jitter := min(100*time.Millisecond, period/4)
+	gap := min(400*time.Millisecond, period/2)
+	var steps []mdnsStep
+	for i := range rounds {
+		at := start.Add(time.Duration(i) * period)
+		if jitter > 0 {
+			at = at.Add(min(20*time.Millisecond, jitter) + rand.N(jitter))
 		}
-		b.WriteByte(s[i])
+		steps = append(steps, mdnsStep{at: at}, mdnsStep{at: at.Add(gap), followUp: true})
 	}
-	return b.String()
+	return steps
 }
 
 var cameraWords = []string{"camera", "cam", "ipc", "nvr", "dvr", "onvif", "axis", "hikvision", "dahua", "amcrest",
