@@ -17,8 +17,10 @@ OUT ?= camgate
 build:
 	$(GOBUILD) -o $(BIN)/$(OUT) ./cmd/camgate
 
+# The browser test is its own module, so that chromedp never enters the daemon's go.mod.
 test:
 	$(GO) test -count=1 -timeout 14m ./...
+	cd agent/web/browsertest && $(GO) test -count=1 -timeout 5m ./...
 
 demo: build
 	$(BIN)/camgate demo
