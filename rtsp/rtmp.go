@@ -7,23 +7,28 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/bluenviron/gortmplib"
-	"github.com/bluenviron/gortmplib/pkg/codecs"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
 	"github.com/pion/rtp"
 )
 
-// rtmpTrack turns the RTP packets of one track into the frames an RTMP writer takes.
-// RTMP carries frames, not packets, so unlike the RTSP sink this one depacketizes; the
-// payload bytes still pass through untouched.
-type rtmpTrack struct {
-	track     *gortmplib.Track
-	clockRate int
-	write     func(w *gortmplib.Writer, pkt *rtp.Packet, pts time.Duration) error
+// The RTMP publisher is written here rather than taken from gortmplib: gortmplib pulls in
+// go-mp4 and codec packages worth about 0.65 MiB on mipsle, a tenth of what the router's flash
+// budget allows the whole daemon, for the small part of RTMP a publisher needs.
 
+// rtmpTrack turns the RTP packets of one track into the FLV tags RTMP carries. RTMP carries
+// frames, not packets, so unlike the RTSP sink this one depacketizes; the payload bytes still
+// pass through untouched.
+type rtmpTrack struct {
+	clockRate int
+	fourCC    string // Enhanced RTMP codec to announce in connect, if any
+	video     bool
+	codecID   float64 // onMetaData's videocodecid or audiocodecid
+	header    []byte  // the sequence start tag body, sent before any frame; nil if none
+	write     func(c *rtmpConn, pkt *rtp.Packet, pts time.Duration) error
+
+	body    []byte // reused tag body
 	started bool
 	lastTS  uint32
 	ticks   int64 // timestamp relative to the first packet, unwrapped
@@ -39,6 +44,27 @@ func (t *rtmpTrack) pts(ts uint32) time.Duration {
 	return time.Duration(t.ticks * int64(time.Second) / int64(t.clockRate))
 }
 
+// rtmpTime is an RTMP timestamp: milliseconds, wrapping at 2^32 as the protocol does.
+func rtmpTime(d time.Duration) uint32 {
+	if d < 0 {
+		return 0
+	}
+	return uint32(d.Milliseconds())
+}
+
+// videoTimes turns the extracted DTS into RTMP's DTS and composition time, keeping DTS
+// monotonic and the composition time non-negative as FLV requires.
+func videoTimes(pts time.Duration, dts int64, err error) (uint32, int32) {
+	d := time.Duration(dts)
+	if err != nil || d > pts {
+		d = pts
+	}
+	if d < 0 {
+		d = 0
+	}
+	return rtmpTime(d), int32((pts - d).Milliseconds())
+}
+
 // newRTMPTrack prepares a track for RTMP, or says why RTMP cannot carry it.
 func newRTMPTrack(f format.Format, params [3][]byte) (*rtmpTrack, error) {
 	t := &rtmpTrack{clockRate: f.ClockRate()}
@@ -47,60 +73,83 @@ func newRTMPTrack(f format.Format, params [3][]byte) (*rtmpTrack, error) {
 		if params[1] == nil || params[2] == nil {
 			return nil, errors.New("H.264 SPS/PPS not known yet")
 		}
-		t.track = &gortmplib.Track{Codec: &codecs.H264{SPS: params[1], PPS: params[2]}}
+		cfg, err := avcDecoderConfig(params[1], params[2])
+		if err != nil {
+			return nil, err
+		}
+		t.video, t.codecID = true, flvCodecAVC
+		t.header = append(appendAVCVideo(nil, true, 0, 0), cfg...)
 		dec, err := f.CreateDecoder()
 		if err != nil {
 			return nil, err
 		}
 		dts := &h264.DTSExtractor{}
 		dts.Initialize()
-		t.write = func(w *gortmplib.Writer, pkt *rtp.Packet, pts time.Duration) error {
+		t.write = func(c *rtmpConn, pkt *rtp.Packet, pts time.Duration) error {
 			au, err := dec.Decode(pkt)
 			if err != nil {
 				return nil // more packets needed, or a broken frame the decoder skips
 			}
 			d, err := dts.Extract(au, int64(pts))
-			if err != nil {
-				d = int64(pts)
-			}
-			return w.WriteH264(t.track, pts, time.Duration(d), au)
+			ts, cts := videoTimes(pts, d, err)
+			t.body = appendAVCC(appendAVCVideo(t.body[:0], h264.IsRandomAccess(au), 1, cts), au)
+			return c.writeMedia(rtmpVideo, ts, t.body)
 		}
 	case *format.H265:
 		if params[0] == nil || params[1] == nil || params[2] == nil {
 			return nil, errors.New("H.265 VPS/SPS/PPS not known yet")
 		}
-		t.track = &gortmplib.Track{Codec: &codecs.H265{VPS: params[0], SPS: params[1], PPS: params[2]}}
+		cfg, err := hevcDecoderConfig(params[0], params[1], params[2])
+		if err != nil {
+			return nil, err
+		}
+		t.video, t.fourCC, t.codecID = true, fourCCHEVC, fourCCNumber(fourCCHEVC)
+		t.header = append(appendExVideo(nil, true, exSequenceStart, fourCCHEVC, 0), cfg...)
 		dec, err := f.CreateDecoder()
 		if err != nil {
 			return nil, err
 		}
 		dts := &h265.DTSExtractor{}
 		dts.Initialize()
-		t.write = func(w *gortmplib.Writer, pkt *rtp.Packet, pts time.Duration) error {
+		t.write = func(c *rtmpConn, pkt *rtp.Packet, pts time.Duration) error {
 			au, err := dec.Decode(pkt)
 			if err != nil {
 				return nil
 			}
 			d, err := dts.Extract(au, int64(pts))
-			if err != nil {
-				d = int64(pts)
+			ts, cts := videoTimes(pts, d, err)
+			pt := byte(exCodedFramesX)
+			if cts != 0 {
+				pt = exCodedFrames
 			}
-			return w.WriteH265(t.track, pts, time.Duration(d), au)
+			t.body = appendAVCC(appendExVideo(t.body[:0], h265.IsRandomAccess(au), pt, fourCCHEVC, cts), au)
+			return c.writeMedia(rtmpVideo, ts, t.body)
 		}
 	case *format.MPEG4Audio:
-		t.track = &gortmplib.Track{Codec: &codecs.MPEG4Audio{Config: f.Config}}
+		if f.Config == nil {
+			return nil, errors.New("AAC without AudioSpecificConfig")
+		}
+		asc, err := f.Config.Marshal()
+		if err != nil {
+			return nil, fmt.Errorf("AAC config: %w", err)
+		}
+		// Rate and size bits are fixed for AAC: the AudioSpecificConfig says what they are.
+		const aacHeader = flvSoundAAC<<4 | 3<<2 | 1<<1 | 1
+		t.codecID = flvSoundAAC
+		t.header = append([]byte{aacHeader, 0}, asc...)
 		dec, err := f.CreateDecoder()
 		if err != nil {
 			return nil, err
 		}
-		t.write = func(w *gortmplib.Writer, pkt *rtp.Packet, pts time.Duration) error {
+		t.write = func(c *rtmpConn, pkt *rtp.Packet, pts time.Duration) error {
 			aus, err := dec.Decode(pkt)
 			if err != nil {
 				return nil
 			}
 			for i, au := range aus {
 				at := pts + time.Duration(i)*1024*time.Second/time.Duration(t.clockRate)
-				if err := w.WriteMPEG4Audio(t.track, at, au); err != nil {
+				t.body = append(append(t.body[:0], aacHeader, 1), au...)
+				if err := c.writeMedia(rtmpAudio, rtmpTime(at), t.body); err != nil {
 					return err
 				}
 			}
@@ -110,37 +159,80 @@ func newRTMPTrack(f format.Format, params [3][]byte) (*rtmpTrack, error) {
 		if f.SampleRate != 8000 {
 			return nil, fmt.Errorf("RTMP cannot carry G.711 at %d Hz, only 8000 Hz: publish over rtsp:// or drop audio", f.SampleRate)
 		}
-		t.track = &gortmplib.Track{Codec: &codecs.G711{MULaw: f.MULaw, ChannelCount: f.ChannelCount}}
+		// FLV says G.711 is 8 kHz whatever the rate bits say; 16-bit is what decoders expect.
+		hdr := byte(flvSoundPCMA<<4 | 1<<1)
+		t.codecID = flvSoundPCMA
+		if f.MULaw {
+			hdr, t.codecID = flvSoundPCMU<<4|1<<1, flvSoundPCMU
+		}
+		if f.ChannelCount == 2 {
+			hdr |= 1
+		}
 		dec, err := f.CreateDecoder()
 		if err != nil {
 			return nil, err
 		}
-		t.write = func(w *gortmplib.Writer, pkt *rtp.Packet, pts time.Duration) error {
+		t.write = func(c *rtmpConn, pkt *rtp.Packet, pts time.Duration) error {
 			samples, err := dec.Decode(pkt)
 			if err != nil {
 				return nil
 			}
-			return w.WriteG711(t.track, pts, samples)
+			t.body = append(append(t.body[:0], hdr), samples...)
+			return c.writeMedia(rtmpAudio, rtmpTime(pts), t.body)
 		}
 	case *format.Opus:
-		t.track = &gortmplib.Track{Codec: &codecs.Opus{IDHeader: &opus.IDHeader{
-			Version: 1, ChannelCount: uint8(f.ChannelCount), InputSampleRate: 48000,
-		}}}
+		t.fourCC, t.codecID = fourCCOpus, fourCCNumber(fourCCOpus)
+		t.header = append([]byte{flvSoundEx<<4 | exSequenceStart}, fourCCOpus...)
+		t.header = append(t.header, opusHead(f.ChannelCount)...)
 		dec, err := f.CreateDecoder()
 		if err != nil {
 			return nil, err
 		}
-		t.write = func(w *gortmplib.Writer, pkt *rtp.Packet, pts time.Duration) error {
+		t.write = func(c *rtmpConn, pkt *rtp.Packet, pts time.Duration) error {
 			frame, err := dec.Decode(pkt)
 			if err != nil {
 				return nil
 			}
-			return w.WriteOpus(t.track, pts, frame)
+			t.body = append(append(t.body[:0], flvSoundEx<<4|exCodedFrames), fourCCOpus...)
+			t.body = append(t.body, frame...)
+			return c.writeMedia(rtmpAudio, rtmpTime(pts), t.body)
 		}
 	default:
 		return nil, fmt.Errorf("RTMP cannot carry %s: RTMP takes H.264, H.265, AAC, G.711 (8 kHz) and Opus", f.RTPMap())
 	}
 	return t, nil
+}
+
+// writeRTMPHeaders sends onMetaData and each track's sequence start, which receivers need
+// before the first frame.
+func writeRTMPHeaders(c *rtmpConn, tracks []*rtmpTrack) error {
+	meta := amfECMA{}
+	for _, t := range tracks {
+		key := "audiocodecid"
+		if t.video {
+			key = "videocodecid"
+		}
+		meta = append(meta, amfProp{key, t.codecID})
+	}
+	b := appendAMF(nil, "@setDataFrame")
+	b = appendAMF(b, "onMetaData")
+	b = appendAMF(b, meta)
+	if err := c.writeMedia(rtmpDataAMF0, 0, b); err != nil {
+		return err
+	}
+	for _, t := range tracks {
+		if t.header == nil {
+			continue
+		}
+		typ := byte(rtmpAudio)
+		if t.video {
+			typ = rtmpVideo
+		}
+		if err := c.writeMedia(typ, 0, t.header); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (r *Relay) runRTMPSink(ctx context.Context, u *url.URL, tracks *trackSet, changed <-chan struct{}) error {
@@ -149,41 +241,40 @@ func (r *Relay) runRTMPSink(ctx context.Context, u *url.URL, tracks *trackSet, c
 		params[i], _ = r.fwd.paramSet(i)
 	}
 	var rtracks []*rtmpTrack
-	var wtracks []*gortmplib.Track
+	var opts rtmpPublishOptions
 	for _, m := range tracks.medias {
 		t, err := newRTMPTrack(m.Formats[0], params)
 		if err != nil {
 			return &stepError{"RTMP", err}
 		}
 		rtracks = append(rtracks, t)
-		wtracks = append(wtracks, t.track)
+		if t.fourCC != "" {
+			opts.fourCCs = append(opts.fourCCs, t.fourCC)
+		}
 	}
 
-	c := &gortmplib.Client{URL: u, Publish: true}
 	dialCtx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-	err := c.Initialize(dialCtx)
+	c, err := dialRTMP(dialCtx, u, opts)
 	cancel()
 	if err != nil {
 		return &stepError{"RTMP connect", err}
 	}
 	defer c.Close()
-	defer context.AfterFunc(ctx, c.Close)()
-	nc := c.NetConn()
-	_ = nc.SetDeadline(time.Now().Add(r.cfg.Timeout))
-	w := &gortmplib.Writer{Conn: c, Tracks: wtracks}
-	if err := w.Initialize(); err != nil {
+	defer context.AfterFunc(ctx, func() { c.Close() })()
+	_ = c.nc.SetDeadline(time.Now().Add(r.cfg.Timeout))
+	if err := writeRTMPHeaders(c, rtracks); err != nil {
 		return &stepError{"RTMP publish", err}
 	}
-	_ = nc.SetReadDeadline(time.Time{})
+	_ = c.nc.SetReadDeadline(time.Time{})
 	r.log.Info("upstream session up")
 	r.fwd.restartSink()
 
-	// The server's acknowledgements and pings must be read, or its side of the connection
-	// fills up; reading also notices a server that went away.
+	// The server's acknowledgement window and pings must be answered, or it stops reading
+	// or drops us; reading also notices a server that went away.
 	readErr := make(chan error, 1)
 	go func() {
 		for {
-			if _, err := c.Read(); err != nil {
+			if _, err := c.readMessage(); err != nil {
 				readErr <- err
 				return
 			}
@@ -193,8 +284,8 @@ func (r *Relay) runRTMPSink(ctx context.Context, u *url.URL, tracks *trackSet, c
 	for {
 		for r.fwd.pop(&pkt) {
 			t := rtracks[pkt.track]
-			_ = nc.SetWriteDeadline(time.Now().Add(r.cfg.Timeout))
-			if err := t.write(w, &pkt.Packet, t.pts(pkt.Timestamp)); err != nil {
+			_ = c.nc.SetWriteDeadline(time.Now().Add(r.cfg.Timeout))
+			if err := t.write(c, &pkt.Packet, t.pts(pkt.Timestamp)); err != nil {
 				return &stepError{"RTMP write", err}
 			}
 			r.sent(&pkt)
