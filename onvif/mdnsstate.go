@@ -132,8 +132,14 @@ func (s *mdnsState) followUps() []dnsmessage.Question {
 		if err != nil {
 			return
 		}
+		q := dnsmessage.Question{Name: n, Type: t, Class: dnsmessage.ClassINET}
+		// A label from the wire may hold dots, so the name may not pack again ("a..b"); one
+		// such instance must not spoil the query for the others.
+		if _, err := buildMDNSQueries([]dnsmessage.Question{q}); err != nil {
+			return
+		}
 		s.asked[key]++
-		qs = append(qs, dnsmessage.Question{Name: n, Type: t, Class: dnsmessage.ClassINET})
+		qs = append(qs, q)
 	}
 	for _, key := range slices.Sorted(maps.Keys(s.instances)) {
 		srv, ok := s.srv[key]
