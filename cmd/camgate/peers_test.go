@@ -23,12 +23,18 @@ import (
 var camgateBin string
 
 func TestMain(m *testing.M) {
+	// A test re-run inside a network namespace reuses its parent's build.
+	if bin := os.Getenv("CAMGATE_E2E_BIN"); bin != "" {
+		camgateBin = bin
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "camgate-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	camgateBin = filepath.Join(dir, "camgate")
+	os.Setenv("CAMGATE_E2E_BIN", camgateBin)
 	build := exec.Command("go", "build", "-o", camgateBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
