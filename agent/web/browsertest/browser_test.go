@@ -225,7 +225,7 @@ func TestPairingPage(t *testing.T) {
 		t.Errorf("Content-Security-Policy violations: %q", violations)
 	}
 
-	screenshots(t, ctx)
+	screenshots(t, ctx, "pairing")
 
 	garage := `[...document.querySelectorAll("#cameras .cam")].find(c => c.querySelector(".cam-name").textContent === "Garage")`
 	run("disable a camera",
@@ -269,10 +269,10 @@ func TestPairingPage(t *testing.T) {
 
 // screenshots writes the page at phone and desktop width to artifacts/web/ and, with
 // -update-screenshots, to agent/web/screenshots/.
-func screenshots(t *testing.T, ctx context.Context) {
+func screenshots(t *testing.T, ctx context.Context, prefix string) {
 	t.Helper()
 	dirs := []string{filepath.Join("..", "..", "..", "artifacts", "web")}
-	if *updateScreenshots {
+	if *updateScreenshots && prefix == "pairing" {
 		dirs = append(dirs, filepath.Join("..", "screenshots"))
 	}
 	for _, width := range []int64{390, 1280} {
@@ -284,7 +284,7 @@ func screenshots(t *testing.T, ctx context.Context) {
 		); err != nil {
 			t.Fatalf("screenshot at %d px: %v", width, err)
 		}
-		name := "pairing-" + map[int64]string{390: "390px", 1280: "1280px"}[width] + ".png"
+		name := prefix + "-" + map[int64]string{390: "390px", 1280: "1280px"}[width] + ".png"
 		for _, dir := range dirs {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				t.Fatal(err)

@@ -1,0 +1,128 @@
+package browsertest
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/camgate/camgate/agent"
+	"github.com/camgate/camgate/internal/sim"
+)
+
+// Issue 7 acceptance 1 against the real agent: the page logs in with the gateway's setup code,
+// sees the simulated cameras, adds one by RTSP URL with its password, and sees it relaying to
+// the Flussonic stand-in. A camera named like an HTML injection shows as text.
+func TestPairingPageWithTheRealAgent(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	flussonic, err := sim.NewMediaServer(sim.MediaServerConfig{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go flussonic.Run(ctx)
+	seen, err := sim.NewCamera(sim.CameraConfig{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go seen.Run(ctx)
+	const camUser, camPassword = "viewer", "Real-pa55:word"
+	toAdd, err := sim.NewCamera(sim.CameraConfig{Addr: "127.0.0.1:0", Username: camUser, Password: camPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go toAdd.Run(ctx)
+
+	dataDir := t.TempDir()
+	cfg := agent.DefaultConfig()
+	cfg.GatewayID, cfg.DataDir = "gwp", dataDir
+	cfg.Web.Listen, cfg.SMTP.Listen = "127.0.0.1:0", ""
+	cfg.Discovery.ONVIF, cfg.Discovery.MDNS = false, false
+	cfg.Flussonic.Publish = flussonic.URL()
+	cfg.Cameras = []agent.CameraConfig{{ID: "porch", Name: xssName, URL: seen.URL(), Audio: true, Enabled: true}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	code, err := agent.PairCode(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan *agent.Agent, 1)
+	a := agent.New(agent.Loaded{Config: cfg}, agent.Options{Logger: log, Version: "browsertest", Ready: func(a *agent.Agent) { ready <- a }})
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("agent: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("agent not ready in 20s")
+	}
+	url := "http://" + a.WebAddr() + "/"
+
+	bctx := browser(t)
+	run := func(step string, actions ...chromedp.Action) {
+		t.Helper()
+		if err := chromedp.Run(bctx, actions...); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+	}
+	run("log in with the gateway's setup code",
+		chromedp.EmulateViewport(390, 844),
+		chromedp.Navigate(url),
+		chromedp.WaitVisible("#login-code", chromedp.ByID),
+		chromedp.SendKeys("#login-code", code, chromedp.ByID),
+		chromedp.Click(`#login-form button[type="submit"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#app-view", chromedp.ByID),
+		waitJS(`document.getElementById("st-id").textContent === "gwp"`),
+	)
+	run("the configured camera relays, its hostile name shown as text",
+		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-state').textContent === "relaying"`),
+		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-name').textContent === `+jsString(xssName)),
+	)
+	var injected bool
+	run("no element was injected", chromedp.Evaluate(`document.querySelector('img[src="x"]') !== null`, &injected))
+	if injected {
+		t.Error("the camera's name was parsed as HTML")
+	}
+	run("add a camera by RTSP URL with its password",
+		chromedp.Click(`input[name="mode"][value="url"]`, chromedp.ByQuery),
+		chromedp.SendKeys("#add-url", toAdd.URL(), chromedp.ByID),
+		chromedp.SendKeys("#add-user", camUser, chromedp.ByID),
+		chromedp.SendKeys("#add-pass", camPassword, chromedp.ByID),
+		chromedp.SendKeys("#add-name", "Garage", chromedp.ByID),
+		chromedp.Click("#add-submit", chromedp.ByID),
+		waitJS(`document.getElementById("add-result").textContent.startsWith("Added")`),
+	)
+	run("its relay becomes relaying",
+		waitJS(`[...document.querySelectorAll("#cameras .cam")].some(c => c.querySelector(".cam-name").textContent === "Garage" &&
+			c.querySelector(".cam-state").textContent === "relaying")`),
+	)
+	var html string
+	run("read the page", chromedp.Evaluate(`document.documentElement.outerHTML`, &html))
+	if strings.Contains(html, camPassword) {
+		t.Error("the camera password is in the page")
+	}
+	screenshots(t, bctx, "pairing-real-agent")
+
+	var added string
+	for _, c := range a.Cameras() {
+		if c.Name == "Garage" {
+			added = c.StreamName
+		}
+	}
+	st, ok := flussonic.Stream(added)
+	if !ok || st.VideoFrames == 0 {
+		t.Errorf("the stand-in got nothing on %q: %+v", added, st)
+	}
+}
+
+func jsString(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	return `"` + r.Replace(s) + `"`
+}
