@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/smtp"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -85,6 +86,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("demo: event sink: %w", err)
 	}
 	serve("event sink", sink.Run)
+	broker, err := sim.NewBroker(sim.BrokerConfig{Addr: "127.0.0.1:0", Logger: log.With("part", "mqtt-broker")})
+	if err != nil {
+		return fmt.Errorf("demo: mqtt broker: %w", err)
+	}
+	serve("mqtt broker", broker.Run)
 
 	newCamera := func(name string) (*sim.Camera, error) {
 		cam, err := sim.NewCamera(sim.CameraConfig{Addr: "127.0.0.1:0", Path: "/stream1", Logger: log.With("part", name)})
@@ -138,6 +144,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg.Discovery.ONVIF, cfg.Discovery.MDNS = false, false
 	cfg.Motion.Hold = agent.Duration(10 * time.Second)
 	cfg.Flussonic.Publish = server.URL()
+	cfg.MQTT.URL = broker.URL()
 	cfg.Flussonic.Events = []agent.EventSinkConfig{{URL: sink.URL(), Naming: "v22"}}
 	cfg.Cameras = []agent.CameraConfig{
 		{ID: "cam1", Name: "Porch (alarms by mail)", URL: mailCam.URL(), Audio: true, Enabled: true},
@@ -161,6 +168,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				fmt.Fprintf(stdout, "  ffplay -rtsp_transport tcp %s      # %s\n", cfg.PublishURL(c.ID), c.Name)
 			}
 			fmt.Fprintf(stdout, "  ffprobe -rtsp_transport tcp %s\n", cfg.PublishURL("cam1"))
+			fmt.Fprintf(stdout, "Registrations, state and events as Eltex SC gets them (embedded MQTT broker at %s):\n", broker.URL())
+			fmt.Fprintf(stdout, "  mosquitto_sub -h 127.0.0.1 -p %s -t '%s/#' -v\n", portOf(broker.URL()), cfg.TopicPrefix())
 			fmt.Fprintf(stdout, "Motion: the porch camera mails an alarm and the hall camera raises an ONVIF event every %s;\n", demoMotionEvery)
 			fmt.Fprintf(stdout, "the event sink prints them below (motion.hold is %s). Ctrl-C stops everything.\n\n", cfg.Motion.Hold.Std())
 		}})
@@ -173,6 +182,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cancel()
 	wg.Wait()
 	return runErr
+}
+
+func portOf(rawURL string) string {
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(rawURL, "mqtt://"))
+	return port
 }
 
 func freeLoopbackAddr() (string, error) {
