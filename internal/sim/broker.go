@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -60,6 +62,7 @@ type brokerLimits struct {
 	connectTimeout time.Duration // from accept to CONNECT
 	writeTimeout   time.Duration // for one packet to leave
 	maxFilters     int           // subscriptions of one client
+	maxRetained    int           // topics with a retained message
 }
 
 var defaultBrokerLimits = brokerLimits{
@@ -70,6 +73,7 @@ var defaultBrokerLimits = brokerLimits{
 	connectTimeout: 10 * time.Second,
 	writeTimeout:   10 * time.Second,
 	maxFilters:     1024,
+	maxRetained:    10000,
 }
 
 type retainedMessage struct {
@@ -483,10 +487,14 @@ func (b *Broker) route(m publishPacket) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if m.retain {
-		if len(m.payload) == 0 {
+		_, replaces := b.retained[m.topic]
+		switch {
+		case len(m.payload) == 0:
 			delete(b.retained, m.topic)
-		} else {
+		case replaces || len(b.retained) < b.limits.maxRetained:
 			b.retained[m.topic] = retainedMessage{payload: m.payload, qos: m.qos}
+		default:
+			b.log.Warn("mqtt: too many retained topics, message not retained", "topic", m.topic, "limit", b.limits.maxRetained)
 		}
 	}
 	for _, c := range b.clients {
@@ -530,7 +538,7 @@ func (b *Broker) print(m publishPacket) {
 	}
 	var payload string
 	switch {
-	case !utf8.Valid(m.payload) || strings.ContainsAny(string(m.payload), "\x00\r\n"):
+	case !utf8.Valid(m.payload) || bytes.IndexByte(m.payload, 0) >= 0:
 		payload = fmt.Sprintf("<%d bytes binary>", len(m.payload))
 	case len(m.payload) > outSummaryBytes:
 		cut := outSummaryBytes
@@ -541,6 +549,13 @@ func (b *Broker) print(m publishPacket) {
 	default:
 		payload = string(m.payload)
 	}
+	// One line per message, even for pretty-printed JSON.
+	payload = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, payload)
 	b.outMu.Lock()
 	defer b.outMu.Unlock()
 	fmt.Fprintf(b.out, "%s %s\n", m.topic, payload)

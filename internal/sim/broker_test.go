@@ -80,6 +80,43 @@ func TestValidFilter(t *testing.T) {
 	}
 }
 
+func TestBrokerOutLine(t *testing.T) {
+	tests := []struct {
+		name    string
+		payload []byte
+		want    string
+	}{
+		{"text as is", []byte(`{"state":"online"}`), `s {"state":"online"}`},
+		{"empty", nil, "s "},
+		{"multi-line JSON on one line", []byte("{\n\t\"a\": 1\n}"), `s {  "a": 1 }`},
+		{"long text cut at 200 bytes", bytes.Repeat([]byte("é"), 150), "s " + strings.Repeat("é", 100) + "… (300 bytes)"},
+		{"binary summarised", []byte{0xff, 0x00, 0x01}, "s <3 bytes binary>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			b := &Broker{out: &out}
+			b.print(publishPacket{topic: "s", payload: tt.payload})
+			if out.String() != tt.want+"\n" {
+				t.Errorf("printed %q, want %q", out.String(), tt.want+"\n")
+			}
+		})
+	}
+}
+
+func TestBrokerRetainedLimit(t *testing.T) {
+	b := startBroker(t, nil, func(l *brokerLimits) { l.maxRetained = 2 })
+	for _, topic := range []string{"r/1", "r/2", "r/3"} {
+		b.Publish(topic, []byte("v"), true)
+	}
+	b.Publish("r/1", []byte("replaced"), true)
+	for topic, want := range map[string]string{"r/1": "replaced", "r/2": "v", "r/3": ""} {
+		if p, _ := b.Retained(topic); string(p) != want {
+			t.Errorf("Retained(%q) = %q, want %q", topic, p, want)
+		}
+	}
+}
+
 // startBroker runs a broker on loopback for the test; limits, if given, adjusts its bounds.
 func startBroker(t *testing.T, out io.Writer, limits func(*brokerLimits)) *Broker {
 	t.Helper()
