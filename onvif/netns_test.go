@@ -2,90 +2,23 @@ package onvif_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/camgate/camgate/internal/netnstest"
 	"github.com/camgate/camgate/internal/sim/onvifdev"
 	"github.com/camgate/camgate/onvif"
 	"github.com/grandcat/zeroconf"
 )
 
-// Multicast tests run in a child process inside a network namespace of its own, holding only
-// a loopback interface: nothing they send can reach a real network. The parent re-runs the test
-// binary with CLONE_NEWNET; the namespace dies with the child, even if the test is killed.
-const netnsEnv = "CAMGATE_TEST_IN_NETNS"
-
-// inNetns runs body in a fresh network namespace (a re-executed copy of this test) and reports
-// its result. In the child it prepares loopback (up, multicast, 224.0.0.0/4 route, addrs) and
-// calls body.
-func inNetns(t *testing.T, addrs []string, body func(t *testing.T)) {
-	t.Helper()
-	if os.Getenv(netnsEnv) == t.Name() {
-		prepareNetns(t, addrs)
-		body(t)
-		return
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		needOrSkip(t, "the ip command (Debian package iproute2) is needed to set up a network namespace")
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1", "-test.timeout=120s")
-	cmd.Env = append(os.Environ(), netnsEnv+"="+t.Name())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
-	out, err := cmd.CombinedOutput()
-	var pe *os.PathError
-	if errors.As(err, &pe) || (err != nil && strings.Contains(err.Error(), "operation not permitted")) {
-		needOrSkip(t, fmt.Sprintf("cannot create a network namespace (needs root/CAP_SYS_ADMIN): %v", err))
-	}
-	if err != nil || !strings.Contains(string(out), "--- PASS") {
-		t.Fatalf("in network namespace: %v\n%s", err, out)
-	}
-	t.Logf("in network namespace:\n%s", lastLines(string(out), 6))
-}
-
-func needOrSkip(t *testing.T, msg string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-func prepareNetns(t *testing.T, addrs []string) {
-	t.Helper()
-	// Refuse to send anything unless this really is a namespace holding nothing but loopback.
-	ifs, err := net.Interfaces()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ifs) != 1 || ifs[0].Name != "lo" {
-		t.Fatalf("not in a fresh network namespace (interfaces %v): refusing to send multicast", ifs)
-	}
-	run := func(args ...string) {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	run("link", "set", "lo", "up")
-	run("link", "set", "lo", "multicast", "on")
-	run("route", "add", "224.0.0.0/4", "dev", "lo")
-	for _, a := range addrs {
-		run("addr", "add", a+"/24", "dev", "lo")
-	}
-}
+// Multicast tests run inside a network namespace of their own (internal/netnstest), holding
+// only a loopback interface: nothing they send can reach a real network.
+var inNetns = netnstest.Run
 
 var cameraModels = []struct{ manufacturer, model string }{
 	{"AXIS", "M2025-LE"}, {"Dahua", "IPC-HDW2431T-AS"}, {"Hikvision", "DS-2CD2043G2-I"},
