@@ -319,12 +319,15 @@ func TestBrokerMosquittoRetainedOnly(t *testing.T) {
 	b.Publish("gw/status", []byte("online"), true)
 	b.Publish("gw/events", []byte("not retained"), false)
 
-	out := runMosquitto(t, sub, "-h", host, "-p", port, "-t", "gw/#", "-v", "-W", "2", "--retained-only", "-C", "2")
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	slices.Sort(lines)
-	want := []string{`gw/cameras/porch/config {"name":"Porch"}`, "gw/status online"}
-	if !slices.Equal(lines, want) {
-		t.Errorf("mosquitto_sub --retained-only printed %q, want %q", lines, want)
+	// mqttv31 speaks protocol level 3, "MQIsdp".
+	for _, version := range []string{"mqttv311", "mqttv31"} {
+		out := runMosquitto(t, sub, "-V", version, "-h", host, "-p", port, "-t", "gw/#", "-v", "-W", "2", "--retained-only", "-C", "2")
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		slices.Sort(lines)
+		want := []string{`gw/cameras/porch/config {"name":"Porch"}`, "gw/status online"}
+		if !slices.Equal(lines, want) {
+			t.Errorf("mosquitto_sub -V %s --retained-only printed %q, want %q", version, lines, want)
+		}
 	}
 }
 
