@@ -222,22 +222,29 @@ func demoStatus(ctx context.Context, a *agent.Agent, server *sim.MediaServer, w 
 	}
 }
 
-// demoMailAlarms plays a camera that mails a motion alarm with a snapshot every minute.
-func demoMailAlarms(ctx context.Context, addr, cameraID string, snapshot []byte, log *slog.Logger) error {
-	first := time.After(15 * time.Second)
-	t := time.NewTicker(demoMotionEvery)
+// every runs f after first and then every period until ctx ends.
+func every(ctx context.Context, first, period time.Duration, f func(ctx context.Context)) error {
+	wait := time.After(first)
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-first:
+		case <-wait:
 		case <-t.C:
 		}
+		f(ctx)
+	}
+}
+
+// demoMailAlarms plays a camera that mails a motion alarm with a snapshot every minute.
+func demoMailAlarms(ctx context.Context, addr, cameraID string, snapshot []byte, log *slog.Logger) error {
+	return every(ctx, 15*time.Second, demoMotionEvery, func(context.Context) {
 		if err := sendDemoAlarm(addr, cameraID, snapshot); err != nil {
 			log.Warn("demo mail camera: sending the alarm failed", "err", err)
 		}
-	}
+	})
 }
 
 func sendDemoAlarm(addr, cameraID string, jpegBytes []byte) error {
@@ -254,24 +261,14 @@ func sendDemoAlarm(addr, cameraID string, jpegBytes []byte) error {
 // demoONVIFAlarms raises motion on the ONVIF camera for five seconds every minute, half a
 // minute after the mail camera's.
 func demoONVIFAlarms(ctx context.Context, cam *onvifdev.Device) error {
-	first := time.After(45 * time.Second)
-	t := time.NewTicker(demoMotionEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-first:
-		case <-t.C:
-		}
+	return every(ctx, 45*time.Second, demoMotionEvery, func(ctx context.Context) {
 		cam.SetMotion(true)
 		select {
 		case <-ctx.Done():
-			return nil
 		case <-time.After(5 * time.Second):
 		}
 		cam.SetMotion(false)
-	}
+	})
 }
 
 // demoJPEG draws a small snapshot, so the page has a thumbnail to show.
