@@ -65,15 +65,18 @@ type brokerLimits struct {
 	maxRetained    int           // topics with a retained message
 }
 
-var defaultBrokerLimits = brokerLimits{
-	maxPacket:      1 << 20,
-	maxClients:     64,
-	queue:          256,
-	maxInflight:    1024,
-	connectTimeout: 10 * time.Second,
-	writeTimeout:   10 * time.Second,
-	maxFilters:     1024,
-	maxRetained:    10000,
+// defaultBrokerLimits is a function, not a variable, so that no test can change it for others.
+func defaultBrokerLimits() brokerLimits {
+	return brokerLimits{
+		maxPacket:      1 << 20,
+		maxClients:     64,
+		queue:          256,
+		maxInflight:    1024,
+		connectTimeout: 10 * time.Second,
+		writeTimeout:   10 * time.Second,
+		maxFilters:     1024,
+		maxRetained:    10000,
+	}
 }
 
 type retainedMessage struct {
@@ -98,7 +101,7 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 		ln:       ln,
 		log:      loggerOrDiscard(cfg.Logger),
 		out:      cfg.Out,
-		limits:   defaultBrokerLimits,
+		limits:   defaultBrokerLimits(),
 		clients:  make(map[string]*brokerConn),
 		conns:    make(map[*brokerConn]struct{}),
 		retained: make(map[string]retainedMessage),
