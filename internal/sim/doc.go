@@ -1,6 +1,7 @@
 // Package sim simulates the world around a gateway for `camgate demo` and for tests: cameras that
 // serve an embedded H.264+AAC clip over RTSP, a Flussonic stand-in that accepts published
-// streams, serves them to players and counts their frames, and a Watcher event_sink stand-in.
+// streams, serves them to players and counts their frames, a Watcher event_sink stand-in and an
+// MQTT broker standing in for Eltex SC.
 //
 //   - Camera loops the clip (640x360, 25 fps, GOP 1 s, 16 kHz mono AAC, 10 s) in real time to any
 //     number of readers over TCP or UDP, optionally behind Basic/Digest auth. Readers join the
@@ -12,6 +13,10 @@
 //     into it and camgate pulls it back out.
 //   - EventSink takes POSTs of JSON arrays of events (SPEC §5) and can answer any status to
 //     simulate an outage.
+//   - Broker is a small MQTT 3.1.1 broker (QoS 0/1, retained messages, wills, wildcards) standing
+//     in for Eltex SC; Out prints each message it receives.
+//   - onvifdev (a package of its own) is a simulated ONVIF camera: device, media, PTZ and PullPoint
+//     services, WS-Discovery, clock skew and the auth modes of real cameras.
 //
 // Each part binds its sockets in its constructor (port 0 allowed, so URL() is known at once) and
 // serves them in Run until the context ends; nothing is shared between instances, so one process
