@@ -10,9 +10,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"os"
@@ -23,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/camgate/camgate/internal/sim"
@@ -38,12 +41,16 @@ func main() {
 	src := flag.String("src", "", "internal: camera server base URL")
 	dst := flag.String("dst", "", "internal: upstream base URL")
 	flag.Parse()
+	// The stand-in servers' RTSP library logs every packet it cannot queue for a slow reader
+	// through the standard logger; count those lines instead of flooding the report.
+	complaints := &complaintCounter{out: os.Stderr}
+	log.SetOutput(complaints)
 	if *child {
 		n, _ := strconv.Atoi(*counts)
 		runRelays(*src, *dst, n, *profile, *dur)
 		return
 	}
-	if err := run(*counts, *dur, *bin, *profile); err != nil {
+	if err := run(*counts, *dur, *bin, *profile, complaints); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -66,7 +73,7 @@ func runRelays(src, dst string, n int, profile string, dur time.Duration) {
 	wg.Wait()
 }
 
-func run(counts string, dur time.Duration, bin, profile string) error {
+func run(counts string, dur time.Duration, bin, profile string, complaints *complaintCounter) error {
 	ff, err := exec.LookPath("ffmpeg")
 	if err != nil {
 		return fmt.Errorf("ffmpeg not found: install the Debian package ffmpeg")
@@ -103,7 +110,7 @@ func run(counts string, dur time.Duration, bin, profile string) error {
 		return err
 	}
 
-	fmt.Printf("%-8s %-12s %12s %10s %9s %8s %10s %10s\n", "streams", "relay", "cpu%/stream", "rss MiB", "frames%", "cam fps", "cpu/ffmpeg", "rss/ffmpeg")
+	fmt.Printf("%-8s %-12s %12s %10s %9s %8s %10s %10s %9s\n", "streams", "relay", "cpu%/stream", "rss MiB", "frames%", "cam fps", "cpu/ffmpeg", "rss/ffmpeg", "srv drops")
 	for _, s := range strings.Split(counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n <= 0 {
@@ -123,13 +130,13 @@ func run(counts string, dur time.Duration, bin, profile string) error {
 				return err
 			}
 			daemon := []*exec.Cmd{start(bin, "run", "-c", cfg)}
-			rows = append(rows, measure(n, "camgate run", daemon, cams, up, "run-cam", dur))
+			rows = append(rows, measure(n, "camgate run", daemon, cams, up, "run-cam", dur, complaints))
 			stopAll(daemon)
 		}
 
 		lib := []*exec.Cmd{start(self, "-child", "-n", strconv.Itoa(n), "-src", cams.URL(), "-dst", up.URL(),
 			"-profile", profile, "-dur", dur.String())}
-		rows = append(rows, measure(n, "rtsp.Relay", lib, cams, up, "camgate", dur))
+		rows = append(rows, measure(n, "rtsp.Relay", lib, cams, up, "camgate", dur, complaints))
 		stopAll(lib)
 
 		var copies []*exec.Cmd
@@ -138,12 +145,16 @@ func run(counts string, dur time.Duration, bin, profile string) error {
 				"-i", fmt.Sprintf("%s/cam%d", cams.URL(), i), "-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp",
 				fmt.Sprintf("%s/ffmpeg%d", up.URL(), i)))
 		}
-		peer := measure(n, "ffmpeg", copies, cams, up, "ffmpeg", dur)
+		peer := measure(n, "ffmpeg", copies, cams, up, "ffmpeg", dur, complaints)
 		stopAll(copies)
 		stopAll(procs)
 		for _, r := range append(rows, peer) {
-			fmt.Printf("%-8d %-12s %12.2f %10.1f %9.1f %8.1f %10.2f %10.3f\n", r.n, r.name, r.cpuPct, r.rssMiB, r.framesPct, r.camFPS,
-				r.cpuPct/peer.cpuPct, r.rssMiB/peer.rssMiB)
+			fmt.Printf("%-8d %-12s %12.2f %10.1f %9.1f %8.1f %10.2f %10.3f %9d\n", r.n, r.name, r.cpuPct, r.rssMiB, r.framesPct, r.camFPS,
+				r.cpuPct/peer.cpuPct, r.rssMiB/peer.rssMiB, r.srvDrops)
+			if r.camFPS < 24 || r.srvDrops > 0 {
+				fmt.Printf("# INVALID row above (%d %s): cameras at %.1f fps, %d packets dropped by the stand-in servers: the machine was starved, not only the relay\n",
+					r.n, r.name, r.camFPS, r.srvDrops)
+			}
 		}
 	}
 	return nil
@@ -216,12 +227,29 @@ type row struct {
 	rssMiB    float64 // total RSS of the relay processes at the end of the window
 	framesPct float64 // video frames that reached upstream / frames the cameras published
 	camFPS    float64 // frames per second per camera: 25 when the cameras keep real time
+	srvDrops  uint64  // "write queue is full" complaints of the stand-in servers in the window
+}
+
+// complaintCounter passes log lines through, except the stand-in servers' per-packet
+// "write queue is full", which it counts.
+type complaintCounter struct {
+	out io.Writer
+	n   atomic.Uint64
+}
+
+func (c *complaintCounter) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("write queue is full")) {
+		c.n.Add(1)
+		return len(p), nil
+	}
+	return c.out.Write(p)
 }
 
 // measure warms up, then measures the relay processes' CPU and RSS over dur and the frames that
 // reached upstream against the frames the cameras published meanwhile.
-func measure(n int, name string, procs []*exec.Cmd, cams, up *sim.MediaServer, prefix string, dur time.Duration) row {
+func measure(n int, name string, procs []*exec.Cmd, cams, up *sim.MediaServer, prefix string, dur time.Duration, complaints *complaintCounter) row {
 	time.Sleep(3 * time.Second)
+	drops0 := complaints.n.Load()
 	cpu0 := cpuTicks(procs)
 	// Upstream lags the cameras by a moment: read it half a second after the cameras, at both
 	// ends of the window.
@@ -236,7 +264,7 @@ func measure(n int, name string, procs []*exec.Cmd, cams, up *sim.MediaServer, p
 	time.Sleep(500 * time.Millisecond)
 	out1 := frames(up, prefix, n)
 	const ticksPerSecond = 100 // USER_HZ on Linux
-	r := row{n: n, name: name, rssMiB: float64(rss) / (1 << 20)}
+	r := row{n: n, name: name, rssMiB: float64(rss) / (1 << 20), srvDrops: complaints.n.Load() - drops0}
 	r.cpuPct = float64(cpu1-cpu0) / ticksPerSecond / elapsed * 100 / float64(n)
 	r.camFPS = float64(in1-in0) / elapsed / float64(n)
 	if in1 > in0 {
