@@ -152,7 +152,7 @@ func run(counts string, dur time.Duration, bin, profile string, complaints *comp
 			fmt.Printf("%-8d %-12s %12.2f %10.1f %9.1f %8.1f %10.2f %10.3f %9d\n", r.n, r.name, r.cpuPct, r.rssMiB, r.framesPct, r.camFPS,
 				r.cpuPct/peer.cpuPct, r.rssMiB/peer.rssMiB, r.srvDrops)
 			if r.camFPS < 24 || r.srvDrops > 0 {
-				fmt.Printf("# INVALID row above (%d %s): cameras at %.1f fps, %d packets dropped by the stand-in servers: the machine was starved, not only the relay\n",
+				fmt.Printf("# INVALID row above (%d %s): cameras at %.1f fps, %d complaints of dropped or lost packets from the stand-in servers: the machine was starved, not only the relay\n",
 					r.n, r.name, r.camFPS, r.srvDrops)
 			}
 		}
@@ -227,18 +227,18 @@ type row struct {
 	rssMiB    float64 // total RSS of the relay processes at the end of the window
 	framesPct float64 // video frames that reached upstream / frames the cameras published
 	camFPS    float64 // frames per second per camera: 25 when the cameras keep real time
-	srvDrops  uint64  // "write queue is full" complaints of the stand-in servers in the window
+	srvDrops  uint64  // lines of the stand-in servers complaining of dropped or lost packets in the window
 }
 
 // complaintCounter passes log lines through, except the stand-in servers' per-packet
-// "write queue is full", which it counts.
+// complaints ("write queue is full", "N RTP packets lost"), which it counts.
 type complaintCounter struct {
 	out io.Writer
 	n   atomic.Uint64
 }
 
 func (c *complaintCounter) Write(p []byte) (int, error) {
-	if bytes.Contains(p, []byte("write queue is full")) {
+	if bytes.Contains(p, []byte("write queue is full")) || bytes.Contains(p, []byte(" lost")) {
 		c.n.Add(1)
 		return len(p), nil
 	}
