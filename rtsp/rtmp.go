@@ -44,6 +44,16 @@ func (t *rtmpTrack) pts(ts uint32) time.Duration {
 	return time.Duration(t.ticks * int64(time.Second) / int64(t.clockRate))
 }
 
+// ownPayload returns the packet with a payload of its own. The video decoders return NAL units
+// that point into the packets of the whole access unit, while the forwarder reuses one packet
+// buffer for every pop: without the copy, a frame sent as several slices would be sent with its
+// first slices overwritten by the last.
+func ownPayload(pkt *rtp.Packet) *rtp.Packet {
+	p := *pkt
+	p.Payload = append([]byte(nil), pkt.Payload...)
+	return &p
+}
+
 // rtmpTime is an RTMP timestamp: milliseconds, wrapping at 2^32 as the protocol does.
 func rtmpTime(d time.Duration) uint32 {
 	if d < 0 {
@@ -86,7 +96,7 @@ func newRTMPTrack(f format.Format, params [3][]byte) (*rtmpTrack, error) {
 		dts := &h264.DTSExtractor{}
 		dts.Initialize()
 		t.write = func(c *rtmpConn, pkt *rtp.Packet, pts time.Duration) error {
-			au, err := dec.Decode(pkt)
+			au, err := dec.Decode(ownPayload(pkt))
 			if err != nil {
 				return nil // more packets needed, or a broken frame the decoder skips
 			}
@@ -112,7 +122,7 @@ func newRTMPTrack(f format.Format, params [3][]byte) (*rtmpTrack, error) {
 		dts := &h265.DTSExtractor{}
 		dts.Initialize()
 		t.write = func(c *rtmpConn, pkt *rtp.Packet, pts time.Duration) error {
-			au, err := dec.Decode(pkt)
+			au, err := dec.Decode(ownPayload(pkt))
 			if err != nil {
 				return nil
 			}

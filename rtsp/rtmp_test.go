@@ -1,7 +1,11 @@
 package rtsp
 
 import (
+	"bytes"
 	"net"
+	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -9,17 +13,19 @@ import (
 	"github.com/bluenviron/gortmplib"
 	"github.com/bluenviron/gortmplib/pkg/codecs"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 )
 
 // rtmpReceiver is a loopback RTMP server that takes one publisher at a time and counts what it
-// sends. (ffmpeg's -listen RTMP server does not finish gortmplib's connect exchange, so the
-// receiver is built on gortmplib's server side, which mediamtx uses.)
+// sends. It is built on gortmplib's server side, which mediamtx uses: an implementation
+// independent of the publisher under test, and one that speaks Enhanced RTMP.
 type rtmpReceiver struct {
 	ln net.Listener
 	wg sync.WaitGroup
 
 	mu          sync.Mutex
 	videoCodec  string
+	audioCodec  string
 	videoFrames int
 	audioFrames int
 	firstIsIDR  bool
@@ -68,30 +74,42 @@ func (rr *rtmpReceiver) serve(c net.Conn) error {
 	if err := r.Initialize(); err != nil {
 		return err
 	}
-	for _, tr := range r.Tracks() {
-		switch tr.Codec.(type) {
-		case *codecs.H264:
-			rr.mu.Lock()
-			rr.videoCodec = "H264"
-			rr.mu.Unlock()
-			r.OnDataH264(tr, func(_, _ time.Duration, au [][]byte) {
-				rr.mu.Lock()
-				defer rr.mu.Unlock()
-				if !hasPicture(au) {
-					return // the decoder configuration, delivered as parameter sets
-				}
-				if !rr.sawFirst {
-					rr.sawFirst, rr.firstIsIDR = true, h264.IsRandomAccess(au)
-				}
-				rr.videoFrames++
-			})
-		case *codecs.MPEG4Audio:
-			r.OnDataMPEG4Audio(tr, func(time.Duration, []byte) {
-				rr.mu.Lock()
-				rr.audioFrames++
-				rr.mu.Unlock()
-			})
+	onVideo := func(au [][]byte, isPicture func([][]byte) bool, isKey func([][]byte) bool) {
+		rr.mu.Lock()
+		defer rr.mu.Unlock()
+		if !isPicture(au) {
+			return // the decoder configuration, delivered as parameter sets
 		}
+		if !rr.sawFirst {
+			rr.sawFirst, rr.firstIsIDR = true, isKey(au)
+		}
+		rr.videoFrames++
+	}
+	onAudio := func() {
+		rr.mu.Lock()
+		rr.audioFrames++
+		rr.mu.Unlock()
+	}
+	for _, tr := range r.Tracks() {
+		rr.mu.Lock()
+		switch codec := tr.Codec.(type) {
+		case *codecs.H264:
+			rr.videoCodec = "H264"
+			r.OnDataH264(tr, func(_, _ time.Duration, au [][]byte) { onVideo(au, hasPicture, h264.IsRandomAccess) })
+		case *codecs.H265:
+			rr.videoCodec = "H265"
+			r.OnDataH265(tr, func(_, _ time.Duration, au [][]byte) { onVideo(au, hasH265Picture, h265.IsRandomAccess) })
+		case *codecs.MPEG4Audio:
+			rr.audioCodec = "AAC"
+			r.OnDataMPEG4Audio(tr, func(time.Duration, []byte) { onAudio() })
+		case *codecs.G711:
+			rr.audioCodec = "PCMU"
+			if !codec.MULaw {
+				rr.audioCodec = "PCMA"
+			}
+			r.OnDataG711(tr, func(time.Duration, []byte) { onAudio() })
+		}
+		rr.mu.Unlock()
 	}
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -101,37 +119,73 @@ func (rr *rtmpReceiver) serve(c net.Conn) error {
 	}
 }
 
+func (rr *rtmpReceiver) codecs() (video, audio string) {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	return rr.videoCodec, rr.audioCodec
+}
+
 func (rr *rtmpReceiver) counts() (video, audio int, firstIDR bool) {
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
 	return rr.videoFrames, rr.audioFrames, rr.firstIsIDR
 }
 
+// TestRelayToRTMP relays a camera to gortmplib's RTMP server: H.264 and AAC in classic FLV
+// tags, H.265 through Enhanced RTMP, G.711 A-law as FLV sound format 7.
 func TestRelayToRTMP(t *testing.T) {
-	cam := newTestServer(t)
-	startCamera(t, cam.url("cam"), "libx264", "aac", 30)
-	waitFor(t, 10*time.Second, "camera to publish", func() bool { return cam.snapshot("cam").videoFrames > 0 })
-	rr := startRTMPReceiver(t)
+	for _, tc := range []struct {
+		name           string
+		vcodec, acodec string
+		wantVideo      string
+		wantAudio      string
+	}{
+		{"H264+AAC", "libx264", "aac", "H264", "AAC"},
+		{"H265 enhanced", "libx265", "", "H265", ""},
+		{"H264+G711", "libx264", "pcm_alaw", "H264", "PCMA"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cam := newTestServer(t)
+			startCamera(t, cam.url("cam"), tc.vcodec, tc.acodec, 30)
+			waitFor(t, 10*time.Second, "camera to publish", func() bool { return cam.snapshot("cam").videoFrames > 0 })
+			rr := startRTMPReceiver(t)
 
-	r, stop := startRelay(t, RelayConfig{Source: cam.url("cam"), Audio: true, Publish: rr.url()})
-	waitFor(t, 10*time.Second, "relaying", func() bool { return r.Stats().Relaying })
-	c0 := cam.snapshot("cam").videoFrames
-	v0, _, _ := rr.counts()
-	time.Sleep(3 * time.Second)
-	c1 := cam.snapshot("cam").videoFrames
-	time.Sleep(500 * time.Millisecond)
-	v1, audio, firstIDR := rr.counts()
-	stop()
+			r, stop := startRelay(t, RelayConfig{Source: cam.url("cam"), Audio: tc.acodec != "", Publish: rr.url()})
+			waitFor(t, 10*time.Second, "relaying", func() bool { return r.Stats().Relaying })
+			// The receiver learns the tracks from the first seconds of the stream.
+			waitFor(t, 15*time.Second, "receiver to see video", func() bool { v, _, _ := rr.counts(); return v > 0 })
+			c0 := cam.snapshot("cam").videoFrames
+			v0, _, _ := rr.counts()
+			time.Sleep(3 * time.Second)
+			c1 := cam.snapshot("cam").videoFrames
+			time.Sleep(500 * time.Millisecond)
+			v1, audio, firstIDR := rr.counts()
+			stop()
 
-	if sent, got := c1-c0, v1-v0; got < sent*95/100 {
-		t.Errorf("RTMP receiver got %d video frames, camera sent %d meanwhile: want >= 95%%", got, sent)
+			if sent, got := c1-c0, v1-v0; got < sent*95/100 {
+				t.Errorf("RTMP receiver got %d video frames, camera sent %d meanwhile: want >= 95%%", got, sent)
+			}
+			video, audioCodec := rr.codecs()
+			if video != tc.wantVideo || audioCodec != tc.wantAudio {
+				t.Errorf("receiver saw video %q audio %q, want %q %q", video, audioCodec, tc.wantVideo, tc.wantAudio)
+			}
+			if tc.wantAudio != "" && audio == 0 {
+				t.Errorf("no %s frames over RTMP", tc.wantAudio)
+			}
+			if !firstIDR {
+				t.Error("first video frame over RTMP is not a keyframe")
+			}
+		})
 	}
-	if audio == 0 {
-		t.Error("no AAC frames over RTMP")
+}
+
+func hasH265Picture(au [][]byte) bool {
+	for _, n := range au {
+		if len(n) > 0 && (n[0]>>1)&0x3f < 32 {
+			return true
+		}
 	}
-	if !firstIDR {
-		t.Error("first video frame over RTMP is not a keyframe")
-	}
+	return false
 }
 
 func hasPicture(au [][]byte) bool {
@@ -141,4 +195,73 @@ func hasPicture(au [][]byte) bool {
 		}
 	}
 	return false
+}
+
+// TestRelayToRTMPFFmpeg relays to ffmpeg's own RTMP server (-listen 1), a second receiver
+// independent of both gortmplib and this package, and counts what it recorded.
+func TestRelayToRTMPFFmpeg(t *testing.T) {
+	ff := needTool(t, "ffmpeg", "ffmpeg")
+	probe := needTool(t, "ffprobe", "ffmpeg")
+	cam := newTestServer(t)
+	startCamera(t, cam.url("cam"), "libx264", "aac", 30)
+	waitFor(t, 10*time.Second, "camera to publish", func() bool { return cam.snapshot("cam").videoFrames > 0 })
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	out := tempFile(t, "out.flv")
+	rec := exec.Command(ff, "-hide_banner", "-loglevel", "error", "-listen", "1",
+		"-i", "rtmp://"+addr+"/live/x", "-c", "copy", "-y", out)
+	var stderr bytes.Buffer
+	rec.Stderr = &stderr
+	if err := rec.Start(); err != nil {
+		t.Fatal(err)
+	}
+	recDone := make(chan error, 1)
+	go func() { recDone <- rec.Wait() }()
+	t.Cleanup(func() { _ = rec.Process.Kill(); <-recDone })
+
+	r, stop := startRelay(t, RelayConfig{Source: cam.url("cam"), Audio: true, Publish: "rtmp://" + addr + "/live/x"})
+	waitFor(t, 15*time.Second, "relaying", func() bool {
+		if e := r.Stats().LastError; e != "" {
+			t.Logf("relay: %s", e)
+		}
+		return r.Stats().Relaying
+	})
+	time.Sleep(3 * time.Second)
+	stop()
+	select {
+	case err := <-recDone:
+		recDone <- err
+		if err != nil {
+			t.Fatalf("ffmpeg receiver: %v: %s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("ffmpeg receiver did not finish after the publisher left")
+	}
+
+	res, err := exec.Command(probe, "-v", "error", "-count_packets", "-show_entries",
+		"stream=codec_name,nb_read_packets", "-of", "csv=p=0", out).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffprobe: %v: %s", err, res)
+	}
+	// Decoding proves the decoder configuration record is right, not only the framing.
+	if dec, err := exec.Command(ff, "-v", "error", "-i", out, "-f", "null", "-").CombinedOutput(); err != nil || len(dec) > 0 {
+		t.Errorf("ffmpeg cannot decode what it recorded: %v: %s", err, dec)
+	}
+	got := map[string]int{}
+	for line := range strings.Lines(string(res)) {
+		name, n, _ := strings.Cut(strings.TrimSpace(line), ",")
+		got[name], _ = strconv.Atoi(n)
+	}
+	// About 3 s at 25 fps were relayed; far fewer means frames were lost or unreadable.
+	if got["h264"] < 50 {
+		t.Errorf("ffmpeg recorded %d H.264 packets, want >= 50 (ffprobe: %q)", got["h264"], res)
+	}
+	if got["aac"] == 0 {
+		t.Errorf("ffmpeg recorded no AAC packets (ffprobe: %q)", res)
+	}
 }

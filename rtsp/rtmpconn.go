@@ -594,12 +594,20 @@ func parseCommand(body []byte) (rtmpCommand, error) {
 	if err != nil {
 		return rtmpCommand{}, err
 	}
-	if len(vals) < 2 {
-		return rtmpCommand{}, errors.New("RTMP: command without transaction id")
+	if len(vals) == 0 {
+		return rtmpCommand{}, errors.New("RTMP: empty command")
 	}
-	name, _ := vals[0].(string)
-	txn, _ := vals[1].(float64)
-	return rtmpCommand{name: name, txn: txn, args: vals[2:]}, nil
+	name, ok := vals[0].(string)
+	if !ok {
+		return rtmpCommand{}, errors.New("RTMP: command without a name")
+	}
+	// ffmpeg's server sends some commands without a transaction id.
+	cmd := rtmpCommand{name: name}
+	if len(vals) > 1 {
+		cmd.txn, _ = vals[1].(float64)
+		cmd.args = vals[2:]
+	}
+	return cmd, nil
 }
 
 // waitCommand reads until an answer to txn (or, for onStatus, any onStatus) arrives.
