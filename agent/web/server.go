@@ -48,6 +48,10 @@ type Config struct {
 	// Metrics writes Prometheus text for GET /metrics (e.g. metrics.WritePrometheus); nil
 	// serves only the page's own counters.
 	Metrics func(w io.Writer)
+	// Notify, when set, receives cameras' ONVIF event notifications: POSTs to /onvif/notify/…,
+	// without a session (a camera cannot log in). The handler must check the unguessable token
+	// in the path it gave the camera; the LAN policy applies as to everything else.
+	Notify  http.Handler
 	Version string
 	Logger  *slog.Logger // nil: slog.Default()
 }
@@ -204,6 +208,9 @@ func (s *Server) routes() http.Handler {
 		io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /metrics", s.metrics)
+	if s.cfg.Notify != nil {
+		mux.Handle("POST /onvif/notify/", http.MaxBytesHandler(s.cfg.Notify, 1<<20))
+	}
 
 	static, err := fs.Sub(staticFiles, "static")
 	if err != nil {
