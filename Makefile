@@ -8,7 +8,14 @@ LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.d
 # nethttpomithttp2: the gateway speaks HTTP/1.1 only (page, ONVIF, event sinks); HTTP/2 would add
 # half a MiB to a binary that has to fit a router's flash.
 TAGS      ?= nethttpomithttp2
-GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -tags "$(TAGS)" -ldflags "$(LDFLAGS)"
+GCFLAGS   ?=
+GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -tags "$(TAGS)" $(GCFLAGS) -ldflags "$(LDFLAGS)"
+# The mipsel router build has a 12 MiB budget: it inlines only the standard library and the
+# relay's per-packet path (rtsp, gortsplib, pion/rtp, mediacommon); elsewhere a call is cheaper
+# than the flash the inlined copies take.
+ROUTER_GCFLAGS := -gcflags=all=-l -gcflags=std= -gcflags=github.com/camgate/camgate/rtsp= \
+	-gcflags=github.com/bluenviron/gortsplib/v5/...= -gcflags=github.com/pion/rtp/...= \
+	-gcflags=github.com/bluenviron/mediacommon/v2/...=
 STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
 .PHONY: build test demo bench cross lint package package-test clean
@@ -34,7 +41,7 @@ cross:
 	GOOS=linux GOARCH=amd64 $(GOBUILD) -o $(BIN)/camgate-linux-amd64 ./cmd/camgate
 	GOOS=linux GOARCH=arm64 $(GOBUILD) -o $(BIN)/camgate-linux-arm64 ./cmd/camgate
 	GOOS=linux GOARCH=arm GOARM=7 $(GOBUILD) -o $(BIN)/camgate-linux-armv7 ./cmd/camgate
-	GOOS=linux GOARCH=mipsle GOMIPS=softfloat $(MAKE) --no-print-directory build BIN=$(BIN) TAGS="$(TAGS) nodemo" OUT=camgate-linux-mipsle
+	GOOS=linux GOARCH=mipsle GOMIPS=softfloat $(MAKE) --no-print-directory build BIN=$(BIN) TAGS="$(TAGS) nodemo" GCFLAGS='$(ROUTER_GCFLAGS)' OUT=camgate-linux-mipsle
 	@for f in $(BIN)/camgate-linux-*; do printf '%-32s %6.2f MiB\n' $$f $$(echo "$$(stat -c %s $$f) / 1048576" | bc -l); done
 
 lint:

@@ -72,14 +72,23 @@ build_binary() {
 	# nethttpomithttp2: nothing on the gateway speaks HTTP/2. The mipsel build also leaves out
 	# `camgate demo` (nodemo): its simulated cameras would not fit the 12 MiB flash budget.
 	local tags=nethttpomithttp2
+	local -a gcflags=()
 	case $suffix in
 	amd64) env+=(GOARCH=amd64) ;;
 	arm64) env+=(GOARCH=arm64) ;;
 	armv7) env+=(GOARCH=arm GOARM=7) ;;
-	mipsle) env+=(GOARCH=mipsle GOMIPS=softfloat); tags+=,nodemo ;; # MT7621 has no FPU: hardfloat dies with SIGILL
+	mipsle)
+		env+=(GOARCH=mipsle GOMIPS=softfloat) # MT7621 has no FPU: hardfloat dies with SIGILL
+		tags+=,nodemo
+		# Inline only the standard library and the relay's per-packet path: the rest is cheaper
+		# as calls than as flash (see the Makefile's ROUTER_GCFLAGS).
+		gcflags=(-gcflags=all=-l -gcflags=std= -gcflags=github.com/camgate/camgate/rtsp=
+			-gcflags=github.com/bluenviron/gortsplib/v5/...= -gcflags=github.com/pion/rtp/...=
+			-gcflags=github.com/bluenviron/mediacommon/v2/...=)
+		;;
 	*) die "unknown binary $suffix" ;;
 	esac
-	env "${env[@]}" "$GO" -C "$MAIN_DIR" build -trimpath -tags "$tags" \
+	env "${env[@]}" "$GO" -C "$MAIN_DIR" build -trimpath -tags "$tags" "${gcflags[@]}" \
 		-ldflags "-s -w -X main.version=$VERSION -X main.commit=$COMMIT -X main.date=$DATE" \
 		-o "$(pwd)/$out" . || die "building $out failed"
 }
