@@ -43,6 +43,9 @@ type Config struct {
 	SubRTSPURL   string // sub stream; "" = one profile only
 	SnapshotJPEG []byte // served at /snapshot.jpg
 	PTZ          bool   // offer a PTZ service and PTZ configuration in profiles
+	// NoPullPoint makes the device a camera with Basic Notification only: CreatePullPointSubscription
+	// answers an ActionNotSupported fault.
+	NoPullPoint bool
 
 	ClockSkew          time.Duration // the device's clock minus the real time
 	Auth               AuthMode
@@ -79,6 +82,7 @@ type Device struct {
 	disc     *discovery
 	changed  chan struct{} // closed and replaced on every motion change
 	requests int
+	push     *pushSubscriptions
 }
 
 type subscription struct {
@@ -129,7 +133,8 @@ func New(cfg Config) (*Device, error) {
 		host = net.JoinHostPort(cfg.AnnounceHost, port)
 	}
 	return &Device{cfg: cfg, log: log, ln: ln, host: host, subs: map[string]*subscription{},
-		nonces: map[string]bool{}, issued: map[string]time.Time{}, changed: make(chan struct{})}, nil
+		nonces: map[string]bool{}, issued: map[string]time.Time{}, changed: make(chan struct{}),
+		push: newPushSubscriptions(log)}, nil
 }
 
 // XAddr is the device service URL on the real listening address.
@@ -149,6 +154,7 @@ func (d *Device) SetMotion(on bool) {
 	for _, s := range d.subs {
 		s.queue = append(s.queue, event{when: d.now(), op: "Changed", motion: on})
 	}
+	d.push.notify(d.now(), "Changed", on)
 	close(d.changed)
 	d.changed = make(chan struct{})
 }
@@ -158,6 +164,7 @@ func (d *Device) Restart() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.subs = map[string]*subscription{}
+	d.push.forget()
 	close(d.changed)
 	d.changed = make(chan struct{})
 }
@@ -366,7 +373,7 @@ func (d *Device) dispatch(w http.ResponseWriter, r *http.Request, req *request) 
 		if d.cfg.PTZ {
 			ptz = `<tt:PTZ><tt:XAddr>` + d.base() + `/onvif/ptz_service</tt:XAddr></tt:PTZ>`
 		}
-		d.reply(w, `<tds:GetCapabilitiesResponse><tds:Capabilities><tt:Device><tt:XAddr>`+d.base()+`/onvif/device_service</tt:XAddr></tt:Device><tt:Events><tt:XAddr>`+d.base()+`/onvif/event_service</tt:XAddr><tt:WSPullPointSupport>true</tt:WSPullPointSupport></tt:Events><tt:Media><tt:XAddr>`+d.base()+`/onvif/media_service</tt:XAddr></tt:Media>`+ptz+`</tds:Capabilities></tds:GetCapabilitiesResponse>`)
+		d.reply(w, `<tds:GetCapabilitiesResponse><tds:Capabilities><tt:Device><tt:XAddr>`+d.base()+`/onvif/device_service</tt:XAddr></tt:Device><tt:Events><tt:XAddr>`+d.base()+`/onvif/event_service</tt:XAddr><tt:WSPullPointSupport>`+strconv.FormatBool(!d.cfg.NoPullPoint)+`</tt:WSPullPointSupport></tt:Events><tt:Media><tt:XAddr>`+d.base()+`/onvif/media_service</tt:XAddr></tt:Media>`+ptz+`</tds:Capabilities></tds:GetCapabilitiesResponse>`)
 	case "GetNetworkInterfaces":
 		d.reply(w, `<tds:GetNetworkInterfacesResponse><tds:NetworkInterfaces token="eth0"><tt:Enabled>true</tt:Enabled><tt:Info><tt:Name>eth0</tt:Name><tt:HwAddress>`+esc(d.cfg.MAC)+`</tt:HwAddress><tt:MTU>1500</tt:MTU></tt:Info></tds:NetworkInterfaces></tds:GetNetworkInterfacesResponse>`)
 	case "GetProfiles":
@@ -375,7 +382,19 @@ func (d *Device) dispatch(w http.ResponseWriter, r *http.Request, req *request) 
 		d.mediaURI(w, req)
 	case "ContinuousMove", "Stop", "GotoPreset", "GetPresets":
 		d.ptz(w, req)
-	case "CreatePullPointSubscription", "PullMessages", "Renew", "Unsubscribe":
+	case "Subscribe":
+		d.subscribe(w, req)
+	case "Renew", "Unsubscribe":
+		if r.URL.Path == pushManagerPath {
+			d.managePush(w, r, req)
+			return
+		}
+		d.events(w, r, req)
+	case "CreatePullPointSubscription", "PullMessages":
+		if d.cfg.NoPullPoint {
+			d.fault(w, http.StatusBadRequest, "Receiver", "ter:ActionNotSupported", "Action Not Implemented: "+req.op)
+			return
+		}
 		d.events(w, r, req)
 	default:
 		d.fault(w, http.StatusBadRequest, "Receiver", "ter:ActionNotSupported", "Action Not Implemented: "+req.op)

@@ -1,5 +1,6 @@
 // Package onvifdev is a simulated ONVIF camera for tests and `camgate demo`: device, media (ver10
-// and ver20), PTZ and PullPoint event services over HTTP with a chosen clock skew and
+// and ver20), PTZ and events (PullPoint, or with NoPullPoint only Basic Notification: it POSTs
+// wsnt:Notify to subscribed consumers) over HTTP with a chosen clock skew and
 // authentication mode, and WS-Discovery (answers to probes, Hello and Bye) on a multicast group
 // and interface address given in its config.
 //
