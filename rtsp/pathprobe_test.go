@@ -419,3 +419,52 @@ func FuzzReadDescribeAnswer(f *testing.F) {
 		}
 	})
 }
+
+func TestReadDescribeAnswer(t *testing.T) {
+	sdp := func(media string) string {
+		return "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n" + media
+	}
+	ok := func(ct, body string) string {
+		return "RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Type: " + ct + "\r\nContent-Length: " +
+			strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	}
+	tests := []struct {
+		name    string
+		in      string
+		status  base.StatusCode
+		video   bool
+		codecs  string // of the tracks, comma separated; "-" = SDP unreadable
+		wantErr bool
+	}{
+		{"H.265 video", ok("application/sdp; charset=utf-8", sdp("m=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\n")), 200, true, "H265", false},
+		{"H.264 and metadata", ok("application/sdp", sdp("m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\n")), 200, true, "H264,vnd.onvif.metadata/90000", false},
+		{"MJPEG only", ok("application/sdp", sdp("m=video 0 RTP/AVP 26\r\n")), 200, false, "JPEG/90000", false},
+		{"not SDP", ok("text/html", "<html>"), 200, false, "-", false},
+		{"broken SDP", ok("application/sdp", "m=nonsense"), 200, false, "-", false},
+		{"challenge", "RTSP/1.0 401 Unauthorized\r\nCSeq: 1\r\nWWW-Authenticate: Basic realm=\"c\"\r\n\r\n", 401, false, "-", false},
+		{"HTTP server", "HTTP/1.1 400 Bad Request\r\n\r\n", 0, false, "-", true},
+		{"cut short", "RTSP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nv=0", 0, false, "-", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ans, err := readDescribeAnswer(bufio.NewReader(strings.NewReader(tt.in)))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("error = %v, want error: %v", err, tt.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			codecs := "-"
+			if ans.tracks != nil {
+				var cs []string
+				for _, tr := range ans.tracks {
+					cs = append(cs, tr.Codec)
+				}
+				codecs = strings.Join(cs, ",")
+			}
+			if ans.status != tt.status || ans.video != tt.video || codecs != tt.codecs {
+				t.Errorf("got status %d, video %v, codecs %s; want %d, %v, %s", ans.status, ans.video, codecs, tt.status, tt.video, tt.codecs)
+			}
+		})
+	}
+}
