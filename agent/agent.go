@@ -285,14 +285,14 @@ func (a *Agent) relayConfigLocked(cfg *Config, e *cameraEntry) (rtsp.RelayConfig
 		return rtsp.RelayConfig{}, "flussonic.publish is not set"
 	}
 	source := c.URL
-	if isONVIFURL(c.URL) {
+	if needsResolving(c.URL) {
 		if e.onvif == nil {
-			return rtsp.RelayConfig{}, "ONVIF: not started"
+			return rtsp.RelayConfig{}, "stream not resolved yet"
 		}
 		_, _, stream, errText := e.onvif.state()
 		if stream == "" {
 			if errText == "" {
-				errText = "ONVIF: asking the camera for its streams"
+				errText = "asking the camera for its stream"
 			}
 			return rtsp.RelayConfig{}, errText
 		}

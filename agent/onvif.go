@@ -5,16 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/camgate/camgate/onvif"
+	"github.com/camgate/camgate/rtsp"
 )
 
-// onvifLink is the agent's hold on one ONVIF camera: its client, what Inventory found, and the
-// PullPoint loop turning its events into motion. It runs while the camera is enabled and has an
-// ONVIF device URL.
+// onvifLink is the agent's hold on a camera whose stream it must find: for an ONVIF camera its
+// client, what Inventory found and the event loop turning its events into motion; for a camera
+// given only by address, the stream path probing found. It runs while the camera is enabled.
 type onvifLink struct {
 	key    string // URL, credentials and substream: a change restarts the link
 	cancel context.CancelFunc
@@ -37,13 +39,24 @@ func isONVIFURL(u string) bool {
 	return strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://")
 }
 
+// needsPathProbe tells a camera given only as rtsp://host[:port]: its stream path is found by
+// trying the common vendors' paths (rtsp.FindStream).
+func needsPathProbe(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Scheme == "rtsp" && (u.Path == "" || u.Path == "/") && u.RawQuery == ""
+}
+
+// needsResolving tells a camera whose stream URL the agent has to find before relaying it: an
+// ONVIF device, or an address without a stream path.
+func needsResolving(raw string) bool { return isONVIFURL(raw) || needsPathProbe(raw) }
+
 func onvifKey(c CameraConfig) string {
 	return fmt.Sprintf("%s\x00%s\x00%s\x00%v", c.URL, c.Username, c.Password, c.Substream)
 }
 
 // ensureONVIFLocked starts, restarts or stops the camera's ONVIF link to match its settings.
 func (a *Agent) ensureONVIFLocked(ctx context.Context, e *cameraEntry) {
-	want := e.conf.Enabled && isONVIFURL(e.conf.URL) && e.origin != originDiscovered
+	want := e.conf.Enabled && needsResolving(e.conf.URL) && e.origin != originDiscovered
 	if e.onvif != nil && (!want || e.onvif.key != onvifKey(e.conf)) {
 		e.onvif.cancel()
 		e.onvif = nil
@@ -56,6 +69,10 @@ func (a *Agent) ensureONVIFLocked(ctx context.Context, e *cameraEntry) {
 	e.onvif = l
 	go func() {
 		defer close(l.done)
+		if needsPathProbe(e.conf.URL) {
+			a.runPathProbe(lctx, e.id, e.conf, l)
+			return
+		}
 		a.runONVIF(lctx, e.id, e.conf, l)
 	}()
 }
@@ -139,6 +156,46 @@ func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, l *o
 				a.Motion(ctx, id, sourceONVIF, "onvif: "+n.Topic, on)
 			}
 		}
+	}
+}
+
+// runPathProbe finds the stream of a camera given only by its address, retrying with backoff
+// (the camera may be booting); wrong credentials are reported in words and retried slowly, since
+// cameras lock accounts after repeated failures.
+func (a *Agent) runPathProbe(ctx context.Context, id string, conf CameraConfig, l *onvifLink) {
+	log := a.log.With("camera_id", id, "base", redactURL(conf.URL))
+	delay := 5 * time.Second
+	for {
+		res, err := rtsp.FindStream(ctx, conf.URL, conf.Username, conf.Password, rtsp.FindStreamOptions{Logger: log})
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			l.mu.Lock()
+			l.stream, l.err = res.URL, ""
+			l.mu.Unlock()
+			log.Info("stream path found", "stream", res.URL, "vendor", res.Vendor)
+			a.requestReconcile()
+			return
+		}
+		msg := err.Error()
+		l.mu.Lock()
+		changed := l.err != msg
+		l.err = msg
+		l.mu.Unlock()
+		if changed {
+			log.Warn("no stream path found, will retry", "err", err, "retry_in", delay)
+			a.requestReconcile()
+		}
+		if errors.Is(err, rtsp.ErrCredentialsRefused) {
+			delay = max(delay, time.Minute)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay + rand.N(delay/2)):
+		}
+		delay = min(delay*2, 10*time.Minute)
 	}
 }
 

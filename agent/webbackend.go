@@ -189,6 +189,12 @@ func (b webBackend) TestStream(ctx context.Context, streamURL, username, passwor
 			return web.StreamInfo{}, errors.New("the camera answered ONVIF but reported no RTSP stream")
 		}
 		target = dev.MainStream
+	} else if needsPathProbe(streamURL) {
+		found, err := rtsp.FindStream(ctx, streamURL, username, password, rtsp.FindStreamOptions{Logger: b.a.log})
+		if err != nil {
+			return web.StreamInfo{}, err
+		}
+		target = found.URL
 	}
 	res, err := rtsp.Probe(ctx, target, username, password, 3*time.Second)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -39,6 +40,15 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case strings.HasPrefix(target, "rtsp://"), strings.HasPrefix(target, "rtsps://"):
 	default:
 		return usagef("probe: %q: give an rtsp://, rtsps:// or onvif:// URL", target)
+	}
+	if u, err := url.Parse(target); err == nil && u.Scheme == "rtsp" && (u.Path == "" || u.Path == "/") && u.RawQuery == "" {
+		// Only an address: find the stream path as the daemon would.
+		found, err := rtsp.FindStream(ctx, target, *user, *pass, rtsp.FindStreamOptions{})
+		if err != nil {
+			return fmt.Errorf("probe: %w", err)
+		}
+		fmt.Fprintf(stdout, "stream found at %s (%s)\n", found.URL, found.Vendor)
+		target = found.URL
 	}
 	res, err := rtsp.Probe(ctx, target, *user, *pass, *dur)
 	if err != nil {

@@ -304,3 +304,23 @@ func TestRunRejectsBadConfigWithExitStatus2(t *testing.T) {
 		})
 	}
 }
+
+// Issue 5: a camera without ONVIF, given only by address and credentials, has its stream path
+// found among the vendors' well-known paths and is relayed.
+func TestRunFindsTheStreamPathOfACameraGivenByAddress(t *testing.T) {
+	flussonic, _ := mediaServer(t, "127.0.0.1:0")
+	cam, err := sim.NewCamera(sim.CameraConfig{Path: "/Streaming/Channels/101", Username: "admin", Password: "addr-pass"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go cam.Run(ctx)
+	addr := strings.TrimSuffix(cam.URL(), "/Streaming/Channels/101")
+	runCamgate(t, relayConfig("gw", flussonic.URL(),
+		fmt.Sprintf("  - {id: door, url: '%s', username: admin, password: addr-pass}\n", addr)))
+	waitFor(t, 40*time.Second, "the camera found by its path and relayed", func() bool {
+		st, _ := flussonic.Stream("gw-door")
+		return st.VideoFrames > 25
+	})
+}
