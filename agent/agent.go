@@ -49,6 +49,7 @@ type Agent struct {
 	found      map[string]*discovered // by endpoint reference; guarded by mu
 	discoverer *onvif.Discoverer      // nil when discovery.onvif is off
 	webAddr    string                 // where the pairing page listens, once it does
+	notify     *notifyRoutes          // cameras' ONVIF notification endpoints on the page's server
 }
 
 // cameraEntry is one camera as the agent wants it (conf) and as it runs (relay).
@@ -85,7 +86,8 @@ func New(l Loaded, opts Options) *Agent {
 		opts.Getenv = os.Getenv
 	}
 	return &Agent{log: opts.Logger, opts: opts, loaded: l, cameras: map[string]*cameraEntry{},
-		motion: newMotionTracker(), snaps: &snapshots{latest: map[string][]byte{}, at: map[string]time.Time{}}, kick: make(chan struct{}, 1)}
+		motion: newMotionTracker(), snaps: &snapshots{latest: map[string][]byte{}, at: map[string]time.Time{}}, kick: make(chan struct{}, 1),
+		notify: &notifyRoutes{routes: map[string]*onvif.NotifyReceiver{}}}
 }
 
 // Run opens the store, starts every enabled camera's relay and keeps them in line with the

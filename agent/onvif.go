@@ -2,9 +2,13 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -127,7 +131,7 @@ func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, l *o
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(delay + rand.N(delay/2)):
+		case <-time.After(delay + mrand.N(delay/2)):
 		}
 		delay = min(delay*2, 5*time.Minute)
 	}
@@ -135,20 +139,53 @@ func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, l *o
 	if !dev.HasEvents {
 		return
 	}
-	pp, err := onvif.NewPullPoint(onvif.PullPointConfig{Client: client, Logger: log.With("part", "pullpoint")})
-	if err != nil {
-		log.Warn("ONVIF events unavailable", "err", err)
-		return
-	}
+	a.followEvents(ctx, id, client, log)
+}
+
+// followEvents turns the camera's ONVIF events into motion: PullPoint when the camera has it,
+// else Basic Notification, the camera posting to the gateway (Home Assistant's order too).
+func (a *Agent) followEvents(ctx context.Context, id string, client *onvif.Client, log *slog.Logger) {
+	// A short probe subscription tells whether PullPoint exists; it is left to expire, never
+	// unsubscribed (some cameras drop every subscription on Unsubscribe).
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	_, err := client.CreatePullPointSubscription(pctx, 10*time.Second)
+	cancel()
+	var notes <-chan onvif.Notification
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); pp.Run(ctx) }()
 	defer wg.Wait()
+	switch {
+	case errors.Is(err, onvif.ErrNotSupported):
+		rcv, consumer, stop, err := a.notifyEndpoint(id, client.XAddr())
+		if err != nil {
+			log.Warn("ONVIF events unavailable: the camera has no PullPoint and cannot post to us", "err", err)
+			return
+		}
+		defer stop()
+		bn, err := onvif.NewBasicNotification(onvif.BasicNotificationConfig{Client: client, Consumer: consumer, Logger: log.With("part", "basic-notification")})
+		if err != nil {
+			log.Warn("ONVIF events unavailable", "err", err)
+			return
+		}
+		log.Info("ONVIF events by Basic Notification (no PullPoint)", "consumer", consumer)
+		wg.Add(1)
+		go func() { defer wg.Done(); bn.Run(ctx) }()
+		notes = rcv.Notifications()
+	default:
+		// Other probe errors (a camera busy booting) are left to the PullPoint loop's retries.
+		pp, err := onvif.NewPullPoint(onvif.PullPointConfig{Client: client, Logger: log.With("part", "pullpoint")})
+		if err != nil {
+			log.Warn("ONVIF events unavailable", "err", err)
+			return
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); pp.Run(ctx) }()
+		notes = pp.Notifications()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case n, ok := <-pp.Notifications():
+		case n, ok := <-notes:
 			if !ok {
 				return
 			}
@@ -157,6 +194,53 @@ func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, l *o
 			}
 		}
 	}
+}
+
+// notifyRoutes maps the unguessable paths given to cameras to their receivers.
+type notifyRoutes struct {
+	mu     sync.Mutex
+	routes map[string]*onvif.NotifyReceiver
+}
+
+// ServeHTTP hands a camera's POST to the receiver its path names; any other path is a 404, so
+// a LAN device cannot inject motion without the token.
+func (n *notifyRoutes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	n.mu.Lock()
+	rcv := n.routes[r.URL.Path]
+	n.mu.Unlock()
+	if rcv == nil {
+		http.NotFound(w, r)
+		return
+	}
+	rcv.ServeHTTP(w, r)
+}
+
+// notifyEndpoint registers a receiver for one camera and returns the URL the camera should post
+// to: the gateway's address as the camera reaches it, the pairing page's port.
+func (a *Agent) notifyEndpoint(id, xaddr string) (*onvif.NotifyReceiver, string, func(), error) {
+	webAddr := a.WebAddr()
+	if webAddr == "" {
+		return nil, "", nil, errors.New("web.listen is off, and the camera's notifications arrive there")
+	}
+	_, port, err := net.SplitHostPort(webAddr)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	local, err := onvif.LocalAddrFor(xaddr)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	path := "/onvif/notify/" + id + "/" + rand.Text()
+	rcv := onvif.NewNotifyReceiver(a.log.With("camera_id", id))
+	a.notify.mu.Lock()
+	a.notify.routes[path] = rcv
+	a.notify.mu.Unlock()
+	stop := func() {
+		a.notify.mu.Lock()
+		delete(a.notify.routes, path)
+		a.notify.mu.Unlock()
+	}
+	return rcv, "http://" + net.JoinHostPort(local.String(), port) + path, stop, nil
 }
 
 // runPathProbe finds the stream of a camera given only by its address, retrying with backoff
@@ -193,7 +277,7 @@ func (a *Agent) runPathProbe(ctx context.Context, id string, conf CameraConfig, 
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(delay + rand.N(delay/2)):
+		case <-time.After(delay + mrand.N(delay/2)):
 		}
 		delay = min(delay*2, 10*time.Minute)
 	}

@@ -294,7 +294,7 @@ func (a *Agent) startWeb(ctx context.Context, cfg *Config, code string, wg *sync
 	}
 	srv, err := web.NewServer(web.Config{
 		Addr: cfg.Web.Listen, Allow: cfg.Web.Allow, PairCode: code, Backend: webBackend{a},
-		Metrics: a.WritePrometheus, Version: a.opts.Version, Logger: a.log.With("part", "web"),
+		Metrics: a.WritePrometheus, Notify: a.notify, Version: a.opts.Version, Logger: a.log.With("part", "web"),
 	})
 	if err != nil {
 		return fmt.Errorf("web: %w", err)

@@ -127,3 +127,31 @@ func TestRunRelaysONVIFCamerasAndFollowsTheirEvents(t *testing.T) {
 		}
 	}
 }
+
+// Issue 6: a camera without PullPoint posts its events to the gateway (ONVIF Basic Notification),
+// and its motion still becomes one started/stopped pair.
+func TestRunFollowsCamerasWithoutPullPointByBasicNotification(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cam := onvifCamera(t, ctx, onvifdev.Config{Manufacturer: "OldCam", Model: "NoPullPoint-1", NoPullPoint: true,
+		Auth: onvifdev.AuthHTTPDigest, Username: "admin", Password: "np-pass"})
+	flussonic, _ := mediaServer(t, "127.0.0.1:0")
+	sink, err := sim.NewEventSink(sim.EventSinkConfig{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go sink.Run(ctx)
+	cfg := relayConfig("gwn", flussonic.URL(), fmt.Sprintf("  - {id: old, url: '%s', username: admin, password: np-pass}\n", cam.XAddr()))
+	cfg = strings.Replace(cfg, `web: {listen: ""}`, fmt.Sprintf("web: {listen: '127.0.0.1:%d'}", freePort(t)), 1)
+	cfg = strings.Replace(cfg, "flussonic:\n", fmt.Sprintf("motion: {hold: 30s}\nflussonic:\n  events: [{url: '%s'}]\n", sink.URL()), 1)
+	runCamgate(t, cfg)
+	waitFor(t, 30*time.Second, "the camera subscribed for notifications", func() bool { return cam.NotifySubscriptions() > 0 })
+	cam.SetMotion(true)
+	waitFor(t, 20*time.Second, "motion started by a posted notification", func() bool {
+		return countEvents(sink.Events(), "stream_motion_started") == 1
+	})
+	cam.SetMotion(false)
+	waitFor(t, 20*time.Second, "motion stopped", func() bool {
+		return countEvents(sink.Events(), "stream_motion_stopped") == 1
+	})
+}
