@@ -30,6 +30,9 @@
 //
 // # Long-lived parts
 //
-// Discoverer (WS-Discovery) and PullPoint (events) are structs with a constructor and
-// Run(ctx); Inventory, Discover and BrowseMDNS are one-shot.
+// Discoverer (WS-Discovery), PullPoint (events pulled from the camera) and BasicNotification
+// (events the camera posts to a NotifyReceiver, for cameras without PullPoint) are structs with a
+// constructor and Run(ctx); Inventory, Discover and BrowseMDNS are one-shot. mDNS is an own small
+// DNS-SD querier on x/net/dns/dnsmessage rather than a library: it coexists with avahi/umdns on
+// port 5353 and costs a fraction of the router's flash.
 package onvif

@@ -18,5 +18,10 @@
 // compared by codec parameters; only a change makes the upstream side announce again, and an
 // upstream failure never touches the camera session.
 //
+// RTMP publishing (rtmp*.go) is an own small client (handshake, chunk stream, AMF0, FLV and
+// Enhanced RTMP tags) rather than a library, to fit the router's flash. FindStream
+// (pathprobe.go) finds the stream of a camera given only by address among the common vendors'
+// paths, paced, sending credentials only to a path that asked for them.
+//
 // The package knows nothing of ONVIF, MQTT or the agent.
 package rtsp
