@@ -77,7 +77,7 @@ func (a *Agent) AddCamera(ctx context.Context, r CameraRequest) (CameraStatus, e
 	// A discovered camera is added by its camera_id and credentials: its ONVIF address is known.
 	if d, ok := a.discoveredByID(c.ID); ok && r.URL == nil {
 		c.URL, c.Name = d.XAddr, d.Name
-		dev = DeviceInfo{Model: d.Hardware, IP: d.IP, MAC: d.MAC, ONVIF: d.XAddr}
+		dev = DeviceInfo{Model: d.Hardware, IP: d.IP, MAC: d.MAC, ONVIF: onvifOnly(d.XAddr)}
 	}
 	r.apply(&c)
 	if c.ID == "" && c.URL != "" {

@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -81,9 +83,13 @@ func (a *Agent) saveDiscoveredLocked() {
 	}
 }
 
-// runDiscovery follows WS-Discovery: devices that appear enter the registry (disabled until
-// given credentials), devices that say Bye or go silent leave it unless they were added.
+// runDiscovery follows WS-Discovery and mDNS: devices that appear enter the registry (disabled
+// until given credentials), devices that say Bye or go silent leave it unless they were added.
 func (a *Agent) runDiscovery(ctx context.Context, cfg *Config, wg *sync.WaitGroup) {
+	if cfg.Discovery.MDNS {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.runMDNS(ctx, cfg.Discovery.Interfaces, cfg.Discovery.Interval.Std()) }()
+	}
 	if !cfg.Discovery.ONVIF {
 		return
 	}
@@ -192,7 +198,7 @@ func (a *Agent) discoveredWantedLocked(want map[string]wantedCamera) {
 		}
 		want[d.CameraID] = wantedCamera{
 			conf:   CameraConfig{ID: d.CameraID, Name: name, URL: d.XAddr, Audio: true},
-			device: DeviceInfo{Model: d.Hardware, IP: d.IP, MAC: d.MAC, ONVIF: d.XAddr},
+			device: DeviceInfo{Model: d.Hardware, IP: d.IP, MAC: d.MAC, ONVIF: onvifOnly(d.XAddr)},
 			origin: originDiscovered,
 		}
 	}
@@ -229,4 +235,65 @@ func (a *Agent) DiscoverNow(ctx context.Context, wait time.Duration) ([]onvif.Fo
 	case <-time.After(wait):
 	}
 	return d.Devices(), nil
+}
+
+// runMDNS browses for cameras' DNS-SD services every interval. An _onvif._tcp service is an ONVIF
+// device like a WS-Discovery find; _rtsp._tcp and _axis-video._tcp are cameras reached by address,
+// whose stream path is probed once they are given credentials. A service gone from two browses
+// in a row leaves the registry.
+func (a *Agent) runMDNS(ctx context.Context, interfaces []string, interval time.Duration) {
+	missed := map[string]int{}
+	for {
+		services, err := onvif.BrowseMDNS(ctx, onvif.MDNSConfig{Interfaces: interfaces, Logger: a.log.With("part", "mdns")}, 3*time.Second)
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("mDNS browse failed", "err", err)
+		}
+		seen := map[string]bool{}
+		for _, svc := range services {
+			if len(svc.IPv4) == 0 {
+				continue
+			}
+			ip := svc.IPv4[0].String()
+			var xaddr string
+			switch svc.Service {
+			case "_onvif._tcp":
+				xaddr = "http://" + net.JoinHostPort(ip, strconv.Itoa(svc.Port)) + "/onvif/device_service"
+			case "_rtsp._tcp", "_axis-video._tcp":
+				port := svc.Port
+				if svc.Service == "_axis-video._tcp" {
+					port = 554 // the service announces the web port; Axis streams on 554
+				}
+				xaddr = "rtsp://" + net.JoinHostPort(ip, strconv.Itoa(port))
+			default:
+				continue
+			}
+			key := "mdns:" + strings.ToLower(svc.Instance)
+			seen[key] = true
+			missed[key] = 0
+			a.onDiscovery(onvif.Change{Kind: onvif.Appeared, Device: onvif.Found{
+				EndpointRef: key, XAddr: xaddr, Name: svc.Instance, Addr: svc.IPv4[0],
+			}})
+		}
+		for key := range missed {
+			if !seen[key] {
+				if missed[key]++; missed[key] == 2 {
+					a.onDiscovery(onvif.Change{Kind: onvif.Gone, Device: onvif.Found{EndpointRef: key}})
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+// onvifOnly keeps an address only if it is an ONVIF device service (mDNS also finds plain RTSP
+// cameras, whose address is an rtsp:// URL).
+func onvifOnly(addr string) string {
+	if isONVIFURL(addr) {
+		return addr
+	}
+	return ""
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/grandcat/zeroconf"
 
 	"github.com/camgate/camgate/internal/netnstest"
 	"github.com/camgate/camgate/internal/sim"
@@ -89,6 +92,17 @@ func TestDiscoveryFindsCamerasAndFollowsHelloAndBye(t *testing.T) {
 			}
 		}
 
+		// A camera that only announces RTSP over mDNS (no ONVIF).
+		lo, err := net.InterfaceByName("lo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mdnsCam, err := zeroconf.RegisterProxy("Garage RTSP camera", "_rtsp._tcp", "local.", 8554, "garage-cam", []string{addrs[22]}, nil, []net.Interface{*lo})
+		if err != nil {
+			t.Fatalf("announcing over mDNS: %v", err)
+		}
+		defer mdnsCam.Shutdown()
+
 		// The daemon follows the LAN: 20 discovered, Bye removes, Hello adds.
 		b := startBroker(t, freePort(t), "")
 		flussonic, _ := mediaServer(t, "127.0.0.1:0")
@@ -98,7 +112,7 @@ func TestDiscoveryFindsCamerasAndFollowsHelloAndBye(t *testing.T) {
 data_dir: %s
 web: {listen: '127.0.0.1:%d'}
 smtp: {listen: ''}
-discovery: {onvif: true, mdns: false, interval: 10m, interfaces: [lo]}
+discovery: {onvif: true, mdns: true, interval: 10m, interfaces: [lo]}
 mqtt: {url: '%s'}
 flussonic: {publish: '%s'}
 `, dir, webPort, b.url(), flussonic.URL())
@@ -114,7 +128,14 @@ flussonic: {publish: '%s'}
 			}
 			return ids
 		}
-		waitFor(t, 30*time.Second, "20 cameras discovered by the daemon", func() bool { return len(discoveredIDs()) == 20 })
+		waitFor(t, 30*time.Second, "20 ONVIF cameras and the mDNS camera discovered by the daemon", func() bool {
+			ids := discoveredIDs()
+			mdnsFound := false
+			for _, ip := range ids {
+				mdnsFound = mdnsFound || ip == addrs[22]
+			}
+			return len(ids) == 21 && mdnsFound
+		})
 
 		stops[3]() // the camera is unplugged: it says Bye and stops answering
 		waitFor(t, 10*time.Second, "the camera that said Bye to leave", func() bool {
