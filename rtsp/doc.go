@@ -5,8 +5,8 @@
 // session: the first H.264/H.265 video track and, unless audio is off, the first AAC, G.711 or
 // Opus track; ONVIF metadata and back channels are never set up. The upstream side (sink.go,
 // rtmp.go) announces those tracks with RTSP ANNOUNCE/RECORD over TCP interleaved, or publishes
-// them over RTMP. Between the two sits a forwarder (forward.go): a fixed ring of reused packet
-// buffers. It drops everything until a keyframe after any restart of either side or an
+// them over RTMP. Between the two sits a forwarder (forward.go): a fixed ring of packet headers whose
+// payloads lie back to back in one byte arena that grows only as far as the queue fills. It drops everything until a keyframe after any restart of either side or an
 // overflow, injects the parameter sets (from the SDP or learned in-band) in front of that
 // keyframe, and rewrites sequence numbers and timestamps in place so that one upstream session
 // survives camera restarts. A slow uplink therefore costs video until the next keyframe, never

@@ -12,28 +12,37 @@ import (
 // maxParamSetSize bounds what is remembered of one parameter set; real ones are tens of bytes.
 const maxParamSetSize = 1024
 
-// packet is one RTP packet on its way upstream. Its buffers are reused: the forward path
-// copies into them instead of allocating.
+// packet is one RTP packet on its way upstream, as the upstream side takes it off the queue.
+// Its buffer is reused: the forward path copies into it instead of allocating.
 type packet struct {
 	track int
 	rtp.Packet
 	buf []byte
 }
 
-func (p *packet) set(track int, h *rtp.Header, payload []byte) {
-	p.track = track
-	p.Header = *h
-	// Extensions and CSRCs belong to the camera's session and would alias its buffers.
-	p.Header.Extension = false
-	p.Header.Extensions = p.Header.Extensions[:0]
-	p.Header.ExtensionProfile = 0
-	p.Header.CSRC = p.Header.CSRC[:0]
-	p.Header.Padding = false
-	p.Header.PaddingSize = 0
-	p.buf = append(p.buf[:0], payload...)
-	p.Payload = p.buf
-	p.PaddingSize = 0
+// slot is one queued packet: the header fields that survive forwarding and where its payload
+// lies in the forwarder's byte arena. Keeping payloads back to back in one arena, rather than a
+// buffer per slot, makes the queue's memory follow what is queued, not its slot count times the
+// largest packet ever seen.
+type slot struct {
+	off, size int32
+	seq       uint16
+	ts, ssrc  uint32
+	track     uint8
+	pt        uint8
+	marker    bool
+	wrapStart bool // the arena's write position wrapped to 0 for this packet
 }
+
+const (
+	// minArena is the arena a forwarder starts with: a few packets of a frame in flight.
+	minArena = 16 << 10
+	// packetBytes is what QueuePackets is taken to mean in bytes: a full-size RTP packet each.
+	packetBytes = 1500
+	// maxRTPPacket is the largest payload TCP interleaving can carry; the arena bound is never
+	// below it, so that any single packet fits an empty queue.
+	maxRTPPacket = 64 << 10
+)
 
 // trackState is the forwarder's per-track rewriting state.
 type trackState struct {
@@ -52,9 +61,17 @@ type trackState struct {
 // until the next keyframe rather than grow when the upstream side falls behind.
 type forwarder struct {
 	mu      sync.Mutex
-	ring    []packet
+	ring    []slot
 	head, n int
 	notify  chan struct{}
+
+	// data is a circular byte arena for the queued payloads, grown on demand up to maxData.
+	// Live payloads lie in [r, w) or, when wrapped, in [r, end of the pre-wrap packets) and
+	// [0, w), r being the head slot's offset.
+	data    []byte
+	maxData int
+	w       int
+	wrapped bool
 
 	video      videoCodec // codec of track 0, the video track
 	params     [3][]byte  // VPS, SPS, PPS as last seen (SDP or in-band)
@@ -70,9 +87,10 @@ type forwarder struct {
 
 func newForwarder(capacity int) *forwarder {
 	return &forwarder{
-		ring:   make([]packet, capacity),
-		notify: make(chan struct{}, 1),
-		resync: true,
+		ring:    make([]slot, capacity),
+		maxData: max(capacity*packetBytes, maxRTPPacket),
+		notify:  make(chan struct{}, 1),
+		resync:  true,
 	}
 }
 
@@ -126,11 +144,12 @@ func (f *forwarder) setParamLocked(i int, p []byte) {
 func (f *forwarder) flushLocked() {
 	for i := 0; i < f.n; i++ {
 		p := &f.ring[(f.head+i)%len(f.ring)]
-		if p.track == 0 && p.Marker {
+		if p.track == 0 && p.marker {
 			f.dropped.Add(1)
 		}
 	}
 	f.head, f.n = 0, 0
+	f.w, f.wrapped = 0, false
 }
 
 // push queues one packet from the camera. It never blocks and never allocates once the ring's
@@ -189,7 +208,7 @@ func (f *forwarder) push(track int, pkt *rtp.Packet, now time.Time) {
 		}
 		f.resync = false
 	}
-	if f.n == len(f.ring) {
+	if f.n == len(f.ring) || !f.enqueueLocked(track, &pkt.Header, pkt.Payload, now) {
 		// The upstream side is too slow: drop what is queued and wait for the next keyframe,
 		// rather than send a broken picture or grow.
 		f.flushLocked()
@@ -197,19 +216,30 @@ func (f *forwarder) push(track int, pkt *rtp.Packet, now time.Time) {
 		if pkt.Marker && isVideo {
 			f.dropped.Add(1)
 		}
-		return
 	}
-	f.enqueueLocked(track, &pkt.Header, pkt.Payload, now)
 }
 
-func (f *forwarder) enqueueLocked(track int, h *rtp.Header, payload []byte, now time.Time) {
+// enqueueLocked queues a packet and reports whether there was room for it.
+func (f *forwarder) enqueueLocked(track int, h *rtp.Header, payload []byte, now time.Time) bool {
+	off, wrapStart, ok := f.allocLocked(len(payload))
+	if !ok {
+		return false
+	}
+	copy(f.data[off:], payload)
 	ts := &f.tracks[track]
-	p := &f.ring[(f.head+f.n)%len(f.ring)]
-	p.set(track, h, payload)
-	p.SequenceNumber = ts.seq
+	f.ring[(f.head+f.n)%len(f.ring)] = slot{
+		off:       int32(off),
+		size:      int32(len(payload)),
+		seq:       ts.seq,
+		ts:        h.Timestamp + ts.tsOffset,
+		ssrc:      h.SSRC,
+		track:     uint8(track),
+		pt:        h.PayloadType,
+		marker:    h.Marker,
+		wrapStart: wrapStart,
+	}
 	ts.seq++
-	p.Timestamp = h.Timestamp + ts.tsOffset
-	ts.lastTS = p.Timestamp
+	ts.lastTS = h.Timestamp + ts.tsOffset
 	ts.started = true
 	f.lastOutAt = now
 	f.n++
@@ -217,6 +247,67 @@ func (f *forwarder) enqueueLocked(track int, h *rtp.Header, payload []byte, now 
 	case f.notify <- struct{}{}:
 	default:
 	}
+	return true
+}
+
+// allocLocked finds room for size bytes in the arena, growing it within its bound, and returns
+// the offset. The caller must queue a slot for it.
+func (f *forwarder) allocLocked(size int) (off int, wrapStart, ok bool) {
+	for {
+		switch {
+		case f.n == 0:
+			f.w, f.wrapped = 0, false
+			if size <= len(f.data) {
+				f.w = size
+				return 0, false, true
+			}
+		case !f.wrapped:
+			if f.w+size <= len(f.data) {
+				off = f.w
+				f.w += size
+				return off, false, true
+			}
+			if size <= int(f.ring[f.head].off) {
+				f.w, f.wrapped = size, true
+				return 0, true, true
+			}
+		default:
+			if f.w+size <= int(f.ring[f.head].off) {
+				off = f.w
+				f.w += size
+				return off, false, true
+			}
+		}
+		if !f.growLocked(size) {
+			return 0, false, false
+		}
+	}
+}
+
+// growLocked doubles the arena, within maxData, until the queued payloads and size more fit,
+// and moves the queued payloads to its start.
+func (f *forwarder) growLocked(size int) bool {
+	used := 0
+	for i := 0; i < f.n; i++ {
+		used += int(f.ring[(f.head+i)%len(f.ring)].size)
+	}
+	if len(f.data) >= f.maxData || used+size > f.maxData {
+		return false
+	}
+	n := max(2*len(f.data), minArena)
+	for n < used+size {
+		n *= 2
+	}
+	data := make([]byte, min(n, f.maxData))
+	w := 0
+	for i := 0; i < f.n; i++ {
+		s := &f.ring[(f.head+i)%len(f.ring)]
+		copy(data[w:], f.data[s.off:s.off+s.size])
+		s.off, s.wrapStart = int32(w), false
+		w += int(s.size)
+	}
+	f.data, f.w, f.wrapped = data, w, false
+	return true
 }
 
 // pop copies the oldest queued packet into dst and reports whether there was one.
@@ -226,9 +317,28 @@ func (f *forwarder) pop(dst *packet) bool {
 	if f.n == 0 {
 		return false
 	}
-	src := &f.ring[f.head]
-	dst.set(src.track, &src.Header, src.Payload)
+	s := &f.ring[f.head]
+	dst.track = int(s.track)
+	dst.Header = rtp.Header{
+		Version:        2,
+		Marker:         s.marker,
+		PayloadType:    s.pt,
+		SequenceNumber: s.seq,
+		Timestamp:      s.ts,
+		SSRC:           s.ssrc,
+		CSRC:           dst.CSRC[:0],
+		Extensions:     dst.Extensions[:0],
+	}
+	dst.buf = append(dst.buf[:0], f.data[s.off:s.off+s.size]...)
+	dst.Payload = dst.buf
+	dst.PaddingSize = 0
 	f.head = (f.head + 1) % len(f.ring)
 	f.n--
+	switch {
+	case f.n == 0:
+		f.head, f.w, f.wrapped = 0, 0, false
+	case f.ring[f.head].wrapStart:
+		f.wrapped = false // the reader has wrapped too
+	}
 	return true
 }

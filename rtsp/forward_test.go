@@ -1,6 +1,8 @@
 package rtsp
 
 import (
+	"bytes"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -174,5 +176,62 @@ func BenchmarkForward(b *testing.B) {
 		pkt.Marker = i%8 == 7
 		f.push(0, pkt, now)
 		f.pop(&p)
+	}
+}
+
+// The byte arena must hand back every payload intact and in order whatever the mix of sizes,
+// wraps and growth, and stay within its bound.
+func TestForwarderArenaKeepsPayloadsInOrder(t *testing.T) {
+	now := time.Now()
+	f := newForwarder(64)
+	f.setTracks(codecH264, []int{90000}, [3][]byte{})
+	rng := rand.New(rand.NewPCG(1, 2))
+	var want [][]byte
+	var next byte
+	f.push(0, videoPkt(0, false, 0x65), now) // keyframe opens the gate
+	want = append(want, []byte{0x65})
+	var p packet
+	for range 20000 {
+		if rng.IntN(3) > 0 {
+			size := 2 + rng.IntN(3000)
+			if rng.IntN(50) == 0 {
+				size = 0
+			}
+			payload := make([]byte, size)
+			for i := range payload {
+				payload[i] = next
+				next++
+			}
+			if size > 0 {
+				payload[0] = 0x41
+			}
+			queued := f.n
+			f.push(0, videoPkt(0, false, payload...), now)
+			if f.n == queued { // overflow: the queue was flushed and waits for a keyframe
+				t.Fatalf("overflow with %d queued; the bound is %d bytes", queued, f.maxData)
+			}
+			want = append(want, payload)
+			continue
+		}
+		for range rng.IntN(8) {
+			if !f.pop(&p) {
+				break
+			}
+			if !bytes.Equal(p.Payload, want[0]) {
+				t.Fatalf("popped %d bytes that differ from the %d queued", len(p.Payload), len(want[0]))
+			}
+			want = want[1:]
+		}
+		if len(want) > 48 { // keep within the slot bound
+			for len(want) > 8 && f.pop(&p) {
+				if !bytes.Equal(p.Payload, want[0]) {
+					t.Fatal("payload changed in the queue")
+				}
+				want = want[1:]
+			}
+		}
+	}
+	if len(f.data) > f.maxData {
+		t.Errorf("arena grew to %d bytes, bound %d", len(f.data), f.maxData)
 	}
 }

@@ -35,8 +35,9 @@ type RelayConfig struct {
 	Logger *slog.Logger
 
 	// QueuePackets bounds the packets waiting for the upstream side; 0 means 256
-	// (about a second of a 2-3 Mbit/s stream). When it overflows video is dropped until the
-	// next keyframe.
+	// (about a second of a 2-3 Mbit/s stream). Their payloads are bounded too, to QueuePackets
+	// full-size packets, but only what is queued takes memory. When it overflows video is
+	// dropped until the next keyframe.
 	QueuePackets int
 	// Timeout bounds each network read and write; 0 means 10 s.
 	Timeout time.Duration

@@ -114,6 +114,8 @@ func (r *Relay) runSource(ctx context.Context, u *url.URL) error {
 		WriteTimeout: r.cfg.Timeout,
 		Protocol:     protocolOf(r.cfg.Transport),
 		UserAgent:    "camgate",
+		// The camera session only ever writes RTCP receiver reports and keep-alives.
+		WriteQueueSize: 16,
 	}
 	sel, err := openCamera(ctx, c, u, r.cfg.Audio)
 	if err != nil {
