@@ -13,6 +13,13 @@
 // memory. Codecs pass through untouched: the RTSP path forwards RTP payloads as they came; the
 // RTMP path depacketizes into frames because RTMP carries frames.
 //
+// The RTSP upstream session (publisher.go) is an own small client rather than gortsplib's:
+// ANNOUNCE, SETUP per track and RECORD (answering one Basic or Digest challenge), then the
+// goroutine that drains the forwarder frames every packet queued when it wakes into one buffer
+// and writes them together, so that packets arriving while it writes or wakes up leave in one
+// system call with no hand-off between goroutines. It sends RTCP sender reports and OPTIONS
+// keep-alives within the server's session timeout, and discards what the server sends.
+//
 // Each side reconnects forever with the backoff in backoff.go: jittered attempts under a second
 // apart during the first minute of an outage, then doubling to 30 s. The camera's track set is
 // compared by codec parameters; only a change makes the upstream side announce again, and an

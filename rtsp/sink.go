@@ -2,13 +2,10 @@ package rtsp
 
 import (
 	"context"
-	"errors"
 	"net/url"
+	"time"
 
-	"github.com/bluenviron/gortsplib/v5"
-	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
-	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 )
 
 // runSink holds one upstream session until it fails, the camera's tracks change, or ctx ends.
@@ -31,61 +28,63 @@ func (r *Relay) runSink(ctx context.Context, u *url.URL) error {
 }
 
 func (r *Relay) runRTSPSink(ctx context.Context, u *url.URL, tracks *trackSet, changed <-chan struct{}) error {
-	c := &gortsplib.Client{
-		Scheme:       u.Scheme,
-		Host:         u.Host,
-		ReadTimeout:  r.cfg.Timeout,
-		WriteTimeout: r.cfg.Timeout,
-		Protocol:     protocolOf("tcp"),
-		UserAgent:    "camgate",
+	medias := make([]*description.Media, len(tracks.medias))
+	for i, m := range tracks.medias {
+		medias[i] = &description.Media{Type: m.Type, Formats: m.Formats}
 	}
-	desc := &description.Session{}
-	for _, m := range tracks.medias {
-		desc.Medias = append(desc.Medias, &description.Media{Type: m.Type, Formats: m.Formats})
+	p, err := dialPublisher(ctx, u, medias, r.cfg.Timeout)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
 	}
-	if err := c.Start(); err != nil {
-		return &stepError{"connect", err}
-	}
-	defer c.Close()
-	defer context.AfterFunc(ctx, c.Close)()
-	bu := (*base.URL)(u)
-	if _, err := c.Announce(bu, desc); err != nil {
-		return &stepError{"ANNOUNCE", err}
-	}
-	if err := c.SetupAll(bu, desc.Medias); err != nil {
-		return &stepError{"SETUP", err}
-	}
-	if _, err := c.Record(); err != nil {
-		return &stepError{"RECORD", err}
-	}
+	defer p.close()
+	defer context.AfterFunc(ctx, func() { p.close() })()
 	r.log.Info("upstream session up")
 	r.fwd.restartSink()
 
-	waitErr := make(chan error, 1)
-	go func() { waitErr <- c.Wait() }()
+	readErr := make(chan error, 1)
+	go func() { readErr <- p.readLoop() }()
+	keepAlive := time.NewTicker(p.keepAlive)
+	defer keepAlive.Stop()
+	reports := time.NewTicker(senderReportPeriod)
+	defer reports.Stop()
+	// The goroutine writes whatever is queued when it wakes, in one system call: packets that
+	// arrive while it writes or wakes up go out together, at no added delay.
 	var pkt packet
 	for {
+		// One clock reading per wake-up: the packets taken now arrived together.
+		now := time.Now()
+		wrote := false
 		for r.fwd.pop(&pkt) {
-			err := c.WritePacketRTP(desc.Medias[pkt.track], &pkt.Packet)
-			var full liberrors.ErrClientWriteQueueFull
-			switch {
-			case errors.As(err, &full):
-				// The connection's own queue is full: the uplink is slower than the camera.
-				r.fwd.restartSink()
-				continue
-			case err != nil:
+			if err := p.writePacket(pkt.track, &pkt, now); err != nil {
 				return &stepError{"write", err}
 			}
 			r.sent(&pkt)
+			wrote = true
+		}
+		if wrote {
+			if err := p.flush(); err != nil {
+				return &stepError{"write", err}
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-waitErr:
+		case err := <-readErr:
 			return err
 		case <-changed:
 			return errTracksChanged
 		case <-r.fwd.notify:
+		case <-reports.C:
+			if err := p.senderReports(time.Now()); err != nil {
+				return &stepError{"write", err}
+			}
+		case <-keepAlive.C:
+			if err := p.ping(); err != nil {
+				return &stepError{"keep-alive", err}
+			}
 		}
 	}
 }
