@@ -12,17 +12,21 @@ import (
 // store, they win over the file's mqtt and flussonic keys: they are the owner's latest word, and
 // the page must work without anyone editing a file.
 type connectionSettings struct {
-	MQTT *struct {
-		URL         string `json:"url"`
-		Username    string `json:"username"`
-		Password    string `json:"password"`
-		TopicPrefix string `json:"topic_prefix"`
-	} `json:"mqtt,omitempty"`
-	Flussonic *struct {
-		Publish    string            `json:"publish"` // with credentials
-		StreamName string            `json:"stream_name"`
-		Events     []EventSinkConfig `json:"events"`
-	} `json:"flussonic,omitempty"`
+	MQTT      *mqttSettings      `json:"mqtt,omitempty"`
+	Flussonic *flussonicSettings `json:"flussonic,omitempty"`
+}
+
+type mqttSettings struct {
+	URL         string `json:"url"`
+	Username    string `json:"username"`
+	Password    string `json:"password"`
+	TopicPrefix string `json:"topic_prefix"`
+}
+
+type flussonicSettings struct {
+	Publish    string            `json:"publish"` // with credentials
+	StreamName string            `json:"stream_name"`
+	Events     []EventSinkConfig `json:"events"`
 }
 
 const settingConnection = "connection"

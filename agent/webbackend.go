@@ -234,12 +234,7 @@ func (b webBackend) SetConnection(ctx context.Context, u web.ConnectionUpdate) e
 		if pass == "" && !m.ClearPassword {
 			pass = cfg.MQTT.Password
 		}
-		cs.MQTT = &struct {
-			URL         string `json:"url"`
-			Username    string `json:"username"`
-			Password    string `json:"password"`
-			TopicPrefix string `json:"topic_prefix"`
-		}{URL: strings.TrimSpace(m.URL), Username: m.Username, Password: pass, TopicPrefix: strings.TrimSpace(m.TopicPrefix)}
+		cs.MQTT = &mqttSettings{URL: strings.TrimSpace(m.URL), Username: m.Username, Password: pass, TopicPrefix: strings.TrimSpace(m.TopicPrefix)}
 	}
 	if f := u.Flussonic; f != nil {
 		_, oldUser, _ := splitUserinfo(cfg.Flussonic.Publish)
@@ -269,11 +264,7 @@ func (b webBackend) SetConnection(ctx context.Context, u web.ConnectionUpdate) e
 				events = append(events, EventSinkConfig{URL: sinkURL, Naming: naming})
 			}
 		}
-		cs.Flussonic = &struct {
-			Publish    string            `json:"publish"`
-			StreamName string            `json:"stream_name"`
-			Events     []EventSinkConfig `json:"events"`
-		}{Publish: publish, StreamName: strings.TrimSpace(f.StreamName), Events: events}
+		cs.Flussonic = &flussonicSettings{Publish: publish, StreamName: strings.TrimSpace(f.StreamName), Events: events}
 	}
 	return webError(b.a.setConnection(ctx, cs))
 }

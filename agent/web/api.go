@@ -609,6 +609,26 @@ func scrubConnection(c Connection) Connection {
 	return c
 }
 
+// moveCredentials takes user:password@ out of the URL in *raw into *user and *pass, unless the
+// request gave those separately, and returns the password it found (for redaction).
+func moveCredentials(field string, raw, user, pass *string, schemes ...string) (string, error) {
+	if *raw = strings.TrimSpace(*raw); *raw == "" {
+		return "", nil
+	}
+	clean, u, p, err := splitCredentials(field, *raw, schemes...)
+	if err != nil {
+		return "", err
+	}
+	*raw = clean
+	if *user == "" {
+		*user = u
+	}
+	if *pass == "" {
+		*pass = p
+	}
+	return p, nil
+}
+
 // validateConnection checks and normalises an update; it returns the secrets it saw, for
 // redaction.
 func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
@@ -617,19 +637,10 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 	}
 	if m := c.MQTT; m != nil {
 		secrets = append(secrets, m.Password)
-		if m.URL = strings.TrimSpace(m.URL); m.URL != "" {
-			clean, user, pass, err := splitCredentials("mqtt.url", m.URL, "mqtt", "mqtts", "ws", "wss")
-			if err != nil {
-				return secrets, err
-			}
-			m.URL = clean
-			if m.Username == "" {
-				m.Username = user
-			}
-			if m.Password == "" {
-				m.Password = pass
-			}
-			secrets = append(secrets, pass)
+		pass, err := moveCredentials("mqtt.url", &m.URL, &m.Username, &m.Password, "mqtt", "mqtts", "ws", "wss")
+		secrets = append(secrets, pass)
+		if err != nil {
+			return secrets, err
 		}
 		m.Username = strings.TrimSpace(m.Username)
 		m.TopicPrefix = strings.TrimSpace(m.TopicPrefix)
@@ -648,19 +659,10 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 	}
 	if f := c.Flussonic; f != nil {
 		secrets = append(secrets, f.Password)
-		if f.Publish = strings.TrimSpace(f.Publish); f.Publish != "" {
-			clean, user, pass, err := splitCredentials("flussonic.publish", f.Publish, "rtsp", "rtsps", "rtmp", "rtmps")
-			if err != nil {
-				return secrets, err
-			}
-			f.Publish = clean
-			if f.Username == "" {
-				f.Username = user
-			}
-			if f.Password == "" {
-				f.Password = pass
-			}
-			secrets = append(secrets, pass)
+		pass, err := moveCredentials("flussonic.publish", &f.Publish, &f.Username, &f.Password, "rtsp", "rtsps", "rtmp", "rtmps")
+		secrets = append(secrets, pass)
+		if err != nil {
+			return secrets, err
 		}
 		f.Username = strings.TrimSpace(f.Username)
 		f.StreamName = strings.TrimSpace(f.StreamName)
