@@ -283,14 +283,6 @@ func runCamgate(t *testing.T, cfg string) (*proc, string) {
 	return start(t, camgateBin, "run", "-c", path), path
 }
 
-func errorsAs(err error, target **exec.ExitError) bool {
-	e, ok := err.(*exec.ExitError)
-	if ok {
-		*target = e
-	}
-	return ok
-}
-
 func netDial(port int) (net.Conn, error) {
 	return net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
 }

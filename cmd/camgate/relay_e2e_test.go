@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -295,7 +296,7 @@ func TestRunRejectsBadConfigWithExitStatus2(t *testing.T) {
 			os.WriteFile(path, []byte(tc.yaml), 0o600)
 			out, err := exec.Command(camgateBin, "run", "-c", path).CombinedOutput()
 			var ee *exec.ExitError
-			if !errorsAs(err, &ee) || ee.ExitCode() != 2 {
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
 				t.Fatalf("exit: %v, want status 2; output:\n%s", err, out)
 			}
 			if !strings.Contains(string(out), tc.want) {
