@@ -50,6 +50,7 @@ type Agent struct {
 	discoverer *onvif.Discoverer      // nil when discovery.onvif is off
 	webAddr    string                 // where the pairing page listens, once it does
 	notify     *notifyRoutes          // cameras' ONVIF notification endpoints on the page's server
+	pacer      *rtsp.Pacer            // shared by every relay: one wake-up a period for all cameras
 }
 
 // cameraEntry is one camera as the agent wants it (conf) and as it runs (relay).
@@ -85,7 +86,7 @@ func New(l Loaded, opts Options) *Agent {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	return &Agent{log: opts.Logger, opts: opts, loaded: l, cameras: map[string]*cameraEntry{},
+	return &Agent{log: opts.Logger, opts: opts, loaded: l, cameras: map[string]*cameraEntry{}, pacer: rtsp.NewPacer(0, 0),
 		motion: newMotionTracker(), snaps: &snapshots{latest: map[string][]byte{}, at: map[string]time.Time{}}, kick: make(chan struct{}, 1),
 		notify: &notifyRoutes{routes: map[string]*onvif.NotifyReceiver{}}}
 }
@@ -308,6 +309,7 @@ func (a *Agent) relayConfigLocked(cfg *Config, e *cameraEntry) (rtsp.RelayConfig
 		Audio:     c.Audio,
 		Publish:   cfg.PublishURL(c.ID),
 		Logger:    a.log.With("camera_id", c.ID),
+		Pacer:     a.pacer,
 	}, ""
 }
 
@@ -331,9 +333,10 @@ func mergeONVIF(e *cameraEntry) {
 	}
 }
 
-// sameRelay compares two relay configs by what the relay does, not by their loggers.
+// sameRelay compares two relay configs by what the relay does, not by their loggers or pacers.
 func sameRelay(x, y rtsp.RelayConfig) bool {
 	x.Logger, y.Logger = nil, nil
+	x.Pacer, y.Pacer = nil, nil
 	return reflect.DeepEqual(x, y)
 }
 

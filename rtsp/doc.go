@@ -1,8 +1,8 @@
 // Package rtsp pulls video from cameras and publishes it upstream over RTSP or RTMP, joining the
 // two with reconnect, keyframe gating and statistics (Relay), and probes a camera URL (Probe).
 //
-// A Relay runs two independent loops. The camera side (source.go) holds a gortsplib client
-// session: the first H.264/H.265 video track and, unless audio is off, the first AAC, G.711 or
+// A Relay runs two independent loops. The camera side (source.go) holds a camera session: the
+// first H.264/H.265 video track and, unless audio is off, the first AAC, G.711 or
 // Opus track; ONVIF metadata and back channels are never set up. The upstream side (sink.go,
 // rtmp.go) announces those tracks with RTSP ANNOUNCE/RECORD over TCP interleaved, or publishes
 // them over RTMP. Between the two sits a forwarder (forward.go): a fixed ring of packet headers whose
@@ -13,11 +13,22 @@
 // memory. Codecs pass through untouched: the RTSP path forwards RTP payloads as they came; the
 // RTMP path depacketizes into frames because RTMP carries frames.
 //
+// Over TCP, the default, the camera session is an own small client (player.go): OPTIONS,
+// DESCRIBE (following redirects on the camera's own host only), SETUP per relayed track, PLAY,
+// then interleaved frames parsed where they lie in the read buffer, with RTCP receiver reports
+// and keep-alives written from the same goroutine between reads. After each read the camera
+// goroutine writes what it queued straight to the upstream socket if that takes it without
+// waiting (Relay.batchDone), so a batch usually costs one wake-up, one read and one write. A
+// Pacer shared by all relays of a process (pacer.go) makes the camera sides, once there are
+// enough of them, wake together once a period and read without waiting, instead of each waking
+// for every burst its camera sends. Over UDP the camera session is gortsplib's client, whose
+// port handling the player does not repeat.
+//
 // The RTSP upstream session (publisher.go) is an own small client rather than gortsplib's:
 // ANNOUNCE, SETUP per track and RECORD (answering one Basic or Digest challenge), then the
 // goroutine that drains the forwarder frames every packet queued when it wakes into one buffer
-// and writes them together, so that packets arriving while it writes or wakes up leave in one
-// system call with no hand-off between goroutines. It sends RTCP sender reports and OPTIONS
+// and writes them together when the camera goroutine could not (see above). conn.go holds
+// what the two clients share: requests, answers, authentication and buffered writes. It sends RTCP sender reports and OPTIONS
 // keep-alives within the server's session timeout, and discards what the server sends.
 //
 // Each side reconnects forever with the backoff in backoff.go: jittered attempts under a second

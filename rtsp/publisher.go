@@ -1,23 +1,17 @@
 package rtsp
 
 import (
-	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/url"
 	"strconv"
 	"time"
 
-	"github.com/bluenviron/gortsplib/v5/pkg/auth"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/headers"
-	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 	"github.com/bluenviron/gortsplib/v5/pkg/ntp"
 )
 
@@ -27,8 +21,6 @@ const (
 	publishBuffer = 16 << 10
 	// senderReportPeriod is how often each track's RTP clock is tied to wall-clock time.
 	senderReportPeriod = 5 * time.Second
-	// defaultSessionTimeout is RFC 2326's, for servers that do not state theirs.
-	defaultSessionTimeout = 60 * time.Second
 )
 
 // publisher is one upstream RTSP session in record mode over TCP interleaving: ANNOUNCE, SETUP
@@ -37,21 +29,9 @@ const (
 // It exists instead of gortsplib's client because that one hands every packet to a writer
 // goroutine and writes it with its own system call, which costs a gateway more than the relay.
 type publisher struct {
-	conn    net.Conn
-	br      *bufio.Reader
-	bw      *bufio.Writer
-	url     *base.URL // without credentials
-	user    string
-	pass    string
-	hasUser bool
-	sender  *auth.Sender
-	cseq    int
-	session string
-	timeout time.Duration
-	// keepAlive is how often the session must be refreshed, from the server's session timeout.
-	keepAlive time.Duration
-	hdr       [4 + 12 + 4*15]byte // interleaved frame header and a marshalled RTP header
-	tracks    []sentTrack
+	rtspConn
+	hdr    [4 + 12 + 4*15]byte // interleaved frame header and a marshalled RTP header
+	tracks []sentTrack
 }
 
 // sentTrack is what RTCP sender reports of one track are made of. Servers that record use them
@@ -63,64 +43,22 @@ type sentTrack struct {
 	at              time.Time // when the packet with lastTS was sent
 }
 
-// deadlineWriter gives every write on conn its own deadline, so that a stalled uplink ends the
-// session instead of blocking the relay forever.
-type deadlineWriter struct {
-	conn    net.Conn
-	timeout time.Duration
-}
-
-func (w deadlineWriter) Write(p []byte) (int, error) {
-	if err := w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
-		return 0, err
-	}
-	return w.conn.Write(p)
-}
-
 // dialPublisher connects to u and brings up a recording session announcing medias, whose
 // Control and Profile it sets. Errors name the step that failed.
 func dialPublisher(ctx context.Context, u *url.URL, medias []*description.Media, timeout time.Duration) (*publisher, error) {
-	host := u.Host
-	if u.Port() == "" {
-		port := "554"
-		if u.Scheme == "rtsps" {
-			port = "322"
-		}
-		host = net.JoinHostPort(u.Hostname(), port)
-	}
-	dctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", host)
+	c, err := dialRTSP(ctx, u, timeout, 4096, publishBuffer)
 	if err != nil {
-		return nil, &stepError{"connect", err}
+		return nil, err
 	}
-	if u.Scheme == "rtsps" {
-		conn = tls.Client(conn, &tls.Config{ServerName: u.Hostname()})
-	}
-	clean := *u
-	clean.User = nil
-	p := &publisher{
-		conn:      conn,
-		br:        bufio.NewReaderSize(conn, 4096),
-		bw:        bufio.NewWriterSize(deadlineWriter{conn, timeout}, publishBuffer),
-		url:       (*base.URL)(&clean),
-		timeout:   timeout,
-		keepAlive: defaultSessionTimeout / 2,
-		tracks:    make([]sentTrack, len(medias)),
-	}
+	p := &publisher{rtspConn: *c, tracks: make([]sentTrack, len(medias))}
 	for i, m := range medias {
 		p.tracks[i].clockRate = m.Formats[0].ClockRate()
 	}
-	if u.User != nil {
-		p.user = u.User.Username()
-		p.pass, _ = u.User.Password()
-		p.hasUser = true
-	}
 	// Closing the connection is what unblocks a handshake step when ctx ends.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	stop := context.AfterFunc(ctx, func() { p.conn.Close() })
 	defer stop()
 	if err := p.handshake(medias); err != nil {
-		conn.Close()
+		p.conn.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -153,95 +91,14 @@ func (p *publisher) handshake(medias []*description.Media) error {
 		if err != nil {
 			return &stepError{"SETUP", err}
 		}
-		var s headers.Session
-		if err := s.Unmarshal(res.Header["Session"]); err != nil {
-			return &stepError{"SETUP", fmt.Errorf("session header: %w", err)}
-		}
-		p.session = s.Session
-		if s.Timeout != nil && *s.Timeout > 0 {
-			p.keepAlive = max(time.Duration(*s.Timeout)*time.Second/2, time.Second)
+		if err := p.takeSession(res); err != nil {
+			return &stepError{"SETUP", err}
 		}
 	}
 	if _, err := p.do(base.Record, p.url, nil, nil); err != nil {
 		return &stepError{"RECORD", err}
 	}
 	return nil
-}
-
-// do sends one request and reads its answer, answering one authentication challenge.
-func (p *publisher) do(method base.Method, u *base.URL, h base.Header, body []byte) (*base.Response, error) {
-	res, err := p.roundTrip(method, u, h, body)
-	if err != nil {
-		return nil, err
-	}
-	if res.StatusCode == base.StatusUnauthorized && p.hasUser && p.sender == nil {
-		p.sender = &auth.Sender{WWWAuth: res.Header["WWW-Authenticate"], User: p.user, Pass: p.pass}
-		if err := p.sender.Initialize(); err != nil {
-			return nil, fmt.Errorf("authentication: %w", err)
-		}
-		if res, err = p.roundTrip(method, u, h, body); err != nil {
-			return nil, err
-		}
-	}
-	if res.StatusCode != base.StatusOK {
-		return nil, liberrors.ErrClientBadStatusCode{Code: res.StatusCode, Message: res.StatusMessage}
-	}
-	return res, nil
-}
-
-func (p *publisher) roundTrip(method base.Method, u *base.URL, h base.Header, body []byte) (*base.Response, error) {
-	if err := p.writeRequest(method, u, h, body); err != nil {
-		return nil, err
-	}
-	if err := p.bw.Flush(); err != nil {
-		return nil, err
-	}
-	if err := p.conn.SetReadDeadline(time.Now().Add(p.timeout)); err != nil {
-		return nil, err
-	}
-	for {
-		b, err := p.br.Peek(1)
-		if err != nil {
-			return nil, err
-		}
-		if b[0] == base.InterleavedFrameMagicByte {
-			if err := p.discardFrame(); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		var res base.Response
-		if err := res.Unmarshal(p.br); err != nil {
-			return nil, err
-		}
-		if cs, ok := res.Header["CSeq"]; ok && len(cs) == 1 && cs[0] != strconv.Itoa(p.cseq) {
-			continue // the answer to an earlier keep-alive
-		}
-		return &res, nil
-	}
-}
-
-// writeRequest buffers a request; the caller flushes.
-func (p *publisher) writeRequest(method base.Method, u *base.URL, h base.Header, body []byte) error {
-	req := &base.Request{Method: method, URL: u, Header: base.Header{}, Body: body}
-	for k, v := range h {
-		req.Header[k] = v
-	}
-	p.cseq++
-	req.Header["CSeq"] = base.HeaderValue{strconv.Itoa(p.cseq)}
-	req.Header["User-Agent"] = base.HeaderValue{"camgate"}
-	if p.session != "" {
-		req.Header["Session"] = base.HeaderValue{p.session}
-	}
-	if p.sender != nil {
-		p.sender.AddAuthorization(req)
-	}
-	b, err := req.Marshal()
-	if err != nil {
-		return err
-	}
-	_, err = p.bw.Write(b)
-	return err
 }
 
 // writePacket buffers one RTP packet of track, sent at about now, as an interleaved frame. It
@@ -262,11 +119,9 @@ func (p *publisher) writePacket(track int, pkt *packet, now time.Time) error {
 	p.hdr[0] = base.InterleavedFrameMagicByte
 	p.hdr[1] = byte(2 * track)
 	binary.BigEndian.PutUint16(p.hdr[2:4], uint16(size))
-	if _, err := p.bw.Write(p.hdr[:4+n]); err != nil {
-		return err
-	}
-	_, err = p.bw.Write(pkt.Payload)
-	return err
+	p.out = append(p.out, p.hdr[:4+n]...)
+	p.out = append(p.out, pkt.Payload...)
+	return nil
 }
 
 // senderReports buffers an RTCP sender report for every track that has sent something,
@@ -287,15 +142,10 @@ func (p *publisher) senderReports(now time.Time) error {
 		binary.BigEndian.PutUint32(b[20:], t.lastTS+uint32(now.Sub(t.at).Seconds()*float64(t.clockRate)))
 		binary.BigEndian.PutUint32(b[24:], t.packets)
 		binary.BigEndian.PutUint32(b[28:], t.octets)
-		if _, err := p.bw.Write(b); err != nil {
-			return err
-		}
+		p.out = append(p.out, b...)
 	}
-	return p.bw.Flush()
+	return p.flush()
 }
-
-// flush writes the batch.
-func (p *publisher) flush() error { return p.bw.Flush() }
 
 // ping refreshes the session with OPTIONS, which every server answers; readLoop discards
 // the answer.
@@ -303,7 +153,7 @@ func (p *publisher) ping() error {
 	if err := p.writeRequest(base.Options, p.url, nil, nil); err != nil {
 		return err
 	}
-	return p.bw.Flush()
+	return p.flush()
 }
 
 // readLoop reads and discards what the server sends during the session (RTCP receiver reports,
@@ -324,31 +174,12 @@ func (p *publisher) readLoop() error {
 			}
 			continue
 		}
-		if b, err := p.br.Peek(5); err == nil && string(b) != "RTSP/" {
-			// A request from the server (SET_PARAMETER and the like): nothing a publisher needs.
-			var req base.Request
-			if err := req.Unmarshal(p.br); err != nil {
-				return fmt.Errorf("read: %w", err)
-			}
-			continue
-		}
-		var res base.Response
-		if err := res.Unmarshal(p.br); err != nil {
+		res, err := p.readMessage()
+		if err != nil {
 			return fmt.Errorf("read: %w", err)
 		}
-		if res.StatusCode == base.StatusSessionNotFound {
+		if res != nil && res.StatusCode == base.StatusSessionNotFound {
 			return errors.New("session lost: 454 Session Not Found")
 		}
 	}
 }
-
-func (p *publisher) discardFrame() error {
-	var h [4]byte
-	if _, err := io.ReadFull(p.br, h[:]); err != nil {
-		return err
-	}
-	_, err := p.br.Discard(int(binary.BigEndian.Uint16(h[2:])))
-	return err
-}
-
-func (p *publisher) close() error { return p.conn.Close() }

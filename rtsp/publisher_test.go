@@ -134,9 +134,8 @@ func BenchmarkPublisherWrite(b *testing.B) {
 	}
 	defer client.Close()
 	p := &publisher{
-		conn:   client,
-		bw:     bufio.NewWriterSize(deadlineWriter{client, 10 * time.Second}, publishBuffer),
-		tracks: []sentTrack{{clockRate: 90000}},
+		rtspConn: rtspConn{conn: client, w: deadlineWriter{client, 10 * time.Second}},
+		tracks:   []sentTrack{{clockRate: 90000}},
 	}
 	now := time.Now()
 	var pkt packet
@@ -163,9 +162,8 @@ func TestPublisherSenderReport(t *testing.T) {
 	client, server := net.Pipe()
 	defer client.Close()
 	p := &publisher{
-		conn:   client,
-		bw:     bufio.NewWriterSize(deadlineWriter{client, 10 * time.Second}, publishBuffer),
-		tracks: []sentTrack{{clockRate: 90000}, {clockRate: 8000}},
+		rtspConn: rtspConn{conn: client, w: deadlineWriter{client, 10 * time.Second}},
+		tracks:   []sentTrack{{clockRate: 90000}, {clockRate: 8000}},
 	}
 	t0 := time.Date(2026, 11, 24, 5, 0, 0, 0, time.UTC)
 	pkt := packet{}
@@ -225,8 +223,10 @@ func FuzzPublisherRead(f *testing.F) {
 			conn := scriptConn{bytes.NewReader(data)}
 			u, _ := base.ParseURL("rtsp://user:pass@127.0.0.1/live")
 			p := &publisher{
-				conn: conn, br: bufio.NewReader(conn), bw: bufio.NewWriter(conn), url: u,
-				user: "user", pass: "pass", hasUser: true, timeout: time.Second, keepAlive: time.Second,
+				rtspConn: rtspConn{
+					conn: conn, br: bufio.NewReader(conn), w: deadlineWriter{conn, time.Second}, url: u,
+					user: "user", pass: "pass", hasUser: true, timeout: time.Second, keepAlive: time.Second,
+				},
 				tracks: make([]sentTrack, 1),
 			}
 			read(p)

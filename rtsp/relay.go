@@ -31,6 +31,10 @@ type RelayConfig struct {
 	// Publish is the full upstream URL including the stream name:
 	// rtsp(s)://[user:pass@]host:port/name or rtmp(s)://[user:pass@]host:port/app/name.
 	Publish string
+	// Pacer, when set, wakes the camera side together with every other relay sharing it (see
+	// Pacer). Share one among all relays of a process; nil reads each camera as its packets
+	// arrive.
+	Pacer *Pacer
 	// Logger receives connection state changes; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -68,6 +72,13 @@ type Relay struct {
 
 	online   atomic.Bool
 	relaying atomic.Bool
+
+	// sinkMu is held by whoever writes to the upstream RTSP session: its own goroutine, or
+	// the camera goroutine in batchDone. inline is that session while it is up (plain TCP
+	// only: TLS cannot write without waiting); popped is the packet being written.
+	sinkMu sync.Mutex
+	inline *publisher
+	popped packet
 
 	mu          sync.Mutex
 	tracks      *trackSet     // the camera's current tracks, nil until the first session

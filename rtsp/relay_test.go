@@ -51,10 +51,12 @@ func TestRelayToRTSPServer(t *testing.T) {
 		audio                bool
 		wantCodec, wantAudio string
 		keyNAL               []uint8 // expected NAL types of the first video packets
+		pacer                *Pacer
 	}{
-		{"h264 aac", "libx264", "aac", true, "H264", "AAC", []uint8{h264NALSPS, h264NALPPS, h264NALIDR}},
-		{"h265 alaw", "libx265", "pcm_alaw", true, "H265", "PCMA", []uint8{h265NALVPS, h265NALSPS, h265NALPPS}},
-		{"h264 video only", "libx264", "aac", false, "H264", "", []uint8{h264NALSPS, h264NALPPS, h264NALIDR}},
+		{"h264 aac", "libx264", "aac", true, "H264", "AAC", []uint8{h264NALSPS, h264NALPPS, h264NALIDR}, nil},
+		{"h265 alaw", "libx265", "pcm_alaw", true, "H265", "PCMA", []uint8{h265NALVPS, h265NALSPS, h265NALPPS}, nil},
+		{"h264 video only", "libx264", "aac", false, "H264", "", []uint8{h264NALSPS, h264NALPPS, h264NALIDR}, nil},
+		{"h264 aac paced", "libx264", "aac", true, "H264", "AAC", []uint8{h264NALSPS, h264NALPPS, h264NALIDR}, NewPacer(0, 1)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -63,7 +65,7 @@ func TestRelayToRTSPServer(t *testing.T) {
 			startCamera(t, cam.url("cam"), tc.vcodec, tc.acodec, 30)
 			waitFor(t, 10*time.Second, "camera to publish", func() bool { return cam.snapshot("cam").videoFrames > 0 })
 
-			r, stop := startRelay(t, RelayConfig{Source: cam.url("cam"), Audio: tc.audio, Publish: up.url("out")})
+			r, stop := startRelay(t, RelayConfig{Source: cam.url("cam"), Audio: tc.audio, Publish: up.url("out"), Pacer: tc.pacer})
 			waitFor(t, 10*time.Second, "relaying", func() bool { return r.Stats().Relaying })
 			camSent, upGot := countWindow(cam, "cam", up, "out", 3*time.Second)
 			got := up.snapshot("out")

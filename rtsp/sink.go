@@ -50,24 +50,23 @@ func (r *Relay) runRTSPSink(ctx context.Context, u *url.URL, tracks *trackSet, c
 	defer keepAlive.Stop()
 	reports := time.NewTicker(senderReportPeriod)
 	defer reports.Stop()
-	// The goroutine writes whatever is queued when it wakes, in one system call: packets that
-	// arrive while it writes or wakes up go out together, at no added delay.
-	var pkt packet
+
+	if p.raw != nil {
+		r.sinkMu.Lock()
+		r.inline = p
+		r.sinkMu.Unlock()
+	}
+	defer func() {
+		r.sinkMu.Lock()
+		r.inline = nil
+		r.sinkMu.Unlock()
+	}()
 	for {
-		// One clock reading per wake-up: the packets taken now arrived together.
-		now := time.Now()
-		wrote := false
-		for r.fwd.pop(&pkt) {
-			if err := p.writePacket(pkt.track, &pkt, now); err != nil {
-				return &stepError{"write", err}
-			}
-			r.sent(&pkt)
-			wrote = true
-		}
-		if wrote {
-			if err := p.flush(); err != nil {
-				return &stepError{"write", err}
-			}
+		r.sinkMu.Lock()
+		err := r.drain(p, time.Now(), true)
+		r.sinkMu.Unlock()
+		if err != nil {
+			return &stepError{"write", err}
 		}
 		select {
 		case <-ctx.Done():
@@ -78,15 +77,69 @@ func (r *Relay) runRTSPSink(ctx context.Context, u *url.URL, tracks *trackSet, c
 			return errTracksChanged
 		case <-r.fwd.notify:
 		case <-reports.C:
-			if err := p.senderReports(time.Now()); err != nil {
+			r.sinkMu.Lock()
+			err := p.senderReports(time.Now())
+			r.sinkMu.Unlock()
+			if err != nil {
 				return &stepError{"write", err}
 			}
 		case <-keepAlive.C:
-			if err := p.ping(); err != nil {
+			r.sinkMu.Lock()
+			err := p.ping()
+			r.sinkMu.Unlock()
+			if err != nil {
 				return &stepError{"keep-alive", err}
 			}
 		}
 	}
+}
+
+// drain moves what is queued into p's buffer and writes it; the caller holds sinkMu. When
+// block is false it writes only what the socket takes without waiting, stops at the first
+// write that would wait, and reports whether everything queued went out.
+func (r *Relay) drain(p *publisher, now time.Time, block bool) error {
+	flush := func() (bool, error) {
+		if block {
+			return true, p.flush()
+		}
+		return p.tryFlush(), nil
+	}
+	if len(p.out) > 0 {
+		if ok, err := flush(); !ok || err != nil {
+			return err
+		}
+	}
+	pkt := &r.popped
+	for r.fwd.pop(pkt) {
+		if err := p.writePacket(pkt.track, pkt, now); err != nil {
+			return err
+		}
+		r.sent(pkt)
+		if len(p.out) >= publishBuffer {
+			if ok, err := flush(); !ok || err != nil {
+				return err
+			}
+		}
+	}
+	_, err := flush()
+	return err
+}
+
+// batchDone is called by the camera side after the packets of one read are queued. It writes
+// them upstream at once from the camera's goroutine when the upstream socket takes them
+// without waiting (the usual case), and otherwise leaves them to the upstream goroutine: one
+// goroutine hand-off less per batch, and a slow uplink still never stalls the camera side.
+func (r *Relay) batchDone(now time.Time) {
+	r.online.Store(true)
+	if r.sinkMu.TryLock() {
+		p := r.inline
+		done := p != nil && r.drain(p, now, false) == nil && len(p.out) == 0 && r.fwd.empty()
+		r.sinkMu.Unlock()
+		if done {
+			return
+		}
+	}
+	r.fwd.wake()
 }
 
 // sent accounts for a packet handed to the upstream connection.

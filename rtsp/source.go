@@ -105,8 +105,39 @@ func codecName(f format.Format) string {
 	return f.RTPMap()
 }
 
-// runSource holds one camera session until it fails or ctx ends.
+// runSource holds one camera session until it fails or ctx ends: over TCP with the relay's own
+// player, over UDP with gortsplib's client, whose UDP side (ports, firewall punching, RTCP
+// per port) the player does not have.
 func (r *Relay) runSource(ctx context.Context, u *url.URL) error {
+	if r.cfg.Transport == "udp" {
+		return r.runUDPSource(ctx, u)
+	}
+	p, err := dialPlayer(ctx, u, r.cfg.Audio, r.cfg.Timeout)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	r.startTracks(p.sel)
+	r.log.Info("camera session up", "video", codecName(p.sel[0].format), "transport", "tcp")
+	return p.play(ctx, r.cfg.Pacer,
+		func(track int, pkt *rtp.Packet, now time.Time) { r.fwd.push(track, pkt, now) },
+		r.batchDone)
+}
+
+// startTracks declares the tracks of a new camera session to the forwarder and upstream.
+func (r *Relay) startTracks(sel []selected) {
+	t := newTrackSet(sel)
+	rates := make([]int, len(sel))
+	for i, s := range sel {
+		rates[i] = s.format.ClockRate()
+	}
+	r.fwd.setTracks(t.video, rates, parameterSets(sel[0].format))
+	r.setTracks(t)
+}
+
+func (r *Relay) runUDPSource(ctx context.Context, u *url.URL) error {
 	c := &gortsplib.Client{
 		Scheme:       u.Scheme,
 		Host:         u.Host,
@@ -122,24 +153,18 @@ func (r *Relay) runSource(ctx context.Context, u *url.URL) error {
 		return err
 	}
 	defer c.Close()
-
-	t := newTrackSet(sel)
-	rates := make([]int, len(sel))
-	for i, s := range sel {
-		rates[i] = s.format.ClockRate()
-	}
-	r.fwd.setTracks(t.video, rates, parameterSets(sel[0].format))
-	r.setTracks(t)
+	r.startTracks(sel)
 	for i, s := range sel {
 		c.OnPacketRTP(s.media, s.format, func(pkt *rtp.Packet) {
 			r.online.Store(true)
 			r.fwd.push(i, pkt, time.Now())
+			r.fwd.wake()
 		})
 	}
 	if _, err := c.Play(nil); err != nil {
 		return &stepError{"PLAY", err}
 	}
-	r.log.Info("camera session up", "video", t.videoName, "audio", t.audioName)
+	r.log.Info("camera session up", "video", codecName(sel[0].format), "transport", "udp")
 	return c.Wait()
 }
 

@@ -1,0 +1,311 @@
+package rtsp
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5/pkg/auth"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/headers"
+	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
+)
+
+// defaultSessionTimeout is RFC 2326's, for servers that do not state theirs.
+const defaultSessionTimeout = 60 * time.Second
+
+// rtspConn is the control side of one RTSP connection with TCP interleaving, shared by the
+// camera session (player.go) and the upstream session (publisher.go): requests with CSeq,
+// Session and one Basic/Digest challenge answered, answers read past interleaved frames.
+// It is used from one goroutine at a time.
+type rtspConn struct {
+	conn net.Conn
+	rd   *connReader
+	br   *bufio.Reader
+	// out is what is waiting to be written, in order: requests, and media for a publisher.
+	// It is written with flush, or tryFlush where the connection allows it.
+	out     []byte
+	w       deadlineWriter
+	raw     syscall.RawConn // nil for TLS: no write without blocking
+	url     *base.URL       // without credentials
+	user    string
+	pass    string
+	hasUser bool
+	sender  *auth.Sender
+	cseq    int
+	session string
+	timeout time.Duration
+	// keepAlive is how often the session must be refreshed, from the server's session timeout.
+	keepAlive time.Duration
+}
+
+// errWouldBlock is what a connReader that may not wait returns when nothing is there to read.
+var errWouldBlock = errors.New("no data yet")
+
+// connReader reads conn, waiting for data or, when block is false and the connection allows
+// it, not: then it takes what the socket holds and returns errWouldBlock if that is nothing.
+// bufio.Reader passes that error on and keeps what it has buffered.
+type connReader struct {
+	conn  net.Conn
+	raw   syscall.RawConn // nil for TLS: always waits
+	block bool
+	// drained is set when the last read took less than it could or nothing: the socket is
+	// (very probably) empty, and reading again now would only cost a system call.
+	drained bool
+}
+
+func (r *connReader) Read(b []byte) (int, error) {
+	if r.block || r.raw == nil {
+		n, err := r.conn.Read(b)
+		r.drained = n < len(b)
+		return n, err
+	}
+	var n int
+	var err error
+	if rerr := r.raw.Read(func(fd uintptr) bool {
+		for {
+			n, err = syscall.Read(int(fd), b)
+			if err != syscall.EINTR {
+				return true // never wait: the Pacer says when to look again
+			}
+		}
+	}); rerr != nil {
+		return 0, rerr
+	}
+	switch {
+	case err == syscall.EAGAIN:
+		r.drained = true
+		return 0, errWouldBlock
+	case err != nil:
+		return 0, os.NewSyscallError("read", err)
+	case n == 0:
+		return 0, io.EOF
+	}
+	r.drained = n < len(b)
+	return n, nil
+}
+
+// deadlineWriter gives every write on conn its own deadline, so that a stalled peer ends the
+// session instead of blocking the relay forever.
+type deadlineWriter struct {
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	if err := w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
+		return 0, err
+	}
+	return w.conn.Write(p)
+}
+
+// dialRTSP connects to u (rtsp or rtsps) within timeout. The connection's buffers are the
+// caller's choice: a camera session reads a lot, an upstream session writes a lot.
+func dialRTSP(ctx context.Context, u *url.URL, timeout time.Duration, readBuf, writeBuf int) (*rtspConn, error) {
+	host := u.Host
+	if u.Port() == "" {
+		port := "554"
+		if u.Scheme == "rtsps" {
+			port = "322"
+		}
+		host = net.JoinHostPort(u.Hostname(), port)
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", host)
+	if err != nil {
+		return nil, &stepError{"connect", err}
+	}
+	if u.Scheme == "rtsps" {
+		conn = tls.Client(conn, &tls.Config{ServerName: u.Hostname()})
+	}
+	clean := *u
+	clean.User = nil
+	rd := &connReader{conn: conn, block: true}
+	c := &rtspConn{
+		conn:      conn,
+		rd:        rd,
+		br:        bufio.NewReaderSize(rd, readBuf),
+		out:       make([]byte, 0, writeBuf),
+		w:         deadlineWriter{conn, timeout},
+		url:       (*base.URL)(&clean),
+		timeout:   timeout,
+		keepAlive: defaultSessionTimeout / 2,
+	}
+	if sc, ok := conn.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+		rd.raw = c.raw
+	}
+	if u.User != nil {
+		c.user = u.User.Username()
+		c.pass, _ = u.User.Password()
+		c.hasUser = true
+	}
+	return c, nil
+}
+
+// do sends one request and reads its answer, answering one authentication challenge. Any
+// status but 200 is an error (liberrors.ErrClientBadStatusCode), except the redirects that
+// the caller asked to see.
+func (c *rtspConn) do(method base.Method, u *base.URL, h base.Header, body []byte) (*base.Response, error) {
+	res, err := c.roundTrip(method, u, h, body)
+	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode == base.StatusUnauthorized && c.hasUser && c.sender == nil {
+		c.sender = &auth.Sender{WWWAuth: res.Header["WWW-Authenticate"], User: c.user, Pass: c.pass}
+		if err := c.sender.Initialize(); err != nil {
+			return nil, fmt.Errorf("authentication: %w", err)
+		}
+		if res, err = c.roundTrip(method, u, h, body); err != nil {
+			return nil, err
+		}
+	}
+	if res.StatusCode != base.StatusOK {
+		return res, liberrors.ErrClientBadStatusCode{Code: res.StatusCode, Message: res.StatusMessage}
+	}
+	return res, nil
+}
+
+func (c *rtspConn) roundTrip(method base.Method, u *base.URL, h base.Header, body []byte) (*base.Response, error) {
+	if err := c.writeRequest(method, u, h, body); err != nil {
+		return nil, err
+	}
+	if err := c.flush(); err != nil {
+		return nil, err
+	}
+	if err := c.conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
+		return nil, err
+	}
+	for {
+		b, err := c.br.Peek(1)
+		if err != nil {
+			return nil, err
+		}
+		if b[0] == base.InterleavedFrameMagicByte {
+			if err := c.discardFrame(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		var res base.Response
+		if err := res.Unmarshal(c.br); err != nil {
+			return nil, err
+		}
+		if cs, ok := res.Header["CSeq"]; ok && len(cs) == 1 && cs[0] != strconv.Itoa(c.cseq) {
+			continue // the answer to an earlier keep-alive
+		}
+		return &res, nil
+	}
+}
+
+// flush writes out whole, within the write timeout.
+func (c *rtspConn) flush() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	_, err := c.w.Write(c.out)
+	c.out = c.out[:0]
+	return err
+}
+
+// tryFlush writes as much of out as the socket takes without waiting and reports whether all
+// of it went. What is left stays in out, for flush. A write error is left for flush to meet.
+func (c *rtspConn) tryFlush() bool {
+	if len(c.out) == 0 {
+		return true
+	}
+	if c.raw == nil {
+		return false
+	}
+	n := 0
+	c.raw.Write(func(fd uintptr) bool {
+		for n < len(c.out) {
+			m, err := syscall.Write(int(fd), c.out[n:])
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil || m <= 0 {
+				break
+			}
+			n += m
+		}
+		return true // never wait: that is flush's job
+	})
+	c.out = c.out[:copy(c.out, c.out[n:])]
+	return len(c.out) == 0
+}
+
+// writeRequest buffers a request; the caller flushes.
+func (c *rtspConn) writeRequest(method base.Method, u *base.URL, h base.Header, body []byte) error {
+	req := &base.Request{Method: method, URL: u, Header: base.Header{}, Body: body}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	c.cseq++
+	req.Header["CSeq"] = base.HeaderValue{strconv.Itoa(c.cseq)}
+	req.Header["User-Agent"] = base.HeaderValue{"camgate"}
+	if c.session != "" {
+		req.Header["Session"] = base.HeaderValue{c.session}
+	}
+	if c.sender != nil {
+		c.sender.AddAuthorization(req)
+	}
+	b, err := req.Marshal()
+	if err != nil {
+		return err
+	}
+	c.out = append(c.out, b...)
+	return nil
+}
+
+// takeSession remembers the session a SETUP answer names and the keep-alive period its
+// timeout implies.
+func (c *rtspConn) takeSession(res *base.Response) error {
+	var s headers.Session
+	if err := s.Unmarshal(res.Header["Session"]); err != nil {
+		return fmt.Errorf("session header: %w", err)
+	}
+	c.session = s.Session
+	if s.Timeout != nil && *s.Timeout > 0 {
+		c.keepAlive = max(time.Duration(*s.Timeout)*time.Second/2, time.Second)
+	}
+	return nil
+}
+
+// readMessage reads one RTSP message that is not an interleaved frame during a session:
+// answers and server requests alike are read whole and returned as a response or nil.
+func (c *rtspConn) readMessage() (*base.Response, error) {
+	if b, err := c.br.Peek(5); err == nil && string(b) != "RTSP/" {
+		// A request from the server (SET_PARAMETER, ANNOUNCE and the like): nothing a
+		// relay needs to act on.
+		var req base.Request
+		return nil, req.Unmarshal(c.br)
+	}
+	var res base.Response
+	if err := res.Unmarshal(c.br); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *rtspConn) discardFrame() error {
+	var h [4]byte
+	if _, err := io.ReadFull(c.br, h[:]); err != nil {
+		return err
+	}
+	_, err := c.br.Discard(int(binary.BigEndian.Uint16(h[2:])))
+	return err
+}
+
+func (c *rtspConn) close() error { return c.conn.Close() }

@@ -1,0 +1,87 @@
+package rtsp
+
+import (
+	"testing"
+	"time"
+)
+
+// A Pacer ticks only while enough relays use it, and a relay waiting for a tick when the
+// clock stops is released at once rather than left waiting for a tick that never comes.
+func TestPacerRunsOnlyWithEnoughRelays(t *testing.T) {
+	p := NewPacer(5*time.Millisecond, 2)
+	leaveA := p.join()
+	if p.active() {
+		t.Fatal("active with 1 relay, want it to pace from 2")
+	}
+	leaveB := p.join()
+	if !p.active() {
+		t.Fatal("not active with 2 relays")
+	}
+	for range 3 {
+		select {
+		case <-p.next():
+		case <-time.After(5 * time.Second):
+			t.Fatal("no tick within 5s while active")
+		}
+	}
+	waiting := p.next()
+	leaveB()
+	leaveB() // leaving twice counts once
+	if p.active() {
+		t.Fatal("still active after dropping below 2 relays")
+	}
+	select {
+	case <-waiting:
+	case <-time.After(time.Second):
+		t.Fatal("a relay waiting for a tick was not released when the clock stopped")
+	}
+	select {
+	case <-p.next():
+		t.Fatal("ticked while stopped")
+	case <-time.After(50 * time.Millisecond):
+	}
+	leaveA()
+	leaveC, leaveD := p.join(), p.join()
+	if !p.active() {
+		t.Fatal("not active again with 2 relays")
+	}
+	leaveC()
+	leaveD()
+}
+
+// Relays that share a Pacer move between reading as packets arrive and reading on its ticks
+// as others join and leave, without losing the stream.
+func TestRelaysJoinAndLeaveAPacer(t *testing.T) {
+	cam := newTestServer(t)
+	up := newTestServer(t)
+	startCamera(t, cam.url("a"), "libx264", "aac", 30)
+	startCamera(t, cam.url("b"), "libx264", "aac", 30)
+	waitFor(t, 10*time.Second, "cameras to publish", func() bool {
+		return cam.snapshot("a").videoFrames > 0 && cam.snapshot("b").videoFrames > 0
+	})
+	pacer := NewPacer(0, 2)
+	a, _ := startRelay(t, RelayConfig{Source: cam.url("a"), Audio: true, Publish: up.url("a"), Pacer: pacer})
+	waitFor(t, 10*time.Second, "relay a", func() bool { return a.Stats().Relaying })
+	check := func(phase string, wantActive bool) {
+		t.Helper()
+		if pacer.active() != wantActive {
+			t.Errorf("%s: pacer active = %v, want %v", phase, pacer.active(), wantActive)
+		}
+		sent, got := countWindow(cam, "a", up, "a", 2*time.Second)
+		if sent == 0 || got < sent*95/100 {
+			t.Errorf("%s: relay a delivered %d of %d frames, want >= 95%%", phase, got, sent)
+		}
+	}
+	check("alone", false)
+	b, stopB := startRelay(t, RelayConfig{Source: cam.url("b"), Audio: true, Publish: up.url("b"), Pacer: pacer})
+	waitFor(t, 10*time.Second, "relay b", func() bool { return b.Stats().Relaying })
+	check("paced with b", true)
+	if sent, got := countWindow(cam, "b", up, "b", 2*time.Second); sent == 0 || got < sent*95/100 {
+		t.Errorf("paced: relay b delivered %d of %d frames, want >= 95%%", got, sent)
+	}
+	stopB()
+	check("alone again", false)
+	if st := a.Stats(); st.Reconnects != 0 || st.LastError != "" {
+		t.Errorf("relay a reconnected %d times (%q), want an unbroken session", st.Reconnects, st.LastError)
+	}
+}

@@ -1,0 +1,528 @@
+package rtsp
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/headers"
+	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
+	"github.com/bluenviron/gortsplib/v5/pkg/sdpunmarshaler"
+	"github.com/pion/rtp"
+)
+
+const (
+	// playBuffer is the camera connection's read buffer. An interleaved frame that fits is
+	// handled where it lies; one read takes in everything the camera sent since the last.
+	playBuffer = 16 << 10
+	// receiverReportPeriod is how often the camera hears how its stream arrives. Some cameras
+	// end sessions that send neither RTSP requests nor RTCP.
+	receiverReportPeriod = 5 * time.Second
+	// maxRedirects bounds the redirects followed on DESCRIBE.
+	maxRedirects = 3
+)
+
+// player is one camera session played over TCP interleaving: OPTIONS, DESCRIBE, SETUP per
+// relayed track, PLAY, then $-framed RTP read in batches. Keep-alives and RTCP receiver
+// reports are written from the reading goroutine between batches, so a session costs one
+// goroutine and no timer.
+// It exists instead of gortsplib's client for the same reason as publisher: that one reads
+// each frame through its own goroutines and callbacks, which costs a gateway more than the relay.
+type player struct {
+	rtspConn
+	desc *description.Session
+	sel  []selected
+	// chans maps an interleaved channel to 2*track (RTP) or 2*track+1 (RTCP); -1 is unknown.
+	chans        [256]int16
+	tracks       []playTrack
+	getParameter bool   // the camera lists GET_PARAMETER, the lighter keep-alive
+	ssrc         uint32 // ours, in receiver reports
+	pkt          rtp.Packet
+	scratch      []byte // frames larger than the read buffer
+	rr           [4 + 32]byte
+}
+
+// playTrack is what receiver reports of one track are made of (RFC 3550 appendix A.1 and A.3).
+type playTrack struct {
+	rtcpChannel     int
+	ssrc            uint32
+	started         bool
+	baseSeq, maxSeq uint16
+	cycles          uint32
+	received        uint32
+	expectedPrior   uint32
+	receivedPrior   uint32
+	lastSR          uint32 // middle 32 bits of the last sender report's NTP time
+	lastSRAt        time.Time
+}
+
+// dialPlayer connects to the camera at u and sets up the tracks worth relaying (see
+// selectTracks). On success the caller owns the player and must close it. Errors name the
+// step that failed.
+func dialPlayer(ctx context.Context, u *url.URL, audio bool, timeout time.Duration) (*player, error) {
+	c, err := dialRTSP(ctx, u, timeout, playBuffer, 1024)
+	if err != nil {
+		return nil, err
+	}
+	p := &player{rtspConn: *c, ssrc: rand.Uint32()}
+	stop := context.AfterFunc(ctx, func() { p.conn.Close() })
+	defer stop()
+	if err := p.handshake(audio); err != nil {
+		p.conn.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *player) handshake(audio bool) error {
+	// OPTIONS says which keep-alive the camera takes. A camera that refuses it may still
+	// play, so only a broken connection ends the session here.
+	res, err := p.do(base.Options, p.url, nil, nil)
+	var bad liberrors.ErrClientBadStatusCode
+	switch {
+	case errors.As(err, &bad):
+	case err != nil:
+		return &stepError{"OPTIONS", err}
+	default:
+		for _, v := range res.Header["Public"] {
+			for m := range strings.SplitSeq(v, ",") {
+				if strings.TrimSpace(m) == string(base.GetParameter) {
+					p.getParameter = true
+				}
+			}
+		}
+	}
+	if err := p.describe(); err != nil {
+		return &stepError{"DESCRIBE", err}
+	}
+	sel, err := selectTracks(p.desc, audio)
+	if err != nil {
+		return &stepError{"DESCRIBE", err}
+	}
+	p.sel = sel
+	for i := range p.chans {
+		p.chans[i] = -1
+	}
+	p.tracks = make([]playTrack, len(sel))
+	for i, s := range sel {
+		if err := p.setup(i, s.media); err != nil {
+			return &stepError{"SETUP", err}
+		}
+	}
+	if _, err := p.do(base.Play, p.desc.BaseURL, base.Header{"Range": base.HeaderValue{"npt=0.000-"}}, nil); err != nil {
+		return &stepError{"PLAY", err}
+	}
+	return nil
+}
+
+// describe asks for the session description, following redirects within the same host only:
+// the credentials the integrator gave for this camera are never sent anywhere else.
+func (p *player) describe() error {
+	target := p.url
+	for redirects := 0; ; redirects++ {
+		res, err := p.do(base.Describe, target, base.Header{"Accept": base.HeaderValue{"application/sdp"}}, nil)
+		if res != nil && res.StatusCode >= 300 && res.StatusCode < 400 && len(res.Header["Location"]) == 1 {
+			loc, perr := base.ParseURL(res.Header["Location"][0])
+			switch {
+			case perr != nil:
+				return fmt.Errorf("redirected to an invalid location: %w", perr)
+			case loc.Host != target.Host || (loc.Scheme != "rtsp" && loc.Scheme != "rtsps"):
+				return fmt.Errorf("redirected to %s, another host: not followed, configure that URL instead", (*url.URL)(loc).Redacted())
+			case redirects == maxRedirects:
+				return fmt.Errorf("more than %d redirects", maxRedirects)
+			}
+			loc.User = nil
+			target = loc
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		ct := res.Header["Content-Type"]
+		if len(ct) != 1 || strings.TrimSpace(strings.Split(ct[0], ";")[0]) != "application/sdp" {
+			return fmt.Errorf("answer is %q, not application/sdp", strings.Join(ct, ", "))
+		}
+		sd, err := sdpunmarshaler.Unmarshal(res.Body)
+		if err != nil {
+			return fmt.Errorf("invalid SDP: %w", err)
+		}
+		var desc description.Session
+		if err := desc.Unmarshal2(sd); err != nil {
+			return fmt.Errorf("invalid SDP: %w", err)
+		}
+		desc.BaseURL, err = baseURL(target, sd.Attribute, res.Header["Content-Base"])
+		if err != nil {
+			return err
+		}
+		p.desc = &desc
+		return nil
+	}
+}
+
+// baseURL is what track controls are relative to: the SDP's session-level control URL, else
+// Content-Base, else the URL described (RFC 2326 C.1.1). The host is always the camera's own.
+func baseURL(described *base.URL, attr func(string) (string, bool), contentBase base.HeaderValue) (*base.URL, error) {
+	var s string
+	if control, ok := attr("control"); ok && control != "*" {
+		s = control
+	} else if len(contentBase) == 1 {
+		s = contentBase[0]
+	} else {
+		return described, nil
+	}
+	if strings.HasPrefix(s, "/") {
+		s = described.Scheme + "://" + described.Host + s
+	}
+	u, err := base.ParseURL(s)
+	if err != nil {
+		return nil, fmt.Errorf("invalid base URL %q: %w", s, err)
+	}
+	if u.Scheme != "rtsp" && u.Scheme != "rtsps" {
+		return nil, fmt.Errorf("invalid base URL %q: not rtsp", s)
+	}
+	u.User = nil
+	u.Host = described.Host
+	return u, nil
+}
+
+// setup asks for track i over interleaved channels 2i and 2i+1; the camera may choose others.
+func (p *player) setup(i int, m *description.Media) error {
+	mu, err := m.URL(p.desc.BaseURL)
+	if err != nil {
+		return err
+	}
+	transport := fmt.Sprintf("RTP/AVP/TCP;unicast;interleaved=%d-%d", 2*i, 2*i+1)
+	res, err := p.do(base.Setup, mu, base.Header{"Transport": base.HeaderValue{transport}}, nil)
+	if err != nil {
+		var bad liberrors.ErrClientBadStatusCode
+		if errors.As(err, &bad) && bad.Code == base.StatusUnsupportedTransport {
+			return fmt.Errorf("camera does not send RTP over TCP (461); set transport: udp: %w", err)
+		}
+		return err
+	}
+	if err := p.takeSession(res); err != nil {
+		return err
+	}
+	ids := [2]int{2 * i, 2*i + 1}
+	var th headers.Transport
+	if err := th.Unmarshal(res.Header["Transport"]); err == nil && th.InterleavedIDs != nil {
+		ids = *th.InterleavedIDs
+	}
+	for _, id := range ids {
+		if id < 0 || id > 255 || p.chans[id] != -1 {
+			return fmt.Errorf("camera chose unusable interleaved channels %v", ids)
+		}
+	}
+	p.chans[ids[0]] = int16(2 * i)
+	p.chans[ids[1]] = int16(2*i + 1)
+	p.tracks[i].rtcpChannel = ids[1]
+	return nil
+}
+
+// frameReady reports whether the next message is buffered whole, so that handling it takes no
+// read. A frame larger than the buffer counts as ready: it is read on its own.
+func (p *player) frameReady() bool {
+	n := p.br.Buffered()
+	if n < 4 {
+		return false
+	}
+	h, _ := p.br.Peek(4)
+	if h[0] != base.InterleavedFrameMagicByte {
+		return true
+	}
+	size := 4 + int(binary.BigEndian.Uint16(h[2:]))
+	return n >= size || size > p.br.Size()
+}
+
+// play reads the session until it fails or ctx ends, handing each RTP packet of track i to
+// onPacket (its payload is valid only during the call) and calling onBatch after the packets
+// of each batch, with the time they arrived. With a pacer (and a plain TCP connection) a batch
+// is what arrived since the pacer's last tick; without, what one read returned.
+func (p *player) play(ctx context.Context, pacer *Pacer, onPacket func(track int, pkt *rtp.Packet, now time.Time), onBatch func(now time.Time)) error {
+	defer context.AfterFunc(ctx, func() { p.conn.SetReadDeadline(time.Unix(1, 0)) })()
+	defer p.teardown(ctx)
+	canPace := pacer != nil && p.rd.raw != nil
+	if canPace {
+		defer pacer.join()()
+		defer func() { p.rd.block = true }()
+	}
+	paced := false
+	now := time.Now()
+	lastData := now
+	nextReport := now.Add(receiverReportPeriod)
+	nextKeepAlive := now.Add(p.keepAlive)
+	pending := false
+	for {
+		for p.frameReady() {
+			delivered, err := p.readOne(now, onPacket)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			pending = pending || delivered
+		}
+		if pending {
+			// Hand on each buffer's worth at once, even when more waits in the socket: the
+			// queue then holds one read, not a whole keyframe's burst.
+			onBatch(now)
+			pending = false
+		}
+		if paced && !p.rd.drained {
+			// The last read filled the buffer: there is more in the socket for this batch.
+			if err := p.fill(); err != nil && !errors.Is(err, errWouldBlock) {
+				return p.readError(ctx, err)
+			}
+			continue
+		}
+		if err := p.housekeeping(&now, &nextReport, &nextKeepAlive); err != nil {
+			return err
+		}
+		if on := canPace && pacer.active(); on != paced {
+			paced = on
+			p.rd.block = !paced
+			// Reads that do not wait still meet a deadline that has passed: clear the
+			// last one. Silence is measured by the loop instead.
+			if err := p.conn.SetReadDeadline(time.Time{}); err != nil {
+				return err
+			}
+			lastData = now
+		}
+		if paced {
+			if now.Sub(lastData) > p.timeout {
+				return fmt.Errorf("read: nothing from the camera for %s", p.timeout)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-pacer.next():
+			}
+		} else if err := p.conn.SetReadDeadline(now.Add(p.timeout)); err != nil {
+			return err
+		}
+		err := p.fill()
+		if errors.Is(err, errWouldBlock) {
+			continue
+		}
+		if err != nil {
+			return p.readError(ctx, err)
+		}
+		now = time.Now()
+		lastData = now
+	}
+}
+
+// fill reads once into the buffer, which holds no whole frame: more of a frame, or the next.
+func (p *player) fill() error {
+	if n := p.br.Buffered(); n < p.br.Size() {
+		_, err := p.br.Peek(n + 1)
+		return err
+	}
+	return nil
+}
+
+func (p *player) readError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("read: %w", err)
+}
+
+// blocking reads the rest of a message that does not fit one batch (an RTSP answer, a frame
+// larger than the buffer) waiting for it, within the read timeout.
+func (p *player) blocking(read func() error) error {
+	if p.rd.block {
+		return read()
+	}
+	if err := p.conn.SetReadDeadline(time.Now().Add(p.timeout)); err != nil {
+		return err
+	}
+	p.rd.block = true
+	err := read()
+	p.rd.block = false
+	if err != nil {
+		return err
+	}
+	return p.conn.SetReadDeadline(time.Time{})
+}
+
+// housekeeping writes receiver reports and keep-alives when they are due.
+func (p *player) housekeeping(now *time.Time, nextReport, nextKeepAlive *time.Time) error {
+	*now = time.Now()
+	wrote := false
+	if now.After(*nextReport) {
+		*nextReport = now.Add(receiverReportPeriod)
+		p.receiverReports(*now)
+		wrote = true
+	}
+	if now.After(*nextKeepAlive) {
+		*nextKeepAlive = now.Add(p.keepAlive)
+		method := base.Options
+		if p.getParameter {
+			method = base.GetParameter
+		}
+		if err := p.writeRequest(method, p.desc.BaseURL, nil, nil); err != nil {
+			return &stepError{"keep-alive", err}
+		}
+		wrote = true
+	}
+	if wrote {
+		if err := p.flush(); err != nil {
+			return &stepError{"write", err}
+		}
+	}
+	return nil
+}
+
+// readOne handles the next message and reports whether it delivered a packet.
+func (p *player) readOne(now time.Time, onPacket func(int, *rtp.Packet, time.Time)) (bool, error) {
+	h, err := p.br.Peek(4)
+	if err != nil {
+		return false, fmt.Errorf("read: %w", err)
+	}
+	if h[0] != base.InterleavedFrameMagicByte {
+		var res *base.Response
+		err := p.blocking(func() (err error) {
+			res, err = p.readMessage()
+			return err
+		})
+		if err != nil {
+			return false, fmt.Errorf("read: %w", err)
+		}
+		if res != nil && res.StatusCode == base.StatusSessionNotFound {
+			return false, errors.New("session lost: 454 Session Not Found")
+		}
+		return false, nil
+	}
+	ch := h[1]
+	size := int(binary.BigEndian.Uint16(h[2:]))
+	var frame []byte
+	if 4+size <= p.br.Size() {
+		b, err := p.br.Peek(4 + size)
+		if err != nil {
+			return false, fmt.Errorf("read: %w", err)
+		}
+		frame = b[4:]
+		defer p.br.Discard(4 + size)
+	} else {
+		p.br.Discard(4)
+		if cap(p.scratch) < size {
+			p.scratch = make([]byte, size)
+		}
+		frame = p.scratch[:size]
+		if err := p.blocking(func() error {
+			_, err := io.ReadFull(p.br, frame)
+			return err
+		}); err != nil {
+			return false, fmt.Errorf("read: %w", err)
+		}
+	}
+	id := p.chans[ch]
+	if id < 0 {
+		return false, nil
+	}
+	track := int(id / 2)
+	if id%2 == 1 {
+		p.tracks[track].takeRTCP(frame, now)
+		return false, nil
+	}
+	if err := p.pkt.Unmarshal(frame); err != nil || p.pkt.Version != 2 {
+		return false, nil // not RTP: a camera's stray frame is no reason to end the session
+	}
+	p.tracks[track].count(p.pkt.SSRC, p.pkt.SequenceNumber)
+	onPacket(track, &p.pkt, now)
+	return true, nil
+}
+
+func (t *playTrack) count(ssrc uint32, seq uint16) {
+	if !t.started || ssrc != t.ssrc {
+		*t = playTrack{rtcpChannel: t.rtcpChannel, ssrc: ssrc, started: true, baseSeq: seq, maxSeq: seq}
+	} else if d := seq - t.maxSeq; d != 0 && d < 0x8000 {
+		if seq < t.maxSeq {
+			t.cycles += 1 << 16
+		}
+		t.maxSeq = seq
+	}
+	t.received++
+}
+
+// takeRTCP remembers the camera's last sender report, which receiver reports refer to.
+func (t *playTrack) takeRTCP(b []byte, now time.Time) {
+	for len(b) >= 4 {
+		n := 4 * (int(binary.BigEndian.Uint16(b[2:])) + 1)
+		if b[0]>>6 != 2 || n > len(b) {
+			return
+		}
+		if b[1] == 200 && n >= 28 {
+			t.lastSR = binary.BigEndian.Uint32(b[10:])
+			t.lastSRAt = now
+		}
+		b = b[n:]
+	}
+}
+
+// receiverReports buffers one RTCP receiver report per track that has received something.
+func (p *player) receiverReports(now time.Time) {
+	for i := range p.tracks {
+		t := &p.tracks[i]
+		if !t.started {
+			continue
+		}
+		extMax := t.cycles + uint32(t.maxSeq)
+		expected := extMax - uint32(t.baseSeq) + 1
+		lost := int64(expected) - int64(t.received)
+		lost = min(max(lost, 0), 0x7fffff)
+		expInterval := expected - t.expectedPrior
+		recvInterval := t.received - t.receivedPrior
+		t.expectedPrior, t.receivedPrior = expected, t.received
+		var fraction byte
+		if expInterval > 0 && expInterval > recvInterval {
+			fraction = byte((uint64(expInterval-recvInterval) << 8) / uint64(expInterval))
+		}
+		var dlsr uint32
+		if !t.lastSRAt.IsZero() {
+			dlsr = uint32(now.Sub(t.lastSRAt).Seconds() * 65536)
+		}
+		b := p.rr[:]
+		b[0], b[1] = base.InterleavedFrameMagicByte, byte(t.rtcpChannel)
+		binary.BigEndian.PutUint16(b[2:], 32)
+		b[4], b[5] = 0x81, 201 // version 2, one report block; receiver report
+		binary.BigEndian.PutUint16(b[6:], 32/4-1)
+		binary.BigEndian.PutUint32(b[8:], p.ssrc)
+		binary.BigEndian.PutUint32(b[12:], t.ssrc)
+		binary.BigEndian.PutUint32(b[16:], uint32(lost))
+		b[16] = fraction
+		binary.BigEndian.PutUint32(b[20:], extMax)
+		binary.BigEndian.PutUint32(b[24:], 0) // jitter: not measured
+		binary.BigEndian.PutUint32(b[28:], t.lastSR)
+		binary.BigEndian.PutUint32(b[32:], dlsr)
+		p.out = append(p.out, b...)
+	}
+}
+
+// teardown ends the session politely when the relay stops, so that a camera with few
+// sessions to give has this one back at once; a failed session is only closed.
+func (p *player) teardown(ctx context.Context) {
+	if ctx.Err() != nil {
+		// Straight to the connection, with a short deadline of its own: a camera that does
+		// not read must not hold the relay's shutdown.
+		p.out = p.out[:0]
+		if p.writeRequest(base.Teardown, p.desc.BaseURL, nil, nil) == nil &&
+			p.conn.SetWriteDeadline(time.Now().Add(time.Second)) == nil {
+			p.conn.Write(p.out)
+		}
+	}
+	p.conn.Close()
+}
