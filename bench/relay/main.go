@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,7 @@ import (
 func main() {
 	counts := flag.String("n", "1,10,40", "comma-separated stream counts")
 	dur := flag.Duration("dur", 20*time.Second, "measurement window per run")
+	reps := flag.Int("reps", 1, "measure every way this many times per stream count, interleaved, and print the medians")
 	child := flag.Bool("child", false, "internal: run the relays (src and dst base URLs, -n streams)")
 	bin := flag.String("bin", "", "camgate binary: also measure `camgate run` relaying the same streams")
 	profile := flag.String("profile", "", "write CPU and heap profiles of the rtsp.Relay child to PREFIX-N.cpu and PREFIX-N.heap")
@@ -50,7 +52,7 @@ func main() {
 		runRelays(*src, *dst, n, *profile, *dur)
 		return
 	}
-	if err := run(*counts, *dur, *bin, *profile, complaints); err != nil {
+	if err := run(*counts, *dur, *reps, *bin, *profile, complaints); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -61,11 +63,13 @@ func runRelays(src, dst string, n int, profile string, dur time.Duration) {
 	if profile != "" {
 		go writeProfiles(fmt.Sprintf("%s-%d", profile, n), dur)
 	}
+	// One pacer for all relays, as camgate run has.
+	pacer := rtsp.NewPacer(0, 0)
 	var wg sync.WaitGroup
 	for i := range n {
 		r := rtsp.NewRelay(rtsp.RelayConfig{
 			Source: fmt.Sprintf("%s/cam%d", src, i), Audio: true,
-			Publish: fmt.Sprintf("%s/camgate%d", dst, i), Logger: logger,
+			Publish: fmt.Sprintf("%s/camgate%d", dst, i), Logger: logger, Pacer: pacer,
 		})
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = r.Run(context.Background()) }()
@@ -73,7 +77,7 @@ func runRelays(src, dst string, n int, profile string, dur time.Duration) {
 	wg.Wait()
 }
 
-func run(counts string, dur time.Duration, bin, profile string, complaints *complaintCounter) error {
+func run(counts string, dur time.Duration, reps int, bin, profile string, complaints *complaintCounter) error {
 	ff, err := exec.LookPath("ffmpeg")
 	if err != nil {
 		return fmt.Errorf("ffmpeg not found: install the Debian package ffmpeg")
@@ -123,39 +127,58 @@ func run(counts string, dur time.Duration, bin, profile string, complaints *comp
 		}
 		time.Sleep(3 * time.Second)
 
-		var rows []row
-		if bin != "" {
-			cfg, err := daemonConfig(dir, n, cams.URL(), up.URL())
-			if err != nil {
-				return err
+		// Each repetition measures every way again, in the same order, so that the ratios of one
+		// repetition come from the same minutes; the median of each way's ratios is printed last.
+		ratios := map[string][]float64{}
+		rssRatios := map[string][]float64{}
+		var order []string
+		for rep := 1; rep <= reps; rep++ {
+			var rows []row
+			if bin != "" {
+				cfg, err := daemonConfig(dir, n, cams.URL(), up.URL())
+				if err != nil {
+					return err
+				}
+				daemon := []*exec.Cmd{start(bin, "run", "-c", cfg)}
+				rows = append(rows, measure(n, "camgate run", daemon, cams, up, "run-cam", dur, complaints))
+				stopAll(daemon)
 			}
-			daemon := []*exec.Cmd{start(bin, "run", "-c", cfg)}
-			rows = append(rows, measure(n, "camgate run", daemon, cams, up, "run-cam", dur, complaints))
-			stopAll(daemon)
-		}
 
-		lib := []*exec.Cmd{start(self, "-child", "-n", strconv.Itoa(n), "-src", cams.URL(), "-dst", up.URL(),
-			"-profile", profile, "-dur", dur.String())}
-		rows = append(rows, measure(n, "rtsp.Relay", lib, cams, up, "camgate", dur, complaints))
-		stopAll(lib)
+			lib := []*exec.Cmd{start(self, "-child", "-n", strconv.Itoa(n), "-src", cams.URL(), "-dst", up.URL(),
+				"-profile", profile, "-dur", dur.String())}
+			rows = append(rows, measure(n, "rtsp.Relay", lib, cams, up, "camgate", dur, complaints))
+			stopAll(lib)
 
-		var copies []*exec.Cmd
-		for i := range n {
-			copies = append(copies, start(ff, "-hide_banner", "-loglevel", "error", "-rtsp_transport", "tcp",
-				"-i", fmt.Sprintf("%s/cam%d", cams.URL(), i), "-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp",
-				fmt.Sprintf("%s/ffmpeg%d", up.URL(), i)))
+			var copies []*exec.Cmd
+			for i := range n {
+				copies = append(copies, start(ff, "-hide_banner", "-loglevel", "error", "-rtsp_transport", "tcp",
+					"-i", fmt.Sprintf("%s/cam%d", cams.URL(), i), "-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp",
+					fmt.Sprintf("%s/ffmpeg%d", up.URL(), i)))
+			}
+			peer := measure(n, "ffmpeg", copies, cams, up, "ffmpeg", dur, complaints)
+			stopAll(copies)
+			for _, r := range append(rows, peer) {
+				fmt.Printf("%-8d %-12s %12.2f %10.1f %9.1f %8.1f %10.2f %10.3f %9d\n", r.n, r.name, r.cpuPct, r.rssMiB, r.framesPct, r.camFPS,
+					r.cpuPct/peer.cpuPct, r.rssMiB/peer.rssMiB, r.srvDrops)
+				if r.camFPS < 24 || r.srvDrops > 0 {
+					fmt.Printf("# INVALID row above (%d %s): cameras at %.1f fps, %d complaints of dropped or lost packets from the stand-in servers: the machine was starved, not only the relay\n",
+						r.n, r.name, r.camFPS, r.srvDrops)
+					continue
+				}
+				if _, ok := ratios[r.name]; !ok {
+					order = append(order, r.name)
+				}
+				ratios[r.name] = append(ratios[r.name], r.cpuPct/peer.cpuPct)
+				rssRatios[r.name] = append(rssRatios[r.name], r.rssMiB)
+			}
 		}
-		peer := measure(n, "ffmpeg", copies, cams, up, "ffmpeg", dur, complaints)
-		stopAll(copies)
+		if reps > 1 {
+			for _, name := range order {
+				fmt.Printf("# median of %d valid runs, %d streams, %s: cpu/ffmpeg %.2f, rss %.1f MiB\n",
+					len(ratios[name]), n, name, median(ratios[name]), median(rssRatios[name]))
+			}
+		}
 		stopAll(procs)
-		for _, r := range append(rows, peer) {
-			fmt.Printf("%-8d %-12s %12.2f %10.1f %9.1f %8.1f %10.2f %10.3f %9d\n", r.n, r.name, r.cpuPct, r.rssMiB, r.framesPct, r.camFPS,
-				r.cpuPct/peer.cpuPct, r.rssMiB/peer.rssMiB, r.srvDrops)
-			if r.camFPS < 24 || r.srvDrops > 0 {
-				fmt.Printf("# INVALID row above (%d %s): cameras at %.1f fps, %d complaints of dropped or lost packets from the stand-in servers: the machine was starved, not only the relay\n",
-					r.n, r.name, r.camFPS, r.srvDrops)
-			}
-		}
 	}
 	return nil
 }
@@ -250,7 +273,7 @@ func (c *complaintCounter) Write(p []byte) (int, error) {
 func measure(n int, name string, procs []*exec.Cmd, cams, up *sim.MediaServer, prefix string, dur time.Duration, complaints *complaintCounter) row {
 	time.Sleep(3 * time.Second)
 	drops0 := complaints.n.Load()
-	cpu0 := cpuTicks(procs)
+	cpu0 := cpuNanos(procs)
 	// Upstream lags the cameras by a moment: read it half a second after the cameras, at both
 	// ends of the window.
 	in0 := frames(cams, "cam", n)
@@ -258,19 +281,27 @@ func measure(n int, name string, procs []*exec.Cmd, cams, up *sim.MediaServer, p
 	time.Sleep(500 * time.Millisecond)
 	out0 := frames(up, prefix, n)
 	time.Sleep(dur - 500*time.Millisecond)
-	cpu1, rss := cpuTicks(procs), rssBytes(procs)
+	cpu1, rss := cpuNanos(procs), rssBytes(procs)
 	in1 := frames(cams, "cam", n)
 	elapsed := time.Since(t0).Seconds()
 	time.Sleep(500 * time.Millisecond)
 	out1 := frames(up, prefix, n)
-	const ticksPerSecond = 100 // USER_HZ on Linux
 	r := row{n: n, name: name, rssMiB: float64(rss) / (1 << 20), srvDrops: complaints.n.Load() - drops0}
-	r.cpuPct = float64(cpu1-cpu0) / ticksPerSecond / elapsed * 100 / float64(n)
+	r.cpuPct = float64(cpu1-cpu0) / 1e9 / elapsed * 100 / float64(n)
 	r.camFPS = float64(in1-in0) / elapsed / float64(n)
 	if in1 > in0 {
 		r.framesPct = float64(out1-out0) / float64(in1-in0) * 100
 	}
 	return r
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 func frames(m *sim.MediaServer, prefix string, n int) uint64 {
@@ -283,20 +314,24 @@ func frames(m *sim.MediaServer, prefix string, n int) uint64 {
 	return total
 }
 
-// cpuTicks sums user+system clock ticks of the processes from /proc/PID/stat.
-func cpuTicks(procs []*exec.Cmd) uint64 {
+// cpuNanos sums the time the processes' threads spent on a CPU, from
+// /proc/PID/task/TID/schedstat: nanoseconds, where /proc/PID/stat counts 10 ms ticks, which
+// at one stream (about 0.5 % of a core, 10 ticks in a 20 s window) is a 10 % error by itself.
+// Both Go and ffmpeg keep their threads for the process's life, so none is lost by exiting
+// during the window.
+func cpuNanos(procs []*exec.Cmd) uint64 {
 	var total uint64
 	for _, p := range procs {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Process.Pid))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		if len(fields) > 12 {
-			u, _ := strconv.ParseUint(fields[11], 10, 64)
-			k, _ := strconv.ParseUint(fields[12], 10, 64)
-			total += u + k
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", p.Process.Pid))
+		for _, t := range tasks {
+			b, err := os.ReadFile(t)
+			if err != nil {
+				continue
+			}
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				ns, _ := strconv.ParseUint(f[0], 10, 64)
+				total += ns
+			}
 		}
 	}
 	return total
