@@ -271,18 +271,21 @@ const stateRefresh = time.Minute
 // publishStates queues each camera's state when something a user would notice changed (online,
 // relaying, codec, resolution, an error), and at most once a stateRefresh otherwise.
 func (a *Agent) publishStates(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
+	wait := time.Second
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
 		link := a.link.Load()
 		if link == nil || link.mqtt == nil {
+			// Without MQTT only a change of settings can give it work: look now and then
+			// rather than wake every second for nothing.
+			wait = 5 * time.Second
 			continue
 		}
+		wait = time.Second
 		for _, c := range a.Cameras() {
 			st := cameraState{
 				Online: c.Relay.Online, Relaying: c.Relay.Relaying, Enabled: c.Enabled, Codec: c.Relay.Codec,

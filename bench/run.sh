@@ -10,6 +10,7 @@ GO=${GO:-go}
 BIN=${BIN:-bin/camgate}
 RELAY_COUNTS=${RELAY_COUNTS:-1,10,40}
 RELAY_DUR=${RELAY_DUR:-20s}
+RELAY_REPS=${RELAY_REPS:-3}
 MOTION_SUSTAIN=${MOTION_SUSTAIN:-60s}
 DRAIN_N=${DRAIN_N:-20000}
 
@@ -46,7 +47,7 @@ echo "binary:   $BIN $(stat -c %s "$BIN" 2>/dev/null) bytes"
 # Issue 3: relay.
 step "rtsp forward path allocations" $GO test -count=1 -run '^$' -bench Forward -benchmem ./rtsp/
 step "cross-compiled sizes" make --no-print-directory cross
-step "relay vs ffmpeg -c copy" $GO run ./bench/relay -n "$RELAY_COUNTS" -dur "$RELAY_DUR" -bin "$BIN"
+step "relay vs ffmpeg -c copy" $GO run ./bench/relay -n "$RELAY_COUNTS" -dur "$RELAY_DUR" -reps "$RELAY_REPS" -bin "$BIN"
 
 # Issue 4: outbox and MQTT.
 step "outbox durable enqueue" $GO test -count=3 -run '^$' -bench EnqueueDurable ./store/

@@ -258,6 +258,7 @@ func (p *player) play(ctx context.Context, pacer *Pacer, onPacket func(track int
 		defer func() { p.rd.block = true }()
 	}
 	paced := false
+	var deadlineAt time.Time // when the read deadline was last moved, unpaced
 	now := time.Now()
 	lastData := now
 	nextReport := now.Add(receiverReportPeriod)
@@ -298,7 +299,7 @@ func (p *player) play(ctx context.Context, pacer *Pacer, onPacket func(track int
 			if err := p.conn.SetReadDeadline(time.Time{}); err != nil {
 				return err
 			}
-			lastData = now
+			lastData, deadlineAt = now, time.Time{}
 		}
 		if paced {
 			if now.Sub(lastData) > p.timeout {
@@ -309,8 +310,13 @@ func (p *player) play(ctx context.Context, pacer *Pacer, onPacket func(track int
 				return nil
 			case <-pacer.next():
 			}
-		} else if err := p.conn.SetReadDeadline(now.Add(p.timeout)); err != nil {
-			return err
+		} else if now.Sub(deadlineAt) >= time.Second {
+			// Moving the deadline is a timer update: once a second is enough for a timeout
+			// of seconds, and spares one per read.
+			deadlineAt = now
+			if err := p.conn.SetReadDeadline(now.Add(p.timeout)); err != nil {
+				return err
+			}
 		}
 		err := p.fill()
 		if errors.Is(err, errWouldBlock) {

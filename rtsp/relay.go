@@ -92,6 +92,7 @@ type Relay struct {
 	spsFPS      float64
 	samples     [6]rateSample
 	nsamples    int
+	lastSample  time.Time
 }
 
 type rateSample struct {
@@ -137,7 +138,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		return fmt.Errorf("upstream: scheme must be rtsp, rtsps, rtmp or rtmps, not %q", dst.Scheme)
 	}
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		r.loop(ctx, "camera", func(ctx context.Context) error { return r.runSource(ctx, src) }, &r.online)
@@ -145,10 +146,6 @@ func (r *Relay) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		r.loop(ctx, "upstream", func(ctx context.Context) error { return r.runSink(ctx, dst) }, &r.relaying)
-	}()
-	go func() {
-		defer wg.Done()
-		r.sampleRates(ctx)
 	}()
 	wg.Wait()
 	return nil
@@ -224,21 +221,19 @@ func (r *Relay) currentTracks() (*trackSet, <-chan struct{}) {
 	return r.tracks, r.tracksEvent
 }
 
-func (r *Relay) sampleRates(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		r.mu.Lock()
-		copy(r.samples[1:], r.samples[:len(r.samples)-1])
-		r.samples[0] = rateSample{at: time.Now(), bytes: r.fwd.bytesIn.Load(), frames: r.fwd.framesIn.Load()}
-		r.nsamples = min(r.nsamples+1, len(r.samples))
-		r.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+// sampleRates records the camera side's counters at most once a second, for the bitrate and
+// frame rate in Stats. The camera goroutine calls it as packets arrive, so that a relay needs
+// no timer of its own: on a gateway every timer wake-up costs about as much as a batch of video.
+func (r *Relay) sampleRates(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.lastSample) < time.Second {
+		return
 	}
+	r.lastSample = now
+	copy(r.samples[1:], r.samples[:len(r.samples)-1])
+	r.samples[0] = rateSample{at: now, bytes: r.fwd.bytesIn.Load(), frames: r.fwd.framesIn.Load()}
+	r.nsamples = min(r.nsamples+1, len(r.samples))
 }
 
 // Stats returns a snapshot; it is safe to call at any time from any goroutine.
@@ -264,7 +259,8 @@ func (r *Relay) Stats() Stats {
 		}
 	}
 	s.Width, s.Height = r.width, r.height
-	if r.nsamples >= 2 {
+	// Samples stop with the camera's packets: rates more than two seconds old are no rates.
+	if r.nsamples >= 2 && time.Since(r.samples[0].at) < 2*time.Second {
 		newest, oldest := r.samples[0], r.samples[r.nsamples-1]
 		if dt := newest.at.Sub(oldest.at).Seconds(); dt > 0 {
 			s.BitrateBps = int64(float64(newest.bytes-oldest.bytes) * 8 / dt)

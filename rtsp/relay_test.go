@@ -90,6 +90,10 @@ func TestRelayToRTSPServer(t *testing.T) {
 			if st.Width != 640 || st.Height != 360 {
 				t.Errorf("Stats size = %dx%d, want 640x360", st.Width, st.Height)
 			}
+			// Rates come from samples the camera goroutine takes as packets arrive.
+			if st.FPS < 20 || st.FPS > 30 || st.BitrateBps <= 0 {
+				t.Errorf("Stats rate = %.1f fps, %d bit/s; want about 25 fps and some bits", st.FPS, st.BitrateBps)
+			}
 			if st.FramesOut == 0 || st.FramesIn < st.FramesOut {
 				t.Errorf("Stats frames in/out = %d/%d", st.FramesIn, st.FramesOut)
 			}

@@ -131,6 +131,7 @@ func (r *Relay) drain(p *publisher, now time.Time, block bool) error {
 // goroutine hand-off less per batch, and a slow uplink still never stalls the camera side.
 func (r *Relay) batchDone(now time.Time) {
 	r.online.Store(true)
+	r.sampleRates(now)
 	if r.sinkMu.TryLock() {
 		p := r.inline
 		done := p != nil && r.drain(p, now, false) == nil && len(p.out) == 0 && r.fwd.empty()

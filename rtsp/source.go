@@ -156,9 +156,11 @@ func (r *Relay) runUDPSource(ctx context.Context, u *url.URL) error {
 	r.startTracks(sel)
 	for i, s := range sel {
 		c.OnPacketRTP(s.media, s.format, func(pkt *rtp.Packet) {
+			now := time.Now()
 			r.online.Store(true)
-			r.fwd.push(i, pkt, time.Now())
+			r.fwd.push(i, pkt, now)
 			r.fwd.wake()
+			r.sampleRates(now)
 		})
 	}
 	if _, err := c.Play(nil); err != nil {
