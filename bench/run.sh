@@ -45,7 +45,7 @@ echo "mosquitto: $(/usr/sbin/mosquitto -h 2>/dev/null | head -1)"
 echo "binary:   $BIN $(stat -c %s "$BIN" 2>/dev/null) bytes"
 
 # Issue 3: relay.
-step "rtsp forward path allocations" $GO test -count=1 -run '^$' -bench Forward -benchmem ./rtsp/
+step "rtsp forward path allocations" $GO test -count=1 -run '^$' -bench 'Forward|PublisherWrite|PlayerRead' -benchmem ./rtsp/
 step "cross-compiled sizes" make --no-print-directory cross
 step "relay vs ffmpeg -c copy" $GO run ./bench/relay -n "$RELAY_COUNTS" -dur "$RELAY_DUR" -reps "$RELAY_REPS" -bin "$BIN"
 

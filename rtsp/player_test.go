@@ -185,3 +185,48 @@ func FuzzPlayerRead(f *testing.F) {
 		p.play(context.Background(), nil, func(int, *rtp.Packet, time.Time) {}, func(time.Time) {})
 	})
 }
+
+// repeatReader returns frame over and over, as a camera that never stops sending.
+type repeatReader struct {
+	frame []byte
+	off   int
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		c := copy(p[n:], r.frame[r.off:])
+		n += c
+		r.off = (r.off + c) % len(r.frame)
+	}
+	return n, nil
+}
+
+// The camera side reads an interleaved frame, parses its RTP header where it lies and queues it,
+// without allocating.
+func BenchmarkPlayerRead(b *testing.B) {
+	payload := make([]byte, 1400)
+	payload[0] = 0x65 // an IDR slice: the gate opens and every packet is queued
+	pkt, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, Marker: true}, Payload: payload}).Marshal()
+	frame := append([]byte{'$', 0, byte(len(pkt) >> 8), byte(len(pkt))}, pkt...)
+	p := scriptedPlayer("")
+	p.br = bufio.NewReaderSize(&repeatReader{frame: frame}, playBuffer)
+	p.tracks = make([]playTrack, 1)
+	for i := range p.chans {
+		p.chans[i] = -1
+	}
+	p.chans[0], p.chans[1] = 0, 1
+	f := newForwarder(256)
+	f.setTracks(codecH264, []int{90000}, [3][]byte{})
+	var out packet
+	onPacket := func(track int, pkt *rtp.Packet, now time.Time) { f.push(track, pkt, now) }
+	now := time.Now()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frame)))
+	for b.Loop() {
+		if _, err := p.readOne(now, onPacket); err != nil {
+			b.Fatal(err)
+		}
+		f.pop(&out)
+	}
+}
