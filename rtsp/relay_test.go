@@ -175,6 +175,7 @@ func TestRelayToFFmpeg(t *testing.T) {
 	camStart := cam.snapshot("cam").videoFrames
 	waitFor(t, 15*time.Second, "camera to finish", func() bool { return !r.Stats().Online })
 	camSent := cam.snapshot("cam").videoFrames - camStart
+	st := r.Stats()
 	stop()
 	select {
 	case <-recvDone:
@@ -184,7 +185,8 @@ func TestRelayToFFmpeg(t *testing.T) {
 
 	video, audio, firstKey := ffprobeCounts(t, out)
 	if video < camSent*95/100 {
-		t.Errorf("ffprobe counts %d video frames, camera sent %d while relaying: want >= 95%%", video, camSent)
+		t.Errorf("ffprobe counts %d video frames, camera sent %d while relaying: want >= 95%% (relay: %d frames in, %d out, %d dropped, %d reconnects, last error %q)",
+			video, camSent, st.FramesIn, st.FramesOut, st.Dropped, st.Reconnects, st.LastError)
 	}
 	if audio == 0 {
 		t.Error("no audio frames in the received file")

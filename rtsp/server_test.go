@@ -71,7 +71,11 @@ func (s *testServer) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCt
 	defer s.mu.Unlock()
 	for path, st := range s.streams {
 		if st.publisher == ctx.Session {
-			st.stream.Close()
+			// Like a camera that stops sending before it hangs up, give readers a moment to
+			// receive what is still queued for them; closing at once would cut the stream's
+			// tail on a loaded machine and count it against the relay.
+			stream := st.stream
+			time.AfterFunc(300*time.Millisecond, stream.Close)
 			st.stream = nil
 			st.publisher = nil
 			s.streams[path] = st
