@@ -4,7 +4,7 @@
 # Nothing leaves loopback (multicast only inside a network namespace bench/discovery makes).
 # A step that fails is reported and the run goes on; the exit status says whether any failed.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 GO=${GO:-go}
 BIN=${BIN:-bin/camgate}
@@ -45,22 +45,22 @@ echo "mosquitto: $(/usr/sbin/mosquitto -h 2>/dev/null | head -1)"
 echo "binary:   $BIN $(stat -c %s "$BIN" 2>/dev/null) bytes"
 
 # Issue 3: relay.
-step "rtsp forward path allocations" $GO test -count=1 -run '^$' -bench 'Forward|PublisherWrite|PlayerRead' -benchmem ./rtsp/
+step "rtsp forward path allocations" "$GO" test -count=1 -run '^$' -bench 'Forward|PublisherWrite|PlayerRead' -benchmem ./rtsp/
 step "cross-compiled sizes" make --no-print-directory cross
-step "relay vs ffmpeg -c copy" $GO run ./bench/relay -n "$RELAY_COUNTS" -dur "$RELAY_DUR" -reps "$RELAY_REPS" -bin "$BIN"
+step "relay vs ffmpeg -c copy" "$GO" run ./bench/relay -n "$RELAY_COUNTS" -dur "$RELAY_DUR" -reps "$RELAY_REPS" -bin "$BIN"
 
 # Issue 4: outbox and MQTT.
-step "outbox durable enqueue" $GO test -count=3 -run '^$' -bench EnqueueDurable ./store/
-step "outbox flash wear" $GO test -count=1 -run '^$' -bench FlashWear ./store/
-step "drain to mosquitto QoS 1" $GO test -count=3 -run '^$' -bench DrainQoS1 -benchtime "${DRAIN_N}x" ./uplink/
-step "peer: mosquitto_pub -l -q 1" $GO run ./bench/mqttpeer -n "$DRAIN_N" -rounds 3
+step "outbox durable enqueue" "$GO" test -count=3 -run '^$' -bench EnqueueDurable ./store/
+step "outbox flash wear" "$GO" test -count=1 -run '^$' -bench FlashWear ./store/
+step "drain to mosquitto QoS 1" "$GO" test -count=3 -run '^$' -bench DrainQoS1 -benchtime "${DRAIN_N}x" ./uplink/
+step "peer: mosquitto_pub -l -q 1" "$GO" run ./bench/mqttpeer -n "$DRAIN_N" -rounds 3
 
 # Issue 5: discovery.
-step "discovery to full inventory" $GO run ./bench/discovery -cameras 20 -rounds 5
+step "discovery to full inventory" "$GO" run ./bench/discovery -cameras 20 -rounds 5
 
 # Issue 6: motion.
-step "smtp in-process DATA to handler" $GO test -count=1 -run '^$' -bench DataToHandler -benchtime 1000x ./smtp/
-step "alarm mail to event sink through camgate run" $GO run ./bench/motion -bin "$BIN" -cameras 1000 -rate 100 -sustain "$MOTION_SUSTAIN" -sustain-cameras 20
+step "smtp in-process DATA to handler" "$GO" test -count=1 -run '^$' -bench DataToHandler -benchtime 1000x ./smtp/
+step "alarm mail to event sink through camgate run" "$GO" run ./bench/motion -bin "$BIN" -cameras 1000 -rate 100 -sustain "$MOTION_SUSTAIN" -sustain-cameras 20
 
 echo
 echo "=== done in $SECONDS s; loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
