@@ -358,6 +358,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 			a.unregisterLocked(ctx, id)
 		}
 	}
+	assigned := len(a.agentIDs)
 	for id, w := range want {
 		conf := w.conf
 		e, ok := a.cameras[id]
@@ -386,11 +387,14 @@ func (a *Agent) reconcile(ctx context.Context) {
 			}
 			a.startRelayLocked(ctx, e, rc)
 		}
-		a.registerLocked(ctx, e)
+		a.registerLocked(ctx, &cfg, e)
 	}
 	a.unregisterGoneLocked(ctx)
-	if err := a.saveAgentIDsLocked(); err != nil {
-		a.log.Error("saving agent ids", "err", err)
+	// Agent ids are only ever added (a camera removed and added again keeps its id).
+	if len(a.agentIDs) != assigned {
+		if err := a.saveAgentIDsLocked(); err != nil {
+			a.log.Error("saving agent ids", "err", err)
+		}
 	}
 }
 

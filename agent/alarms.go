@@ -85,7 +85,6 @@ func (a *Agent) startSMTP(ctx context.Context, cfg *Config, wg *sync.WaitGroup) 
 	if err := srv.Listen(ctx); err != nil {
 		return fmt.Errorf("smtp: %w", err)
 	}
-	a.log.Info("alarm mail server listening", "addr", srv.Addr().String())
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

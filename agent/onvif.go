@@ -33,6 +33,15 @@ type onvifLink struct {
 	err    string        // why resolution fails, in words
 }
 
+// setErr records why resolution fails and tells whether that is news.
+func (l *onvifLink) setErr(msg string) (changed bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	changed = l.err != msg
+	l.err = msg
+	return changed
+}
+
 func (l *onvifLink) state() (dev *onvif.Device, client *onvif.Client, stream, err string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -87,9 +96,7 @@ func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, l *o
 	log := a.log.With("camera_id", id, "onvif", conf.URL)
 	client, err := onvif.NewClient(onvif.ClientConfig{XAddr: conf.URL, Username: conf.Username, Password: conf.Password, Logger: log})
 	if err != nil {
-		l.mu.Lock()
-		l.err = "ONVIF: " + err.Error()
-		l.mu.Unlock()
+		l.setErr("ONVIF: " + err.Error())
 		a.requestReconcile()
 		return
 	}
@@ -118,13 +125,9 @@ func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, l *o
 		}
 		msg := "ONVIF: " + err.Error()
 		if errors.Is(err, onvif.ErrUnauthorized) {
-			msg = "ONVIF: " + err.Error() + ": check the camera's username and password"
+			msg += ": check the camera's username and password"
 		}
-		l.mu.Lock()
-		changed := l.err != msg
-		l.err = msg
-		l.mu.Unlock()
-		if changed {
+		if l.setErr(msg) {
 			log.Warn("ONVIF camera not resolved, will retry", "err", err, "retry_in", delay)
 			a.requestReconcile()
 		}
@@ -262,12 +265,7 @@ func (a *Agent) runPathProbe(ctx context.Context, id string, conf CameraConfig, 
 			a.requestReconcile()
 			return
 		}
-		msg := err.Error()
-		l.mu.Lock()
-		changed := l.err != msg
-		l.err = msg
-		l.mu.Unlock()
-		if changed {
+		if l.setErr(err.Error()) {
 			log.Warn("no stream path found, will retry", "err", err, "retry_in", delay)
 			a.requestReconcile()
 		}

@@ -171,13 +171,12 @@ func (a *Agent) registrationOf(cfg *Config, e *cameraEntry) registration {
 // registerLocked queues the camera's retained registration when it changed since last queued.
 // After a restart everything is queued once more: retained messages make that harmless, and it
 // repairs a broker that lost its retained store.
-func (a *Agent) registerLocked(ctx context.Context, e *cameraEntry) {
+func (a *Agent) registerLocked(ctx context.Context, cfg *Config, e *cameraEntry) {
 	link := a.link.Load()
 	if link == nil || link.mqtt == nil {
 		return
 	}
-	cfg := a.loaded.Config
-	reg := a.registrationOf(&cfg, e)
+	reg := a.registrationOf(cfg, e)
 	key, _ := json.Marshal(reg)
 	link.mu.Lock()
 	same := link.lastReg[e.id] == string(key)

@@ -296,7 +296,6 @@ func (a *Agent) startWeb(ctx context.Context, cfg *Config, code string, wg *sync
 	a.mu.Lock()
 	a.webAddr = srv.Addr().String()
 	a.mu.Unlock()
-	a.log.Info("pairing page listening", "url", "http://"+srv.Addr().String()+"/", "setup_code", code)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
