@@ -154,6 +154,21 @@ func dialRTSP(ctx context.Context, u *url.URL, timeout time.Duration, readBuf, w
 	return c, nil
 }
 
+// setUp runs handshake on the connection, closing it if ctx ends meanwhile (closing is what
+// unblocks a handshake step) or the handshake fails.
+func (c *rtspConn) setUp(ctx context.Context, handshake func() error) error {
+	stop := context.AfterFunc(ctx, func() { c.conn.Close() })
+	defer stop()
+	if err := handshake(); err != nil {
+		c.conn.Close()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	return nil
+}
+
 // do sends one request and reads its answer, answering one authentication challenge. Any
 // status but 200 is an error (liberrors.ErrClientBadStatusCode), except the redirects that
 // the caller asked to see.

@@ -246,13 +246,6 @@ func (f *forwarder) enqueueLocked(track int, h *rtp.Header, payload []byte, now 
 	return true
 }
 
-// empty reports whether nothing is queued.
-func (f *forwarder) empty() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.n == 0
-}
-
 // wake tells the upstream side that packets were queued. The camera side calls it once per
 // batch of pushes, so that a batch costs the upstream side one wake-up.
 func (f *forwarder) wake() {

@@ -47,7 +47,9 @@ type player struct {
 	ssrc         uint32 // ours, in receiver reports
 	pkt          rtp.Packet
 	scratch      []byte // frames larger than the read buffer
-	rr           [4 + 32]byte
+	// When the next receiver reports and keep-alive are due.
+	nextReport, nextKeepAlive time.Time
+	rr                        [4 + 32]byte
 }
 
 // playTrack is what receiver reports of one track are made of (RFC 3550 appendix A.1 and A.3).
@@ -73,13 +75,7 @@ func dialPlayer(ctx context.Context, u *url.URL, audio bool, timeout time.Durati
 		return nil, err
 	}
 	p := &player{rtspConn: *c, ssrc: rand.Uint32()}
-	stop := context.AfterFunc(ctx, func() { p.conn.Close() })
-	defer stop()
-	if err := p.handshake(audio); err != nil {
-		p.conn.Close()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
+	if err := p.setUp(ctx, func() error { return p.handshake(audio) }); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -261,8 +257,7 @@ func (p *player) play(ctx context.Context, pacer *Pacer, onPacket func(track int
 	var deadlineAt time.Time // when the read deadline was last moved, unpaced
 	now := time.Now()
 	lastData := now
-	nextReport := now.Add(receiverReportPeriod)
-	nextKeepAlive := now.Add(p.keepAlive)
+	p.nextReport, p.nextKeepAlive = now.Add(receiverReportPeriod), now.Add(p.keepAlive)
 	pending := false
 	for {
 		for p.frameReady() {
@@ -288,7 +283,8 @@ func (p *player) play(ctx context.Context, pacer *Pacer, onPacket func(track int
 			}
 			continue
 		}
-		if err := p.housekeeping(&now, &nextReport, &nextKeepAlive); err != nil {
+		now = time.Now()
+		if err := p.housekeeping(now); err != nil {
 			return err
 		}
 		if on := canPace && pacer.active(); on != paced {
@@ -365,16 +361,13 @@ func (p *player) blocking(read func() error) error {
 }
 
 // housekeeping writes receiver reports and keep-alives when they are due.
-func (p *player) housekeeping(now *time.Time, nextReport, nextKeepAlive *time.Time) error {
-	*now = time.Now()
-	wrote := false
-	if now.After(*nextReport) {
-		*nextReport = now.Add(receiverReportPeriod)
-		p.receiverReports(*now)
-		wrote = true
+func (p *player) housekeeping(now time.Time) error {
+	if now.After(p.nextReport) {
+		p.nextReport = now.Add(receiverReportPeriod)
+		p.receiverReports(now)
 	}
-	if now.After(*nextKeepAlive) {
-		*nextKeepAlive = now.Add(p.keepAlive)
+	if now.After(p.nextKeepAlive) {
+		p.nextKeepAlive = now.Add(p.keepAlive)
 		method := base.Options
 		if p.getParameter {
 			method = base.GetParameter
@@ -382,12 +375,9 @@ func (p *player) housekeeping(now *time.Time, nextReport, nextKeepAlive *time.Ti
 		if err := p.writeRequest(method, p.desc.BaseURL, nil, nil); err != nil {
 			return &stepError{"keep-alive", err}
 		}
-		wrote = true
 	}
-	if wrote {
-		if err := p.flush(); err != nil {
-			return &stepError{"write", err}
-		}
+	if err := p.flush(); err != nil { // nothing to write is no system call
+		return &stepError{"write", err}
 	}
 	return nil
 }

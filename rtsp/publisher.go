@@ -54,14 +54,7 @@ func dialPublisher(ctx context.Context, u *url.URL, medias []*description.Media,
 	for i, m := range medias {
 		p.tracks[i].clockRate = m.Formats[0].ClockRate()
 	}
-	// Closing the connection is what unblocks a handshake step when ctx ends.
-	stop := context.AfterFunc(ctx, func() { p.conn.Close() })
-	defer stop()
-	if err := p.handshake(medias); err != nil {
-		p.conn.Close()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
+	if err := p.setUp(ctx, func() error { return p.handshake(medias) }); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -16,6 +16,8 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/pion/rtp"
+
+	"github.com/camgate/camgate/internal/testtool"
 )
 
 // testServer is a loopback RTSP server that accepts publishers (ffmpeg as a camera, or a Relay
@@ -197,14 +199,7 @@ func (s *testServer) snapshot(path string) testStream {
 // missing.
 func needTool(t testing.TB, name, debianPackage string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found: install the Debian package %s", name, debianPackage)
-		}
-		t.Skipf("%s not found (Debian package %s)", name, debianPackage)
-	}
-	return p
+	return testtool.Need(t, debianPackage, name)
 }
 
 // ffmpegCamera publishes a test pattern to url until stopped. vcodec is libx264 or libx265,

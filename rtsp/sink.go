@@ -63,7 +63,7 @@ func (r *Relay) runRTSPSink(ctx context.Context, u *url.URL, tracks *trackSet, c
 	}()
 	for {
 		r.sinkMu.Lock()
-		err := r.drain(p, time.Now(), true)
+		_, err := r.drain(p, time.Now(), true)
 		r.sinkMu.Unlock()
 		if err != nil {
 			return &stepError{"write", err}
@@ -95,34 +95,30 @@ func (r *Relay) runRTSPSink(ctx context.Context, u *url.URL, tracks *trackSet, c
 }
 
 // drain moves what is queued into p's buffer and writes it; the caller holds sinkMu. When
-// block is false it writes only what the socket takes without waiting, stops at the first
-// write that would wait, and reports whether everything queued went out.
-func (r *Relay) drain(p *publisher, now time.Time, block bool) error {
+// block is false it writes only what the socket takes without waiting and stops at the first
+// write that would wait. It reports whether everything queued went out.
+func (r *Relay) drain(p *publisher, now time.Time, block bool) (bool, error) {
 	flush := func() (bool, error) {
 		if block {
 			return true, p.flush()
 		}
 		return p.tryFlush(), nil
 	}
-	if len(p.out) > 0 {
-		if ok, err := flush(); !ok || err != nil {
-			return err
-		}
-	}
 	pkt := &r.popped
-	for r.fwd.pop(pkt) {
-		if err := p.writePacket(pkt.track, pkt, now); err != nil {
-			return err
-		}
-		r.sent(pkt)
+	for {
 		if len(p.out) >= publishBuffer {
 			if ok, err := flush(); !ok || err != nil {
-				return err
+				return false, err
 			}
 		}
+		if !r.fwd.pop(pkt) {
+			return flush()
+		}
+		if err := p.writePacket(pkt.track, pkt, now); err != nil {
+			return false, err
+		}
+		r.sent(pkt)
 	}
-	_, err := flush()
-	return err
 }
 
 // batchDone is called by the camera side after the packets of one read are queued. It writes
@@ -133,8 +129,10 @@ func (r *Relay) batchDone(now time.Time) {
 	r.online.Store(true)
 	r.sampleRates(now)
 	if r.sinkMu.TryLock() {
-		p := r.inline
-		done := p != nil && r.drain(p, now, false) == nil && len(p.out) == 0 && r.fwd.empty()
+		done := false
+		if p := r.inline; p != nil {
+			done, _ = r.drain(p, now, false) // an error is left for the upstream goroutine to meet
+		}
 		r.sinkMu.Unlock()
 		if done {
 			return

@@ -121,9 +121,7 @@ func (r *Relay) runSource(ctx context.Context, u *url.URL) error {
 	}
 	r.startTracks(p.sel)
 	r.log.Info("camera session up", "video", codecName(p.sel[0].format), "transport", "tcp")
-	return p.play(ctx, r.cfg.Pacer,
-		func(track int, pkt *rtp.Packet, now time.Time) { r.fwd.push(track, pkt, now) },
-		r.batchDone)
+	return p.play(ctx, r.cfg.Pacer, r.fwd.push, r.batchDone)
 }
 
 // startTracks declares the tracks of a new camera session to the forwarder and upstream.
@@ -156,11 +154,10 @@ func (r *Relay) runUDPSource(ctx context.Context, u *url.URL) error {
 	r.startTracks(sel)
 	for i, s := range sel {
 		c.OnPacketRTP(s.media, s.format, func(pkt *rtp.Packet) {
+			// Each packet is its own batch: gortsplib hands them over one by one.
 			now := time.Now()
-			r.online.Store(true)
 			r.fwd.push(i, pkt, now)
-			r.fwd.wake()
-			r.sampleRates(now)
+			r.batchDone(now)
 		})
 	}
 	if _, err := c.Play(nil); err != nil {
