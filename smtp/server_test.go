@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/camgate/camgate/internal/lan"
+	"github.com/camgate/camgate/internal/testtool"
 )
 
 // testServer runs a Server on a free loopback port and collects the alarms it hands over.
@@ -86,15 +87,7 @@ func (ts *testServer) noAlarm(t testing.TB) {
 // needTool finds a real peer program; in CI its absence is a failure naming the Debian package.
 func needTool(t testing.TB, name, debPackage string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not found: install the Debian package %q", name, debPackage)
-	}
-	t.Skipf("%s not found (Debian package %q)", name, debPackage)
-	return ""
+	return testtool.Need(t, debPackage, name)
 }
 
 func swaks(t *testing.T, ts *testServer, args ...string) (string, error) {

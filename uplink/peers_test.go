@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camgate/camgate/internal/testtool"
 	"github.com/camgate/camgate/store"
 )
 
@@ -94,28 +95,11 @@ func (q *memQueue) depth(queue string) int {
 	return len(q.msgs[queue])
 }
 
-// peer finds an installed program the tests talk to. Missing, it fails the test in CI, naming the
-// Debian package, and skips it elsewhere.
+// peer finds an installed program the tests talk to (also in the sbin directories). Missing, it
+// fails the test in CI, naming the Debian package, and skips it elsewhere.
 func peer(t testing.TB, name, debianPackage string) string {
 	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
-			if p := filepath.Join(dir, name); fileExists(p) {
-				return p
-			}
-		}
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found: install the Debian package %s", name, debianPackage)
-		}
-		t.Skipf("%s not found (Debian package %s)", name, debianPackage)
-	}
-	return path
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
+	return testtool.Need(t, debianPackage, name)
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.

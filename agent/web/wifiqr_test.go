@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/camgate/camgate/internal/testtool"
 )
 
 func TestWiFiPayload(t *testing.T) {
@@ -62,14 +64,7 @@ func TestWiFiValidate(t *testing.T) {
 // zbarimg finds the QR decoder, or skips (fails in CI) when zbar-tools is not installed.
 func zbarimg(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("zbarimg")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("zbarimg not found: install the Debian package zbar-tools")
-		}
-		t.Skip("zbarimg not found: install the Debian package zbar-tools")
-	}
-	return p
+	return testtool.Need(t, "zbar-tools", "zbarimg")
 }
 
 // The QR code served by the API decodes, with a real decoder, to the escaped Wi-Fi string.

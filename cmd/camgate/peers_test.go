@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/camgate/camgate/internal/sim"
+	"github.com/camgate/camgate/internal/testtool"
 )
 
 // camgateBin is the daemon under test, built once by TestMain exactly as users run it.
@@ -49,14 +50,7 @@ func TestMain(m *testing.M) {
 // needTool finds a real peer program; in CI its absence is a failure, not a skip.
 func needTool(t *testing.T, name, debianPackage string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found: install the Debian package %s", name, debianPackage)
-		}
-		t.Skipf("%s not found (Debian package %s)", name, debianPackage)
-	}
-	return p
+	return testtool.Need(t, debianPackage, name)
 }
 
 // proc is a child process whose output is kept for the failure message.

@@ -3,26 +3,19 @@ package sim
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/camgate/camgate/internal/testtool"
 )
 
 // needTool returns the path of a real peer program; without it the test fails in CI (naming the
 // Debian package to install) and is skipped elsewhere.
 func needTool(t *testing.T, name, debianPackage string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not found: install the Debian package %q", name, debianPackage)
-	}
-	t.Skipf("%s not found (Debian package %q)", name, debianPackage)
-	return ""
+	return testtool.Need(t, debianPackage, name)
 }
 
 // runSim starts a long-lived part and stops it at the end of the test, failing the test if Run

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/camgate/camgate/agent/web"
+	"github.com/camgate/camgate/internal/testtool"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -29,16 +29,7 @@ const (
 // chromium finds the browser, or skips (fails in CI) when the chromium package is missing.
 func chromium(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium not found: install the Debian package chromium")
-	}
-	t.Skip("chromium not found: install the Debian package chromium")
-	return ""
+	return testtool.Need(t, "chromium", "chromium", "chromium-browser", "google-chrome")
 }
 
 // startServer runs the pairing page on a loopback port with the fake backend.
