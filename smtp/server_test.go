@@ -102,6 +102,7 @@ func swaks(t *testing.T, ts *testServer, args ...string) (string, error) {
 }
 
 func TestSwaksCameraMail(t *testing.T) {
+	needTool(t, "swaks", "swaks") // here too: the totals checked after the subtests need them all
 	jpeg, err := os.ReadFile("testdata/snapshot.jpg")
 	if err != nil {
 		t.Fatal(err)
