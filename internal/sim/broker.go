@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -109,14 +108,7 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 }
 
 // URL is mqtt://host:port, with loopback as host when bound to every address.
-func (b *Broker) URL() string {
-	a := b.ln.Addr().(*net.TCPAddr)
-	host := a.IP.String()
-	if a.IP.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return "mqtt://" + net.JoinHostPort(host, strconv.Itoa(a.Port))
-}
+func (b *Broker) URL() string { return dialURL("mqtt", b.ln) }
 
 // Run serves clients until ctx ends, then closes every connection (without publishing their
 // wills: nobody is left to receive them) and returns nil.

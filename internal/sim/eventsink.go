@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -58,14 +57,7 @@ func NewEventSink(cfg EventSinkConfig) (*EventSink, error) {
 }
 
 // URL is the full address to POST events to.
-func (s *EventSink) URL() string {
-	a := s.ln.Addr().(*net.TCPAddr)
-	host := a.IP.String()
-	if a.IP.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, strconv.Itoa(a.Port)) + EventSinkPath
-}
+func (s *EventSink) URL() string { return dialURL("http", s.ln) + EventSinkPath }
 
 // Run serves until ctx ends. It can be called once.
 func (s *EventSink) Run(ctx context.Context) error {

@@ -92,13 +92,17 @@ func (l *rtspListeners) close() {
 }
 
 // url is rtsp://host:port with the host as bound (loopback when bound to every address).
-func (l *rtspListeners) url() string {
-	a := l.tcp.Addr().(*net.TCPAddr)
+func (l *rtspListeners) url() string { return dialURL("rtsp", l.tcp) }
+
+// dialURL is scheme://host:port for a TCP listener, with loopback as host when it is bound to
+// every address, so that clients have something to dial.
+func dialURL(scheme string, ln net.Listener) string {
+	a := ln.Addr().(*net.TCPAddr)
 	host := a.IP.String()
 	if a.IP.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	return "rtsp://" + net.JoinHostPort(host, strconv.Itoa(a.Port))
+	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(a.Port))
 }
 
 func loggerOrDiscard(l *slog.Logger) *slog.Logger {
