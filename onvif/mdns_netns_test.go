@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,19 +20,8 @@ import (
 // It also sends a malformed packet for every query, which must change nothing.
 func TestMDNSAsksForRecordsTheAnswersLeftOut(t *testing.T) {
 	inNetns(t, []string{"10.77.0.60"}, func(t *testing.T) {
-		lo, err := net.InterfaceByName("lo")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-			return c.Control(func(fd uintptr) {
-				_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
-			})
-		}}
-		conn, err := lc.ListenPacket(context.Background(), "udp4", "224.0.0.251:5353")
-		if err != nil {
-			t.Fatal(err)
-		}
+		lo := loopback(t)
+		conn := listenReuseAddr(t, "224.0.0.251:5353")
 		defer conn.Close()
 		pc := ipv4.NewPacketConn(conn)
 		group := &net.UDPAddr{IP: net.IPv4(224, 0, 0, 251), Port: 5353}

@@ -187,22 +187,36 @@ func keys(m map[string]onvif.Found) []string {
 	return out
 }
 
+func loopback(t *testing.T) *net.Interface {
+	t.Helper()
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lo
+}
+
+// listenReuseAddr binds a UDP address with SO_REUSEADDR only, as mDNS responders such as
+// avahi-daemon do, so that the browser under test must share the port with it.
+func listenReuseAddr(t *testing.T, addr string) net.PacketConn {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+		})
+	}}
+	conn, err := lc.ListenPacket(context.Background(), "udp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
 func TestMDNSFindsCamerasBesideAnotherResponder(t *testing.T) {
 	inNetns(t, []string{"10.77.0.50", "10.77.0.51", "10.77.0.52"}, func(t *testing.T) {
-		lo, err := net.InterfaceByName("lo")
-		if err != nil {
-			t.Fatal(err)
-		}
+		lo := loopback(t)
 		// Stand-in for avahi-daemon/umdns: it holds 0.0.0.0:5353 with SO_REUSEADDR, as they do.
-		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-			return c.Control(func(fd uintptr) {
-				_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
-			})
-		}}
-		avahi, err := lc.ListenPacket(context.Background(), "udp4", "0.0.0.0:5353")
-		if err != nil {
-			t.Fatal(err)
-		}
+		avahi := listenReuseAddr(t, "0.0.0.0:5353")
 		defer avahi.Close()
 
 		ifs := []net.Interface{*lo}
