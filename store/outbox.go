@@ -146,13 +146,14 @@ type pendingRecord struct {
 func queueBucket(queue string) []byte { return []byte(queuePrefix + queue) }
 
 // recordInfo is what accounting needs from a record. A record that does not parse (never written
-// by this code) is accounted as an event so that it can still be dropped and acked.
-func recordInfo(rec []byte) (Class, int64, time.Time) {
+// by this code) is accounted as an event so that it can still be dropped and acked; the error
+// says why it did not parse.
+func recordInfo(rec []byte) (Class, int64, time.Time, error) {
 	m, err := decodeRecord(0, rec)
 	if err != nil {
-		return ClassEvent, int64(len(rec)) + messageOverhead, time.Time{}
+		return ClassEvent, int64(len(rec)) + messageOverhead, time.Time{}, err
 	}
-	return m.Class, m.size(), m.Enqueued
+	return m.Class, m.size(), m.Enqueued, nil
 }
 
 // loadOutbox rebuilds the accounting from disk.
@@ -172,10 +173,10 @@ func loadOutbox(tx *bolt.Tx, log *slog.Logger) (*outboxState, error) {
 		q := s.queue(string(name[len(prefix):]))
 		first := true
 		err := b.ForEach(func(k, v []byte) error {
-			if _, err := decodeRecord(0, v); err != nil || len(k) != 8 {
+			class, size, t, err := recordInfo(v)
+			if err != nil || len(k) != 8 {
 				log.Warn("store: outbox record does not parse; accounted as an event", "queue", string(name[len(prefix):]), "key", fmt.Sprintf("%x", k), "error", err)
 			}
-			class, size, t := recordInfo(v)
 			s.add(q, class, size)
 			if first {
 				q.oldest, first = t, false
@@ -426,7 +427,7 @@ func (o *Outbox) commit(batch []*request) {
 			q.oldest = time.Time{}
 			if b := tx.Bucket(queueBucket(name)); b != nil {
 				if k, v := b.Cursor().First(); k != nil {
-					_, _, q.oldest = recordInfo(v)
+					_, _, q.oldest, _ = recordInfo(v)
 				}
 			}
 		}
@@ -495,7 +496,7 @@ func (o *Outbox) applyAck(tx *bolt.Tx, r *request, touched map[string]*queueStat
 		if v == nil {
 			continue
 		}
-		class, size, _ := recordInfo(v)
+		class, size, _, _ := recordInfo(v)
 		if err := b.Delete(k); err != nil {
 			return fmt.Errorf("queue %q: ack %d: %w", r.queue, seq, err)
 		}
@@ -572,7 +573,7 @@ func (o *Outbox) enforceBound(tx *bolt.Tx, touched map[string]*queueState) ([Cla
 			c := tx.Bucket(queueBucket(name)).Cursor()
 			found := false
 			for k, v := c.Seek(seqKey(q.hint[class])); k != nil; k, v = c.Next() {
-				cl, size, t := recordInfo(v)
+				cl, size, t, _ := recordInfo(v)
 				if cl != class {
 					continue
 				}
