@@ -55,11 +55,21 @@ func startServer(t *testing.T, b web.Backend) string {
 
 // browser starts a headless Chromium that cannot call out: no background services, a fresh
 // profile, and every host name but loopback resolving to nothing.
+//
+// The profile is not a t.TempDir: Chromium's helper processes can still be writing to it for a
+// moment after the browser itself has gone, and TempDir's cleanup fails the test on the first
+// "directory not empty" (it did in CI). Cleanup stops the browser, waits for it, and then
+// removes the profile, retrying while the helpers finish. (A graceful Browser.close was tried:
+// Chromium exits without answering it, so it only adds a timeout.)
 func browser(t *testing.T) context.Context {
 	t.Helper()
+	profile, err := os.MkdirTemp("", "camgate-browsertest-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium(t)),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
 		chromedp.NoFirstRun,
@@ -75,14 +85,31 @@ func browser(t *testing.T) context.Context {
 		chromedp.WindowSize(1280, 900),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
+	bctx, cancelCtx := chromedp.NewContext(actx)
+	ctx, cancelTimeout := context.WithTimeout(bctx, 2*time.Minute)
 	t.Cleanup(func() {
 		cancelTimeout()
 		cancelCtx()
 		cancelAlloc()
+		chromedp.FromContext(bctx).Allocator.Wait()
+		if err := removeProfile(profile, 10*time.Second); err != nil {
+			t.Errorf("browser profile: %v", err)
+		}
 	})
 	return ctx
+}
+
+// removeProfile removes Chromium's profile directory, retrying while processes that outlived
+// the browser still write to it.
+func removeProfile(dir string, patience time.Duration) error {
+	deadline := time.Now().Add(patience)
+	for {
+		err := os.RemoveAll(dir)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // waitJS polls a JavaScript expression until it is true.
