@@ -62,12 +62,14 @@ type connReader struct {
 	// drained is set when the last read took less than it could or nothing: the socket is
 	// (very probably) empty, and reading again now would only cost a system call.
 	drained bool
+	got     int64 // bytes read so far
 }
 
 func (r *connReader) Read(b []byte) (int, error) {
 	if r.block || r.raw == nil {
 		n, err := r.conn.Read(b)
 		r.drained = n < len(b)
+		r.got += int64(n)
 		return n, err
 	}
 	var n int
@@ -92,6 +94,7 @@ func (r *connReader) Read(b []byte) (int, error) {
 		return 0, io.EOF
 	}
 	r.drained = n < len(b)
+	r.got += int64(n)
 	return n, nil
 }
 

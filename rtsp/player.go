@@ -50,6 +50,7 @@ type player struct {
 	// When the next receiver reports and keep-alive are due.
 	nextReport, nextKeepAlive time.Time
 	rr                        [4 + 32]byte
+	lowWater                  lowWater
 }
 
 // playTrack is what receiver reports of one track are made of (RFC 3550 appendix A.1 and A.3).
@@ -75,6 +76,7 @@ func dialPlayer(ctx context.Context, u *url.URL, audio bool, timeout time.Durati
 		return nil, err
 	}
 	p := &player{rtspConn: *c, ssrc: rand.Uint32()}
+	p.lowWater.raw = p.raw
 	if err := p.setUp(ctx, func() error { return p.handshake(audio) }); err != nil {
 		return nil, err
 	}
@@ -310,6 +312,7 @@ func (p *player) play(ctx context.Context, pacer *Pacer, onPacket func(track int
 			// Moving the deadline is a timer update: once a second is enough for a timeout
 			// of seconds, and spares one per read.
 			deadlineAt = now
+			p.lowWater.tune(now, p.rd.got)
 			if err := p.conn.SetReadDeadline(now.Add(p.timeout)); err != nil {
 				return err
 			}
