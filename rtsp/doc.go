@@ -21,7 +21,8 @@
 // waiting (Relay.batchDone), so a batch usually costs one wake-up, one read and one write. A
 // Pacer shared by all relays of a process (pacer.go) makes the camera sides, once there are
 // enough of them, wake together once a period and read without waiting, instead of each waking
-// for every burst its camera sends. Over UDP the camera session is gortsplib's client, whose
+// for every burst its camera sends. Fewer relays ask the kernel instead to wake them only once
+// about a period's worth of their camera's stream is waiting (SO_RCVLOWAT, lowwater.go). Over UDP the camera session is gortsplib's client, whose
 // port handling the player does not repeat.
 //
 // The RTSP upstream session (publisher.go) is an own small client rather than gortsplib's:

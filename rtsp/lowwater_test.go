@@ -1,10 +1,15 @@
 package rtsp
 
 import (
+	"context"
 	"net"
+	"net/url"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pion/rtp"
 )
 
 func TestLowWaterFor(t *testing.T) {
@@ -131,5 +136,47 @@ func TestLowWaterHoldsWakeUps(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("not woken with 5500 bytes waiting")
+	}
+}
+
+// A camera session at 2 Mbit/s gets a mark of about 20 ms of its stream, and its packets keep
+// coming. (That nothing is held back is TestRelayToRTSPServer's 2 Mbit/s case.)
+func TestPlayerSetsLowWaterForAFastCamera(t *testing.T) {
+	cam := newTestServer(t)
+	startCamera(t, cam.url("cam"), "libx264", "aac", 30, cbr2M...)
+	waitFor(t, 10*time.Second, "camera to publish", func() bool { return cam.snapshot("cam").videoFrames > 0 })
+	u, err := url.Parse(cam.url("cam"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := dialPlayer(ctx, u, true, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.conn.Close()
+	var packets atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		done <- p.play(ctx, nil, func(int, *rtp.Packet, time.Time) { packets.Add(1) }, func(time.Time) {})
+	}()
+	var mark int
+	waitFor(t, 10*time.Second, "a low-water mark", func() bool {
+		mark = rcvLowat(t, p.raw)
+		return mark > 1
+	})
+	// 2 Mbit/s of video and AAC, with RTP and interleaving overhead: 20 ms is about 5.2 KB.
+	if mark < 4000 || mark > 7000 {
+		t.Errorf("SO_RCVLOWAT = %d, want about 20 ms of 2 Mbit/s (4000-7000)", mark)
+	}
+	before := packets.Load()
+	time.Sleep(time.Second)
+	if n := packets.Load() - before; n < 100 {
+		t.Errorf("%d packets in the second after the mark was set, want a 2 Mbit/s stream's worth", n)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("play: %v", err)
 	}
 }

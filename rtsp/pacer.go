@@ -20,7 +20,8 @@ const (
 
 // Pacer wakes the camera side of every Relay that shares it together, once a period, to read
 // what each camera sent meanwhile and write it upstream as one batch. Without it each relay
-// wakes whenever its camera's packets arrive, some seventy times a second per camera, and each
+// wakes whenever its camera's data arrives (some seventy times a second per camera, or about
+// once per period's worth of video with the kernel's low-water mark, see lowWater), and each
 // wake-up costs the process a scheduler round trip; with it the whole process wakes once a
 // period. The price is at most one period of added latency, which a recorder does not see.
 // Below a number of relays a Pacer stands aside and its relays read as packets arrive: the

@@ -52,21 +52,28 @@ func TestRelayToRTSPServer(t *testing.T) {
 		wantCodec, wantAudio string
 		keyNAL               []uint8 // expected NAL types of the first video packets
 		pacer                *Pacer
+		videoArgs            []string // to the camera's encoder
+		minBitrate           int64    // bit/s the relay must see, when the case is about speed
 	}{
-		{"h264 aac", "libx264", "aac", true, "H264", "AAC", []uint8{h264NALSPS, h264NALPPS, h264NALIDR}, nil},
-		{"h265 alaw", "libx265", "pcm_alaw", true, "H265", "PCMA", []uint8{h265NALVPS, h265NALSPS, h265NALPPS}, nil},
-		{"h264 video only", "libx264", "aac", false, "H264", "", []uint8{h264NALSPS, h264NALPPS, h264NALIDR}, nil},
-		{"h264 aac paced", "libx264", "aac", true, "H264", "AAC", []uint8{h264NALSPS, h264NALPPS, h264NALIDR}, NewPacer(0, 1)},
+		{"h264 aac", "libx264", "aac", true, "H264", "AAC", []uint8{h264NALSPS, h264NALPPS, h264NALIDR}, nil, nil, 0},
+		{"h265 alaw", "libx265", "pcm_alaw", true, "H265", "PCMA", []uint8{h265NALVPS, h265NALSPS, h265NALPPS}, nil, nil, 0},
+		{"h264 video only", "libx264", "aac", false, "H264", "", []uint8{h264NALSPS, h264NALPPS, h264NALIDR}, nil, nil, 0},
+		{"h264 aac paced", "libx264", "aac", true, "H264", "AAC", []uint8{h264NALSPS, h264NALPPS, h264NALIDR}, NewPacer(0, 1), nil, 0},
+		// Fast enough that the kernel gathers each read (lowWater): nothing may be held back.
+		{"h264 aac 2 Mbit/s low-water mark", "libx264", "aac", true, "H264", "AAC", []uint8{h264NALSPS, h264NALPPS, h264NALIDR}, nil, cbr2M, 1_500_000},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cam := newTestServer(t)
 			up := newTestServer(t)
-			startCamera(t, cam.url("cam"), tc.vcodec, tc.acodec, 30)
+			startCamera(t, cam.url("cam"), tc.vcodec, tc.acodec, 30, tc.videoArgs...)
 			waitFor(t, 10*time.Second, "camera to publish", func() bool { return cam.snapshot("cam").videoFrames > 0 })
 
 			r, stop := startRelay(t, RelayConfig{Source: cam.url("cam"), Audio: tc.audio, Publish: up.url("out"), Pacer: tc.pacer})
 			waitFor(t, 10*time.Second, "relaying", func() bool { return r.Stats().Relaying })
+			if tc.minBitrate > 0 {
+				time.Sleep(1500 * time.Millisecond) // the mark follows the rate once a second
+			}
 			camSent, upGot := countWindow(cam, "cam", up, "out", 3*time.Second)
 			got := up.snapshot("out")
 			st := r.Stats()
@@ -93,6 +100,9 @@ func TestRelayToRTSPServer(t *testing.T) {
 			// Rates come from samples the camera goroutine takes as packets arrive.
 			if st.FPS < 20 || st.FPS > 30 || st.BitrateBps <= 0 {
 				t.Errorf("Stats rate = %.1f fps, %d bit/s; want about 25 fps and some bits", st.FPS, st.BitrateBps)
+			}
+			if st.BitrateBps < tc.minBitrate {
+				t.Errorf("Stats bitrate = %d bit/s, want at least %d for this case", st.BitrateBps, tc.minBitrate)
 			}
 			if st.FramesOut == 0 || st.FramesIn < st.FramesOut {
 				t.Errorf("Stats frames in/out = %d/%d", st.FramesIn, st.FramesOut)

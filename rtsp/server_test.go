@@ -203,13 +203,17 @@ func needTool(t testing.TB, name, debianPackage string) string {
 }
 
 // ffmpegCamera publishes a test pattern to url until stopped. vcodec is libx264 or libx265,
-// acodec aac, pcm_alaw or "" for no audio.
+// acodec aac, pcm_alaw or "" for no audio; videoArgs go to the video encoder (cbr2M, say).
 type ffmpegCamera struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
-func startCamera(t testing.TB, url, vcodec, acodec string, seconds int) *ffmpegCamera {
+// cbr2M makes libx264 send a constant 2 Mbit/s, padding with filler data: a camera fast
+// enough for the kernel's low-water mark (lowwater.go).
+var cbr2M = []string{"-b:v", "2M", "-minrate", "2M", "-maxrate", "2M", "-bufsize", "1M", "-x264-params", "nal-hrd=cbr"}
+
+func startCamera(t testing.TB, url, vcodec, acodec string, seconds int, videoArgs ...string) *ffmpegCamera {
 	t.Helper()
 	ff := needTool(t, "ffmpeg", "ffmpeg")
 	args := []string{"-hide_banner", "-loglevel", "error", "-re",
@@ -219,6 +223,7 @@ func startCamera(t testing.TB, url, vcodec, acodec string, seconds int) *ffmpegC
 		args = append(args, "-f", "lavfi", "-i", "sine=sample_rate=8000")
 	}
 	args = append(args, "-t", fmt.Sprint(seconds), "-c:v", vcodec, "-g", "25", "-pix_fmt", "yuv420p")
+	args = append(args, videoArgs...)
 	switch vcodec {
 	case "libx264":
 		args = append(args, "-preset", "ultrafast", "-tune", "zerolatency")
