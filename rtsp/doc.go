@@ -21,8 +21,9 @@
 // waiting (Relay.batchDone), so a batch usually costs one wake-up, one read and one write. A
 // Pacer shared by all relays of a process (pacer.go) makes the camera sides, once there are
 // enough of them, wake together once a period and read without waiting, instead of each waking
-// for every burst its camera sends. Fewer relays ask the kernel instead to wake them only once
-// about a period's worth of their camera's stream is waiting (SO_RCVLOWAT, lowwater.go). Over UDP the camera session is gortsplib's client, whose
+// for every burst its camera sends. A relay whose camera streams fast enough instead asks the
+// kernel to wake it only once about a period's worth of the stream is waiting (SO_RCVLOWAT,
+// lowwater.go) and leaves the Pacer, which then paces only slow cameras. Over UDP the camera session is gortsplib's client, whose
 // port handling the player does not repeat.
 //
 // The RTSP upstream session (publisher.go) is an own small client rather than gortsplib's:

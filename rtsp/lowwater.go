@@ -21,9 +21,9 @@ const (
 // Without it a relay wakes whenever a packet burst arrives, some seventy times a second per
 // camera, and each wake-up costs more than the bytes it brings; with it, about one wake-up per
 // lowWaterWindow's worth of video. A Pacer does the same with a clock for many relays; this
-// needs no clock, so it pays from the first camera. A frame's last bytes may wait for the next
-// frame's first: the delay is at most about one frame interval. A read that does not wait
-// still takes whatever is there, so paced reads are unaffected.
+// needs no clock, so it pays from the first camera, and a relay with a mark leaves its Pacer.
+// A frame's last bytes may wait for the next frame's first: the delay is at most about one
+// frame interval. A read that does not wait still takes whatever is there.
 type lowWater struct {
 	raw    syscall.RawConn
 	set    int // what the socket has now; 0 is the kernel's default (1)

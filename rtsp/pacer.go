@@ -13,17 +13,19 @@ const (
 	// DefaultPaceMinRelays is how many relays must share a Pacer before it paces them. Each
 	// tick is a timer wake-up, which costs more than the network wake-up it replaces (on the
 	// 2-core VM bench/README.md was measured on, a 20 ms ticker alone takes 0.7-0.9 % of a
-	// core, about two cameras' worth of relaying); pacing pays for itself from about four
-	// cameras on, and wins more with every camera after.
+	// core, about two cameras' worth of relaying); pacing relays that wake per packet pays for
+	// itself from about four of them on, and wins more with every one after. Relays whose
+	// camera has a low-water mark (lowwater.go) do not count: they leave the Pacer.
 	DefaultPaceMinRelays = 4
 )
 
 // Pacer wakes the camera side of every Relay that shares it together, once a period, to read
 // what each camera sent meanwhile and write it upstream as one batch. Without it each relay
-// wakes whenever its camera's data arrives (some seventy times a second per camera, or about
-// once per period's worth of video with the kernel's low-water mark, see lowWater), and each
+// wakes whenever its camera's packets arrive, some seventy times a second per camera, and each
 // wake-up costs the process a scheduler round trip; with it the whole process wakes once a
-// period. The price is at most one period of added latency, which a recorder does not see.
+// period. It is for cameras too slow for a low-water mark (lowWater): a relay whose socket has
+// one already wakes about once a period's worth of video without any clock, which measured
+// cheaper than pacing at every camera count, so it leaves the Pacer once the mark is set. The price is at most one period of added latency, which a recorder does not see.
 // Below a number of relays a Pacer stands aside and its relays read as packets arrive: the
 // clock runs only while it pays. The zero value is not usable; use NewPacer.
 type Pacer struct {

@@ -85,3 +85,24 @@ func TestRelaysJoinAndLeaveAPacer(t *testing.T) {
 		t.Errorf("relay a reconnected %d times (%q), want an unbroken session", st.Reconnects, st.LastError)
 	}
 }
+
+// A relay whose camera is fast enough for a low-water mark stops counting among the Pacer's
+// relays once the mark is set: the kernel already gathers its reads, and the clock stops if
+// no one else needs it. The stream goes on unbroken through the change.
+func TestFastRelayLeavesThePacer(t *testing.T) {
+	cam := newTestServer(t)
+	up := newTestServer(t)
+	startCamera(t, cam.url("fast"), "libx264", "aac", 30, cbr2M...)
+	waitFor(t, 10*time.Second, "camera to publish", func() bool { return cam.snapshot("fast").videoFrames > 0 })
+	pacer := NewPacer(0, 1)
+	r, _ := startRelay(t, RelayConfig{Source: cam.url("fast"), Audio: true, Publish: up.url("fast"), Pacer: pacer})
+	waitFor(t, 10*time.Second, "relaying", func() bool { return r.Stats().Relaying })
+	waitFor(t, 10*time.Second, "the relay to leave the pacer", func() bool { return !pacer.active() })
+	sent, got := countWindow(cam, "fast", up, "fast", 2*time.Second)
+	if sent == 0 || got < sent*95/100 {
+		t.Errorf("after leaving the pacer: delivered %d of %d frames, want >= 95%%", got, sent)
+	}
+	if st := r.Stats(); st.Reconnects != 0 || st.LastError != "" || st.BitrateBps < 1_500_000 {
+		t.Errorf("reconnects %d (%q), %d bit/s; want an unbroken 2 Mbit/s session", st.Reconnects, st.LastError, st.BitrateBps)
+	}
+}

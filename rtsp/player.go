@@ -245,21 +245,32 @@ func (p *player) frameReady() bool {
 
 // play reads the session until it fails or ctx ends, handing each RTP packet of track i to
 // onPacket (its payload is valid only during the call) and calling onBatch after the packets
-// of each batch, with the time they arrived. With a pacer (and a plain TCP connection) a batch
-// is what arrived since the pacer's last tick; without, what one read returned.
+// of each batch, with the time they arrived. While pacer paces this relay (a plain TCP
+// connection, a camera too slow for a low-water mark) a batch is what arrived since the
+// pacer's last tick; otherwise, what one read returned.
 func (p *player) play(ctx context.Context, pacer *Pacer, onPacket func(track int, pkt *rtp.Packet, now time.Time), onBatch func(now time.Time)) error {
 	defer context.AfterFunc(ctx, func() { p.conn.SetReadDeadline(time.Unix(1, 0)) })()
 	defer p.teardown(ctx)
 	canPace := pacer != nil && p.rd.raw != nil
+	// leave is set while the relay counts among the pacer's: while its camera is too slow for
+	// a low-water mark. A marked socket already wakes the relay about once a period's worth,
+	// without the pacer's clock (cheaper at every count measured, see bench/README.md).
+	var leave func()
 	if canPace {
-		defer pacer.join()()
-		defer func() { p.rd.block = true }()
+		leave = pacer.join()
+		defer func() {
+			if leave != nil {
+				leave()
+			}
+			p.rd.block = true
+		}()
 	}
 	paced := false
 	var deadlineAt time.Time // when the read deadline was last moved, unpaced
 	now := time.Now()
 	lastData := now
 	p.nextReport, p.nextKeepAlive = now.Add(receiverReportPeriod), now.Add(p.keepAlive)
+	nextTune := now
 	pending := false
 	for {
 		for p.frameReady() {
@@ -289,7 +300,18 @@ func (p *player) play(ctx context.Context, pacer *Pacer, onPacket func(track int
 		if err := p.housekeeping(now); err != nil {
 			return err
 		}
-		if on := canPace && pacer.active(); on != paced {
+		if now.After(nextTune) {
+			nextTune = now.Add(time.Second)
+			p.lowWater.tune(now, p.rd.got)
+			switch marked := p.lowWater.set > 0; {
+			case canPace && marked && leave != nil:
+				leave()
+				leave = nil
+			case canPace && !marked && leave == nil:
+				leave = pacer.join()
+			}
+		}
+		if on := leave != nil && pacer.active(); on != paced {
 			paced = on
 			p.rd.block = !paced
 			// Reads that do not wait still meet a deadline that has passed: clear the
@@ -312,7 +334,6 @@ func (p *player) play(ctx context.Context, pacer *Pacer, onPacket func(track int
 			// Moving the deadline is a timer update: once a second is enough for a timeout
 			// of seconds, and spares one per read.
 			deadlineAt = now
-			p.lowWater.tune(now, p.rd.got)
 			if err := p.conn.SetReadDeadline(now.Add(p.timeout)); err != nil {
 				return err
 			}

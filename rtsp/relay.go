@@ -31,9 +31,9 @@ type RelayConfig struct {
 	// Publish is the full upstream URL including the stream name:
 	// rtsp(s)://[user:pass@]host:port/name or rtmp(s)://[user:pass@]host:port/app/name.
 	Publish string
-	// Pacer, when set, wakes the camera side together with every other relay sharing it (see
-	// Pacer). Share one among all relays of a process; nil reads each camera as its data
-	// arrives (see lowWater).
+	// Pacer, when set, wakes the camera side together with every other relay sharing it while
+	// the camera is too slow for a low-water mark (see Pacer). Share one among all relays of a
+	// process; nil reads each camera as its data arrives (see lowWater).
 	Pacer *Pacer
 	// Logger receives connection state changes; nil means slog.Default().
 	Logger *slog.Logger

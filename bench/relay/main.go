@@ -42,6 +42,7 @@ func main() {
 	profile := flag.String("profile", "", "write CPU and heap profiles of the rtsp.Relay child to PREFIX-N.cpu and PREFIX-N.heap")
 	src := flag.String("src", "", "internal: camera server base URL")
 	dst := flag.String("dst", "", "internal: upstream base URL")
+	paceMin := flag.Int("pace-min", 0, "relays before the rtsp.Relay child's Pacer paces them (0: rtsp.DefaultPaceMinRelays); `camgate run` always has the default")
 	flag.Parse()
 	// The stand-in servers' RTSP library logs every packet it cannot queue for a slow reader
 	// through the standard logger; count those lines instead of flooding the report.
@@ -49,22 +50,22 @@ func main() {
 	log.SetOutput(complaints)
 	if *child {
 		n, _ := strconv.Atoi(*counts)
-		runRelays(*src, *dst, n, *profile, *dur)
+		runRelays(*src, *dst, n, *profile, *dur, *paceMin)
 		return
 	}
-	if err := run(*counts, *dur, *reps, *bin, *profile, complaints); err != nil {
+	if err := run(*counts, *dur, *reps, *bin, *profile, *paceMin, complaints); err != nil {
 		log.Fatal(err)
 	}
 }
 
 // runRelays is the child: n relays until killed.
-func runRelays(src, dst string, n int, profile string, dur time.Duration) {
+func runRelays(src, dst string, n int, profile string, dur time.Duration, paceMin int) {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if profile != "" {
 		go writeProfiles(fmt.Sprintf("%s-%d", profile, n), dur)
 	}
 	// One pacer for all relays, as camgate run has.
-	pacer := rtsp.NewPacer(0, 0)
+	pacer := rtsp.NewPacer(0, paceMin)
 	var wg sync.WaitGroup
 	for i := range n {
 		r := rtsp.NewRelay(rtsp.RelayConfig{
@@ -77,7 +78,7 @@ func runRelays(src, dst string, n int, profile string, dur time.Duration) {
 	wg.Wait()
 }
 
-func run(counts string, dur time.Duration, reps int, bin, profile string, complaints *complaintCounter) error {
+func run(counts string, dur time.Duration, reps int, bin, profile string, paceMin int, complaints *complaintCounter) error {
 	ff, err := exec.LookPath("ffmpeg")
 	if err != nil {
 		return fmt.Errorf("ffmpeg not found: install the Debian package ffmpeg")
@@ -145,7 +146,7 @@ func run(counts string, dur time.Duration, reps int, bin, profile string, compla
 			}
 
 			lib := []*exec.Cmd{start(self, "-child", "-n", strconv.Itoa(n), "-src", cams.URL(), "-dst", up.URL(),
-				"-profile", profile, "-dur", dur.String())}
+				"-profile", profile, "-dur", dur.String(), "-pace-min", strconv.Itoa(paceMin))}
 			rows = append(rows, measure(n, "rtsp.Relay", lib, cams, up, "camgate", dur, complaints))
 			stopAll(lib)
 
