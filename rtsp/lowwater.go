@@ -25,7 +25,6 @@ const (
 // A frame's last bytes may wait for the next frame's first: the delay is at most about one
 // frame interval. A read that does not wait still takes whatever is there.
 type lowWater struct {
-	raw    syscall.RawConn
 	set    int // what the socket has now; 0 is the kernel's default (1)
 	broken bool
 	at     time.Time // the last look
@@ -45,10 +44,11 @@ func lowWaterFor(n int64, elapsed time.Duration) int {
 	return want
 }
 
-// tune looks at the bytes read so far (got) and moves the mark when the stream's rate has
-// moved by more than an eighth: each move is a system call.
-func (w *lowWater) tune(now time.Time, got int64) {
-	if w.raw == nil || w.broken {
+// tune looks at the bytes read so far from raw (got) and moves raw's mark when the stream's
+// rate has moved by more than an eighth: each move is a system call. raw is nil for a socket
+// behind TLS, which keeps the kernel's default.
+func (w *lowWater) tune(raw syscall.RawConn, now time.Time, got int64) {
+	if raw == nil || w.broken {
 		return
 	}
 	if w.at.IsZero() {
@@ -62,7 +62,7 @@ func (w *lowWater) tune(now time.Time, got int64) {
 		return
 	}
 	var err error
-	if cerr := w.raw.Control(func(fd uintptr) {
+	if cerr := raw.Control(func(fd uintptr) {
 		err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, max(want, 1))
 	}); cerr != nil || err != nil {
 		// Not every socket takes it; such a relay simply wakes per packet.

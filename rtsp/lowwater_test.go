@@ -35,8 +35,8 @@ func TestLowWaterFor(t *testing.T) {
 	}
 }
 
-// tcpPair is a connected loopback TCP pair.
-func tcpPair(t *testing.T) (client, server *net.TCPConn) {
+// tcpPair is a connected loopback TCP pair, with the client's socket for socket options.
+func tcpPair(t *testing.T) (client, server *net.TCPConn, clientRaw syscall.RawConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -52,7 +52,11 @@ func tcpPair(t *testing.T) (client, server *net.TCPConn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close(); s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.(*net.TCPConn), s.(*net.TCPConn), raw
 }
 
 func rcvLowat(t *testing.T, raw syscall.RawConn) int {
@@ -69,12 +73,8 @@ func rcvLowat(t *testing.T, raw syscall.RawConn) int {
 
 // The mark follows the camera's rate, once a second, and is left alone for small changes.
 func TestLowWaterTune(t *testing.T) {
-	c, _ := tcpPair(t)
-	raw, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := lowWater{raw: raw}
+	_, _, raw := tcpPair(t)
+	var w lowWater
 	t0 := time.Unix(1000, 0)
 	steps := []struct {
 		name string
@@ -89,7 +89,7 @@ func TestLowWaterTune(t *testing.T) {
 		{"slow: back to waking per packet", 4 * time.Second, 920_000, 1},
 	}
 	for _, s := range steps {
-		w.tune(t0.Add(s.at), s.got)
+		w.tune(raw, t0.Add(s.at), s.got)
 		if got := rcvLowat(t, raw); got != s.want {
 			t.Fatalf("%s: SO_RCVLOWAT %d, want %d", s.name, got, s.want)
 		}
@@ -99,15 +99,11 @@ func TestLowWaterTune(t *testing.T) {
 // What the mark is for: a reader waiting on the socket is not woken by less than the mark, and
 // is by the mark. (Reading does not wait for the mark: whatever is there is taken.)
 func TestLowWaterHoldsWakeUps(t *testing.T) {
-	c, s := tcpPair(t)
-	raw, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := lowWater{raw: raw}
+	c, s, raw := tcpPair(t)
+	var w lowWater
 	t0 := time.Unix(1000, 0)
-	w.tune(t0, 0)
-	w.tune(t0.Add(time.Second), 250_000) // mark 5000
+	w.tune(raw, t0, 0)
+	w.tune(raw, t0.Add(time.Second), 250_000) // mark 5000
 	if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,6 @@ func dialPlayer(ctx context.Context, u *url.URL, audio bool, timeout time.Durati
 		return nil, err
 	}
 	p := &player{rtspConn: *c, ssrc: rand.Uint32()}
-	p.lowWater.raw = p.raw
 	if err := p.setUp(ctx, func() error { return p.handshake(audio) }); err != nil {
 		return nil, err
 	}
@@ -266,11 +265,10 @@ func (p *player) play(ctx context.Context, pacer *Pacer, onPacket func(track int
 		}()
 	}
 	paced := false
-	var deadlineAt time.Time // when the read deadline was last moved, unpaced
 	now := time.Now()
 	lastData := now
 	p.nextReport, p.nextKeepAlive = now.Add(receiverReportPeriod), now.Add(p.keepAlive)
-	nextTune := now
+	var nextSecond time.Time // the first look is at once
 	pending := false
 	for {
 		for p.frameReady() {
@@ -300,26 +298,38 @@ func (p *player) play(ctx context.Context, pacer *Pacer, onPacket func(track int
 		if err := p.housekeeping(now); err != nil {
 			return err
 		}
-		if now.After(nextTune) {
-			nextTune = now.Add(time.Second)
-			p.lowWater.tune(now, p.rd.got)
-			switch marked := p.lowWater.set > 0; {
-			case canPace && marked && leave != nil:
-				leave()
-				leave = nil
-			case canPace && !marked && leave == nil:
-				leave = pacer.join()
+		if now.After(nextSecond) {
+			// Each of these is a system call or a timer update: once a second is enough for
+			// a rate and a timeout of seconds, and spares one per read.
+			nextSecond = now.Add(time.Second)
+			p.lowWater.tune(p.raw, now, p.rd.got)
+			if marked := p.lowWater.set > 0; canPace && marked == (leave != nil) {
+				if marked {
+					leave()
+					leave = nil
+				} else {
+					leave = pacer.join()
+				}
+			}
+			if !paced {
+				if err := p.conn.SetReadDeadline(now.Add(p.timeout)); err != nil {
+					return err
+				}
 			}
 		}
 		if on := leave != nil && pacer.active(); on != paced {
 			paced = on
 			p.rd.block = !paced
-			// Reads that do not wait still meet a deadline that has passed: clear the
-			// last one. Silence is measured by the loop instead.
-			if err := p.conn.SetReadDeadline(time.Time{}); err != nil {
+			// Reads that do not wait still meet a deadline that has passed: paced, there is
+			// none, and silence is measured by the loop instead.
+			var deadline time.Time
+			if !paced {
+				deadline = now.Add(p.timeout)
+			}
+			if err := p.conn.SetReadDeadline(deadline); err != nil {
 				return err
 			}
-			lastData, deadlineAt = now, time.Time{}
+			lastData = now
 		}
 		if paced {
 			if now.Sub(lastData) > p.timeout {
@@ -329,13 +339,6 @@ func (p *player) play(ctx context.Context, pacer *Pacer, onPacket func(track int
 			case <-ctx.Done():
 				return nil
 			case <-pacer.next():
-			}
-		} else if now.Sub(deadlineAt) >= time.Second {
-			// Moving the deadline is a timer update: once a second is enough for a timeout
-			// of seconds, and spares one per read.
-			deadlineAt = now
-			if err := p.conn.SetReadDeadline(now.Add(p.timeout)); err != nil {
-				return err
 			}
 		}
 		err := p.fill()

@@ -46,6 +46,8 @@ func startRelay(t *testing.T, cfg RelayConfig) (*Relay, func()) {
 }
 
 func TestRelayToRTSPServer(t *testing.T) {
+	h264Key := []uint8{h264NALSPS, h264NALPPS, h264NALIDR}
+	h265Key := []uint8{h265NALVPS, h265NALSPS, h265NALPPS}
 	tests := []struct {
 		name, vcodec, acodec string
 		audio                bool
@@ -55,12 +57,14 @@ func TestRelayToRTSPServer(t *testing.T) {
 		videoArgs            []string // to the camera's encoder
 		minBitrate           int64    // bit/s the relay must see, when the case is about speed
 	}{
-		{"h264 aac", "libx264", "aac", true, "H264", "AAC", []uint8{h264NALSPS, h264NALPPS, h264NALIDR}, nil, nil, 0},
-		{"h265 alaw", "libx265", "pcm_alaw", true, "H265", "PCMA", []uint8{h265NALVPS, h265NALSPS, h265NALPPS}, nil, nil, 0},
-		{"h264 video only", "libx264", "aac", false, "H264", "", []uint8{h264NALSPS, h264NALPPS, h264NALIDR}, nil, nil, 0},
-		{"h264 aac paced", "libx264", "aac", true, "H264", "AAC", []uint8{h264NALSPS, h264NALPPS, h264NALIDR}, NewPacer(0, 1), nil, 0},
+		{name: "h264 aac", vcodec: "libx264", acodec: "aac", audio: true, wantCodec: "H264", wantAudio: "AAC", keyNAL: h264Key},
+		{name: "h265 alaw", vcodec: "libx265", acodec: "pcm_alaw", audio: true, wantCodec: "H265", wantAudio: "PCMA", keyNAL: h265Key},
+		{name: "h264 video only", vcodec: "libx264", acodec: "aac", audio: false, wantCodec: "H264", keyNAL: h264Key},
+		{name: "h264 aac paced", vcodec: "libx264", acodec: "aac", audio: true, wantCodec: "H264", wantAudio: "AAC", keyNAL: h264Key,
+			pacer: NewPacer(0, 1)},
 		// Fast enough that the kernel gathers each read (lowWater): nothing may be held back.
-		{"h264 aac 2 Mbit/s low-water mark", "libx264", "aac", true, "H264", "AAC", []uint8{h264NALSPS, h264NALPPS, h264NALIDR}, nil, cbr2M, 1_500_000},
+		{name: "h264 aac 2 Mbit/s low-water mark", vcodec: "libx264", acodec: "aac", audio: true, wantCodec: "H264", wantAudio: "AAC", keyNAL: h264Key,
+			videoArgs: cbr2M, minBitrate: 1_500_000},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

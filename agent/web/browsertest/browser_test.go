@@ -58,8 +58,8 @@ func startServer(t *testing.T, b web.Backend) string {
 //
 // The profile is not a t.TempDir: Chromium's helper processes can still be writing to it for a
 // moment after the browser itself has gone, and TempDir's cleanup fails the test on the first
-// "directory not empty" (it did in CI). Cleanup stops the browser, waits for it, and then
-// removes the profile, retrying while the helpers finish. (A graceful Browser.close was tried:
+// "directory not empty" (it did in CI). Cleanup stops the browser (cancelling the allocator
+// waits for its process) and then removes the profile, retrying while the helpers finish. (A graceful Browser.close was tried:
 // Chromium exits without answering it, so it only adds a timeout.)
 func browser(t *testing.T) context.Context {
 	t.Helper()
@@ -91,7 +91,6 @@ func browser(t *testing.T) context.Context {
 		cancelTimeout()
 		cancelCtx()
 		cancelAlloc()
-		chromedp.FromContext(bctx).Allocator.Wait()
 		if err := removeProfile(profile, 10*time.Second); err != nil {
 			t.Errorf("browser profile: %v", err)
 		}
