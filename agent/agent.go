@@ -306,6 +306,7 @@ func (a *Agent) relayConfigLocked(cfg *Config, e *cameraEntry) (rtsp.RelayConfig
 		Username:  c.Username,
 		Password:  c.Password,
 		Transport: c.Transport,
+		Auth:      c.Auth,
 		Audio:     c.Audio,
 		Publish:   cfg.PublishURL(c.ID),
 		Logger:    a.log.With("camera_id", c.ID),

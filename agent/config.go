@@ -60,7 +60,10 @@ type CameraConfig struct {
 	Substream bool   `yaml:"substream" json:"substream"`
 	Audio     bool   `yaml:"audio" json:"audio"`
 	Enabled   bool   `yaml:"enabled" json:"enabled"`
-	Transport string `yaml:"transport" json:"transport"` // tcp (default) or udp
+	Transport string `yaml:"transport" json:"transport"` // auto ("" too: TCP, UDP on 461), tcp or udp
+	// Auth is "" (Digest only, Basic only over rtsps://) or basic: the camera may get its
+	// password in cleartext Basic.
+	Auth string `yaml:"auth" json:"auth"`
 }
 
 type FlussonicConfig struct {
@@ -507,9 +510,14 @@ func checkCamera(key string, cam CameraConfig) error {
 		return bad("url", "has no host")
 	}
 	switch cam.Transport {
-	case "", "tcp", "udp":
+	case "", "auto", "tcp", "udp":
 	default:
-		return bad("transport", "must be tcp or udp, not %q", cam.Transport)
+		return bad("transport", "must be auto, tcp or udp, not %q", cam.Transport)
+	}
+	switch cam.Auth {
+	case "", "basic":
+	default:
+		return bad("auth", `must be "" (Digest only) or basic, not %q`, cam.Auth)
 	}
 	return nil
 }

@@ -59,8 +59,12 @@ type authBackoff struct {
 	fastTries  int
 }
 
+// PasswordRetry is the slow period after a refused password: whoever retries a camera's
+// password after several refusals waits at least this long.
+const PasswordRetry = 5 * time.Minute
+
 func newAuthBackoff() authBackoff {
-	return authBackoff{fast: 20 * time.Second, slow: 5 * time.Minute, fastTries: 3}
+	return authBackoff{fast: 20 * time.Second, slow: PasswordRetry, fastTries: 3}
 }
 
 // next is the wait after the n-th refusal in a row (n >= 1). Jitter only lengthens it.
