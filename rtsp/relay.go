@@ -305,9 +305,9 @@ func (r *Relay) sourceURL() (*url.URL, error) {
 		u.User = url.UserPassword(r.cfg.Username, r.cfg.Password)
 	}
 	switch r.cfg.Transport {
-	case "", "tcp", "udp":
+	case "", "auto", "tcp", "udp": // auto is TCP until the UDP fallback of SPEC §2 lands
 	default:
-		return nil, fmt.Errorf("transport must be tcp or udp, not %q", r.cfg.Transport)
+		return nil, fmt.Errorf("transport must be auto, tcp or udp, not %q", r.cfg.Transport)
 	}
 	return u, nil
 }
