@@ -1,4 +1,4 @@
-package rtsp
+package rtmp
 
 import (
 	"context"
@@ -245,69 +245,64 @@ func writeRTMPHeaders(c *rtmpConn, tracks []*rtmpTrack) error {
 	return nil
 }
 
-func (r *Relay) runRTMPSink(ctx context.Context, u *url.URL, tracks *trackSet, changed <-chan struct{}) error {
-	var params [3][]byte
-	for i := range params {
-		params[i], _ = r.fwd.paramSet(i)
-	}
-	var rtracks []*rtmpTrack
+// Publisher is one RTMP publishing session: the tracks' sequence starts are sent, then each
+// RTP packet handed to WritePacket goes out as FLV tags. One goroutine writes; ReadLoop, in
+// another, answers what the server asks of a publisher.
+type Publisher struct {
+	c       *rtmpConn
+	tracks  []*rtmpTrack
+	timeout time.Duration
+}
+
+// Dial connects to u, publishes the stream its path names and sends the tracks' headers.
+// params are the video track's parameter sets (VPS, SPS, PPS) known so far. timeout bounds the
+// set-up and, later, each write.
+func Dial(ctx context.Context, u *url.URL, formats []format.Format, params [3][]byte, timeout time.Duration) (*Publisher, error) {
 	var opts rtmpPublishOptions
-	for _, m := range tracks.medias {
-		t, err := newRTMPTrack(m.Formats[0], params)
+	p := &Publisher{timeout: timeout}
+	for _, f := range formats {
+		t, err := newRTMPTrack(f, params)
 		if err != nil {
-			return &stepError{"RTMP", err}
+			return nil, err
 		}
-		rtracks = append(rtracks, t)
+		p.tracks = append(p.tracks, t)
 		if t.fourCC != "" {
 			opts.fourCCs = append(opts.fourCCs, t.fourCC)
 		}
 	}
-
-	dialCtx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	dialCtx, cancel := context.WithTimeout(ctx, timeout)
 	c, err := dialRTMP(dialCtx, u, opts)
 	cancel()
 	if err != nil {
-		return &stepError{"RTMP connect", err}
+		return nil, fmt.Errorf("connect: %w", err)
 	}
-	defer c.Close()
-	defer context.AfterFunc(ctx, func() { c.Close() })()
-	_ = c.nc.SetDeadline(time.Now().Add(r.cfg.Timeout))
-	if err := writeRTMPHeaders(c, rtracks); err != nil {
-		return &stepError{"RTMP publish", err}
+	_ = c.nc.SetDeadline(time.Now().Add(timeout))
+	if err := writeRTMPHeaders(c, p.tracks); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("publish: %w", err)
 	}
 	_ = c.nc.SetReadDeadline(time.Time{})
-	r.log.Info("upstream session up")
-	r.fwd.restartSink()
+	p.c = c
+	return p, nil
+}
 
-	// The server's acknowledgement window and pings must be answered, or it stops reading
-	// or drops us; reading also notices a server that went away.
-	readErr := make(chan error, 1)
-	go func() {
-		for {
-			if _, err := c.readMessage(); err != nil {
-				readErr <- err
-				return
-			}
-		}
-	}()
-	var pkt packet
+// WritePacket sends what the RTP packet of track completes.
+func (p *Publisher) WritePacket(track int, pkt *rtp.Packet) error {
+	t := p.tracks[track]
+	_ = p.c.nc.SetWriteDeadline(time.Now().Add(p.timeout))
+	return t.write(p.c, pkt, t.pts(pkt.Timestamp))
+}
+
+// ReadLoop reads what the server sends until the connection fails. The server's
+// acknowledgement window and pings must be answered, or it stops reading or drops us; reading
+// also notices a server that went away.
+func (p *Publisher) ReadLoop() error {
 	for {
-		for r.fwd.pop(&pkt) {
-			t := rtracks[pkt.track]
-			_ = c.nc.SetWriteDeadline(time.Now().Add(r.cfg.Timeout))
-			if err := t.write(c, &pkt.Packet, t.pts(pkt.Timestamp)); err != nil {
-				return &stepError{"RTMP write", err}
-			}
-			r.sent(&pkt)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-readErr:
-			return &stepError{"RTMP read", err}
-		case <-changed:
-			return errTracksChanged
-		case <-r.fwd.notify:
+		if _, err := p.c.readMessage(); err != nil {
+			return err
 		}
 	}
 }
+
+// Close ends the session.
+func (p *Publisher) Close() error { return p.c.Close() }
