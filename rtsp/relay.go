@@ -69,6 +69,10 @@ type Stats struct {
 	Reconnects  int   // camera and upstream reconnects since start
 	LastError   string
 	LastErrorAt time.Time
+	// DroppedTracks names each camera track left out of the upstream session because
+	// Flussonic does not take its codec over the publish protocol (SPEC §4), e.g.
+	// "Opus audio left out: Flussonic does not take it over RTSP".
+	DroppedTracks []string
 	// Transport is what the camera session uses, or will try next: "tcp" or "udp".
 	Transport string
 	// PasswordRefused names the side ("camera" or "upstream") whose password was refused by
@@ -87,12 +91,13 @@ type Relay struct {
 	online   atomic.Bool
 	relaying atomic.Bool
 
-	// sinkMu is held by whoever writes to the upstream RTSP session: its own goroutine, or
-	// the camera goroutine in batchDone. inline is that session while it is up (plain TCP
-	// only: TLS cannot write without waiting); popped is the packet being written.
-	sinkMu sync.Mutex
-	inline *publisher
-	popped packet
+	// sinkMu is held by whoever writes to the upstream session: its own goroutine, or the
+	// camera goroutine in batchDone. inline is that session while it is up, upTracks maps
+	// camera tracks to its tracks; popped is the packet being written.
+	sinkMu   sync.Mutex
+	inline   upstream
+	upTracks []int
+	popped   packet
 
 	// authRetry is the backoff after a refused password; tests shorten it.
 	authRetry authBackoff
@@ -103,6 +108,7 @@ type Relay struct {
 	tracks      *trackSet     // the camera's current tracks, nil until the first session
 	tracksEvent chan struct{} // closed when tracks changes
 	reconnects  int
+	dropped     []string // camera tracks the upstream protocol does not take, as said in Stats
 	lastErr     string
 	lastErrAt   time.Time
 	spsGen      uint64
@@ -264,6 +270,22 @@ func (r *Relay) fail(side string, err error, repeated bool) {
 	}
 }
 
+// setDropped records the tracks the upstream session leaves out. A change is also the
+// relay's last error, so that the camera's state names it where owners look.
+func (r *Relay) setDropped(dropped []string) {
+	r.mu.Lock()
+	changed := !slices.Equal(r.dropped, dropped)
+	r.dropped = dropped
+	if changed && len(dropped) > 0 {
+		r.lastErr = "upstream: " + strings.Join(dropped, "; ")
+		r.lastErrAt = time.Now()
+	}
+	r.mu.Unlock()
+	if changed && len(dropped) > 0 {
+		r.log.Warn("tracks left out upstream", "tracks", dropped)
+	}
+}
+
 // setTracks publishes the tracks of a new camera session; an upstream session with a different
 // track set is ended so that it re-announces.
 func (r *Relay) setTracks(t *trackSet) {
@@ -322,6 +344,7 @@ func (r *Relay) Stats() Stats {
 			break
 		}
 	}
+	s.DroppedTracks = slices.Clone(r.dropped)
 	if t := r.tracks; t != nil {
 		s.Codec, s.AudioCodec = t.videoName, t.audioName
 		if gen != r.spsGen {
