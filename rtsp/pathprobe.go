@@ -108,7 +108,7 @@ const (
 // too when opts.Auth is "basic") from the path being tried, on the connection that was
 // challenged; redirects are never followed, so credentials cannot leave for another host or
 // scheme. It speaks through rtspConn, the client every camera session uses. The whole search is
-// bounded by len(paths) × (Interval + Timeout) and by ctx.
+// bounded by (len(paths)+1) × (Interval + Timeout) (one for connecting and scheduling) and by ctx.
 func FindStream(ctx context.Context, base, username, password string, opts FindStreamOptions) (FindStreamResult, error) {
 	p, err := newPathProber(base, username, password, opts)
 	if err != nil {
@@ -193,7 +193,7 @@ func (p *pathProber) url(path string) (*base.URL, error) {
 }
 
 func (p *pathProber) run(ctx context.Context) (FindStreamResult, error) {
-	budget := time.Duration(len(p.paths)) * (p.interval + p.timeout)
+	budget := time.Duration(len(p.paths)+1) * (p.interval + p.timeout)
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	for i, sp := range p.paths {

@@ -22,6 +22,12 @@ func startRelay(t *testing.T, cfg RelayConfig) (*Relay, func()) {
 		cfg.Logger = quietLogger()
 	}
 	r := NewRelay(cfg)
+	return r, runRelay(t, r)
+}
+
+// runRelay runs r until the test ends and returns a function that stops it and waits for Run.
+func runRelay(t *testing.T, r *Relay) func() {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
@@ -42,7 +48,7 @@ func startRelay(t *testing.T, cfg RelayConfig) (*Relay, func()) {
 		}
 	}
 	t.Cleanup(stop)
-	return r, stop
+	return stop
 }
 
 func TestRelayToRTSPServer(t *testing.T) {
