@@ -18,6 +18,8 @@ type packet struct {
 	track int
 	rtp.Packet
 	buf []byte
+	// at is the wall-clock time the packet's timestamp stands for (see trackState.wallAt).
+	at time.Time
 }
 
 // slot is one queued packet: the header fields that survive forwarding and where its payload
@@ -52,7 +54,31 @@ type trackState struct {
 	lastTS    uint32 // last outgoing timestamp
 	rebase    bool   // the next packet starts a new camera session
 	started   bool
+
+	// The track's outgoing timestamp wallTS stands for wall-clock time wallAt, and the RTP
+	// clock advances the mapping from there. It is fixed at the first packet's arrival and
+	// then moved only by the camera's own sender reports, never by arrival jitter; since the
+	// outgoing timestamps continue across camera restarts, so does the mapping. Upstream
+	// sender reports and RTMP times are made from it.
+	wallTS uint32
+	wallAt time.Time
 }
+
+// wallTime is the wall-clock time the outgoing timestamp ts stands for. It holds within 2^31
+// ticks of wallTS, which enqueueLocked keeps near.
+func (t *trackState) wallTime(ts uint32) time.Time {
+	if t.clockRate <= 0 {
+		return t.wallAt
+	}
+	d := int64(int32(ts - t.wallTS))
+	return t.wallAt.Add(time.Duration(d * int64(time.Second) / int64(t.clockRate)))
+}
+
+// maxClockStep is the largest disagreement between a camera's sender report and the mapping so
+// far that is taken as the camera's word on its tracks' timing. A larger one is its clock
+// being set (NTP on the camera, a reboot to 1970): the mapping then stays continuous and
+// the camera's clock is taken from there.
+const maxClockStep = 5 * time.Second
 
 // forwarder is the bounded queue between the camera side (push) and the upstream side (pop).
 // It gates the stream so that what leaves it after any restart of either side begins with a
@@ -80,6 +106,12 @@ type forwarder struct {
 	tracks     []trackState
 	lastOutAt  time.Time // when the last packet was queued
 	rebaseFrom time.Time // lastOutAt when the camera session changed
+	// clockOffset is our wall clock minus the camera's sender-report clock, learnt from the
+	// first sender report of the camera session (clockKnown) so that the mapping of the
+	// reporting track stays continuous; one value for all tracks, so the camera's statement
+	// of how its tracks line up passes unchanged.
+	clockOffset time.Duration
+	clockKnown  bool
 
 	framesIn, framesOut, dropped atomic.Uint64
 	bytesIn                      atomic.Uint64
@@ -112,6 +144,7 @@ func (f *forwarder) setTracks(video videoCodec, clockRates []int, params [3][]by
 		}
 		f.tracks[i].rebase = true
 	}
+	f.clockKnown = false // a restarted camera may have set its clock
 	f.rebaseFrom = f.lastOutAt
 	f.flushLocked()
 	f.resync = true
@@ -240,10 +273,39 @@ func (f *forwarder) enqueueLocked(track int, h *rtp.Header, payload []byte, now 
 	}
 	ts.seq++
 	ts.lastTS = h.Timestamp + ts.tsOffset
+	if !ts.started {
+		ts.wallTS, ts.wallAt = ts.lastTS, now
+	} else if d := int64(int32(ts.lastTS - ts.wallTS)); d > 1<<30 || d < -1<<30 {
+		// Move the reference by whole seconds, which is exact, to stay within wallTime's range.
+		k := d / int64(ts.clockRate)
+		ts.wallTS += uint32(k * int64(ts.clockRate))
+		ts.wallAt = ts.wallAt.Add(time.Duration(k) * time.Second)
+	}
 	ts.started = true
 	f.lastOutAt = now
 	f.n++
 	return true
+}
+
+// senderReport takes a camera's RTCP sender report for track: its RTP time rtpTime was at ntp
+// on the camera's clock. It moves the track's wall-clock mapping to what the camera states,
+// on our clock.
+func (f *forwarder) senderReport(track int, ntp time.Time, rtpTime uint32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if track >= len(f.tracks) {
+		return
+	}
+	t := &f.tracks[track]
+	if !t.started || t.rebase {
+		return // no mapping yet, or none in this camera session's timestamps
+	}
+	out := rtpTime + t.tsOffset
+	offset := t.wallTime(out).Sub(ntp)
+	if d := offset - f.clockOffset; !f.clockKnown || d > maxClockStep || d < -maxClockStep {
+		f.clockOffset, f.clockKnown = offset, true
+	}
+	t.wallTS, t.wallAt = out, ntp.Add(f.clockOffset)
 }
 
 // wake tells the upstream side that packets were queued. The camera side calls it once per
@@ -337,6 +399,7 @@ func (f *forwarder) pop(dst *packet) bool {
 	dst.buf = append(dst.buf[:0], f.data[s.off:s.off+s.size]...)
 	dst.Payload = dst.buf
 	dst.PaddingSize = 0
+	dst.at = f.tracks[s.track].wallTime(s.ts)
 	f.head = (f.head + 1) % len(f.ring)
 	f.n--
 	switch {
