@@ -90,6 +90,7 @@ func TestForwarderStartsAtKeyframeWithParameterSets(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newForwarder(16)
+			f.reportWait = 0 // audio that waits for sender reports is another test's
 			f.setTracks(codecH264, []int{90000, 8000}, [3][]byte{nil, tc.sdpSPS, tc.sdpPPS})
 			for _, in := range tc.in {
 				f.push(in.track, in.pkt, now)
@@ -269,6 +270,7 @@ func TestForwarderMapsTimestampsToWallClock(t *testing.T) {
 		{name: "15 ms after video, as the camera says", track: 1, ts: 100 + 160, arrival: ms(2140), want: ms(2115)},
 	}
 	f := newForwarder(64)
+	f.reportWait = 0 // audio goes on its first arrival's guess; the camera corrects it
 	f.setTracks(codecH264, []int{90000, 8000}, [3][]byte{nil, testSPS, testPPS})
 	var p packet
 	for _, s := range steps {
@@ -293,6 +295,66 @@ func TestForwarderMapsTimestampsToWallClock(t *testing.T) {
 		}
 		if d := p.at.Sub(t0); d != s.want {
 			t.Errorf("%s: the packet stands for t0%+v, want t0%+v", s.name, d, s.want)
+		}
+	}
+}
+
+// Audio waits for the camera's sender reports, so that it goes upstream with the camera's
+// timing from its first packet; a camera that sends none within reportWait is not waited for
+// again.
+func TestForwarderHoldsAudioForTheCamerasSenderReports(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+	cam := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	f := newForwarder(64)
+	f.setTracks(codecH264, []int{90000, 8000}, [3][]byte{nil, testSPS, testPPS})
+	forwarded := func(track int, pkt *rtp.Packet, arrival time.Duration) (bool, time.Duration) {
+		f.push(track, pkt, t0.Add(arrival))
+		var p packet
+		got := false
+		for f.pop(&p) {
+			got = p.track == track
+		}
+		return got, p.at.Sub(t0)
+	}
+	steps := []struct {
+		name    string
+		restart bool
+		track   int
+		ts      uint32
+		arrival time.Duration
+		sr      time.Duration // a camera report at cam+sr instead of a packet, when not 0
+		want    bool
+		wantAt  time.Duration
+	}{
+		{name: "video goes at once", ts: 9000, want: true},
+		{name: "audio waits", track: 1, ts: 800, arrival: 50 * time.Millisecond},
+		{name: "its report before video's is kept", track: 1, ts: 1600, sr: 300 * time.Millisecond},
+		{name: "video's report gives the clock", ts: 9000 + 9000, sr: 200 * time.Millisecond},
+		{name: "audio goes with the camera's timing", track: 1, ts: 1760, arrival: 90 * time.Millisecond, want: true, wantAt: 220 * time.Millisecond},
+		{name: "after a restart audio waits again", restart: true, ts: 100, arrival: 20 * time.Second, want: true, wantAt: 20*time.Second - 90*time.Millisecond}, // video continues: gap from the last packet queued,
+		{name: "until reportWait", track: 1, ts: 100, arrival: 20*time.Second + reportWait - time.Millisecond},
+		{name: "then goes on its arrival", track: 1, ts: 200, arrival: 20*time.Second + reportWait, want: true},
+		{name: "and a camera that sent nothing is not waited for again", restart: true, ts: 100, arrival: 40 * time.Second, want: true},
+		{name: "so audio goes at once", track: 1, ts: 300, arrival: 40 * time.Second, want: true},
+	}
+	for _, s := range steps {
+		if s.restart {
+			f.setTracks(codecH264, []int{90000, 8000}, [3][]byte{nil, testSPS, testPPS})
+		}
+		if s.sr != 0 {
+			f.senderReport(s.track, cam.Add(s.sr), s.ts)
+			continue
+		}
+		pkt := audioPkt(s.ts)
+		if s.track == 0 {
+			pkt = videoPkt(s.ts, true, 0x65, 1)
+		}
+		got, at := forwarded(s.track, pkt, s.arrival)
+		if got != s.want {
+			t.Fatalf("%s: forwarded %v, want %v", s.name, got, s.want)
+		}
+		if s.wantAt != 0 && at != s.wantAt {
+			t.Errorf("%s: stands for t0%+v, want t0%+v", s.name, at, s.wantAt)
 		}
 	}
 }
