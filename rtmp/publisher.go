@@ -54,9 +54,17 @@ func Carries(f format.Format) error {
 	return errors.New(codecLabel(f))
 }
 
-// codecLabel names a format in errors: its RTP encoding name ("opus/48000/2"), since
-// gortsplib's Codec is deprecated.
-func codecLabel(f format.Format) string { return f.RTPMap() }
+// codecLabel names a format in errors as Stats names codecs ("H265", "Opus"), since
+// gortsplib's Codec is deprecated; others by their RTP encoding name.
+func codecLabel(f format.Format) string {
+	switch f.(type) {
+	case *format.H265:
+		return "H265"
+	case *format.Opus:
+		return "Opus"
+	}
+	return f.RTPMap()
+}
 
 // Dial connects to u, publishes the stream its path names and sends each track's headers.
 // params are the video track's parameter sets (VPS, SPS, PPS) known so far. timeout bounds the
