@@ -51,7 +51,19 @@ func Carries(f format.Format) error {
 		}
 		return fmt.Errorf("G.711 μ-law at %d Hz, %d channels (RTMP carries 8000 Hz mono)", f.SampleRate, f.ChannelCount)
 	}
-	return errors.New(f.Codec())
+	return errors.New(codecLabel(f))
+}
+
+// codecLabel names a format in errors as Stats names codecs ("H265", "Opus"), since
+// gortsplib's Codec is deprecated; others by their RTP encoding name.
+func codecLabel(f format.Format) string {
+	switch f.(type) {
+	case *format.H265:
+		return "H265"
+	case *format.Opus:
+		return "Opus"
+	}
+	return f.RTPMap()
 }
 
 // Dial connects to u, publishes the stream its path names and sends each track's headers.
@@ -85,10 +97,11 @@ func Dial(ctx context.Context, u *url.URL, formats []format.Format, params [3][]
 	return p, nil
 }
 
-// WritePacket buffers the FLV tags that the RTP packet of track completes. now is when the
-// packet arrived: each track's RTMP time starts at its first packet's arrival after the
-// session's first packet, then advances by the track's own RTP clock, so that audio and video
-// keep the offset they arrived with and arrival jitter never moves them.
+// WritePacket buffers the FLV tags that the RTP packet of track completes. now is the
+// wall-clock time the packet's timestamp stands for (the relay's mapping: the camera's sender
+// reports, else the track's first arrival): each track's RTMP time starts at its first
+// packet's time after the session's first packet, then advances by the track's own RTP clock,
+// so that audio and video keep the offset the camera states and jitter never moves them.
 func (p *Publisher) WritePacket(track int, pkt *rtp.Packet, now time.Time) error {
 	if p.t0.IsZero() {
 		p.t0 = now

@@ -31,14 +31,13 @@ type track struct {
 
 	// H.264 (RFC 6184) frame assembly: the body holds the tag header, then NAL units with
 	// 4-byte lengths.
-	frameTS  uint32
-	inFrame  bool
-	broken   bool // a packet of this frame was lost or not understood: drop the frame
-	fuStart  int  // offset of the length of the fragmented NAL unit being joined, -1 if none
-	nalus    [][]byte
-	sps      []byte // the last SPS, a copy of its own: the DTS extractor keeps what it is given
-	dts      h264.DTSExtractor
-	dtsReady bool
+	frameTS uint32
+	inFrame bool
+	broken  bool // a packet of this frame was lost or not understood: drop the frame
+	fuStart int  // offset of the length of the fragmented NAL unit being joined, -1 if none
+	nalus   [][]byte
+	sps     []byte // the last SPS, a copy of its own: the DTS extractor keeps what it is given
+	dts     h264.DTSExtractor
 
 	// AAC (RFC 3640): AU header field sizes in bits, and an AU fragmented over packets.
 	sizeLength, indexLength, indexDeltaLength int
@@ -85,7 +84,7 @@ func newTrack(f format.Format, params [3][]byte) (*track, error) {
 		t.typ, t.codecID = rtmpAudio, flvSoundPCMU
 		t.write = t.writePCMU
 	default:
-		return nil, fmt.Errorf("RTMP does not carry %s", f.Codec())
+		return nil, fmt.Errorf("RTMP does not carry %s", codecLabel(f))
 	}
 	return t, nil
 }

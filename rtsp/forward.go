@@ -18,6 +18,8 @@ type packet struct {
 	track int
 	rtp.Packet
 	buf []byte
+	// at is the wall-clock time the packet's timestamp stands for (see trackState.wallAt).
+	at time.Time
 }
 
 // slot is one queued packet: the header fields that survive forwarding and where its payload
@@ -52,7 +54,45 @@ type trackState struct {
 	lastTS    uint32 // last outgoing timestamp
 	rebase    bool   // the next packet starts a new camera session
 	started   bool
+
+	// The track's outgoing timestamp wallTS stands for wall-clock time wallAt, and the RTP
+	// clock advances the mapping from there. It is fixed at the first packet's arrival and
+	// then moved only by the camera's own sender reports, never by arrival jitter; since the
+	// outgoing timestamps continue across camera restarts, so does the mapping. Upstream
+	// sender reports and RTMP times are made from it.
+	wallTS uint32
+	wallAt time.Time
+	mapped bool // wallTS and wallAt are set
+	// reported: the mapping is from this camera session's sender reports; pending holds one
+	// that came before the session's clock offset was known.
+	reported, pending bool
+	pendingNTP        time.Time
+	pendingTS         uint32
 }
+
+// wallTime is the wall-clock time the outgoing timestamp ts stands for. It holds within 2^31
+// ticks of wallTS, which enqueueLocked keeps near.
+func (t *trackState) wallTime(ts uint32) time.Time {
+	if t.clockRate <= 0 {
+		return t.wallAt
+	}
+	d := int64(int32(ts - t.wallTS))
+	return t.wallAt.Add(time.Duration(d * int64(time.Second) / int64(t.clockRate)))
+}
+
+// maxClockStep is the largest disagreement between a camera's sender report and the mapping so
+// far that is taken as the camera's word on its tracks' timing. A larger one is its clock
+// being set (NTP on the camera, a reboot to 1970): the mapping then stays continuous and
+// the camera's clock is taken from there.
+const maxClockStep = 5 * time.Second
+
+// reportWait is how long a camera session's audio waits for the camera's sender reports. Its
+// first packet's arrival is only a guess at its timing (cameras and their servers interleave
+// audio hundreds of milliseconds ahead of video), and a receiver lines the tracks up from the
+// first report it gets, so audio sent on the guess steps later, when the camera's word comes.
+// Cameras report every 5 s or so (RFC 3550's minimum interval; gortsplib's servers every 10 s);
+// one that sends nothing within reportWait is not waited for again.
+const reportWait = 12 * time.Second
 
 // forwarder is the bounded queue between the camera side (push) and the upstream side (pop).
 // It gates the stream so that what leaves it after any restart of either side begins with a
@@ -80,6 +120,15 @@ type forwarder struct {
 	tracks     []trackState
 	lastOutAt  time.Time // when the last packet was queued
 	rebaseFrom time.Time // lastOutAt when the camera session changed
+	// clockOffset is our wall clock minus the camera's sender-report clock, learnt from the
+	// first sender report of the camera session (clockKnown) so that the mapping of the
+	// reporting track stays continuous; one value for all tracks, so the camera's statement
+	// of how its tracks line up passes unchanged.
+	clockOffset time.Duration
+	clockKnown  bool
+	sessionAt   time.Time     // the camera session's first packet
+	reportWait  time.Duration // reportWait; tests of other things set 0
+	noReports   bool          // a camera session sent no video sender report within reportWait
 
 	framesIn, framesOut, dropped atomic.Uint64
 	bytesIn                      atomic.Uint64
@@ -87,10 +136,11 @@ type forwarder struct {
 
 func newForwarder(capacity int) *forwarder {
 	return &forwarder{
-		ring:    make([]slot, capacity),
-		maxData: max(capacity*packetBytes, maxRTPPacket),
-		notify:  make(chan struct{}, 1),
-		resync:  true,
+		ring:       make([]slot, capacity),
+		maxData:    max(capacity*packetBytes, maxRTPPacket),
+		notify:     make(chan struct{}, 1),
+		resync:     true,
+		reportWait: reportWait,
 	}
 }
 
@@ -111,6 +161,11 @@ func (f *forwarder) setTracks(video videoCodec, clockRates []int, params [3][]by
 			f.tracks[i] = trackState{clockRate: clockRates[i]}
 		}
 		f.tracks[i].rebase = true
+	}
+	f.clockKnown = false // a restarted camera may have set its clock
+	f.sessionAt = time.Time{}
+	for i := range f.tracks {
+		f.tracks[i].reported, f.tracks[i].pending = false, false
 	}
 	f.rebaseFrom = f.lastOutAt
 	f.flushLocked()
@@ -184,6 +239,12 @@ func (f *forwarder) push(track int, pkt *rtp.Packet, now time.Time) {
 			ts.tsOffset = ts.lastTS + gap - pkt.Timestamp
 		}
 	}
+	if f.sessionAt.IsZero() {
+		f.sessionAt = now
+	}
+	if !isVideo && !ts.reported && f.awaitReports(now) {
+		return
+	}
 	if f.resync {
 		if !keyframe {
 			if isVideo && pkt.Marker {
@@ -240,10 +301,63 @@ func (f *forwarder) enqueueLocked(track int, h *rtp.Header, payload []byte, now 
 	}
 	ts.seq++
 	ts.lastTS = h.Timestamp + ts.tsOffset
+	if !ts.mapped {
+		ts.wallTS, ts.wallAt, ts.mapped = ts.lastTS, now, true
+	} else if d := int64(int32(ts.lastTS - ts.wallTS)); d > 1<<30 || d < -1<<30 {
+		// Move the reference by whole seconds, which is exact, to stay within wallTime's range.
+		k := d / int64(ts.clockRate)
+		ts.wallTS += uint32(k * int64(ts.clockRate))
+		ts.wallAt = ts.wallAt.Add(time.Duration(k) * time.Second)
+	}
 	ts.started = true
 	f.lastOutAt = now
 	f.n++
 	return true
+}
+
+// awaitReports says whether audio still waits for the camera's sender reports.
+func (f *forwarder) awaitReports(now time.Time) bool {
+	if f.noReports {
+		return false
+	}
+	if now.Sub(f.sessionAt) < f.reportWait {
+		return true
+	}
+	f.noReports = !f.clockKnown
+	return false
+}
+
+// senderReport takes a camera's RTCP sender report for track: its RTP time rtpTime was at ntp
+// on the camera's clock. The camera session's offset from our clock is learnt from the video
+// track's first report, so that video's mapping stays continuous; the other tracks then take
+// the camera's statement of their timing on our clock.
+func (f *forwarder) senderReport(track int, ntp time.Time, rtpTime uint32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if track >= len(f.tracks) || f.tracks[track].rebase {
+		return // no packet of this camera session yet, so no offset to its timestamps
+	}
+	t := &f.tracks[track]
+	out := rtpTime + t.tsOffset
+	if track == 0 {
+		if !t.mapped {
+			return
+		}
+		offset := t.wallTime(out).Sub(ntp)
+		if d := offset - f.clockOffset; !f.clockKnown || d > maxClockStep || d < -maxClockStep {
+			f.clockOffset, f.clockKnown = offset, true
+		}
+		for i := range f.tracks[1:] {
+			if a := &f.tracks[1+i]; a.pending {
+				a.pending = false
+				a.wallTS, a.wallAt, a.mapped, a.reported = a.pendingTS, a.pendingNTP.Add(f.clockOffset), true, true
+			}
+		}
+	} else if !f.clockKnown {
+		t.pendingTS, t.pendingNTP, t.pending = out, ntp, true
+		return
+	}
+	t.wallTS, t.wallAt, t.mapped, t.reported = out, ntp.Add(f.clockOffset), true, true
 }
 
 // wake tells the upstream side that packets were queued. The camera side calls it once per
@@ -337,6 +451,7 @@ func (f *forwarder) pop(dst *packet) bool {
 	dst.buf = append(dst.buf[:0], f.data[s.off:s.off+s.size]...)
 	dst.Payload = dst.buf
 	dst.PaddingSize = 0
+	dst.at = f.tracks[s.track].wallTime(s.ts)
 	f.head = (f.head + 1) % len(f.ring)
 	f.n--
 	switch {

@@ -90,6 +90,7 @@ func TestForwarderStartsAtKeyframeWithParameterSets(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newForwarder(16)
+			f.reportWait = 0 // audio that waits for sender reports is another test's
 			f.setTracks(codecH264, []int{90000, 8000}, [3][]byte{nil, tc.sdpSPS, tc.sdpPPS})
 			for _, in := range tc.in {
 				f.push(in.track, in.pkt, now)
@@ -233,5 +234,127 @@ func TestForwarderArenaKeepsPayloadsInOrder(t *testing.T) {
 	}
 	if len(f.data) > f.maxData {
 		t.Errorf("arena grew to %d bytes, bound %d", len(f.data), f.maxData)
+	}
+}
+
+// Each packet leaves with the wall-clock time its timestamp stands for: fixed at a track's
+// first arrival and advanced by the RTP clock, moved only by what the camera's sender reports
+// state, and continuous across a camera restart whose camera clock was set to 1970.
+func TestForwarderMapsTimestampsToWallClock(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+	cam := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC) // the camera's clock
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	type step struct {
+		name    string
+		restart bool   // a new camera session first
+		track   int    // 0 video (90 kHz), 1 audio (8 kHz)
+		ts      uint32 // the camera's RTP time
+		arrival time.Duration
+		sr      *time.Time // a camera sender report at this camera time instead of a packet
+		want    time.Duration
+	}
+	at := func(base time.Time, d time.Duration) *time.Time { v := base.Add(d); return &v }
+	steps := []step{
+		{name: "the first video packet anchors video", ts: 90000, arrival: 0, want: 0},
+		{name: "the first audio packet anchors audio", track: 1, ts: 8000, arrival: ms(10), want: ms(10)},
+		{name: "a late packet moves nothing", ts: 90000 + 3600, arrival: ms(75), want: ms(40)},
+		{name: "the first sender report keeps its track continuous", ts: 90000 + 9000, sr: at(cam, ms(100))},
+		{name: "so video holds", ts: 90000 + 7200, arrival: ms(85), want: ms(80)},
+		{name: "the camera says audio is 30 ms later than it arrived", track: 1, ts: 8000 + 800, sr: at(cam, ms(130))},
+		{name: "and audio follows the camera", track: 1, ts: 8000 + 160, arrival: ms(95), want: ms(50)},
+		{name: "after a restart video continues from its mapping", restart: true, ts: 500, arrival: ms(2095), want: ms(2080)},
+		{name: "a camera clock set to 1970 is a step, not the camera's word", ts: 500 + 900, sr: at(time.Unix(0, 0), ms(10))},
+		{name: "so video holds after it", ts: 500 + 3600, arrival: ms(2130), want: ms(2120)},
+		{name: "audio after the restart continues too", track: 1, ts: 100, arrival: ms(2100), want: ms(2055)},
+		{name: "and moves to what the restarted camera states: 15 ms after video", track: 1, ts: 100 + 80, sr: at(time.Unix(0, 0), ms(25))},
+		{name: "15 ms after video, as the camera says", track: 1, ts: 100 + 160, arrival: ms(2140), want: ms(2115)},
+	}
+	f := newForwarder(64)
+	f.reportWait = 0 // audio goes on its first arrival's guess; the camera corrects it
+	f.setTracks(codecH264, []int{90000, 8000}, [3][]byte{nil, testSPS, testPPS})
+	var p packet
+	for _, s := range steps {
+		if s.restart {
+			f.setTracks(codecH264, []int{90000, 8000}, [3][]byte{nil, testSPS, testPPS})
+		}
+		if s.sr != nil {
+			f.senderReport(s.track, *s.sr, s.ts)
+			continue
+		}
+		if s.track == 0 {
+			f.push(0, videoPkt(s.ts, true, 0x65, 1), t0.Add(s.arrival))
+		} else {
+			f.push(1, audioPkt(s.ts), t0.Add(s.arrival))
+		}
+		got := false
+		for f.pop(&p) {
+			got = true
+		}
+		if !got {
+			t.Fatalf("%s: nothing forwarded", s.name)
+		}
+		if d := p.at.Sub(t0); d != s.want {
+			t.Errorf("%s: the packet stands for t0%+v, want t0%+v", s.name, d, s.want)
+		}
+	}
+}
+
+// Audio waits for the camera's sender reports, so that it goes upstream with the camera's
+// timing from its first packet; a camera that sends none within reportWait is not waited for
+// again.
+func TestForwarderHoldsAudioForTheCamerasSenderReports(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+	cam := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	f := newForwarder(64)
+	f.setTracks(codecH264, []int{90000, 8000}, [3][]byte{nil, testSPS, testPPS})
+	forwarded := func(track int, pkt *rtp.Packet, arrival time.Duration) (bool, time.Duration) {
+		f.push(track, pkt, t0.Add(arrival))
+		var p packet
+		got := false
+		for f.pop(&p) {
+			got = p.track == track
+		}
+		return got, p.at.Sub(t0)
+	}
+	steps := []struct {
+		name    string
+		restart bool
+		track   int
+		ts      uint32
+		arrival time.Duration
+		sr      time.Duration // a camera report at cam+sr instead of a packet, when not 0
+		want    bool
+		wantAt  time.Duration
+	}{
+		{name: "video goes at once", ts: 9000, want: true},
+		{name: "audio waits", track: 1, ts: 800, arrival: 50 * time.Millisecond},
+		{name: "its report before video's is kept", track: 1, ts: 1600, sr: 300 * time.Millisecond},
+		{name: "video's report gives the clock", ts: 9000 + 9000, sr: 200 * time.Millisecond},
+		{name: "audio goes with the camera's timing", track: 1, ts: 1760, arrival: 90 * time.Millisecond, want: true, wantAt: 220 * time.Millisecond},
+		{name: "after a restart audio waits again", restart: true, ts: 100, arrival: 20 * time.Second, want: true, wantAt: 20*time.Second - 90*time.Millisecond}, // video continues: gap from the last packet queued,
+		{name: "until reportWait", track: 1, ts: 100, arrival: 20*time.Second + reportWait - time.Millisecond},
+		{name: "then goes on its arrival", track: 1, ts: 200, arrival: 20*time.Second + reportWait, want: true},
+		{name: "and a camera that sent nothing is not waited for again", restart: true, ts: 100, arrival: 40 * time.Second, want: true},
+		{name: "so audio goes at once", track: 1, ts: 300, arrival: 40 * time.Second, want: true},
+	}
+	for _, s := range steps {
+		if s.restart {
+			f.setTracks(codecH264, []int{90000, 8000}, [3][]byte{nil, testSPS, testPPS})
+		}
+		if s.sr != 0 {
+			f.senderReport(s.track, cam.Add(s.sr), s.ts)
+			continue
+		}
+		pkt := audioPkt(s.ts)
+		if s.track == 0 {
+			pkt = videoPkt(s.ts, true, 0x65, 1)
+		}
+		got, at := forwarded(s.track, pkt, s.arrival)
+		if got != s.want {
+			t.Fatalf("%s: forwarded %v, want %v", s.name, got, s.want)
+		}
+		if s.wantAt != 0 && at != s.wantAt {
+			t.Errorf("%s: stands for t0%+v, want t0%+v", s.name, at, s.wantAt)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/headers"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
+	"github.com/bluenviron/gortsplib/v5/pkg/ntp"
 	"github.com/bluenviron/gortsplib/v5/pkg/sdpunmarshaler"
 	"github.com/pion/rtp"
 )
@@ -51,6 +52,7 @@ type player struct {
 	nextReport, nextKeepAlive time.Time
 	rr                        [4 + 32]byte
 	lowWater                  lowWater
+	senderReport              func(track int, ntp time.Time, rtpTime uint32) // cameraOptions.senderReport
 }
 
 // playTrack is what receiver reports of one track are made of (RFC 3550 appendix A.1 and A.3).
@@ -65,6 +67,8 @@ type playTrack struct {
 	receivedPrior   uint32
 	lastSR          uint32 // middle 32 bits of the last sender report's NTP time
 	lastSRAt        time.Time
+	srNTP           uint64 // the last sender report's NTP time and RTP time
+	srRTP           uint32
 }
 
 // cameraOptions is what a camera session is set up with besides its URL.
@@ -73,6 +77,9 @@ type cameraOptions struct {
 	// basic is the camera's auth: basic mark: it may get its password in Basic over rtsp://.
 	basic   bool
 	timeout time.Duration
+	// senderReport, if set, hears each of the camera's RTCP sender reports: track's RTP time
+	// rtpTime was at ntp on the camera's clock.
+	senderReport func(track int, ntp time.Time, rtpTime uint32)
 }
 
 // dialPlayer connects to the camera at u and sets up the tracks worth relaying (see
@@ -94,7 +101,7 @@ func dialCamera(ctx context.Context, u *url.URL, o cameraOptions, handshake func
 		return nil, err
 	}
 	c.refuseBasic = !o.basic && u.Scheme != "rtsps"
-	p := &player{rtspConn: *c, ssrc: rand.Uint32()}
+	p := &player{rtspConn: *c, ssrc: rand.Uint32(), senderReport: o.senderReport}
 	if err := p.setUp(ctx, func() error { return handshake(p) }); err != nil {
 		return nil, err
 	}
@@ -485,7 +492,9 @@ func (p *player) readOne(now time.Time, onPacket func(int, *rtp.Packet, time.Tim
 	}
 	track := int(id / 2)
 	if id%2 == 1 {
-		p.tracks[track].takeRTCP(frame, now)
+		if t := &p.tracks[track]; t.takeRTCP(frame, now) && p.senderReport != nil {
+			p.senderReport(track, ntp.Decode(t.srNTP), t.srRTP)
+		}
 		return false, nil
 	}
 	if err := p.pkt.Unmarshal(frame); err != nil || p.pkt.Version != 2 {
@@ -508,19 +517,23 @@ func (t *playTrack) count(ssrc uint32, seq uint16) {
 	t.received++
 }
 
-// takeRTCP remembers the camera's last sender report, which receiver reports refer to.
-func (t *playTrack) takeRTCP(b []byte, now time.Time) {
+// takeRTCP remembers the camera's last sender report, which receiver reports refer to, and
+// says whether b had one.
+func (t *playTrack) takeRTCP(b []byte, now time.Time) (sr bool) {
 	for len(b) >= 4 {
 		n := 4 * (int(binary.BigEndian.Uint16(b[2:])) + 1)
 		if b[0]>>6 != 2 || n > len(b) {
-			return
+			return sr
 		}
 		if b[1] == 200 && n >= 28 {
 			t.lastSR = binary.BigEndian.Uint32(b[10:])
 			t.lastSRAt = now
+			t.srNTP, t.srRTP = binary.BigEndian.Uint64(b[8:]), binary.BigEndian.Uint32(b[16:])
+			sr = true
 		}
 		b = b[n:]
 	}
+	return sr
 }
 
 // receiverReports buffers one RTCP receiver report per track that has received something.

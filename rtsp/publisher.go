@@ -39,18 +39,18 @@ type publisher struct {
 
 // sentTrack is what RTCP sender reports of one track are made of. Servers that record use them
 // to line up audio and video in wall-clock time (Flussonic does for RTSP ingest), so the
-// mapping from the track's RTP clock to wall-clock time they state must not move: it is fixed
-// when the track's first packet is sent (anchorTS at anchorAt) and then advances by the RTP
-// clock alone. Re-anchoring it to the arrival of later packets, as this once did, moved each
-// report by that packet's network and scheduling jitter, and receivers stepped A/V PTS by up
-// to 85 ms at every report. The forwarder keeps the upstream timestamps continuous across a
-// camera restart, so the mapping holds across it too.
+// mapping from the track's RTP clock to wall-clock time they state must be the camera's, and
+// must not move with network or scheduling jitter: each packet comes with the wall-clock time
+// its timestamp stands for (the forwarder's mapping: the camera's own sender reports, else the
+// first packet's arrival, advanced by the RTP clock), and a report states the line through
+// the last of them. Re-anchoring to the arrival of every packet, as this once did, moved each
+// report by that packet's jitter, and receivers stepped A/V PTS by up to 85 ms at every report.
 type sentTrack struct {
 	clockRate       int
 	ssrc            uint32
 	packets, octets uint32
-	anchorTS        uint32
-	anchorAt        time.Time // zero until the first packet
+	lastTS          uint32
+	lastAt          time.Time // zero until the first packet
 }
 
 // dialPublisher connects to u and brings up a recording session announcing medias, whose
@@ -104,14 +104,18 @@ func (p *publisher) handshake(medias []*description.Media) error {
 	return nil
 }
 
-// WritePacket buffers one RTP packet of track, sent at about now, as an interleaved frame. It
-// does not allocate.
-func (p *publisher) WritePacket(track int, pkt *rtp.Packet, now time.Time) error {
+// WritePacket buffers one RTP packet of track, whose timestamp stands for wall-clock time at,
+// as an interleaved frame. A track's first packet follows a sender report, so that receivers
+// line the tracks up from the start instead of from the first periodic report. It does not
+// allocate.
+func (p *publisher) WritePacket(track int, pkt *rtp.Packet, at time.Time) error {
 	t := &p.tracks[track]
-	if t.anchorAt.IsZero() {
-		t.anchorTS, t.anchorAt = pkt.Timestamp, now
-	}
+	first := t.lastAt.IsZero()
+	t.lastTS, t.lastAt = pkt.Timestamp, at
 	t.ssrc = pkt.SSRC
+	if first {
+		p.senderReport(track, at)
+	}
 	t.packets++
 	t.octets += uint32(len(pkt.Payload))
 	n, err := pkt.Header.MarshalTo(p.hdr[4:])
@@ -130,28 +134,32 @@ func (p *publisher) WritePacket(track int, pkt *rtp.Packet, now time.Time) error
 	return nil
 }
 
-// senderReports buffers an RTCP sender report for every track that has sent something: now,
-// and the RTP time the track's fixed mapping gives for it.
+// senderReports writes an RTCP sender report for every track that has sent something.
 func (p *publisher) senderReports(now time.Time) error {
 	for i := range p.tracks {
-		t := &p.tracks[i]
-		if t.anchorAt.IsZero() {
-			continue
+		if !p.tracks[i].lastAt.IsZero() {
+			p.senderReport(i, now)
 		}
-		rtpNow := t.anchorTS + uint32(int64(now.Sub(t.anchorAt))*int64(t.clockRate)/int64(time.Second))
-		b := p.hdr[:4+28]
-		b[0], b[1] = base.InterleavedFrameMagicByte, byte(2*i+1)
-		binary.BigEndian.PutUint16(b[2:], 28)
-		b[4], b[5] = 0x80, 200 // version 2, no reception reports; sender report
-		binary.BigEndian.PutUint16(b[6:], 28/4-1)
-		binary.BigEndian.PutUint32(b[8:], t.ssrc)
-		binary.BigEndian.PutUint64(b[12:], ntp.Encode(now))
-		binary.BigEndian.PutUint32(b[20:], rtpNow)
-		binary.BigEndian.PutUint32(b[24:], t.packets)
-		binary.BigEndian.PutUint32(b[28:], t.octets)
-		p.out = append(p.out, b...)
 	}
 	return p.flush()
+}
+
+// senderReport buffers an RTCP sender report of track: now, and the RTP time the track's
+// mapping gives for it.
+func (p *publisher) senderReport(i int, now time.Time) {
+	t := &p.tracks[i]
+	rtpNow := t.lastTS + uint32(int64(now.Sub(t.lastAt))*int64(t.clockRate)/int64(time.Second))
+	b := p.hdr[:4+28]
+	b[0], b[1] = base.InterleavedFrameMagicByte, byte(2*i+1)
+	binary.BigEndian.PutUint16(b[2:], 28)
+	b[4], b[5] = 0x80, 200 // version 2, no reception reports; sender report
+	binary.BigEndian.PutUint16(b[6:], 28/4-1)
+	binary.BigEndian.PutUint32(b[8:], t.ssrc)
+	binary.BigEndian.PutUint64(b[12:], ntp.Encode(now))
+	binary.BigEndian.PutUint32(b[20:], rtpNow)
+	binary.BigEndian.PutUint32(b[24:], t.packets)
+	binary.BigEndian.PutUint32(b[28:], t.octets)
+	p.out = append(p.out, b...)
 }
 
 // Buffered says how many bytes wait for Flush.

@@ -157,7 +157,10 @@ func BenchmarkPublisherWrite(b *testing.B) {
 	}
 }
 
-// A sender report ties each track's RTP clock to wall-clock time, on the track's RTCP channel.
+// A sender report ties each track's RTP clock to wall-clock time, on the track's RTCP channel:
+// one goes ahead of a track's first packet, so receivers line tracks up from the start, and
+// the periodic ones state the line through the last packet's timestamp and the wall-clock
+// time the relay mapped it to.
 func TestPublisherSenderReport(t *testing.T) {
 	client, server := net.Pipe()
 	defer client.Close()
@@ -171,33 +174,51 @@ func TestPublisherSenderReport(t *testing.T) {
 	pkt.Payload = make([]byte, 160)
 	go func() {
 		p.WritePacket(1, &pkt.Packet, t0)
-		// A later packet that arrived late moves nothing: the mapping was fixed by the first.
 		pkt.Timestamp += 160
-		p.WritePacket(1, &pkt.Packet, t0.Add(300*time.Millisecond))
+		p.WritePacket(1, &pkt.Packet, t0.Add(20*time.Millisecond))
 		p.senderReports(t0.Add(500 * time.Millisecond))
 	}()
 	br := bufio.NewReader(server)
-	var fr base.InterleavedFrame
-	if err := fr.Unmarshal(br); err != nil || fr.Channel != 2 {
-		t.Fatalf("first frame on channel %d (%v), want the audio RTP channel 2", fr.Channel, err)
+	senderReport := func(what string) rtcp.SenderReport {
+		var fr base.InterleavedFrame
+		if err := fr.Unmarshal(br); err != nil || fr.Channel != 3 {
+			t.Fatalf("%s: frame on channel %d (%v), want the audio RTCP channel 3", what, fr.Channel, err)
+		}
+		pkts, err := rtcp.Unmarshal(fr.Payload)
+		if err != nil || len(pkts) != 1 {
+			t.Fatalf("%s: RTCP %v, %v", what, pkts, err)
+		}
+		sr, ok := pkts[0].(*rtcp.SenderReport)
+		if !ok {
+			t.Fatalf("%s: got %T, want a sender report", what, pkts[0])
+		}
+		return *sr
 	}
-	if err := fr.Unmarshal(br); err != nil || fr.Channel != 2 {
-		t.Fatalf("second frame on channel %d (%v), want the audio RTP channel 2", fr.Channel, err)
+	rtpFrame := func(what string) {
+		var fr base.InterleavedFrame
+		if err := fr.Unmarshal(br); err != nil || fr.Channel != 2 {
+			t.Fatalf("%s: frame on channel %d (%v), want the audio RTP channel 2", what, fr.Channel, err)
+		}
 	}
-	if err := fr.Unmarshal(br); err != nil || fr.Channel != 3 {
-		t.Fatalf("second frame on channel %d (%v), want the audio RTCP channel 3", fr.Channel, err)
+	cases := []struct {
+		name string
+		read func() rtcp.SenderReport
+		want rtcp.SenderReport
+	}{
+		{"ahead of the first packet", func() rtcp.SenderReport {
+			sr := senderReport("first")
+			rtpFrame("first packet")
+			rtpFrame("second packet")
+			return sr
+		}, rtcp.SenderReport{SSRC: 0xabcd, NTPTime: ntp.Encode(t0), RTPTime: 1000}},
+		{"periodic", func() rtcp.SenderReport { return senderReport("periodic") },
+			rtcp.SenderReport{SSRC: 0xabcd, NTPTime: ntp.Encode(t0.Add(500 * time.Millisecond)), RTPTime: 1000 + 4000, PacketCount: 2, OctetCount: 320}},
 	}
-	pkts, err := rtcp.Unmarshal(fr.Payload)
-	if err != nil || len(pkts) != 1 {
-		t.Fatalf("RTCP %v, %v", pkts, err)
-	}
-	sr, ok := pkts[0].(*rtcp.SenderReport)
-	if !ok {
-		t.Fatalf("got %T, want a sender report", pkts[0])
-	}
-	want := rtcp.SenderReport{SSRC: 0xabcd, NTPTime: ntp.Encode(t0.Add(500 * time.Millisecond)), RTPTime: 1000 + 4000, PacketCount: 2, OctetCount: 320}
-	if sr.SSRC != want.SSRC || sr.NTPTime != want.NTPTime || sr.RTPTime != want.RTPTime || sr.PacketCount != want.PacketCount || sr.OctetCount != want.OctetCount {
-		t.Errorf("sender report %+v, want %+v", *sr, want)
+	for _, tc := range cases {
+		sr := tc.read()
+		if sr.SSRC != tc.want.SSRC || sr.NTPTime != tc.want.NTPTime || sr.RTPTime != tc.want.RTPTime || sr.PacketCount != tc.want.PacketCount || sr.OctetCount != tc.want.OctetCount {
+			t.Errorf("%s: sender report %+v, want %+v", tc.name, sr, tc.want)
+		}
 	}
 }
 

@@ -103,7 +103,7 @@ func (r *Relay) drain(up upstream, index []int, now time.Time, block bool) (bool
 		if pkt.track >= len(index) || index[pkt.track] < 0 {
 			continue
 		}
-		if err := up.WritePacket(index[pkt.track], &pkt.Packet, now); err != nil {
+		if err := up.WritePacket(index[pkt.track], &pkt.Packet, pkt.at); err != nil {
 			return false, err
 		}
 		r.sent(pkt)

@@ -16,6 +16,8 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
+	"github.com/bluenviron/gortsplib/v5/pkg/ntp"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 )
 
@@ -180,6 +182,7 @@ func otherTransport(t string) string {
 // relay last found to work.
 func (r *Relay) runSource(ctx context.Context, u *url.URL) error {
 	o := cameraOptions{audio: r.cfg.Audio, basic: r.cfg.Auth == "basic", timeout: r.cfg.Timeout}
+	o.senderReport = r.fwd.senderReport
 	auto := r.cfg.Transport == "" || r.cfg.Transport == "auto"
 	used, err := playCamera(ctx, u, o, r.transportNow(), auto, r.cfg.Pacer, func(sel []selected, transport string) {
 		r.setTransport(transport)
@@ -214,7 +217,8 @@ type udpSession struct {
 	c   *gortsplib.Client
 	sel []selected
 	// stop ends the session when the ctx given to dialUDP ends.
-	stop func() bool
+	stop         func() bool
+	senderReport func(track int, ntp time.Time, rtpTime uint32) // cameraOptions.senderReport
 }
 
 func dialUDP(ctx context.Context, u *url.URL, o cameraOptions) (*udpSession, error) {
@@ -244,6 +248,7 @@ func dialUDP(ctx context.Context, u *url.URL, o cameraOptions) (*udpSession, err
 		return nil, &stepError{"connect", err}
 	}
 	s := &udpSession{c: c, sel: p.sel, stop: context.AfterFunc(ctx, c.Close)}
+	s.senderReport = o.senderReport
 	for _, sel := range p.sel {
 		if _, err := c.Setup(&setupURL, sel.media, 0, 0); err != nil {
 			s.close()
@@ -288,6 +293,15 @@ func (s *udpSession) play(ctx context.Context, _ *Pacer, onPacket func(int, *rtp
 			onPacket(i, pkt, now)
 			onBatch(now)
 		})
+		if s.senderReport != nil {
+			s.c.OnPacketRTCP(sel.media, func(pkt rtcp.Packet) {
+				if sr, ok := pkt.(*rtcp.SenderReport); ok {
+					mu.Lock()
+					defer mu.Unlock()
+					s.senderReport(i, ntp.Decode(sr.NTPTime), sr.RTPTime)
+				}
+			})
+		}
 	}
 	if _, err := s.c.Play(nil); err != nil {
 		if ctx.Err() != nil {

@@ -21,8 +21,9 @@ import (
 // The relay picks the implementation by the publish URL's scheme, so rtsp imports rtmp and
 // never the other way round: rtmp knows only RTP packets and gortsplib's track formats.
 type upstream interface {
-	// WritePacket buffers one RTP packet of an announced track; now is about when it arrived.
-	WritePacket(track int, pkt *rtp.Packet, now time.Time) error
+	// WritePacket buffers one RTP packet of an announced track; at is the wall-clock time its
+	// timestamp stands for, by the camera's sender reports where it sends them.
+	WritePacket(track int, pkt *rtp.Packet, at time.Time) error
 	Buffered() int
 	Flush() error
 	TryFlush() bool
@@ -74,7 +75,7 @@ func rtspCarries(f format.Format) error {
 	case *format.H264, *format.H265, *format.MPEG4Audio, *format.G711:
 		return nil
 	}
-	return errors.New(f.Codec())
+	return errors.New(codecName(f))
 }
 
 // dialUpstream brings up the upstream session for the camera's tracks, leaving out what the
