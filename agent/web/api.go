@@ -267,8 +267,16 @@ func stripUserinfo(raw string) string {
 		}
 		return raw
 	}
-	u.User = nil
-	return u.String()
+	if u.User == nil {
+		return raw // as written: re-encoding would turn {stream_name} into %7Bstream_name%7D
+	}
+	// Cut the user information where url.Parse found it: the last '@' of the authority.
+	scheme, after, _ := strings.Cut(raw, "://")
+	authority := after
+	if end := strings.IndexAny(after, "/?#"); end >= 0 {
+		authority = after[:end]
+	}
+	return scheme + "://" + after[strings.LastIndex(authority, "@")+1:]
 }
 
 // stripPassword keeps the user name but drops the password of a URL.
@@ -307,7 +315,9 @@ func splitCredentials(field, raw string, schemes ...string) (clean, user, pass s
 	if u.Host == "" {
 		return "", "", "", &BadRequestError{Field: field, Code: CodeBadURL, Reason: "has no host"}
 	}
-	return u.String(), user, pass, nil
+	// The URL as written, not u.String(): re-encoding would turn flussonic.publish's
+	// {stream_name} into %7Bstream_name%7D, which no longer marks where the name goes.
+	return raw, user, pass, nil
 }
 
 // cutUserinfo takes user:password@ out of a URL by hand rather than with url.Parse, because
@@ -594,13 +604,80 @@ func (s *Server) connection(w http.ResponseWriter, r *http.Request) {
 
 func scrubConnection(c Connection) Connection {
 	c.MQTT.URL = stripUserinfo(c.MQTT.URL)
-	c.Flussonic.Publish = stripUserinfo(c.Flussonic.Publish)
+	publish, _, hadPassword := cutPublishPassword(stripUserinfo(c.Flussonic.Publish))
+	c.Flussonic.Publish = publish
+	c.Flussonic.PasswordSet = c.Flussonic.PasswordSet || hadPassword
 	events := make([]EventSink, len(c.Flussonic.Events))
 	for i, e := range c.Flussonic.Events {
 		events[i] = EventSink{URL: stripPassword(e.URL), Format: e.Format}
 	}
 	c.Flussonic.Events = events
 	return c
+}
+
+// publishPasswordParam is the query parameter Flussonic checks a stream's publish password
+// against (SPEC §2, §4: rtsp://host/{stream_name}?password=…). It is a secret like any password:
+// it never leaves in a reply, and a publish URL sent without it keeps the stored one.
+const publishPasswordParam = "password"
+
+// cutPublishPassword removes the password parameter from a URL's query, leaving the rest of
+// the query as it was written. It returns the parameter as it stood ("password=…", still
+// escaped) and whether there was one.
+func cutPublishPassword(raw string) (clean, param string, found bool) {
+	base, query, ok := strings.Cut(raw, "?")
+	if !ok {
+		return raw, "", false
+	}
+	var kept []string
+	for _, p := range strings.Split(query, "&") {
+		k, _, _ := strings.Cut(p, "=")
+		if name, err := url.QueryUnescape(k); err == nil && name == publishPasswordParam {
+			param, found = p, true
+			continue
+		}
+		kept = append(kept, p)
+	}
+	if !found {
+		return raw, "", false
+	}
+	if len(kept) > 0 {
+		base += "?" + strings.Join(kept, "&")
+	}
+	return base, param, true
+}
+
+// queryValue is the unescaped value of a "name=value" query parameter, for redaction.
+func queryValue(param string) string {
+	_, v, _ := strings.Cut(param, "=")
+	if u, err := url.QueryUnescape(v); err == nil {
+		return u
+	}
+	return v
+}
+
+// keepPublishPassword puts the stored publish password back on a publish URL the page sent
+// without one (GET showed it without, so a save would otherwise drop it), unless the request
+// clears the password. It returns the password, for redaction.
+func keepPublishPassword(f *FlussonicUpdate, stored string) string {
+	if f.Publish == "" {
+		return ""
+	}
+	if _, param, found := cutPublishPassword(f.Publish); found {
+		return queryValue(param)
+	}
+	if f.ClearPassword {
+		return ""
+	}
+	_, param, found := cutPublishPassword(stored)
+	if !found {
+		return ""
+	}
+	sep := "?"
+	if strings.Contains(f.Publish, "?") {
+		sep = "&"
+	}
+	f.Publish += sep + param
+	return queryValue(param)
 }
 
 // moveCredentials takes user:password@ out of the URL in *raw into *user and *pass, unless the
@@ -653,6 +730,9 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 	}
 	if f := c.Flussonic; f != nil {
 		secrets = append(secrets, f.Password)
+		if _, param, found := cutPublishPassword(f.Publish); found {
+			secrets = append(secrets, queryValue(param))
+		}
 		pass, err := moveCredentials("flussonic.publish", &f.Publish, &f.Username, &f.Password, "rtsp", "rtsps", "rtmp", "rtmps")
 		secrets = append(secrets, pass)
 		if err != nil {
@@ -710,6 +790,10 @@ func (s *Server) setConnection(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.backendCtx(r)
 	defer cancel()
+	if c.Flussonic != nil {
+		stored := s.cfg.Backend.Connection(ctx).Flussonic.Publish
+		secrets = append(secrets, keepPublishPassword(c.Flussonic, stored))
+	}
 	if err := s.cfg.Backend.SetConnection(ctx, c); err != nil {
 		s.backendError(w, r, err, secrets...)
 		return

@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -148,4 +149,58 @@ func FuzzSetupCode(f *testing.F) {
 			t.Fatalf("%q does not match itself", code)
 		}
 	})
+}
+
+// FuzzPublishPassword: a publish URL shown without its password has no password parameter left,
+// and the stored one put back on it restores every parameter the URL had.
+func FuzzPublishPassword(f *testing.F) {
+	f.Add("rtsp://stream.example.com:554/{stream_name}?password=SECRET")
+	f.Add("rtmp://h/static/{stream_name}?a=1&password=p%26w&b=2")
+	f.Add("rtsp://h/live?Password=x&password")
+	f.Add("rtsp://h/?%70assword=x")
+	f.Fuzz(func(t *testing.T, raw string) {
+		clean, param, found := cutPublishPassword(raw)
+		if !found {
+			if clean != raw {
+				t.Fatalf("no password in %q, yet it became %q", raw, clean)
+			}
+			return
+		}
+		if _, again, still := cutPublishPassword(clean); still {
+			t.Fatalf("%q still has %q after the password %q was cut", clean, again, param)
+		}
+		if clean == "" {
+			return // nothing but a query: there is no URL to put it back on
+		}
+		upd := FlussonicUpdate{Publish: clean}
+		if got := keepPublishPassword(&upd, raw); got != queryValue(param) {
+			t.Fatalf("keepPublishPassword returned %q, want %q", got, queryValue(param))
+		}
+		params := func(s string) []string {
+			_, q, _ := strings.Cut(s, "?")
+			ps := strings.Split(q, "&")
+			slices.Sort(ps)
+			return ps
+		}
+		if !slices.Equal(params(upd.Publish), paramsWithout(params(raw), param)) {
+			t.Fatalf("restored %q from %q, want the parameters of %q", upd.Publish, clean, raw)
+		}
+	})
+}
+
+// paramsWithout drops every extra copy of param but one: cutPublishPassword keeps the last.
+func paramsWithout(ps []string, param string) []string {
+	var out []string
+	kept := false
+	for _, p := range ps {
+		k, _, _ := strings.Cut(p, "=")
+		if name, err := url.QueryUnescape(k); err == nil && name == publishPasswordParam {
+			if p != param || kept {
+				continue
+			}
+			kept = true
+		}
+		out = append(out, p)
+	}
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -476,6 +477,54 @@ func TestNoResponseEverContainsAPassword(t *testing.T) {
 	}
 	if yard := fb.cams["cam2"]; yard.password != urlPass || yard.Username != "admin" || yard.Name != "Yard" {
 		t.Errorf("credentials in the URL did not reach the backend: %+v", yard)
+	}
+}
+
+// Revision 2 carries Flussonic's publish password in the publish URL's query (?password=…,
+// SPEC §4). It is a password like any other (SPEC §8: secrets are write-only): no reply shows it,
+// the connection says password_set, a save of the URL as GET showed it keeps the stored one, and
+// clear_password drops it.
+func TestPublishPasswordInTheQueryIsWriteOnly(t *testing.T) {
+	const pubPass = "pub-S3cret&pw"
+	fb := newFakeBackend()
+	s, _ := newTestServer(t, fb)
+	c := newClient(t, s)
+	mustStatus(t, c.login(testCode), http.StatusOK)
+
+	stored := "rtsp://stream.example.com:554/{stream_name}?password=" + url.QueryEscape(pubPass) + "&proto=tcp"
+	mustStatus(t, c.do("PUT", "/api/connection", map[string]any{"flussonic": map[string]any{"publish": stored, "stream_name": "{camera_id}"}}), 200)
+	if got := fb.conn.Flussonic.Publish; got != stored {
+		t.Fatalf("backend got publish %q, want %q", got, stored)
+	}
+	var conn Connection
+	w := c.do("GET", "/api/connection", nil)
+	mustStatus(t, w, 200)
+	json.Unmarshal(w.Body.Bytes(), &conn)
+	if want := "rtsp://stream.example.com:554/{stream_name}?proto=tcp"; conn.Flussonic.Publish != want || !conn.Flussonic.PasswordSet {
+		t.Errorf("GET shows publish %q (password_set %v), want %q and password_set", conn.Flussonic.Publish, conn.Flussonic.PasswordSet, want)
+	}
+
+	// The page saves what it was shown: the stored password stays.
+	mustStatus(t, c.do("PUT", "/api/connection", map[string]any{"flussonic": map[string]any{"publish": conn.Flussonic.Publish, "stream_name": "{camera_id}"}}), 200)
+	if got, want := fb.conn.Flussonic.Publish, "rtsp://stream.example.com:554/{stream_name}?proto=tcp&password="+url.QueryEscape(pubPass); got != want {
+		t.Errorf("a save without the password gave the backend %q, want %q", got, want)
+	}
+	// A failing save does not quote it either.
+	w = c.do("PUT", "/api/connection", map[string]any{"flussonic": map[string]any{"publish": "ftp://stream.example.com/?password=" + url.QueryEscape(pubPass)}})
+	mustStatus(t, w, http.StatusBadRequest)
+	// clear_password drops it.
+	mustStatus(t, c.do("PUT", "/api/connection", map[string]any{"flussonic": map[string]any{
+		"publish": "rtsp://stream.example.com:554/{stream_name}", "clear_password": true, "stream_name": "{camera_id}"}}), 200)
+	if got := fb.conn.Flussonic.Publish; got != "rtsp://stream.example.com:554/{stream_name}" {
+		t.Errorf("clear_password gave the backend %q, want the URL without its password", got)
+	}
+
+	for i, w := range c.responses {
+		for _, p := range []string{pubPass, url.QueryEscape(pubPass), "S3cret"} {
+			if strings.Contains(w.Body.String(), p) {
+				t.Errorf("response %d contains the publish password: %s", i, w.Body.String())
+			}
+		}
 	}
 }
 
