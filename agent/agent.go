@@ -306,8 +306,9 @@ func (a *Agent) relayConfigLocked(cfg *Config, e *cameraEntry) (rtsp.RelayConfig
 		Username:  c.Username,
 		Password:  c.Password,
 		Transport: c.Transport,
+		Auth:      c.Auth,
 		Audio:     c.Audio,
-		Publish:   cfg.PublishURL(c.ID),
+		Publish:   cfg.PublishURLOf(cfg.CameraStreamName(c.ID, c.StreamName)),
 		Logger:    a.log.With("camera_id", c.ID),
 		Pacer:     a.pacer,
 	}, ""
@@ -489,6 +490,7 @@ type CameraStatus struct {
 	Substream  bool       `json:"substream"`
 	StreamName string     `json:"stream_name"`
 	PublishURL string     `json:"publish_url"` // without credentials
+	PlayURL    string     `json:"play_url"`    // what SC's "add camera by parameters" form takes
 	Problem    string     `json:"problem,omitempty"`
 	Relay      rtsp.Stats `json:"relay"`
 }
@@ -503,9 +505,10 @@ func (a *Agent) Cameras() []CameraStatus {
 		s := CameraStatus{
 			ID: e.id, AgentID: e.agentID, Name: e.conf.Name, Origin: e.origin, URL: redactURL(e.conf.URL),
 			Username: e.conf.Username, Device: e.device, Substream: e.conf.Substream,
-			Enabled: e.conf.Enabled, Audio: e.conf.Audio, StreamName: cfg.StreamName(e.id),
-			PublishURL: redactURL(cfg.PublishURL(e.id)), Problem: e.problem,
+			Enabled: e.conf.Enabled, Audio: e.conf.Audio, StreamName: cfg.CameraStreamName(e.id, e.conf.StreamName),
+			Problem: e.problem,
 		}
+		s.PublishURL, s.PlayURL = redactURL(cfg.PublishURLOf(s.StreamName)), cfg.PlayURL(s.StreamName)
 		if e.relay != nil {
 			s.Relay = e.relay.relay.Stats()
 		}

@@ -55,6 +55,11 @@ func (cs connectionSettings) overlay(c *Config) {
 		}
 		if f.Events != nil {
 			c.Flussonic.Events = f.Events
+			for i := range c.Flussonic.Events {
+				if c.Flussonic.Events[i].Format == "" { // stored before config revision 2
+					c.Flussonic.Events[i].Format = FormatEventSink
+				}
+			}
 		}
 	}
 }

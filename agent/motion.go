@@ -51,7 +51,7 @@ func (a *Agent) Motion(ctx context.Context, cameraID, source, data string, on bo
 		ep.timer = time.AfterFunc(hold, func() { a.endMotion(cameraID, ep, "hold") })
 		m.mu.Unlock()
 		a.log.Info("motion started", "camera_id", cameraID, "source", source, "motion_id", ep.motionID)
-		a.emitMotion(ctx, cameraID, ep, uplink.MotionStarted, 0)
+		a.emitMotion(ctx, cameraID, ep, uplink.MotionStarted)
 		return
 	case on:
 		if source == sourceONVIF {
@@ -83,17 +83,20 @@ func (a *Agent) endMotion(cameraID string, ep *episode, why string) {
 	m.mu.Unlock()
 	d := time.Since(ep.started)
 	a.log.Info("motion stopped", "camera_id", cameraID, "motion_id", ep.motionID, "duration", d.Round(time.Millisecond), "why", why)
-	a.emitMotion(a.runContext(), cameraID, ep, uplink.MotionStopped, d.Milliseconds())
+	a.emitMotion(a.runContext(), cameraID, ep, uplink.MotionStopped)
 }
 
-func (a *Agent) emitMotion(ctx context.Context, cameraID string, ep *episode, kind string, durationMs int64) {
-	cfg := a.config()
+func (a *Agent) emitMotion(ctx context.Context, cameraID string, ep *episode, kind string) {
 	ev := uplink.Event{
-		Kind: kind, ID: uuid.NewString(), Media: cfg.StreamName(cameraID), UTCms: time.Now().UnixMilli(),
-		Server: cfg.GatewayID, MotionID: ep.motionID, MotionData: ep.data, DurationMs: durationMs,
+		Kind: kind, Media: a.streamNameOf(cameraID), At: time.Now(), Started: ep.started,
+		MotionID: ep.motionID, MotionData: ep.data,
 	}
 	if kind == uplink.MotionStarted {
-		ev.UTCms = ep.started.UnixMilli()
+		ev.At = ep.started
+	}
+	// The JPEG of the alarm that started the episode (kept just before Motion was called).
+	if jpg, ok := a.freshSnapshot(cameraID, time.Since(ep.started)+time.Minute); ok {
+		ev.Snapshot = jpg
 	}
 	a.emitEvent(context.WithoutCancel(ctx), cameraID, ev)
 }

@@ -218,7 +218,7 @@ func (b webBackend) Connection(ctx context.Context) web.Connection {
 	}
 	for _, s := range cfg.Flussonic.Events {
 		clean, u, _ := splitUserinfo(s.URL)
-		c.Flussonic.Events = append(c.Flussonic.Events, web.EventSink{URL: joinUserinfo(clean, u, ""), Naming: s.Naming})
+		c.Flussonic.Events = append(c.Flussonic.Events, web.EventSink{URL: joinUserinfo(clean, u, ""), Format: s.Format})
 	}
 	return c
 }
@@ -250,18 +250,20 @@ func (b webBackend) SetConnection(ctx context.Context, u web.ConnectionUpdate) e
 		if f.Events != nil {
 			events = nil
 			for _, s := range *f.Events {
-				sinkURL := s.URL
-				// A sink URL coming back with a user and no password keeps the stored password.
+				sink := defaultEventSink()
+				sink.URL = s.URL
+				if s.Format != "" {
+					sink.Format = s.Format
+				}
+				// A sink coming back from the page keeps what the page does not show: the
+				// stored password of a URL with a user, its server and its headers.
 				for _, old := range cfg.Flussonic.Events {
-					if clean, user, _ := splitUserinfo(old.URL); user != "" && joinUserinfo(clean, user, "") == sinkURL {
-						sinkURL = old.URL
+					clean, user, _ := splitUserinfo(old.URL)
+					if old.URL == s.URL || user != "" && joinUserinfo(clean, user, "") == s.URL {
+						sink.URL, sink.Server, sink.Headers = old.URL, old.Server, old.Headers
 					}
 				}
-				naming := s.Naming
-				if naming == "" {
-					naming = "v22"
-				}
-				events = append(events, EventSinkConfig{URL: sinkURL, Naming: naming})
+				events = append(events, sink)
 			}
 		}
 		cs.Flussonic = &flussonicSettings{Publish: publish, StreamName: strings.TrimSpace(f.StreamName), Events: events}

@@ -51,8 +51,11 @@ func newCounter(addr string) (*counter, error) {
 	return k, nil
 }
 
+// eventID is what names an event at the broker: the gateway (its server field) and its
+// integer event_id.
 type eventID struct {
-	EventID string `json:"event_id"`
+	EventID int64  `json:"event_id"`
+	Server  string `json:"server"`
 }
 
 func (k *counter) onMessage(_ paho.Client, m paho.Message) {
@@ -66,8 +69,8 @@ func (k *counter) onMessage(_ paho.Client, m paho.Message) {
 	k.msgs++
 	k.bytes += int64(len(m.Topic()) + len(m.Payload()))
 	k.perSecond[now]++
-	if ev.EventID != "" {
-		k.events[ev.EventID]++
+	if ev.EventID != 0 {
+		k.events[eventIDOf(ev.Server, ev.EventID)]++
 	}
 }
 

@@ -119,27 +119,27 @@ func (g *gateway) motionGap() time.Duration {
 func (g *gateway) motion(ctx context.Context) {
 	cam := g.camera(rand.IntN(g.load.cameras))
 	began := time.Now()
-	ev := uplink.Event{Kind: uplink.MotionStarted, Media: g.id + "-" + cam, UTCms: began.UnixMilli(), Server: g.id,
+	ev := uplink.Event{Kind: uplink.MotionStarted, Media: g.id + "-" + cam, At: began, Started: began,
 		MotionID: fmt.Sprintf("%s-%s-%d", g.id, cam, began.UnixNano()), MotionData: "smtp: Motion Detection Alarm"}
 	msgs := []store.Message{g.event(ev, cam)}
 	if len(g.load.snapshot) > 0 {
 		msgs = append(msgs, store.Message{Class: store.ClassEvent, Topic: "cameras/" + cam + "/snapshot", Retain: true, Payload: g.load.snapshot})
 	}
 	g.enqueue(ctx, msgs...)
-	ev.Kind, ev.DurationMs = uplink.MotionStopped, g.load.motionLength.Milliseconds()
-	ev.UTCms = began.Add(g.load.motionLength).UnixMilli()
+	ev.Kind, ev.At = uplink.MotionStopped, began.Add(g.load.motionLength)
 	time.AfterFunc(g.load.motionLength, func() { g.enqueue(ctx, g.event(ev, cam)) })
 }
 
-// event numbers ev as the gateway's next event: ids 1, 2, ... in the order they are queued, so
-// that the bench can tell exactly which ones never arrived.
+// event numbers ev as the gateway's next event: ids 1, 2, ... in the order they are queued,
+// with the gateway's id as the event's server, so that the bench can tell exactly which ones
+// never arrived.
 func (g *gateway) event(ev uplink.Event, cam string) store.Message {
-	ev.ID = eventIDOf(g.id, g.events.Add(1))
-	b, _ := ev.MarshalNaming("v22")
+	ev.ID = g.events.Add(1)
+	b, _ := ev.MarshalEventSink(g.id)
 	return store.Message{Class: store.ClassEvent, Topic: "cameras/" + cam + "/events", Payload: b}
 }
 
-func eventIDOf(gateway string, n int64) string { return fmt.Sprintf("%s-%d", gateway, n) }
+func eventIDOf(server string, n int64) string { return fmt.Sprintf("%s-%d", server, n) }
 
 // config is the retained registration of SPEC §6, with the values a typical camera has.
 func (g *gateway) config(c int) store.Message {
