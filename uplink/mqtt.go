@@ -73,9 +73,13 @@ type MQTT struct {
 	log      *slog.Logger
 	q        Queue
 
-	// Tests shorten these.
-	retryMin, retryMax time.Duration
-	cmdTimeout         time.Duration
+	// Tests shorten these. retryMin and retryMax bound the waits between attempts during the
+	// first spreadAfter of an outage; after that the fleet spreads itself over up to spreadMax
+	// (see reconnectPolicy) and catches up at pace.
+	retryMin, retryMax     time.Duration
+	spreadAfter, spreadMax time.Duration
+	pace                   drainPace
+	cmdTimeout             time.Duration
 
 	cmdSlots  chan struct{}
 	connected atomic.Bool
@@ -122,17 +126,20 @@ func NewMQTT(cfg MQTTConfig, q Queue) (*MQTT, error) {
 		log = slog.Default()
 	}
 	return &MQTT{
-		cfg:        cfg,
-		broker:     u,
-		tls:        tlsCfg,
-		clientID:   clientID,
-		prefix:     prefix,
-		log:        log.With("broker", u.String(), "queue", cfg.Queue),
-		q:          q,
-		retryMin:   500 * time.Millisecond,
-		retryMax:   30 * time.Second,
-		cmdTimeout: commandTimeout,
-		cmdSlots:   make(chan struct{}, maxCommandsAtOnce),
+		cfg:         cfg,
+		broker:      u,
+		tls:         tlsCfg,
+		clientID:    clientID,
+		prefix:      prefix,
+		log:         log.With("broker", u.String(), "queue", cfg.Queue),
+		q:           q,
+		retryMin:    500 * time.Millisecond,
+		retryMax:    5 * time.Second,
+		spreadAfter: time.Minute,
+		spreadMax:   5 * time.Minute,
+		pace:        catchUpPace(),
+		cmdTimeout:  commandTimeout,
+		cmdSlots:    make(chan struct{}, maxCommandsAtOnce),
 	}, nil
 }
 
@@ -214,25 +221,31 @@ func (m *MQTT) setLastError(s string) {
 	m.lastErr = s
 }
 
-// Run connects, drains the queue and serves commands until ctx ends, reconnecting with capped,
-// jittered backoff. On the way out it publishes status offline and disconnects cleanly.
+// Run connects, drains the queue and serves commands until ctx ends, reconnecting as
+// reconnectPolicy says: quickly during the first minute of an outage, then spread over a window
+// that grows with the outage, so that a fleet does not come back all in the same second; after
+// such a long outage the backlog is drained at a pace. On the way out it publishes status
+// offline and disconnects cleanly.
 func (m *MQTT) Run(ctx context.Context) error {
 	handlers := &inflight{}
 	defer handlers.close()
-	bo := newBackoff(m.retryMin, m.retryMax)
+	policy := newReconnectPolicy(m.retryMin, m.retryMax, m.spreadAfter, m.spreadMax)
+	down := time.Now() // the broker has been out of reach since
 	for {
 		start := time.Now()
-		err := m.session(ctx, handlers)
+		err := m.session(ctx, handlers, policy.spreading(start.Sub(down)))
 		if ctx.Err() != nil {
 			return nil
 		}
-		// A connection that stayed up for a while was a success: start over with short waits.
+		// A connection that stayed up for a while ended the outage; a shorter one (a broker
+		// that accepts and drops us) does not, so a flapping broker is spread over too.
 		if time.Since(start) > time.Minute {
-			bo.reset()
+			policy.reset()
+			down = time.Now()
 		}
-		d := bo.delay()
+		d := policy.delay(time.Since(down))
 		m.setLastError(err.Error())
-		m.log.Warn("mqtt connection failed, will retry", "err", err, "retry_in", d)
+		m.log.Warn("mqtt connection failed, will retry", "err", err, "retry_in", d, "outage", time.Since(down).Round(time.Second))
 		if !sleep(ctx, d) {
 			return nil
 		}
@@ -248,8 +261,9 @@ func (m *MQTT) statusPayload(state string) []byte {
 	return b
 }
 
-// session runs one connection from CONNECT to its loss or to the end of ctx.
-func (m *MQTT) session(ctx context.Context, handlers *inflight) error {
+// session runs one connection from CONNECT to its loss or to the end of ctx; catchUp paces the
+// drain of what the outbox holds when it begins.
+func (m *MQTT) session(ctx context.Context, handlers *inflight, catchUp bool) error {
 	lost := make(chan struct{})
 	var lostErr atomic.Pointer[error]
 	var once sync.Once
@@ -304,7 +318,7 @@ func (m *MQTT) session(ctx context.Context, handlers *inflight) error {
 		}
 	}
 
-	err := m.drain(ctx, c, lost)
+	err := m.drain(ctx, c, lost, catchUp)
 	if ctx.Err() != nil {
 		// Say goodbye explicitly: a clean DISCONNECT does not fire the Last Will.
 		_ = wait(context.Background(), c.Publish(statusTopic, 1, true, m.statusPayload("offline")), offlineTimeout, lost)
@@ -390,18 +404,25 @@ func describeConnectError(err error, isTLS bool) string {
 
 // drain publishes the queue in windows until the connection is lost or ctx ends. Only a prefix of
 // a window that was acknowledged, on a connection still up, leaves the outbox: acknowledging a
-// later message past a failed one would let the failed one overtake it on resend.
-func (m *MQTT) drain(ctx context.Context, c paho.Client, lost <-chan struct{}) error {
+// later message past a failed one would let the failed one overtake it on resend. With paced set
+// it keeps to m.pace until the queue is empty for the first time: the backlog of a long outage
+// goes out at that pace, what is queued later at full speed.
+func (m *MQTT) drain(ctx context.Context, c paho.Client, lost <-chan struct{}, paced bool) error {
 	notify := m.q.Notify(m.cfg.Queue)
 	tokens := make([]paho.Token, 0, maxWindow)
 	n := 64 // how many to Peek: grows while messages are small, shrinks when they are big
 	for {
-		msgs, err := m.q.Peek(m.cfg.Queue, n)
+		peek := n
+		if paced {
+			peek = min(n, m.pace.window)
+		}
+		msgs, err := m.q.Peek(m.cfg.Queue, peek)
 		if err != nil {
 			return fmt.Errorf("mqtt: outbox: %w", err)
 		}
 		msgs, n = cutWindow(msgs, n)
 		if len(msgs) == 0 {
+			paced = false
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -411,6 +432,7 @@ func (m *MQTT) drain(ctx context.Context, c paho.Client, lost <-chan struct{}) e
 				continue
 			}
 		}
+		began := time.Now()
 		tokens = tokens[:0]
 		for _, msg := range msgs {
 			topic := m.prefix + "/" + msg.Topic
@@ -454,5 +476,18 @@ func (m *MQTT) drain(ctx context.Context, c paho.Client, lost <-chan struct{}) e
 			}
 			return fmt.Errorf("mqtt: publish: %w", failed)
 		}
+		if paced {
+			if err := pause(ctx, m.pace.wait(len(msgs), windowPayload(msgs), time.Since(began)), lost); err != nil {
+				return err
+			}
+		}
 	}
+}
+
+func windowPayload(msgs []store.Message) int {
+	var bytes int
+	for _, msg := range msgs {
+		bytes += len(msg.Payload) + len(msg.Topic)
+	}
+	return bytes
 }

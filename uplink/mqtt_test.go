@@ -214,24 +214,14 @@ func TestRetainedRegistrationAndItsClearing(t *testing.T) {
 	runMQTT(t, m)
 
 	config := `{"camera_id":"c1","agent_id":"0123456789"}`
-	if err := q.Enqueue(context.Background(), "mqtt", store.Message{
-		Class: store.ClassRegistration, Topic: "cameras/c1/config", Retain: true, Payload: []byte(config),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "registration sent", 20*time.Second, func() bool { return q.depth("mqtt") == 0 })
+	sendConfig(t, q, config)
 	late := subscribe(t, b, nil, prefix+"/cameras/#")
 	eventually(t, "retained registration", 20*time.Second, func() bool {
 		got := late.received(prefix + "/cameras/c1/config")
 		return len(got) == 1 && got[0] == config
 	})
 
-	if err := q.Enqueue(context.Background(), "mqtt", store.Message{
-		Class: store.ClassRegistration, Topic: "cameras/c1/config", Retain: true,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "clearing sent", 20*time.Second, func() bool { return q.depth("mqtt") == 0 })
+	sendConfig(t, q, "")
 	// Retained messages arrive right after SUBACK, before the probe that subscribe waits for.
 	later := subscribe(t, b, nil, prefix+"/cameras/#")
 	if got := later.received(prefix + "/cameras/c1/config"); len(got) != 0 {
