@@ -94,7 +94,7 @@ func (a *Agent) ensureONVIFLocked(ctx context.Context, e *cameraEntry) {
 // booting), then follows its events until ctx ends.
 func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, l *onvifLink) {
 	log := a.log.With("camera_id", id, "onvif", conf.URL)
-	client, err := onvif.NewClient(onvif.ClientConfig{XAddr: conf.URL, Username: conf.Username, Password: conf.Password, Logger: log})
+	client, err := onvif.NewClient(onvif.ClientConfig{XAddr: conf.URL, Username: conf.Username, Password: conf.Password, AllowBasic: conf.Auth == "basic", Logger: log})
 	if err != nil {
 		l.setErr("ONVIF: " + err.Error())
 		a.requestReconcile()

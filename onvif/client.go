@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/camgate/camgate/internal/redirect"
 )
 
 // Namespaces of the services the client talks to (the action URIs are built from them).
@@ -33,7 +35,12 @@ type ClientConfig struct {
 	XAddr    string // device service URL, e.g. http://10.0.0.20/onvif/device_service
 	Username string // empty: no authentication
 	Password string
-	// HTTPClient is used for every request; nil means a client with DefaultTimeout.
+	// AllowBasic lets the password go out in HTTP Basic over plain http:// when the device asks
+	// for nothing better: the camera's `auth: basic` mark. Without it Basic is answered only over
+	// https://, and a Basic-only device over http:// fails with ErrBasicRefused.
+	AllowBasic bool
+	// HTTPClient is used for every request (copied, so that its redirects stay on the device's
+	// host: see internal/redirect); nil means a client without a client-wide timeout.
 	HTTPClient *http.Client
 	// Timeout bounds each request (default DefaultTimeout).
 	Timeout time.Duration
@@ -47,6 +54,7 @@ type Client struct {
 	base     *url.URL
 	username string
 	password string
+	allowBas bool
 	http     *http.Client
 	timeout  time.Duration
 	log      *slog.Logger
@@ -73,17 +81,16 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		base:     u,
 		username: cfg.Username,
 		password: cfg.Password,
-		http:     cfg.HTTPClient,
-		timeout:  cfg.Timeout,
-		log:      cfg.Logger,
+		allowBas: cfg.AllowBasic,
+		// A 307 would re-POST the envelope, WS-Security token and all, wherever it points.
+		// No client-wide timeout: every request carries a context deadline, and PullMessages
+		// long polls need longer than other calls.
+		http:    redirect.Client(cfg.HTTPClient),
+		timeout: cfg.Timeout,
+		log:     cfg.Logger,
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
-	}
-	if c.http == nil {
-		// No client-wide timeout: every request carries a context deadline, and PullMessages
-		// long polls need longer than other calls.
-		c.http = &http.Client{}
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -148,6 +155,8 @@ func (c *Client) call(ctx context.Context, endpoint, ns, op, body string, opts .
 				freshDigest = true
 				tried = append(tried, "HTTP digest")
 				continue
+			case hasKey(ch, "basic") && !haveBasic && !haveDigest && !c.basicAllowed(endpoint):
+				return nil, fmt.Errorf("onvif %s: %s: %w", c.xaddr, op, ErrBasicRefused)
 			case hasKey(ch, "basic") && !haveBasic && !haveDigest:
 				c.mu.Lock()
 				c.basic = true
@@ -188,6 +197,16 @@ func (c *Client) call(ctx context.Context, endpoint, ns, op, body string, opts .
 	}
 	return nil, &AuthError{Device: c.xaddr, Username: c.username, Tried: strings.Join(dedup(tried), ", "),
 		Cause: fmt.Errorf("%s: gave up after repeated challenges", op)}
+}
+
+// basicAllowed reports whether the password may go to rawURL in HTTP Basic: over TLS, or for a
+// camera marked auth: basic.
+func (c *Client) basicAllowed(rawURL string) bool {
+	if c.allowBas {
+		return true
+	}
+	u, err := url.Parse(rawURL)
+	return err == nil && strings.EqualFold(u.Scheme, "https")
 }
 
 func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }

@@ -14,6 +14,11 @@ var ErrUnauthorized = errors.New("credentials refused")
 // callers can fall back to an older call.
 var ErrNotSupported = errors.New("operation not supported")
 
+// ErrBasicRefused is the error of a device that asks for HTTP Basic authentication over plain
+// http:// when the camera is not marked for it: the password was not sent.
+var ErrBasicRefused = errors.New("the device asks for HTTP Basic authentication, which sends the password " +
+	"in cleartext over http://: not sent; use https://, or mark the camera auth: basic to allow it")
+
 // Fault is a SOAP fault returned by a device.
 type Fault struct {
 	Device  string // the XAddr the request went to

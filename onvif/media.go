@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -161,6 +162,8 @@ func (c *Client) Snapshot(ctx context.Context, uri string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	var auth string
+	// The password goes only to the device's own host: a snapshot URI is the camera's say.
+	creds := c.username != "" && sameHostname(uri, c.base.Hostname())
 	for attempt := 0; attempt < 2; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
 		if err != nil {
@@ -175,12 +178,14 @@ func (c *Client) Snapshot(ctx context.Context, uri string) ([]byte, error) {
 		}
 		data, rerr := readLimited(resp.Body, MaxSnapshotBytes)
 		resp.Body.Close()
-		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 && c.username != "" {
+		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 && creds {
 			ch := challenges(resp.Header.Values("WWW-Authenticate"))
 			switch {
 			case ch["digest"] != "":
 				auth = newDigestChallenge(ch["digest"]).authorization(http.MethodGet, req.URL.RequestURI(), c.username, c.password)
 				continue
+			case hasKey(ch, "basic") && !c.basicAllowed(uri):
+				return nil, fmt.Errorf("onvif %s: snapshot: %w", c.xaddr, ErrBasicRefused)
 			case hasKey(ch, "basic"):
 				r, _ := http.NewRequest(http.MethodGet, uri, nil)
 				r.SetBasicAuth(c.username, c.password)
@@ -204,4 +209,9 @@ func (c *Client) Snapshot(ctx context.Context, uri string) ([]byte, error) {
 		return data, nil
 	}
 	return nil, errors.New("unreachable")
+}
+
+func sameHostname(rawURL, host string) bool {
+	u, err := url.Parse(rawURL)
+	return err == nil && strings.EqualFold(u.Hostname(), host)
 }

@@ -283,6 +283,7 @@ func (m *MQTT) session(ctx context.Context, handlers *inflight, catchUp bool) er
 		SetKeepAlive(30*time.Second).
 		SetPingTimeout(10*time.Second).
 		SetConnectTimeout(controlTimeout).
+		SetCustomOpenConnectionFn(capOpenConnection(maxPacketBytes)).
 		SetWriteTimeout(controlTimeout).
 		SetBinaryWill(statusTopic, m.statusPayload("offline"), 1, true).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {

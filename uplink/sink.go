@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/camgate/camgate/internal/redirect"
 	"github.com/camgate/camgate/store"
 )
 
@@ -83,6 +84,7 @@ func NewEventSink(cfg EventSinkConfig, q Queue) (*EventSink, error) {
 	if client == nil {
 		client = defaultHTTPClient()
 	}
+	client = redirect.Client(client) // the API key in Header stays with the sink's host
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
