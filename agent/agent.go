@@ -306,6 +306,7 @@ func (a *Agent) relayConfigLocked(cfg *Config, e *cameraEntry) (rtsp.RelayConfig
 		Username:  c.Username,
 		Password:  c.Password,
 		Transport: c.Transport,
+		Auth:      c.Auth,
 		Audio:     c.Audio,
 		Publish:   cfg.PublishURLOf(cfg.CameraStreamName(c.ID, c.StreamName)),
 		Logger:    a.log.With("camera_id", c.ID),

@@ -66,7 +66,8 @@ type CameraConfig struct {
 	StreamName string `yaml:"stream_name" json:"stream_name"`
 	// Transport is auto (TCP, UDP on 461; "" in cameras stored before revision 2), tcp or udp.
 	Transport string `yaml:"transport" json:"transport"`
-	// Auth is "" (Digest / WS-Security digest only) or basic (this camera may get Basic).
+	// Auth is "" (Digest / WS-Security digest only, Basic only over rtsps://) or basic: the
+	// camera may get its password in cleartext Basic.
 	Auth string `yaml:"auth" json:"auth"`
 	// The keys below are parsed and checked, and refused with a non-default value until this
 	// version implements them (SPEC §2 names them for pinned credentials and home uplinks).

@@ -253,7 +253,7 @@ func (a *Agent) runPathProbe(ctx context.Context, id string, conf CameraConfig, 
 	log := a.log.With("camera_id", id, "base", redactURL(conf.URL))
 	delay := 5 * time.Second
 	for {
-		res, err := rtsp.FindStream(ctx, conf.URL, conf.Username, conf.Password, rtsp.FindStreamOptions{Logger: log})
+		res, err := rtsp.FindStream(ctx, conf.URL, conf.Username, conf.Password, rtsp.FindStreamOptions{Logger: log, Auth: conf.Auth})
 		if ctx.Err() != nil {
 			return
 		}
@@ -270,7 +270,7 @@ func (a *Agent) runPathProbe(ctx context.Context, id string, conf CameraConfig, 
 			a.requestReconcile()
 		}
 		if errors.Is(err, rtsp.ErrCredentialsRefused) {
-			delay = max(delay, time.Minute)
+			delay = max(delay, rtsp.PasswordRetry) // cameras lock accounts (issue 18)
 		}
 		select {
 		case <-ctx.Done():

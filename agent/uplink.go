@@ -278,6 +278,7 @@ type cameraState struct {
 	BitrateBps int64   `json:"bitrate_bps"`
 	Reconnects int     `json:"reconnects"`
 	LastError  string  `json:"last_error"`
+	Transport  string  `json:"transport,omitempty"` // the camera side's: tcp or udp (what auto chose)
 	TS         int64   `json:"ts"`
 }
 
@@ -307,12 +308,12 @@ func (a *Agent) publishStates(ctx context.Context) {
 			st := cameraState{
 				Online: c.Relay.Online, Relaying: c.Relay.Relaying, Enabled: c.Enabled, Codec: c.Relay.Codec,
 				Width: c.Relay.Width, Height: c.Relay.Height, FPS: c.Relay.FPS, BitrateBps: c.Relay.BitrateBps,
-				Reconnects: c.Relay.Reconnects, LastError: c.Relay.LastError,
+				Reconnects: c.Relay.Reconnects, LastError: c.Relay.LastError, Transport: c.Relay.Transport,
 			}
 			if st.LastError == "" {
 				st.LastError = c.Problem
 			}
-			key, _ := json.Marshal([]any{st.Online, st.Relaying, st.Enabled, st.Codec, st.Width, st.Height, st.LastError})
+			key, _ := json.Marshal([]any{st.Online, st.Relaying, st.Enabled, st.Codec, st.Width, st.Height, st.LastError, st.Transport})
 			link.mu.Lock()
 			prev, seen := link.lastState[c.ID]
 			news := !seen || prev.key != string(key) || time.Since(prev.at) >= stateRefresh

@@ -3,6 +3,7 @@ package store
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -218,4 +219,64 @@ func BenchmarkOpenFullOutbox(b *testing.B) {
 		db.Close()
 	}
 	b.ReportMetric(float64(depth), "messages")
+}
+
+// BenchmarkAlarmMailFlash measures what 1,000 alarm mails with a 100 KiB JPEG each cost the flash
+// while the uplink is down: per mail one started event for an event sink and for MQTT, and the
+// JPEG for the camera's retained snapshot topic. "every-jpeg" queues each JPEG as a plain event
+// (camgate before the keep-latest class); "keep-latest" replaces the queued one. Reported: bytes
+// bbolt wrote, bytes left queued, and alarm events the bound dropped.
+//
+//	go test -run '^$' -bench AlarmMailFlash -benchtime 1x ./store/
+func BenchmarkAlarmMailFlash(b *testing.B) {
+	jpeg := make([]byte, 100<<10)
+	for i := range jpeg {
+		jpeg[i] = byte(i * 7)
+	}
+	for _, tc := range []struct {
+		name   string
+		latest bool
+	}{
+		{"every-jpeg", false},
+		{"keep-latest", true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			var pages, kernel, queued int64
+			var dropped uint64
+			for b.Loop() {
+				b.StopTimer()
+				db, _ := openTest(b, Options{})
+				o := db.Outbox()
+				b.StartTimer()
+				before, statsBefore, commitsBefore := writeBytes(), db.bolt.Stats(), o.commits.Load()
+				for i := range 1000 {
+					ev := benchEvent()
+					if err := o.Enqueue(context.Background(), "sink:a", ev); err != nil {
+						b.Fatal(err)
+					}
+					snap := Message{Class: ClassEvent, Topic: fmt.Sprintf("cameras/cam%d/snapshot", i%4), Retain: true,
+						Latest: tc.latest, Payload: jpeg}
+					if err := o.Enqueue(context.Background(), "mqtt", ev, snap); err != nil {
+						b.Fatal(err)
+					}
+				}
+				kernel += writeBytes() - before
+				after := db.bolt.Stats()
+				d := after.Sub(&statsBefore)
+				pages += d.TxStats.GetPageAlloc() + int64(o.commits.Load()-commitsBefore)*int64(db.bolt.Info().PageSize)
+				st := o.Stats()
+				queued += st.Bytes
+				dropped += st.DroppedEvents
+				b.StopTimer()
+				db.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(pages)/float64(b.N), "bolt-bytes/1000mails")
+			if writeBytes() >= 0 {
+				b.ReportMetric(float64(kernel)/float64(b.N), "disk-bytes/1000mails")
+			}
+			b.ReportMetric(float64(queued)/float64(b.N), "queued-bytes")
+			b.ReportMetric(float64(dropped)/float64(b.N), "dropped-events")
+		})
+	}
 }

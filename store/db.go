@@ -38,6 +38,7 @@ var (
 	bucketMeta     = []byte("meta")
 	bucketCameras  = []byte("cameras")
 	bucketSettings = []byte("settings")
+	bucketEpisodes = []byte("motion_episodes")
 
 	keySchema           = []byte("schema")
 	keyDroppedTelemetry = []byte("dropped_telemetry")
@@ -57,6 +58,7 @@ type DB struct {
 	log      *slog.Logger
 	cameras  *Table
 	settings *Table
+	episodes *Table
 	outbox   *Outbox
 }
 
@@ -112,6 +114,7 @@ func open(path string, opts Options, tune tuning) (*DB, error) {
 		log:      log,
 		cameras:  &Table{db: bdb, bucket: bucketCameras},
 		settings: &Table{db: bdb, bucket: bucketSettings},
+		episodes: &Table{db: bdb, bucket: bucketEpisodes},
 	}
 	var st *outboxState
 	err = bdb.Update(func(tx *bolt.Tx) error {

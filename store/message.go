@@ -32,10 +32,14 @@ func (c Class) valid() bool { return c >= ClassTelemetry && c <= ClassRegistrati
 
 // Message is one queued item for one destination.
 type Message struct {
-	Seq      uint64 // assigned by Enqueue, strictly increasing within a queue
-	Class    Class
-	Topic    string // destination-specific address (MQTT topic); may be empty
-	Retain   bool   // MQTT retain flag; ignored by other destinations
+	Seq    uint64 // assigned by Enqueue, strictly increasing within a queue
+	Class  Class
+	Topic  string // destination-specific address (MQTT topic); may be empty
+	Retain bool   // MQTT retain flag; ignored by other destinations
+	// Latest puts the message in the keep-latest class: enqueuing it replaces, on disk and in
+	// the queue, any queued Latest message of the same queue and Topic. For retained topics
+	// (snapshots, state) whose receiver only ever keeps the newest.
+	Latest   bool
 	Payload  []byte
 	Enqueued time.Time // set by Enqueue
 }
@@ -54,13 +58,14 @@ func (m *Message) size() int64 {
 //
 //	[0]      format, 1
 //	[1]      class
-//	[2]      flags: bit 0 = retain
+//	[2]      flags: bit 0 = retain, bit 1 = keep-latest
 //	[3:11]   enqueued, Unix nanoseconds, big-endian
 //	uvarint  topic length, then topic, then payload to the end
 const (
 	recordFormat    = 1
 	recordHeaderLen = 11
 	flagRetain      = 1
+	flagLatest      = 2
 	maxTopicLen     = 64 << 10 // MQTT's own limit; anything longer is a caller bug
 )
 
@@ -71,7 +76,10 @@ func encodeRecord(m *Message) []byte {
 	buf[0] = recordFormat
 	buf[1] = byte(m.Class)
 	if m.Retain {
-		buf[2] = flagRetain
+		buf[2] |= flagRetain
+	}
+	if m.Latest {
+		buf[2] |= flagLatest
 	}
 	binary.BigEndian.PutUint64(buf[3:], uint64(m.Enqueued.UnixNano()))
 	buf = binary.AppendUvarint(buf, uint64(len(m.Topic)))
@@ -92,7 +100,7 @@ func decodeRecord(seq uint64, rec []byte) (Message, error) {
 	if !c.valid() {
 		return Message{}, fmt.Errorf("%w: class %d", errBadRecord, rec[1])
 	}
-	if rec[2]&^flagRetain != 0 {
+	if rec[2]&^(flagRetain|flagLatest) != 0 {
 		return Message{}, fmt.Errorf("%w: flags %#x", errBadRecord, rec[2])
 	}
 	n, w := binary.Uvarint(rec[recordHeaderLen:])
@@ -108,6 +116,7 @@ func decodeRecord(seq uint64, rec []byte) (Message, error) {
 		Class:    c,
 		Topic:    string(rest[:n]),
 		Retain:   rec[2]&flagRetain != 0,
+		Latest:   rec[2]&flagLatest != 0,
 		Payload:  rest[n:],
 		Enqueued: time.Unix(0, int64(binary.BigEndian.Uint64(rec[3:]))),
 	}, nil

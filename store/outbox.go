@@ -90,6 +90,8 @@ type queueState struct {
 	// hint[c]: no message of class c has a lower seq, so the search for the oldest telemetry or
 	// event to drop skips each other message once, not on every drop.
 	hint [ClassRegistration + 1]uint64
+	// latest maps the topic of each queued keep-latest message to its seq.
+	latest map[string]uint64
 }
 
 func (s *outboxState) queue(name string) *queueState {
@@ -138,9 +140,11 @@ type request struct {
 // pendingRecord is a message encoded by its producer's goroutine, so the single writer only
 // assigns keys, and so the caller's payload is not referenced once Enqueue returns.
 type pendingRecord struct {
-	class Class
-	size  int64
-	rec   []byte
+	class  Class
+	size   int64
+	rec    []byte
+	latest bool
+	topic  string
 }
 
 func queueBucket(queue string) []byte { return []byte(queuePrefix + queue) }
@@ -178,6 +182,9 @@ func loadOutbox(tx *bolt.Tx, log *slog.Logger) (*outboxState, error) {
 				log.Warn("store: outbox record does not parse; accounted as an event", "queue", string(name[len(prefix):]), "key", fmt.Sprintf("%x", k), "error", err)
 			}
 			s.add(q, class, size)
+			if m, err := decodeRecord(0, v); err == nil && m.Latest && len(k) == 8 {
+				q.setLatest(m.Topic, binary.BigEndian.Uint64(k)) // a later seq wins: ForEach goes in order
+			}
 			if first {
 				q.oldest, first = t, false
 			}
@@ -258,7 +265,7 @@ func (o *Outbox) Enqueue(ctx context.Context, queue string, msgs ...Message) err
 			return fmt.Errorf("store: enqueue to %q: message %d: %d bytes can never fit the outbox bound of %d", queue, i, m.size(), o.maxBytes)
 		}
 		m.Enqueued = now
-		r.recs[i] = pendingRecord{class: m.Class, size: m.size(), rec: encodeRecord(&m)}
+		r.recs[i] = pendingRecord{class: m.Class, size: m.size(), rec: encodeRecord(&m), latest: m.Latest, topic: m.Topic}
 		r.bytes += m.size()
 	}
 	return o.do(ctx, r)
@@ -475,12 +482,56 @@ func (o *Outbox) applyEnqueue(tx *bolt.Tx, r *request, touched map[string]*queue
 		if err != nil {
 			return fmt.Errorf("queue %q: %w", r.queue, err)
 		}
+		if p.latest {
+			if err := o.replaceLatest(b, q, p.topic); err != nil {
+				return fmt.Errorf("queue %q: %w", r.queue, err)
+			}
+			q.setLatest(p.topic, seq)
+		}
 		if err := b.Put(seqKey(seq), p.rec); err != nil {
 			return fmt.Errorf("queue %q: put: %w", r.queue, err)
 		}
 		o.state.add(q, p.class, p.size)
 	}
 	return nil
+}
+
+func (q *queueState) setLatest(topic string, seq uint64) {
+	if q.latest == nil {
+		q.latest = make(map[string]uint64)
+	}
+	q.latest[topic] = seq
+}
+
+// replaceLatest deletes the queued keep-latest message of topic, if any: only the newest of a
+// retained topic matters, so an older one is neither written twice nor sent.
+func (o *Outbox) replaceLatest(b *bolt.Bucket, q *queueState, topic string) error {
+	seq, ok := q.latest[topic]
+	if !ok {
+		return nil
+	}
+	delete(q.latest, topic)
+	k := seqKey(seq)
+	v := b.Get(k)
+	if v == nil {
+		return nil
+	}
+	class, size, _, _ := recordInfo(v)
+	if err := b.Delete(k); err != nil {
+		return fmt.Errorf("replacing %d: %w", seq, err)
+	}
+	o.state.remove(q, class, size)
+	return nil
+}
+
+// forgetLatest drops the index entry of a keep-latest record about to be deleted.
+func (q *queueState) forgetLatest(k, v []byte) {
+	if len(q.latest) == 0 {
+		return
+	}
+	if m, err := decodeRecord(0, v); err == nil && m.Latest && q.latest[m.Topic] == binary.BigEndian.Uint64(k) {
+		delete(q.latest, m.Topic)
+	}
 }
 
 func (o *Outbox) applyAck(tx *bolt.Tx, r *request, touched map[string]*queueState) error {
@@ -497,6 +548,7 @@ func (o *Outbox) applyAck(tx *bolt.Tx, r *request, touched map[string]*queueStat
 			continue
 		}
 		class, size, _, _ := recordInfo(v)
+		q.forgetLatest(k, v)
 		if err := b.Delete(k); err != nil {
 			return fmt.Errorf("queue %q: ack %d: %w", r.queue, seq, err)
 		}
@@ -588,10 +640,12 @@ func (o *Outbox) enforceBound(tx *bolt.Tx, touched map[string]*queueState) ([Cla
 				return dropped, fmt.Errorf("outbox accounting: queue %q counts %d %s messages but holds none", name, q.count[class], class)
 			}
 		}
-		if err := tx.Bucket(queueBucket(victimQueue)).Delete(victimKey); err != nil {
+		vb := tx.Bucket(queueBucket(victimQueue))
+		q := o.state.queues[victimQueue]
+		q.forgetLatest(victimKey, vb.Get(victimKey))
+		if err := vb.Delete(victimKey); err != nil {
 			return dropped, fmt.Errorf("drop from %q: %w", victimQueue, err)
 		}
-		q := o.state.queues[victimQueue]
 		o.state.remove(q, class, victimSize)
 		touched[victimQueue] = q
 		dropped[class]++

@@ -504,3 +504,57 @@ func TestOutboxBurstIsOneCommit(t *testing.T) {
 	wg.Wait()
 	t.Logf("320 concurrent single-message Enqueues took %d commits", o.commits.Load()-before)
 }
+
+// A keep-latest message replaces the queued one of the same queue and topic, on disk (it is gone
+// after a reopen) and in the queue (Peek no longer returns it); other topics, queues and plain
+// messages of the same topic stay.
+func TestOutboxKeepLatestReplaces(t *testing.T) {
+	db, path := openTest(t, Options{})
+	o := db.Outbox()
+	latest := func(topic, p string) Message {
+		return Message{Class: ClassEvent, Topic: topic, Retain: true, Latest: true, Payload: []byte(p)}
+	}
+	enqueue(t, o, "mqtt", latest("cameras/porch/snapshot", "jpeg1"), event("started"))
+	enqueue(t, o, "mqtt", latest("cameras/yard/snapshot", "yard1"), latest("cameras/porch/snapshot", "jpeg2"))
+	enqueue(t, o, "other", latest("cameras/porch/snapshot", "other1"))
+	enqueue(t, o, "mqtt", Message{Class: ClassEvent, Topic: "cameras/porch/snapshot", Payload: []byte("plain")})
+	enqueue(t, o, "mqtt", latest("cameras/porch/snapshot", "jpeg3"))
+	want := []string{"started", "yard1", "plain", "jpeg3"}
+	if got := payloads(peekAll(t, o, "mqtt")); !slices.Equal(got, want) {
+		t.Fatalf("queue holds %q, want %q", got, want)
+	}
+	st := o.Stats().Queues["mqtt"]
+	if st.Depth != 4 {
+		t.Errorf("depth %d, want 4", st.Depth)
+	}
+	// Acking the newest forgets it: the next one of that topic has nothing to replace.
+	msgs := peekAll(t, o, "mqtt")
+	if err := o.Ack("mqtt", msgs[3].Seq); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, o, "mqtt", latest("cameras/porch/snapshot", "jpeg4"))
+	db.Close()
+
+	db2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	o2 := db2.Outbox()
+	want = []string{"started", "yard1", "plain", "jpeg4"}
+	if got := payloads(peekAll(t, o2, "mqtt")); !slices.Equal(got, want) {
+		t.Fatalf("after reopen the queue holds %q, want %q", got, want)
+	}
+	// The index is rebuilt at Open: a new snapshot still replaces the stored one.
+	enqueue(t, o2, "mqtt", latest("cameras/porch/snapshot", "jpeg5"), latest("cameras/yard/snapshot", "yard2"))
+	want = []string{"started", "plain", "jpeg5", "yard2"}
+	if got := payloads(peekAll(t, o2, "mqtt")); !slices.Equal(got, want) {
+		t.Fatalf("after reopen and replace the queue holds %q, want %q", got, want)
+	}
+	if got := payloads(peekAll(t, o2, "other")); !slices.Equal(got, []string{"other1"}) {
+		t.Errorf("another queue's snapshot was touched: %q", got)
+	}
+	if st := o2.Stats(); st.Depth != 5 || st.Queues["mqtt"].Depth != 4 {
+		t.Errorf("stats after replace: %+v", st)
+	}
+}
