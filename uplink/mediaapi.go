@@ -17,6 +17,9 @@ import (
 	"time"
 )
 
+// StreamSetupErrorPrefix starts every StreamSetup error, so that a page can tell them apart.
+const StreamSetupErrorPrefix = "media server api: "
+
 // StreamSpec is one stream camgate wants at the Media Server.
 type StreamSpec struct {
 	Name     string // the stream name cameras publish to
@@ -62,7 +65,7 @@ type StreamSetup struct {
 func NewStreamSetup(cfg StreamSetupConfig) (*StreamSetup, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("media server api: url %q: must be http(s)://host/streamer/api/v3", cfg.URL)
+		return nil, fmt.Errorf(StreamSetupErrorPrefix+"url %q: must be http(s)://host/streamer/api/v3", cfg.URL)
 	}
 	client := cfg.Client
 	if client == nil {
@@ -189,7 +192,7 @@ func (s *StreamSetup) put(ctx context.Context, sp StreamSpec) error {
 	target := s.base + "/streams/" + escapeStreamPath(sp.Name)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, target, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("media server api: PUT %s: %w", s.safe, err)
+		return fmt.Errorf(StreamSetupErrorPrefix+"PUT %s: %w", s.safe, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	switch {
@@ -204,7 +207,7 @@ func (s *StreamSetup) put(ctx context.Context, sp StreamSpec) error {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("media server api: PUT streams/%s: %w", sp.Name, err)
+		return fmt.Errorf(StreamSetupErrorPrefix+"PUT streams/%s: %w", sp.Name, err)
 	}
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
@@ -213,9 +216,9 @@ func (s *StreamSetup) put(ctx context.Context, sp StreamSpec) error {
 	case resp.StatusCode >= 200 && resp.StatusCode <= 299:
 		return nil
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return fmt.Errorf("media server api: PUT streams/%s: %s: check flussonic.api username and password (edit_auth)", sp.Name, resp.Status)
+		return fmt.Errorf(StreamSetupErrorPrefix+"PUT streams/%s: %s: check flussonic.api username and password (edit_auth)", sp.Name, resp.Status)
 	default:
-		return fmt.Errorf("media server api: PUT streams/%s: %s: %q", sp.Name, resp.Status, bytes.TrimSpace(snippet))
+		return fmt.Errorf(StreamSetupErrorPrefix+"PUT streams/%s: %s: %q", sp.Name, resp.Status, bytes.TrimSpace(snippet))
 	}
 }
 

@@ -92,17 +92,20 @@ const (
 // Camera is one discovered or added camera. It never carries a password; the server also
 // strips any user information from URL and ONVIF before sending it.
 type Camera struct {
-	CameraID         string      `json:"camera_id"`
-	AgentID          string      `json:"agent_id,omitempty"` // 10 digits; empty until added
-	Name             string      `json:"name"`
-	Vendor           string      `json:"vendor,omitempty"`
-	Model            string      `json:"model,omitempty"`
-	Serial           string      `json:"serial,omitempty"`
-	MAC              string      `json:"mac,omitempty"`
-	IP               string      `json:"ip,omitempty"`
-	URL              string      `json:"url,omitempty"`   // rtsp:// or the ONVIF device service
-	ONVIF            string      `json:"onvif,omitempty"` // ONVIF device service address, if any
-	StreamName       string      `json:"stream_name,omitempty"`
+	CameraID   string `json:"camera_id"`
+	AgentID    string `json:"agent_id,omitempty"` // 10 digits; empty until added
+	Name       string `json:"name"`
+	Vendor     string `json:"vendor,omitempty"`
+	Model      string `json:"model,omitempty"`
+	Serial     string `json:"serial,omitempty"`
+	MAC        string `json:"mac,omitempty"`
+	IP         string `json:"ip,omitempty"`
+	URL        string `json:"url,omitempty"`   // rtsp:// or the ONVIF device service
+	ONVIF      string `json:"onvif,omitempty"` // ONVIF device service address, if any
+	StreamName string `json:"stream_name,omitempty"`
+	// PlayURL is flussonic.play + the stream name: with Name, what SC's "add camera by
+	// parameters" form takes (SPEC §8).
+	PlayURL          string      `json:"play_url,omitempty"`
 	State            CameraState `json:"state"`
 	Enabled          bool        `json:"enabled"`
 	Audio            bool        `json:"audio"`
@@ -141,6 +144,8 @@ type CameraPatch struct {
 	Substream *bool   `json:"substream,omitempty"`
 	Username  *string `json:"username,omitempty"`
 	Password  *string `json:"password,omitempty"`
+	// StreamName is the camera's own stream name at Flussonic; "" goes back to the default.
+	StreamName *string `json:"stream_name,omitempty"`
 }
 
 // Track is one media track found by TestStream.
