@@ -148,6 +148,12 @@ func rtmpStreamName(joined *url.URL) (name, rawQuery string) {
 	if len(segs) > 1 && (segs[0] == "static" || segs[0] == "rtmp") {
 		segs = segs[1:]
 	}
+	// A client given the one URL rtmp://host/NAME splits it as ffmpeg does: application NAME,
+	// stream NAME. Flussonic documents that URL for the stream NAME; how it tells that apart
+	// from a stream NAME/NAME is not written down, so two equal segments are the stream NAME.
+	if len(segs) == 2 && segs[0] == segs[1] {
+		segs = segs[1:]
+	}
 	return strings.Join(segs, "/"), query
 }
 

@@ -22,6 +22,8 @@ func TestRTMPStreamName(t *testing.T) {
 		{"rtmp://h/static?password=s/cam1", "cam1", "password=s"},
 		{"rtmp://h/live?a=1/cam1?password=s", "live/cam1", "a=1&password=s"},
 		{"rtmp://h/", "", ""},
+		// ffmpeg and camgate split rtmp://h/cam1?password=s as app cam1, stream cam1?password=s.
+		{"rtmp://h/cam1/cam1?password=s", "cam1", "password=s"},
 	}
 	for _, tt := range tests {
 		u, err := url.Parse(tt.url)
