@@ -252,3 +252,107 @@ func path(publish string) string {
 	rest, _, _ = strings.Cut(rest, "?")
 	return rest
 }
+
+// Acceptance 3 of issue 14: an Opus camera relayed over RTSP arrives video-only and its state
+// names the dropped track; an H.265 camera over RTMP is refused with a clear last_error. The
+// strict stand-in would refuse either track, so none was sent.
+func TestRunLeavesOutTracksFlussonicRefuses(t *testing.T) {
+	cases := []struct {
+		name           string
+		vcodec, acodec string
+		rtmp           bool
+		wantCodecs     []string // at the stand-in; nil = nothing published
+		wantError      string   // in the camera's last_error
+	}{
+		{"opus over rtsp", "h264", "opus", false, []string{"h264"}, "opus audio left out: Flussonic does not take it over RTSP"},
+		{"h265 over rtmp", "h265", "aac", true, nil, "left out: Flussonic does not take it over RTMP"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			source, err := sim.NewMediaServer(sim.MediaServerConfig{AnyCodec: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			runUntilEnd(t, source.Run)
+			ffmpegCamera(t, source.URL()+"cam", tc.vcodec, tc.acodec, 0)
+			flussonic := strictFlussonic(t, "", "")
+			flussonic.AddStream(sim.Stream{Name: "gwc-cam1", Inputs: []sim.Input{{URL: "publish://"}}})
+			publish := flussonic.URL()
+			if tc.rtmp {
+				publish = flussonic.RTMPURL()
+			}
+			web := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			_, cfgPath := runCamgate(t, pageConfig("gwc", web, "  publish: '"+publish+"'", cameraYAML("cam1", source.URL()+"cam", true)))
+			p := loginPage(t, "http://"+web, filepath.Dir(cfgPath))
+			waitFor(t, 60*time.Second, "the dropped track in last_error", func() bool {
+				return strings.Contains(strings.ToLower(p.camera(t, "cam1").LastError), strings.ToLower(tc.wantError))
+			})
+			if tc.wantCodecs != nil {
+				waitFor(t, 30*time.Second, "video at the stand-in", func() bool {
+					st, _ := flussonic.Stream("gwc-cam1")
+					return st.Publishing && st.VideoFrames > 10
+				})
+			} else {
+				time.Sleep(3 * time.Second) // time for a publish that should not happen
+			}
+			st, _ := flussonic.Stream("gwc-cam1")
+			if !slices.Equal(st.Codecs, tc.wantCodecs) {
+				t.Errorf("stand-in got tracks %v, want %v", st.Codecs, tc.wantCodecs)
+			}
+			if r := flussonic.Refusals()["gwc-cam1"]; len(r) > 0 {
+				t.Errorf("the stand-in had to refuse: %v", r)
+			}
+			t.Logf("last_error: %s", p.camera(t, "cam1").LastError)
+		})
+	}
+}
+
+// Acceptance 5 of issue 14: a camera given its own stream_name by set_camera republishes under
+// it; the other camera's publish is not touched; the registration carries the new name and
+// play URL.
+func TestRunRepublishesUnderTheStreamNameSetByCommand(t *testing.T) {
+	b := startBroker(t, freePort(t), "")
+	sub := subscribe(t, b.port, "", "camgate/gwn/#")
+	flussonic, _ := mediaServer(t, "127.0.0.1:0")
+	cam := clipCamera(t)
+	cfg := uplinkConfig("gwn", b.url(), "", nil, fmt.Sprintf("  publish: '%s'\n  play: 'rtsp://watcher.example:554/'\n", flussonic.URL()))
+	runCamgate(t, cfg)
+	const p = "camgate/gwn"
+	waitFor(t, 20*time.Second, "status online", func() bool {
+		return strings.Contains(string(retained(t, b.port, p+"/status")[p+"/status"]), `"online"`)
+	})
+	for i, id := range []string{"cam1", "cam2"} {
+		publish(t, b.port, p+"/cmd/add_camera", fmt.Sprintf(`{"id":"a%d","camera_id":"%s","url":"%s"}`, i, id, cam))
+	}
+	waitFor(t, 60*time.Second, "both cameras published", func() bool {
+		a, _ := flussonic.Stream("gwn-cam1")
+		b, _ := flussonic.Stream("gwn-cam2")
+		return a.Publishing && b.Publishing && a.VideoFrames > 10 && b.VideoFrames > 10
+	})
+	publish(t, b.port, p+"/cmd/set_camera", `{"id":"s1","camera_id":"cam1","stream_name":"watcher/door-7"}`)
+	waitFor(t, 10*time.Second, "the set_camera reply", func() bool {
+		m, ok := sub.last(p + "/cmd/set_camera/reply")
+		return ok && strings.Contains(string(m.Payload), `"ok":true`)
+	})
+	waitFor(t, 60*time.Second, "cam1 under its own name", func() bool {
+		st, _ := flussonic.Stream("watcher/door-7")
+		return st.Publishing && st.VideoFrames > 10
+	})
+	if st, _ := flussonic.Stream("gwn-cam1"); st.Publishing {
+		t.Error("cam1 still publishes under its old name")
+	}
+	if st, _ := flussonic.Stream("gwn-cam2"); st.Publishes != 1 || !st.Publishing {
+		t.Errorf("cam2 was touched: %+v", st)
+	}
+	var reg struct {
+		StreamName string `json:"stream_name"`
+		PlayURL    string `json:"play_url"`
+	}
+	waitFor(t, 10*time.Second, "the registration with the new name", func() bool {
+		json.Unmarshal(retained(t, b.port, p+"/cameras/cam1/config")[p+"/cameras/cam1/config"], &reg)
+		return reg.StreamName == "watcher/door-7"
+	})
+	if reg.PlayURL != "rtsp://watcher.example:554/watcher/door-7" {
+		t.Errorf("play_url = %q, want flussonic.play + the stream name", reg.PlayURL)
+	}
+}

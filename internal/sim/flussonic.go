@@ -103,7 +103,7 @@ func (m *MediaServer) admitLocked(proto, name, rawQuery string, codecNames []str
 		return refuse(400, "publish without a stream name")
 	}
 	for _, c := range codecNames {
-		if !slices.Contains(publishCodecs[proto], c) {
+		if !m.cfg.AnyCodec && !slices.Contains(publishCodecs[proto], c) {
 			// Flussonic's table says what it takes; what it answers to the rest is not
 			// written down. 415 names the cause.
 			return refuse(415, "codec %s is not taken over %s", c, strings.ToUpper(proto))

@@ -32,6 +32,9 @@ type MediaServerConfig struct {
 	// RequireStream refuses publishing to a name that has no configured stream (AddStream or
 	// the streams API), as a Flussonic without a catch-all template does.
 	RequireStream bool
+	// AnyCodec takes every codec: the server stands in for the RTSP server a camera's stream
+	// comes from (ffmpeg publishes into it, camgate reads), not for Flussonic.
+	AnyCodec bool
 	// RTMPAddr, when set, takes RTMP publishes there (see rtmpStreamName for the URL forms).
 	RTMPAddr string
 	// APIAddr, when set, serves the streams API there with Basic auth APIUser/APIPass
