@@ -9,9 +9,10 @@ import (
 // reaches into the protocol packages itself.
 //
 // Methods get the request's context: they should return when it ends. Errors that the user
-// caused should wrap ErrNotFound (HTTP 404) or be a *BadRequestError (HTTP 400); any other error
-// is shown to the user as it is (HTTP 502 for TestStream, 500 otherwise), so it must not
-// contain a secret.
+// caused should wrap ErrNotFound (HTTP 404) or be a *BadRequestError (HTTP 400); an error that
+// means the camera refused its credentials should wrap ErrCameraUnauthorized (HTTP 422, code
+// camera_unauthorized); any other error is shown to the user as it is (HTTP 422 for TestStream,
+// 500 otherwise), so it must not contain a secret.
 type Backend interface {
 	Status(ctx context.Context) GatewayStatus
 	// Cameras returns discovered and added cameras.
@@ -38,7 +39,8 @@ var ErrNotFound = errors.New("not found")
 
 // BadRequestError is a validation error shown to the user as a 400.
 type BadRequestError struct {
-	Field  string // the request field at fault, in its JSON spelling; may be empty
+	Field  string    // the request field at fault, in its JSON spelling; may be empty
+	Code   ErrorCode // what is wrong, for the page; "" = CodeBadRequest
 	Reason string
 }
 
