@@ -15,6 +15,7 @@ import (
 	"github.com/camgate/camgate/onvif"
 	"github.com/camgate/camgate/rtsp"
 	"github.com/camgate/camgate/store"
+	"github.com/camgate/camgate/uplink"
 )
 
 // Options are what the command line hands the agent besides the config.
@@ -51,6 +52,7 @@ type Agent struct {
 	webAddr    string                 // where the pairing page listens, once it does
 	notify     *notifyRoutes          // cameras' ONVIF notification endpoints on the page's server
 	pacer      *rtsp.Pacer            // shared by every relay: one wake-up a period for all cameras
+	streams    *uplink.StreamSetup    // zero-touch stream setup; nil without flussonic.api
 }
 
 // cameraEntry is one camera as the agent wants it (conf) and as it runs (relay).
@@ -143,6 +145,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	a.restartUplink(&cfg.Config)
 	a.serveControl(runCtx, cfg.DataDir, &background)
+	a.startStreamSetup(runCtx, &cfg.Config, &background)
 
 	a.reconcile(runCtx)
 	if err := a.startSMTP(runCtx, &cfg.Config, &background); err != nil {
@@ -391,6 +394,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 		a.registerLocked(ctx, &cfg, e)
 	}
 	a.unregisterGoneLocked(ctx)
+	a.wantStreamsLocked(&cfg)
 	// Agent ids are only ever added (a camera removed and added again keeps its id).
 	if len(a.agentIDs) != assigned {
 		if err := a.saveAgentIDsLocked(); err != nil {
@@ -509,6 +513,9 @@ func (a *Agent) Cameras() []CameraStatus {
 			Problem: e.problem,
 		}
 		s.PublishURL, s.PlayURL = redactURL(cfg.PublishURLOf(s.StreamName)), cfg.PlayURL(s.StreamName)
+		if s.Problem == "" && s.Enabled {
+			s.Problem = a.streamProblemLocked(s.StreamName)
+		}
 		if e.relay != nil {
 			s.Relay = e.relay.relay.Stats()
 		}

@@ -24,6 +24,8 @@ type CameraRequest struct {
 	Substream *bool   `json:"substream,omitempty"`
 	Transport *string `json:"transport,omitempty"`
 	Auth      *string `json:"auth,omitempty"`
+	// StreamName is the camera's own stream name; "" goes back to flussonic.stream_name.
+	StreamName *string `json:"stream_name,omitempty"`
 }
 
 func (r CameraRequest) apply(c *CameraConfig) {
@@ -37,6 +39,7 @@ func (r CameraRequest) apply(c *CameraConfig) {
 	set(&c.Name, r.Name)
 	set(&c.Transport, r.Transport)
 	set(&c.Auth, r.Auth)
+	set(&c.StreamName, r.StreamName)
 	if r.Password != nil {
 		c.Password = *r.Password // passwords may begin or end with spaces
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/camgate/camgate/agent/web"
 	"github.com/camgate/camgate/onvif"
 	"github.com/camgate/camgate/rtsp"
+	"github.com/camgate/camgate/uplink"
 )
 
 // webBackend is the agent as the pairing page sees it.
@@ -50,7 +51,7 @@ func (b webBackend) Status(ctx context.Context) web.GatewayStatus {
 	default:
 		st.MQTT = web.Link{State: web.LinkDown, LastError: "the MQTT client could not be started: see the log"}
 	}
-	enabled, failing := 0, ""
+	enabled, failing, apiProblem := 0, "", ""
 	for _, c := range a.Cameras() {
 		if c.Origin != originDiscovered {
 			st.Cameras++
@@ -62,6 +63,9 @@ func (b webBackend) Status(ctx context.Context) web.GatewayStatus {
 			enabled++
 			if strings.HasPrefix(c.Relay.LastError, "upstream") {
 				failing = c.Relay.LastError
+			}
+			if apiProblem == "" && strings.HasPrefix(c.Problem, uplink.StreamSetupErrorPrefix) {
+				apiProblem = c.Problem
 			}
 		}
 	}
@@ -76,6 +80,9 @@ func (b webBackend) Status(ctx context.Context) web.GatewayStatus {
 		st.Flussonic.State = web.LinkConnecting
 	default:
 		st.Flussonic.State = web.LinkUp // nothing to publish, nothing failing
+	}
+	if st.Flussonic.LastError == "" {
+		st.Flussonic.LastError = apiProblem // relaying may run while flussonic.api refuses
 	}
 	ob := a.db.Outbox().Stats()
 	st.OutboxDepth, st.OutboxBytes, st.OutboxDrops = ob.Depth, ob.Bytes, ob.DroppedEvents+ob.DroppedTelemetry
@@ -94,7 +101,7 @@ func (b webBackend) webCamera(c CameraStatus) web.Camera {
 	w := web.Camera{
 		CameraID: c.ID, AgentID: c.AgentID, Name: c.Name, Vendor: c.Device.Vendor, Model: c.Device.Model,
 		Serial: c.Device.Serial, MAC: c.Device.MAC, IP: c.Device.IP, URL: c.URL, ONVIF: c.Device.ONVIF,
-		StreamName: c.StreamName, State: web.CameraAdded, Enabled: c.Enabled, Audio: c.Audio,
+		StreamName: c.StreamName, PlayURL: c.PlayURL, State: web.CameraAdded, Enabled: c.Enabled, Audio: c.Audio,
 		Relaying: c.Relay.Relaying, Online: c.Relay.Online, Codec: c.Relay.Codec, Width: c.Relay.Width,
 		Height: c.Relay.Height, FPS: c.Relay.FPS, BitrateBPS: c.Relay.BitrateBps, LastError: c.Relay.LastError,
 		Username: c.Username,
@@ -104,6 +111,7 @@ func (b webBackend) webCamera(c CameraStatus) web.Camera {
 	}
 	if c.Origin == originDiscovered {
 		w.State, w.NeedsCredentials, w.AgentID, w.Enabled = web.CameraDiscovered, true, "", false
+		w.PlayURL = "" // nothing plays there until the camera is added
 	}
 	_, w.HasSnapshot = b.a.Snapshot(c.ID)
 	if !w.HasSnapshot && c.Device.SnapshotURI != "" {
@@ -131,7 +139,7 @@ func (b webBackend) AddCamera(ctx context.Context, req web.AddCamera) (web.Camer
 }
 
 func (b webBackend) UpdateCamera(ctx context.Context, id string, p web.CameraPatch) (web.Camera, error) {
-	r := CameraRequest{Name: p.Name, Enabled: p.Enabled, Audio: p.Audio, Substream: p.Substream, Username: p.Username, Password: p.Password}
+	r := CameraRequest{Name: p.Name, Enabled: p.Enabled, Audio: p.Audio, Substream: p.Substream, Username: p.Username, Password: p.Password, StreamName: p.StreamName}
 	if r.Password != nil && *r.Password == "" {
 		r.Password = nil // write-only: empty keeps the stored one
 	}

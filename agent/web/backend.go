@@ -146,6 +146,8 @@ type CameraPatch struct {
 	Substream *bool   `json:"substream,omitempty"`
 	Username  *string `json:"username,omitempty"`
 	Password  *string `json:"password,omitempty"`
+	// StreamName is the camera's own stream name at Flussonic; "" goes back to the default.
+	StreamName *string `json:"stream_name,omitempty"`
 }
 
 // Track is one media track found by TestStream.

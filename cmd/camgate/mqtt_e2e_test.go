@@ -63,7 +63,7 @@ func TestRunRegistersCamerasOnMQTT(t *testing.T) {
 	if err := json.Unmarshal(r[p+"/cameras/cam1/config"], &reg); err != nil {
 		t.Fatalf("config payload: %v", err)
 	}
-	for _, k := range []string{"camera_id", "agent_id", "name", "stream_name", "publish_url", "vendor", "model", "serial", "mac", "ip", "onvif", "snapshot", "ptz", "audio", "motion_sources", "ts"} {
+	for _, k := range []string{"camera_id", "agent_id", "name", "stream_name", "publish_url", "play_url", "vendor", "model", "serial", "mac", "ip", "onvif", "snapshot", "ptz", "audio", "motion_sources", "ts"} {
 		if _, ok := reg[k]; !ok {
 			t.Errorf("registration lacks %q: %s", k, r[p+"/cameras/cam1/config"])
 		}

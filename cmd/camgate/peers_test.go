@@ -208,6 +208,8 @@ func ffmpegCamera(t *testing.T, url, vcodec, acodec string, seconds int, more ..
 		args = append(args, "-c:a", "aac", "-ar", "16000", "-b:a", "32k")
 	case "pcma":
 		args = append(args, "-c:a", "pcm_alaw", "-ar", "8000", "-ac", "1")
+	case "opus":
+		args = append(args, "-c:a", "libopus", "-ar", "48000", "-ac", "1", "-b:a", "24k")
 	}
 	if len(more) == 0 {
 		args = append(args, "-f", "rtsp", "-rtsp_transport", "tcp", url)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -27,6 +29,17 @@ type MediaServerConfig struct {
 	PublishUser, PublishPass string
 	// Logger receives publish and play events; nil discards them.
 	Logger *slog.Logger
+	// RequireStream refuses publishing to a name that has no configured stream (AddStream or
+	// the streams API), as a Flussonic without a catch-all template does.
+	RequireStream bool
+	// AnyCodec takes every codec: the server stands in for the RTSP server a camera's stream
+	// comes from (ffmpeg publishes into it, camgate reads), not for Flussonic.
+	AnyCodec bool
+	// RTMPAddr, when set, takes RTMP publishes there (see rtmpStreamName for the URL forms).
+	RTMPAddr string
+	// APIAddr, when set, serves the streams API there with Basic auth APIUser/APIPass
+	// (Flussonic's edit_auth).
+	APIAddr, APIUser, APIPass string
 }
 
 // StreamStats is what the media server saw of one published path.
@@ -66,6 +79,10 @@ type MediaServer struct {
 	bySession map[*gortsplib.ServerSession]*publication
 	players   map[*gortsplib.ServerSession]string // playing session -> path
 	stats     map[string]*StreamStats
+	streams   map[string]Stream   // configured streams, by name
+	refusals  map[string][]string // refused publishes, by name
+	rtmpLn    net.Listener
+	apiLn     net.Listener
 }
 
 // publication is one publisher's session on a path and the stream players read from.
@@ -83,7 +100,27 @@ func NewMediaServer(cfg MediaServerConfig) (*MediaServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sim media server: %w", err)
 	}
+	var rtmpLn, apiLn net.Listener
+	if cfg.RTMPAddr != "" {
+		if rtmpLn, err = listenTCP("sim media server: rtmp", cfg.RTMPAddr); err != nil {
+			ln.close()
+			return nil, err
+		}
+	}
+	if cfg.APIAddr != "" {
+		if apiLn, err = listenTCP("sim media server: api", cfg.APIAddr); err != nil {
+			ln.close()
+			if rtmpLn != nil {
+				rtmpLn.Close()
+			}
+			return nil, err
+		}
+	}
 	return &MediaServer{
+		rtmpLn:    rtmpLn,
+		apiLn:     apiLn,
+		streams:   make(map[string]Stream),
+		refusals:  make(map[string][]string),
 		cfg:       cfg,
 		log:       loggerOrDiscard(cfg.Logger),
 		ln:        ln,
@@ -99,8 +136,34 @@ func (m *MediaServer) URL() string {
 	return m.ln.url() + "/"
 }
 
+// RTMPURL is rtmp://host:port/ of the RTMP listener, "" without one.
+func (m *MediaServer) RTMPURL() string {
+	if m.rtmpLn == nil {
+		return ""
+	}
+	return dialURL("rtmp", m.rtmpLn) + "/"
+}
+
+// APIURL is the Media Server API base, http://host:port/streamer/api/v3, "" without one.
+func (m *MediaServer) APIURL() string {
+	if m.apiLn == nil {
+		return ""
+	}
+	return dialURL("http", m.apiLn) + strings.TrimSuffix(StreamsAPIPath, "/streams/")
+}
+
 // Run serves until ctx ends. It can be called once.
 func (m *MediaServer) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if m.rtmpLn != nil {
+		go m.serveRTMP(ctx, m.rtmpLn)
+	}
+	if m.apiLn != nil {
+		mux := http.NewServeMux()
+		mux.HandleFunc(StreamsAPIPath, m.streamsAPI)
+		go func() { _ = serveHTTP(ctx, m.apiLn, mux, m.log, "sim media server: api") }()
+	}
 	srv := m.ln.server((*mediaHandler)(m))
 	m.mu.Lock()
 	m.srv = srv
@@ -175,12 +238,11 @@ func (m *mediaHandler) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*b
 		return &base.Response{StatusCode: base.StatusUnauthorized}, liberrors.ErrServerAuth{}
 	}
 	name := streamName(ctx.Path)
-	if name == "" {
-		return &base.Response{StatusCode: base.StatusBadRequest}, fmt.Errorf("publish without a stream name")
-	}
-
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if r := (*MediaServer)(m).admitLocked("rtsp", name, ctx.Query, codecNames(ctx.Description)); r != nil {
+		return &base.Response{StatusCode: base.StatusCode(r.Status)}, r
+	}
 	stream := &gortsplib.ServerStream{Server: m.srv, Desc: ctx.Description}
 	if err := stream.Initialize(); err != nil {
 		return &base.Response{StatusCode: base.StatusBadRequest}, fmt.Errorf("stream %s: %w", name, err)
