@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -118,14 +120,14 @@ func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup
 	}
 }
 
-// enqueue puts messages on the durable outbox; failure is logged, since the caller (a relay
-// state change, a motion alarm) cannot do better than say so.
-func (a *Agent) enqueue(ctx context.Context, queue string, msgs ...store.Message) bool {
+// enqueue puts messages on the durable outbox. A failure is logged here and returned, so that
+// a caller with someone to tell (an alarm mail, a command) can tell them.
+func (a *Agent) enqueue(ctx context.Context, queue string, msgs ...store.Message) error {
 	if err := a.db.Outbox().Enqueue(ctx, queue, msgs...); err != nil {
 		a.log.Error("outbox: enqueue failed", "queue", queue, "err", err)
-		return false
+		return fmt.Errorf("outbox %s: %w", queue, err)
 	}
-	return true
+	return nil
 }
 
 func nowMs() int64 { return time.Now().UnixMilli() }
@@ -151,7 +153,7 @@ type registration struct {
 	TS            int64    `json:"ts"`
 }
 
-func (a *Agent) registrationOf(cfg *Config, e *cameraEntry) registration {
+func registrationOf(cfg *Config, e *cameraEntry) registration {
 	sources := []string{}
 	if cfg.SMTP.Listen != "" {
 		sources = append(sources, "smtp")
@@ -168,16 +170,20 @@ func (a *Agent) registrationOf(cfg *Config, e *cameraEntry) registration {
 	}
 }
 
-// registerLocked queues the camera's retained registration when it changed since last queued.
+// register queues the camera's retained registration when it changed since last queued.
 // After a restart everything is queued once more: retained messages make that harmless, and it
 // repairs a broker that lost its retained store.
-func (a *Agent) registerLocked(ctx context.Context, cfg *Config, e *cameraEntry) {
-	link := a.link.Load()
+func (r *registry) register(e *cameraEntry) {
+	link := r.a.link.Load()
 	if link == nil || link.mqtt == nil {
 		return
 	}
-	reg := a.registrationOf(cfg, e)
-	key, _ := json.Marshal(reg)
+	reg := registrationOf(&r.loaded.Config, e)
+	key, err := json.Marshal(reg)
+	if err != nil {
+		r.a.log.Error("encoding a registration", "camera_id", e.id, "err", err)
+		return
+	}
 	link.mu.Lock()
 	same := link.lastReg[e.id] == string(key)
 	link.lastReg[e.id] = string(key)
@@ -186,13 +192,20 @@ func (a *Agent) registerLocked(ctx context.Context, cfg *Config, e *cameraEntry)
 		return
 	}
 	reg.TS = nowMs()
-	b, _ := json.Marshal(reg)
-	a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassRegistration, Topic: "cameras/" + e.id + "/config", Retain: true, Payload: b})
-	a.setRegistered(e.id, true)
+	b, err := json.Marshal(reg)
+	if err == nil {
+		err = r.a.enqueue(context.Background(), mqttQueue, store.Message{Class: store.ClassRegistration, Topic: "cameras/" + e.id + "/config", Retain: true, Payload: b})
+	}
+	if err != nil {
+		link.mu.Lock()
+		delete(link.lastReg, e.id) // try again at the next reconcile
+		link.mu.Unlock()
+		return
+	}
+	r.a.setRegistered(link, e.id, true)
 }
 
-func (a *Agent) setRegistered(id string, on bool) {
-	link := a.link.Load()
+func (a *Agent) setRegistered(link *uplinkParts, id string, on bool) {
 	link.mu.Lock()
 	defer link.mu.Unlock()
 	if link.registered[id] == on {
@@ -203,35 +216,39 @@ func (a *Agent) setRegistered(id string, on bool) {
 	} else {
 		delete(link.registered, id)
 	}
-	b, _ := json.Marshal(link.registered)
+	b, err := json.Marshal(link.registered)
+	if err != nil {
+		a.log.Error("encoding the registered camera list", "err", err)
+		return
+	}
 	if err := a.db.Settings().Put(settingRegistered, b); err != nil {
 		a.log.Error("store: saving the registered camera list", "err", err)
 	}
 }
 
-// unregisterGoneLocked clears cameras registered in an earlier run that are no longer wanted.
-func (a *Agent) unregisterGoneLocked(ctx context.Context) {
-	link := a.link.Load()
+// unregisterGone clears cameras registered in an earlier run that are no longer wanted.
+func (r *registry) unregisterGone() {
+	link := r.a.link.Load()
 	if link == nil || link.mqtt == nil {
 		return
 	}
 	link.mu.Lock()
 	var gone []string
 	for id := range link.registered {
-		if _, ok := a.cameras[id]; !ok {
+		if _, ok := r.cameras[id]; !ok {
 			gone = append(gone, id)
 		}
 	}
 	link.mu.Unlock()
 	for _, id := range gone {
-		a.log.Info("clearing the registration of a camera removed while camgate was stopped", "camera_id", id)
-		a.unregisterLocked(ctx, id)
+		r.a.log.Info("clearing the registration of a camera removed while camgate was stopped", "camera_id", id)
+		r.unregister(id)
 	}
 }
 
-// unregisterLocked clears a removed camera's retained topics with empty retained payloads.
-func (a *Agent) unregisterLocked(ctx context.Context, id string) {
-	link := a.link.Load()
+// unregister clears a removed camera's retained topics with empty retained payloads.
+func (r *registry) unregister(id string) {
+	link := r.a.link.Load()
 	if link == nil || link.mqtt == nil {
 		return
 	}
@@ -240,12 +257,14 @@ func (a *Agent) unregisterLocked(ctx context.Context, id string) {
 	delete(link.lastState, id)
 	link.mu.Unlock()
 	base := "cameras/" + id
-	a.enqueue(ctx, mqttQueue,
+	if err := r.a.enqueue(context.Background(), mqttQueue,
 		store.Message{Class: store.ClassRegistration, Topic: base + "/config", Retain: true},
 		store.Message{Class: store.ClassRegistration, Topic: base + "/state", Retain: true},
 		store.Message{Class: store.ClassRegistration, Topic: base + "/snapshot", Retain: true},
-	)
-	a.setRegistered(id, false)
+	); err != nil {
+		return // still registered: the next reconcile clears it (unregisterGone)
+	}
+	r.a.setRegistered(link, id, false)
 }
 
 // cameraState is a camera's retained P/cameras/<id>/state.
@@ -294,20 +313,28 @@ func (a *Agent) publishStates(ctx context.Context) {
 			if st.LastError == "" {
 				st.LastError = c.Problem
 			}
-			key, _ := json.Marshal([]any{st.Online, st.Relaying, st.Enabled, st.Codec, st.Width, st.Height, st.LastError})
+			key := fmt.Sprint(st.Online, st.Relaying, st.Enabled, st.Codec, st.Width, st.Height, st.LastError)
 			link.mu.Lock()
 			prev, seen := link.lastState[c.ID]
-			news := !seen || prev.key != string(key) || time.Since(prev.at) >= stateRefresh
+			news := !seen || prev.key != key || time.Since(prev.at) >= stateRefresh
 			if news {
-				link.lastState[c.ID] = stateShown{key: string(key), at: time.Now()}
+				link.lastState[c.ID] = stateShown{key: key, at: time.Now()}
 			}
 			link.mu.Unlock()
 			if !news {
 				continue
 			}
 			st.TS = nowMs()
-			b, _ := json.Marshal(st)
-			a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + c.ID + "/state", Retain: true, Payload: b})
+			b, err := json.Marshal(st)
+			if err == nil {
+				err = a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + c.ID + "/state",
+					Retain: true, Latest: true, Payload: b})
+			}
+			if err != nil {
+				link.mu.Lock()
+				delete(link.lastState, c.ID) // news again next second
+				link.mu.Unlock()
+			}
 		}
 	}
 }
@@ -354,29 +381,38 @@ func (a *Agent) publishTelemetry(ctx context.Context) {
 		if link == nil || link.mqtt == nil {
 			continue
 		}
-		b, _ := json.Marshal(a.telemetry(cpu))
-		a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassTelemetry, Topic: "telemetry", Payload: b})
+		b, err := json.Marshal(a.telemetry(cpu))
+		if err != nil {
+			a.log.Error("encoding telemetry", "err", err)
+			continue
+		}
+		_ = a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassTelemetry, Topic: "telemetry", Payload: b}) // logged; the next one follows
+
 	}
 }
 
 // emitEvent queues one motion event for every event sink, each in its naming, and for MQTT.
-// MQTT gets the v22 names, the Flussonic event_sink default.
-func (a *Agent) emitEvent(ctx context.Context, cameraID string, ev uplink.Event) {
+// MQTT gets the v22 names, the Flussonic event_sink default. It fails if any queue did not take
+// it; the ones that did keep it (event_id lets a receiver drop the repeat of a retry).
+func (a *Agent) emitEvent(ctx context.Context, cameraID string, ev uplink.Event) error {
 	link := a.link.Load()
 	if link == nil {
-		return
+		return nil
 	}
+	var errs []error
 	for _, s := range link.sinks {
 		b, err := ev.MarshalNaming(s.naming)
-		if err != nil {
-			a.log.Error("event", "err", err)
-			continue
+		if err == nil {
+			err = a.enqueue(ctx, s.queue, store.Message{Class: store.ClassEvent, Payload: b})
 		}
-		a.enqueue(ctx, s.queue, store.Message{Class: store.ClassEvent, Payload: b})
+		errs = append(errs, err)
 	}
 	if link.mqtt != nil {
-		if b, err := ev.MarshalNaming("v22"); err == nil {
-			a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + cameraID + "/events", Payload: b})
+		b, err := ev.MarshalNaming("v22")
+		if err == nil {
+			err = a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + cameraID + "/events", Payload: b})
 		}
+		errs = append(errs, err)
 	}
+	return errors.Join(errs...)
 }
