@@ -258,6 +258,7 @@ type CameraStatus struct {
 	Substream  bool       `json:"substream"`
 	StreamName string     `json:"stream_name"`
 	PublishURL string     `json:"publish_url"` // without credentials
+	PlayURL    string     `json:"play_url"`    // what SC's "add camera by parameters" form takes
 	Problem    string     `json:"problem,omitempty"`
 	Relay      rtsp.Stats `json:"relay"`
 }

@@ -104,8 +104,8 @@ func (a *Agent) startSMTP(ctx context.Context, cfg *Config, wg *sync.WaitGroup) 
 
 // handleAlarmMail maps a mail to its camera (SPEC §7: recipient's local part, else the sender's
 // IP, else the sender address) and turns it into motion and a snapshot. An error means the mail
-// was not stored (the server answers 451, the camera sends it again): motion first, since it
-// is the alarm; a snapshot that cannot be queued fails the mail too, so nothing is lost unsaid.
+// was not stored (the server answers 451, the camera sends it again): a snapshot that cannot be
+// queued fails the mail too, so nothing is lost unsaid.
 func (a *Agent) handleAlarmMail(ctx context.Context, m smtp.Alarm) error {
 	id, how := a.cameraForMail(m)
 	if id == "" {
@@ -113,14 +113,15 @@ func (a *Agent) handleAlarmMail(ctx context.Context, m smtp.Alarm) error {
 		return nil
 	}
 	a.log.Debug("alarm mail", "camera_id", id, "matched_by", how, "motion", m.Motion, "subject", m.Subject, "snapshot_bytes", len(m.Snapshot))
-	if m.Motion {
-		if err := a.motion.report(ctx, id, motion.SourceMail, m.Text, true); err != nil {
-			return fmt.Errorf("camera %s: motion not stored: %w", id, err)
-		}
-	}
+	// The snapshot first: the episode's started event takes it as its preview.
 	if m.Snapshot != nil {
 		if err := a.keepSnapshot(ctx, id, m.Snapshot); err != nil {
 			return fmt.Errorf("camera %s: snapshot not stored: %w", id, err)
+		}
+	}
+	if m.Motion {
+		if err := a.motion.report(ctx, id, motion.SourceMail, m.Text, true); err != nil {
+			return fmt.Errorf("camera %s: motion not stored: %w", id, err)
 		}
 	}
 	return nil

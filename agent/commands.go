@@ -23,6 +23,7 @@ type CameraRequest struct {
 	Enabled   *bool   `json:"enabled,omitempty"`
 	Substream *bool   `json:"substream,omitempty"`
 	Transport *string `json:"transport,omitempty"`
+	Auth      *string `json:"auth,omitempty"`
 }
 
 func (r CameraRequest) apply(c *CameraConfig) {
@@ -35,6 +36,7 @@ func (r CameraRequest) apply(c *CameraConfig) {
 	set(&c.Username, r.Username)
 	set(&c.Name, r.Name)
 	set(&c.Transport, r.Transport)
+	set(&c.Auth, r.Auth)
 	if r.Password != nil {
 		c.Password = *r.Password // passwords may begin or end with spaces
 	}

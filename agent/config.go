@@ -27,6 +27,7 @@ type Config struct {
 	Web       WebConfig       `yaml:"web"`
 	Discovery DiscoveryConfig `yaml:"discovery"`
 	Cameras   []CameraConfig  `yaml:"cameras"`
+	Relay     RelayConfig     `yaml:"relay"`
 	Flussonic FlussonicConfig `yaml:"flussonic"`
 	MQTT      MQTTConfig      `yaml:"mqtt"`
 	SMTP      SMTPConfig      `yaml:"smtp"`
@@ -60,18 +61,62 @@ type CameraConfig struct {
 	Substream bool   `yaml:"substream" json:"substream"`
 	Audio     bool   `yaml:"audio" json:"audio"`
 	Enabled   bool   `yaml:"enabled" json:"enabled"`
-	Transport string `yaml:"transport" json:"transport"` // tcp (default) or udp
+	// StreamName is this camera's own stream name at Flussonic (Watcher names the streams it
+	// creates itself); "" = flussonic.stream_name.
+	StreamName string `yaml:"stream_name" json:"stream_name"`
+	// Transport is auto (TCP, UDP on 461; "" in cameras stored before revision 2), tcp or udp.
+	Transport string `yaml:"transport" json:"transport"`
+	// Auth is "" (Digest / WS-Security digest only, Basic only over rtsps://) or basic: the
+	// camera may get its password in cleartext Basic.
+	Auth string `yaml:"auth" json:"auth"`
+	// The keys below are parsed and checked, and refused with a non-default value until this
+	// version implements them (SPEC §2 names them for pinned credentials and home uplinks).
+	SubstreamURL string   `yaml:"substream_url" json:"substream_url"`
+	Priority     int      `yaml:"priority" json:"priority"`
+	Relay        string   `yaml:"relay" json:"relay"` // always ("" in cameras stored before revision 2)
+	PreRoll      Duration `yaml:"pre_roll" json:"pre_roll"`
+	PostRoll     Duration `yaml:"post_roll" json:"post_roll"`
 }
 
+// RelayConfig is the gateway-wide relay budget.
+type RelayConfig struct {
+	CacheBytes int64 `yaml:"cache_bytes"`
+}
+
+// DefaultCacheBytes is relay.cache_bytes' default; this version supports no other value yet.
+const DefaultCacheBytes = 8 << 20
+
 type FlussonicConfig struct {
-	Publish    string            `yaml:"publish"` // "" = no relaying until it is set
+	// Publish is where each camera publishes, {stream_name} marking the name's place; without
+	// it the name is appended to the path. "" = no relaying until it is set.
+	Publish    string            `yaml:"publish"`
+	Play       string            `yaml:"play"` // rtsp://host[:port]/ viewers play from; "" = publish host, port 554
 	StreamName string            `yaml:"stream_name"`
+	API        MediaAPIConfig    `yaml:"api"`
 	Events     []EventSinkConfig `yaml:"events"`
 }
 
+// MediaAPIConfig is the optional Flussonic Media Server API camgate creates streams through.
+// A username means Basic auth (Flussonic's edit_auth); a password without one is a Bearer token.
+type MediaAPIConfig struct {
+	URL      string `yaml:"url"` // http(s)://host/streamer/api/v3
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+}
+
+// Event sink formats (SPEC §5).
+const (
+	FormatEventSink = "event_sink"
+	FormatEpisodes  = "episodes"
+)
+
 type EventSinkConfig struct {
 	URL    string `yaml:"url"`
-	Naming string `yaml:"naming"`
+	Format string `yaml:"format"` // event_sink (default) or episodes
+	// Server is each event's "server", the streamer the streams live on; "" = the publish host.
+	Server string `yaml:"server"`
+	// Headers go on every request; a value may name environment variables as ${NAME}.
+	Headers map[string]string `yaml:"headers"`
 }
 
 type MQTTConfig struct {
@@ -132,6 +177,7 @@ func DefaultConfig() Config {
 		Web:       WebConfig{Listen: ":8080", Allow: []string{}},
 		Discovery: DiscoveryConfig{ONVIF: true, MDNS: true, Interval: Duration(5 * time.Minute), Interfaces: []string{}},
 		Cameras:   []CameraConfig{},
+		Relay:     RelayConfig{CacheBytes: DefaultCacheBytes},
 		Flussonic: FlussonicConfig{StreamName: "{gateway_id}-{camera_id}", Events: []EventSinkConfig{}},
 		MQTT: MQTTConfig{
 			TopicPrefix:       "camgate/{gateway_id}",
@@ -143,7 +189,23 @@ func DefaultConfig() Config {
 	}
 }
 
-func defaultCamera() CameraConfig { return CameraConfig{Audio: true, Enabled: true} }
+func defaultCamera() CameraConfig {
+	return CameraConfig{
+		Audio: true, Enabled: true, Transport: "auto", Relay: "always",
+		PreRoll: Duration(5 * time.Second), PostRoll: Duration(10 * time.Second),
+	}
+}
+
+func defaultEventSink() EventSinkConfig {
+	return EventSinkConfig{Format: FormatEventSink, Headers: map[string]string{}}
+}
+
+// removedKeys are keys earlier revisions had, with why they went: a file that still has one
+// must not start as though it had been understood.
+var removedKeys = map[string]string{
+	"naming": "removed in config revision 2: Flussonic names motion events stream_motion_started and " +
+		"stream_motion_stopped in every version (its published event schemas), so there is nothing to choose; delete the key",
+}
 
 // ConfigError names the key at fault, as in "config: flussonic.publish: scheme must be ...".
 type ConfigError struct {
@@ -196,7 +258,7 @@ func decodeStrict(n *yaml.Node, v reflect.Value, path string) error {
 		n = n.Alias
 	}
 	switch {
-	case v.Type() == durationType || v.Kind() != reflect.Struct && v.Kind() != reflect.Slice:
+	case v.Type() == durationType || v.Kind() != reflect.Struct && v.Kind() != reflect.Slice && v.Kind() != reflect.Map:
 		if n.Kind != yaml.ScalarNode {
 			return &ConfigError{Key: path, Line: n.Line, Reason: "must be a single value"}
 		}
@@ -226,11 +288,33 @@ func decodeStrict(n *yaml.Node, v reflect.Value, path string) error {
 				elem.Set(reflect.ValueOf(defaultCamera()))
 			}
 			if elem.Type() == reflect.TypeOf(EventSinkConfig{}) {
-				elem.Set(reflect.ValueOf(EventSinkConfig{Naming: "v22"}))
+				elem.Set(reflect.ValueOf(defaultEventSink()))
 			}
 			if err := decodeStrict(item, elem, fmt.Sprintf("%s[%d]", path, i)); err != nil {
 				return err
 			}
+		}
+		v.Set(out)
+		return nil
+	case v.Kind() == reflect.Map:
+		if n.Tag == "!!null" {
+			return nil
+		}
+		if n.Kind != yaml.MappingNode {
+			return &ConfigError{Key: path, Line: n.Line, Reason: "must be a mapping of names to values"}
+		}
+		out := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			key := joinKey(path, k.Value)
+			if out.MapIndex(reflect.ValueOf(k.Value)).IsValid() {
+				return &ConfigError{Key: key, Line: k.Line, Reason: "given twice"}
+			}
+			elem := reflect.New(v.Type().Elem()).Elem()
+			if err := decodeStrict(val, elem, key); err != nil {
+				return err
+			}
+			out.SetMapIndex(reflect.ValueOf(k.Value), elem)
 		}
 		v.Set(out)
 		return nil
@@ -247,6 +331,9 @@ func decodeStrict(n *yaml.Node, v reflect.Value, path string) error {
 			k, val := n.Content[i], n.Content[i+1]
 			key := joinKey(path, k.Value)
 			idx, ok := fields[k.Value]
+			if why, removed := removedKeys[k.Value]; removed && !ok {
+				return &ConfigError{Key: key, Line: k.Line, Reason: why}
+			}
 			if !ok {
 				return &ConfigError{Key: key, Line: k.Line, Reason: "unknown key" + suggest(k.Value, fields)}
 			}
@@ -407,32 +494,22 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	if c.Flussonic.Publish != "" {
-		u, err := url.Parse(c.Flussonic.Publish)
-		if err != nil {
-			return bad("flussonic.publish", "not a URL: %v", unwrapURLError(err))
-		}
-		switch u.Scheme {
-		case "rtsp", "rtsps", "rtmp", "rtmps":
-		default:
-			return bad("flussonic.publish", "scheme must be rtsp, rtsps, rtmp or rtmps")
-		}
-		if u.Host == "" {
-			return bad("flussonic.publish", "has no host")
-		}
+	if c.Relay.CacheBytes != DefaultCacheBytes {
+		return bad("relay.cache_bytes", "%d: not supported by this version yet (only the default %d)", c.Relay.CacheBytes, DefaultCacheBytes)
 	}
-	if !strings.Contains(c.Flussonic.StreamName, "{camera_id}") {
-		return bad("flussonic.stream_name", "must contain {camera_id}, or every camera would publish to the same stream")
+	if err := c.Flussonic.validate(); err != nil {
+		return err
 	}
-	for i, s := range c.Flussonic.Events {
-		key := fmt.Sprintf("flussonic.events[%d]", i)
-		u, err := url.Parse(s.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return bad(key+".url", "must be an http:// or https:// URL, not %q", s.URL)
+	names := map[string]int{}
+	for i, cam := range c.Cameras {
+		if cam.ID == "" {
+			continue // its id, and so its default name, is known only once it is resolved
 		}
-		if s.Naming != "v22" && s.Naming != "v23" {
-			return bad(key+".naming", "must be v22 or v23, not %q", s.Naming)
+		name := c.CameraStreamName(cam.ID, cam.StreamName)
+		if j, dup := names[name]; dup {
+			return bad(fmt.Sprintf("cameras[%d].stream_name", i), "%q is already the stream of cameras[%d]: two cameras cannot publish to one stream", name, j)
 		}
+		names[name] = i
 	}
 	if c.MQTT.URL != "" {
 		u, err := url.Parse(c.MQTT.URL)
@@ -507,9 +584,41 @@ func checkCamera(key string, cam CameraConfig) error {
 		return bad("url", "has no host")
 	}
 	switch cam.Transport {
-	case "", "tcp", "udp":
+	case "", "auto", "tcp", "udp":
 	default:
-		return bad("transport", "must be tcp or udp, not %q", cam.Transport)
+		return bad("transport", "must be auto, tcp or udp, not %q", cam.Transport)
+	}
+	switch cam.Auth {
+	case "", "basic":
+	default:
+		return bad("auth", `must be "" (digest only) or basic, not %q`, cam.Auth)
+	}
+	if cam.StreamName != "" {
+		if err := checkStreamName(cam.StreamName); err != nil {
+			return bad("stream_name", "%v", err)
+		}
+	}
+	if cam.SubstreamURL != "" {
+		if u, err := url.Parse(cam.SubstreamURL); err != nil || (u.Scheme != "rtsp" && u.Scheme != "rtsps") || u.Host == "" {
+			return bad("substream_url", "must be an rtsp:// or rtsps:// URL, not %q", cam.SubstreamURL)
+		}
+		return bad("substream_url", "not supported by this version yet (leave it empty)")
+	}
+	if cam.Priority != 0 {
+		return bad("priority", "%d: not supported by this version yet (leave it 0)", cam.Priority)
+	}
+	switch cam.Relay {
+	case "", "always":
+	case "motion", "on_demand":
+		return bad("relay", "%s: not supported by this version yet (only always)", cam.Relay)
+	default:
+		return bad("relay", "must be always, motion or on_demand, not %q", cam.Relay)
+	}
+	if cam.PreRoll < 0 || cam.PreRoll.Std() > time.Minute {
+		return bad("pre_roll", "must be from 0s to 1m, not %s", cam.PreRoll.Std())
+	}
+	if cam.PostRoll < 0 || cam.PostRoll.Std() > 10*time.Minute {
+		return bad("post_roll", "must be from 0s to 10m, not %s", cam.PostRoll.Std())
 	}
 	return nil
 }
@@ -558,19 +667,46 @@ func (c *Config) StreamName(cameraID string) string {
 	return r.Replace(c.Flussonic.StreamName)
 }
 
+// CameraStreamName is the camera's own stream name when it has one, else flussonic.stream_name
+// filled in for it.
+func (c *Config) CameraStreamName(cameraID, own string) string {
+	if own != "" {
+		return own
+	}
+	return c.StreamName(cameraID)
+}
+
 // TopicPrefix is mqtt.topic_prefix with {gateway_id} filled in.
 func (c *Config) TopicPrefix() string {
 	return strings.ReplaceAll(c.MQTT.TopicPrefix, "{gateway_id}", c.GatewayID)
 }
 
-// PublishURL is the full upstream URL of one camera's stream: the base URL plus its stream name.
-func (c *Config) PublishURL(cameraID string) string {
+// PublishURLOf is the upstream URL of the stream named name (a CameraStreamName), "" while
+// flussonic.publish is unset.
+func (c *Config) PublishURLOf(name string) string {
 	if c.Flussonic.Publish == "" {
 		return ""
 	}
-	base := c.Flussonic.Publish
+	u, err := publishURL(c.Flussonic.Publish, name)
+	if err != nil {
+		return "" // Validate refuses such a publish URL; nothing can be sent to it
+	}
+	return u
+}
+
+// PlayURL is where viewers (and SC's "add camera by parameters" form) play the stream named
+// name: flussonic.play, else rtsp on port 554 of the publish host. "" while neither is known.
+func (c *Config) PlayURL(name string) string {
+	base := c.Flussonic.Play
+	if base == "" {
+		u, err := url.Parse(c.Flussonic.Publish)
+		if err != nil || c.Flussonic.Publish == "" {
+			return ""
+		}
+		base = "rtsp://" + net.JoinHostPort(u.Hostname(), "554") + "/"
+	}
 	if !strings.HasSuffix(base, "/") {
 		base += "/"
 	}
-	return base + url.PathEscape(c.StreamName(cameraID))
+	return base + escapeStreamName(name)
 }

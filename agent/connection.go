@@ -62,6 +62,11 @@ func (cs connectionSettings) overlay(c *Config) {
 		}
 		if f.Events != nil {
 			c.Flussonic.Events = f.Events
+			for i := range c.Flussonic.Events {
+				if c.Flussonic.Events[i].Format == "" { // stored before config revision 2
+					c.Flussonic.Events[i].Format = FormatEventSink
+				}
+			}
 		}
 	}
 }
@@ -175,18 +180,20 @@ func (cs connectionSettings) merge(cfg *Config, u web.ConnectionUpdate) connecti
 		if f.Events != nil {
 			events = nil
 			for _, s := range *f.Events {
-				sinkURL := s.URL
-				// A sink URL coming back with a user and no password keeps the stored password.
+				sink := defaultEventSink()
+				sink.URL = s.URL
+				if s.Format != "" {
+					sink.Format = s.Format
+				}
+				// A sink coming back from the page keeps what the page does not show: the
+				// stored password of a URL with a user, its server and its headers.
 				for _, old := range cfg.Flussonic.Events {
-					if clean, user, _ := splitUserinfo(old.URL); user != "" && joinUserinfo(clean, user, "") == sinkURL {
-						sinkURL = old.URL
+					clean, user, _ := splitUserinfo(old.URL)
+					if old.URL == s.URL || user != "" && joinUserinfo(clean, user, "") == s.URL {
+						sink.URL, sink.Server, sink.Headers = old.URL, old.Server, old.Headers
 					}
 				}
-				naming := s.Naming
-				if naming == "" {
-					naming = "v22"
-				}
-				events = append(events, EventSinkConfig{URL: sinkURL, Naming: naming})
+				events = append(events, sink)
 			}
 		}
 		cs.Flussonic = &flussonicSettings{Publish: publish, StreamName: strings.TrimSpace(f.StreamName), Events: events}

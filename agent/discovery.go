@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/camgate/camgate/mdns"
 	"github.com/camgate/camgate/onvif"
 )
 
@@ -252,7 +253,7 @@ func (a *Agent) DiscoverNow(ctx context.Context, wait time.Duration) ([]onvif.Fo
 func (a *Agent) runMDNS(ctx context.Context, interfaces []string, interval time.Duration) {
 	missed := map[string]int{}
 	for {
-		services, err := onvif.BrowseMDNS(ctx, onvif.MDNSConfig{Interfaces: interfaces, Logger: a.log.With("part", "mdns")}, 3*time.Second)
+		services, err := mdns.Browse(ctx, mdns.Config{Interfaces: interfaces, Logger: a.log.With("part", "mdns")}, 3*time.Second)
 		if err != nil && ctx.Err() == nil {
 			a.log.Warn("mDNS browse failed", "err", err)
 		}

@@ -122,17 +122,20 @@ func (m *motionOwner) arm(timer *time.Timer, notBefore time.Time) {
 // emit stores one started or stopped event for every event sink and for MQTT.
 func (m *motionOwner) emit(c motion.Change) error {
 	a := m.a
-	cfg := a.config()
 	ep := c.Episode
-	ev := uplink.Event{ID: uuid.NewString(), Media: cfg.StreamName(ep.Camera), Server: cfg.GatewayID,
+	ev := uplink.Event{Media: a.streamNameOf(ep.Camera), At: ep.Start, Started: ep.Start,
 		MotionID: ep.MotionID, MotionData: ep.Data}
 	switch c.Kind {
 	case motion.Started:
-		ev.Kind, ev.UTCms = uplink.MotionStarted, ep.Start.UnixMilli()
+		ev.Kind = uplink.MotionStarted
 		a.log.Info("motion started", "camera_id", ep.Camera, "motion_id", ep.MotionID)
 	case motion.Stopped:
-		ev.Kind, ev.UTCms, ev.DurationMs = uplink.MotionStopped, c.End.UnixMilli(), c.Duration().Milliseconds()
+		ev.Kind, ev.At = uplink.MotionStopped, c.End
 		a.log.Info("motion stopped", "camera_id", ep.Camera, "motion_id", ep.MotionID, "duration", c.Duration().Round(time.Millisecond), "why", c.Why)
+	}
+	// The JPEG of the alarm that started the episode (kept just before the alarm was reported).
+	if jpg, ok := a.freshSnapshot(ep.Camera, time.Since(ep.Start)+time.Minute); ok {
+		ev.Snapshot = jpg
 	}
 	return a.emitEvent(context.Background(), ep.Camera, ev)
 }

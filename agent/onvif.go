@@ -283,7 +283,7 @@ func (a *Agent) runPathProbe(ctx context.Context, id string, conf CameraConfig, 
 	delay := 5 * time.Second
 	lastErr := ""
 	for {
-		res, err := rtsp.FindStream(ctx, conf.URL, conf.Username, conf.Password, rtsp.FindStreamOptions{Logger: log})
+		res, err := rtsp.FindStream(ctx, conf.URL, conf.Username, conf.Password, rtsp.FindStreamOptions{Logger: log, Auth: conf.Auth})
 		if ctx.Err() != nil {
 			return
 		}
@@ -298,7 +298,7 @@ func (a *Agent) runPathProbe(ctx context.Context, id string, conf CameraConfig, 
 			report(resolution{err: msg})
 		}
 		if errors.Is(err, rtsp.ErrCredentialsRefused) {
-			delay = max(delay, time.Minute)
+			delay = max(delay, rtsp.PasswordRetry) // cameras lock accounts (issue 18)
 		}
 		select {
 		case <-ctx.Done():

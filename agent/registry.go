@@ -129,9 +129,10 @@ func (r *registry) publish() {
 		c := cameraView{status: CameraStatus{
 			ID: e.id, AgentID: e.agentID, Name: e.conf.Name, Origin: e.origin, URL: redactURL(e.conf.URL),
 			Username: e.conf.Username, Device: e.device, Substream: e.conf.Substream,
-			Enabled: e.conf.Enabled, Audio: e.conf.Audio, StreamName: cfg.StreamName(e.id),
-			PublishURL: redactURL(cfg.PublishURL(e.id)), Problem: e.problem,
+			Enabled: e.conf.Enabled, Audio: e.conf.Audio, StreamName: cfg.CameraStreamName(e.id, e.conf.StreamName),
+			Problem: e.problem,
 		}, onvif: e.resolved, hasRes: e.resolver != nil}
+		c.status.PublishURL, c.status.PlayURL = redactURL(cfg.PublishURLOf(c.status.StreamName)), cfg.PlayURL(c.status.StreamName)
 		if e.relay != nil {
 			c.relay = e.relay.relay
 		}
@@ -242,8 +243,9 @@ func (r *registry) relayConfig(e *cameraEntry) (rtsp.RelayConfig, string) {
 		Username:  c.Username,
 		Password:  c.Password,
 		Transport: c.Transport,
+		Auth:      c.Auth,
 		Audio:     c.Audio,
-		Publish:   cfg.PublishURL(c.ID),
+		Publish:   cfg.PublishURLOf(cfg.CameraStreamName(c.ID, c.StreamName)),
 		Logger:    r.a.log.With("camera_id", c.ID),
 		Pacer:     r.a.pacer,
 	}, ""

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync"
 	"time"
 
@@ -30,6 +31,8 @@ type uplinkParts struct {
 	mqtt   *uplink.MQTT // nil when mqtt.url is empty
 	prefix string       // for logs; queued topics are relative to it (the uplink prepends it)
 	sinks  []sinkPart
+	ids    *uplink.EventIDs // nil when the store could not give one: events are then not sent
+	server string           // the "server" of MQTT events: the publish host
 
 	mu        sync.Mutex
 	lastReg   map[string]string     // camera_id -> registration last queued, without ts
@@ -42,8 +45,8 @@ type uplinkParts struct {
 const settingRegistered = "mqtt_registered"
 
 type sinkPart struct {
-	url, naming, queue string
-	sink               *uplink.EventSink
+	url, format, server, queue string
+	sink                       *uplink.EventSink
 }
 
 type stateShown struct {
@@ -61,6 +64,12 @@ func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup
 			a.log.Warn("store: registered camera list does not parse; starting afresh", "err", err)
 		}
 	}
+	if ids, err := uplink.NewEventIDs(a.db.Settings(), nil); err != nil {
+		a.log.Error("motion events disabled: no event ids", "err", err)
+	} else {
+		p.ids = ids
+	}
+	p.server = publishHost(cfg)
 	ob := a.db.Outbox()
 	var starts []func()
 	run := func(name string, log *slog.Logger, f func(context.Context) error) {
@@ -91,14 +100,21 @@ func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup
 	keep := map[string]bool{mqttQueue: true}
 	for i, s := range cfg.Flussonic.Events {
 		q := sinkQueue(s.URL)
+		if s.Format == FormatEpisodes {
+			q = sinkQueue(s.URL + "#episodes") // never hand event_sink objects to a PUT
+		}
 		keep[q] = true
 		log := a.log.With("part", "event-sink", "sink", i)
-		sink, err := uplink.NewEventSink(uplink.EventSinkConfig{URL: s.URL, Queue: q, Logger: log}, ob)
+		header, err := cfg.SinkHeaders(i)
+		var sink *uplink.EventSink
+		if err == nil {
+			sink, err = uplink.NewEventSink(uplink.EventSinkConfig{URL: s.URL, Format: s.Format, Header: header, Queue: q, Logger: log}, ob)
+		}
 		if err != nil {
 			log.Error("event sink disabled", "err", err)
 			continue
 		}
-		p.sinks = append(p.sinks, sinkPart{url: s.URL, naming: s.Naming, queue: q, sink: sink})
+		p.sinks = append(p.sinks, sinkPart{url: s.URL, format: s.Format, server: cfg.SinkServer(i), queue: q, sink: sink})
 		run("event sink", log, sink.Run)
 	}
 	// A sink removed from the config leaves a queue nobody drains; its events have no receiver.
@@ -139,6 +155,7 @@ type registration struct {
 	Name          string   `json:"name"`
 	StreamName    string   `json:"stream_name"`
 	PublishURL    string   `json:"publish_url"`
+	PlayURL       string   `json:"play_url"`
 	Vendor        string   `json:"vendor"`
 	Model         string   `json:"model"`
 	Serial        string   `json:"serial"`
@@ -161,9 +178,10 @@ func registrationOf(cfg *Config, e *cameraEntry) registration {
 	if e.device.ONVIF != "" {
 		sources = append(sources, "onvif")
 	}
+	name := cfg.CameraStreamName(e.id, e.conf.StreamName)
 	return registration{
-		CameraID: e.id, AgentID: e.agentID, Name: e.conf.Name, StreamName: cfg.StreamName(e.id),
-		PublishURL: redactURL(cfg.PublishURL(e.id)), Vendor: e.device.Vendor, Model: e.device.Model,
+		CameraID: e.id, AgentID: e.agentID, Name: e.conf.Name, StreamName: name,
+		PublishURL: redactURL(cfg.PublishURLOf(name)), PlayURL: cfg.PlayURL(name), Vendor: e.device.Vendor, Model: e.device.Model,
 		Serial: e.device.Serial, MAC: e.device.MAC, IP: e.device.IP, ONVIF: e.device.ONVIF,
 		Snapshot: e.device.SnapshotURI != "" || cfg.SMTP.Listen != "", PTZ: e.device.PTZ,
 		Audio: e.conf.Audio, Enabled: e.conf.Enabled, MotionSources: sources,
@@ -279,6 +297,7 @@ type cameraState struct {
 	BitrateBps int64   `json:"bitrate_bps"`
 	Reconnects int     `json:"reconnects"`
 	LastError  string  `json:"last_error"`
+	Transport  string  `json:"transport,omitempty"` // the camera side's: tcp or udp (what auto chose)
 	TS         int64   `json:"ts"`
 }
 
@@ -308,12 +327,12 @@ func (a *Agent) publishStates(ctx context.Context) {
 			st := cameraState{
 				Online: c.Relay.Online, Relaying: c.Relay.Relaying, Enabled: c.Enabled, Codec: c.Relay.Codec,
 				Width: c.Relay.Width, Height: c.Relay.Height, FPS: c.Relay.FPS, BitrateBps: c.Relay.BitrateBps,
-				Reconnects: c.Relay.Reconnects, LastError: c.Relay.LastError,
+				Reconnects: c.Relay.Reconnects, LastError: c.Relay.LastError, Transport: c.Relay.Transport,
 			}
 			if st.LastError == "" {
 				st.LastError = c.Problem
 			}
-			key := fmt.Sprint(st.Online, st.Relaying, st.Enabled, st.Codec, st.Width, st.Height, st.LastError)
+			key := fmt.Sprint(st.Online, st.Relaying, st.Enabled, st.Codec, st.Width, st.Height, st.LastError, st.Transport)
 			link.mu.Lock()
 			prev, seen := link.lastState[c.ID]
 			news := !seen || prev.key != key || time.Since(prev.at) >= stateRefresh
@@ -391,28 +410,50 @@ func (a *Agent) publishTelemetry(ctx context.Context) {
 	}
 }
 
-// emitEvent queues one motion event for every event sink, each in its naming, and for MQTT.
-// MQTT gets the v22 names, the Flussonic event_sink default. It fails if any queue did not take
+// emitEvent gives ev its event_id and queues it for every event sink, in the sink's format, and
+// for MQTT, which carries the event_sink objects (SPEC §6). It fails if any queue did not take
 // it; the ones that did keep it (event_id lets a receiver drop the repeat of a retry).
 func (a *Agent) emitEvent(ctx context.Context, cameraID string, ev uplink.Event) error {
 	link := a.link.Load()
 	if link == nil {
 		return nil
 	}
+	if link.ids == nil {
+		return errors.New("no event ids: the store could not give one")
+	}
+	id, err := link.ids.Next()
+	if err != nil {
+		return fmt.Errorf("motion event of %s: %w", cameraID, err)
+	}
+	ev.ID = id
 	var errs []error
 	for _, s := range link.sinks {
-		b, err := ev.MarshalNaming(s.naming)
+		var b []byte
+		if s.format == FormatEpisodes {
+			_, b, err = ev.MarshalEpisode()
+		} else {
+			b, err = ev.MarshalEventSink(s.server)
+		}
 		if err == nil {
 			err = a.enqueue(ctx, s.queue, store.Message{Class: store.ClassEvent, Payload: b})
 		}
 		errs = append(errs, err)
 	}
 	if link.mqtt != nil {
-		b, err := ev.MarshalNaming("v22")
+		b, err := ev.MarshalEventSink(link.server)
 		if err == nil {
 			err = a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + cameraID + "/events", Payload: b})
 		}
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// publishHost is the host of flussonic.publish: the default "server" of events.
+func publishHost(cfg *Config) string {
+	u, err := url.Parse(cfg.Flussonic.Publish)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
 }

@@ -218,7 +218,7 @@ func (b webBackend) Connection(ctx context.Context) web.Connection {
 	}
 	for _, s := range cfg.Flussonic.Events {
 		clean, u, _ := splitUserinfo(s.URL)
-		c.Flussonic.Events = append(c.Flussonic.Events, web.EventSink{URL: joinUserinfo(clean, u, ""), Naming: s.Naming})
+		c.Flussonic.Events = append(c.Flussonic.Events, web.EventSink{URL: joinUserinfo(clean, u, ""), Format: s.Format})
 	}
 	return c
 }

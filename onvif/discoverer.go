@@ -1,20 +1,19 @@
 package onvif
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/camgate/camgate/internal/lan"
 	"golang.org/x/net/ipv4"
 )
 
@@ -413,7 +412,7 @@ func listenMulticast(group *net.UDPAddr) (*net.UDPConn, error) {
 // newProber opens a socket on the interface's first IPv4 address: probes leave by that interface
 // and ProbeMatches come back to it by unicast.
 func newProber(ifi *net.Interface) (*prober, error) {
-	ip, err := interfaceIPv4(ifi)
+	ip, err := lan.InterfaceIPv4(ifi)
 	if err != nil {
 		return nil, err
 	}
@@ -433,68 +432,11 @@ func newProber(ifi *net.Interface) (*prober, error) {
 	return &prober{ifi: ifi, conn: c, pc: pc}, nil
 }
 
-func interfaceIPv4(ifi *net.Interface) (net.IP, error) {
-	addrs, err := ifi.Addrs()
-	if err != nil {
-		return nil, err
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
-			return n.IP.To4(), nil
-		}
-	}
-	return nil, fmt.Errorf("interface %s has no IPv4 address", ifi.Name)
-}
-
 // discoveryInterfaces resolves configured names, or picks the LAN interfaces.
 func discoveryInterfaces(names []string) ([]*net.Interface, error) {
-	if len(names) > 0 {
-		var out []*net.Interface
-		for _, n := range names {
-			ifi, err := net.InterfaceByName(n)
-			if err != nil {
-				return nil, fmt.Errorf("onvif: discovery interface %q: %w", n, err)
-			}
-			out = append(out, ifi)
-		}
-		return out, nil
-	}
-	all, err := net.Interfaces()
+	ifaces, err := lan.MulticastInterfaces(names)
 	if err != nil {
-		return nil, fmt.Errorf("onvif: listing interfaces: %w", err)
+		return nil, fmt.Errorf("onvif: %w", err)
 	}
-	wan := defaultRouteInterfaces()
-	var out []*net.Interface
-	for i := range all {
-		ifi := &all[i]
-		if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagMulticast == 0 || wan[ifi.Name] {
-			continue
-		}
-		if _, err := interfaceIPv4(ifi); err != nil {
-			continue
-		}
-		out = append(out, ifi)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("onvif: no multicast-capable LAN interface (the default route's interface is never used)")
-	}
-	return out, nil
-}
-
-// defaultRouteInterfaces reads /proc/net/route for the interfaces holding an IPv4 default route.
-func defaultRouteInterfaces() map[string]bool {
-	out := map[string]bool{}
-	f, err := os.Open("/proc/net/route")
-	if err != nil {
-		return out
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) >= 8 && fields[1] == "00000000" && fields[7] == "00000000" {
-			out[fields[0]] = true
-		}
-	}
-	return out
+	return ifaces, nil
 }

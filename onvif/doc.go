@@ -1,4 +1,4 @@
-// Package onvif finds cameras (WS-Discovery probes, Hello and Bye; mDNS) and talks to them over
+// Package onvif finds cameras (WS-Discovery probes, Hello and Bye) and talks to them over
 // ONVIF SOAP: device information, media profiles and stream URIs, snapshots, PTZ and event
 // subscriptions, with clock-skew correction.
 //
@@ -32,7 +32,6 @@
 //
 // Discoverer (WS-Discovery), PullPoint (events pulled from the camera) and BasicNotification
 // (events the camera posts to a NotifyReceiver, for cameras without PullPoint) are structs with a
-// constructor and Run(ctx); Inventory, Discover and BrowseMDNS are one-shot. mDNS is an own small
-// DNS-SD querier on x/net/dns/dnsmessage rather than a library: it coexists with avahi/umdns on
-// port 5353 and costs a fraction of the router's flash.
+// constructor and Run(ctx); Inventory and Discover are one-shot. mDNS lives in package mdns; both
+// pick their interfaces with internal/lan's MulticastInterfaces.
 package onvif

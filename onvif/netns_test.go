@@ -3,17 +3,14 @@ package onvif_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/camgate/camgate/internal/netnstest"
 	"github.com/camgate/camgate/internal/sim/onvifdev"
 	"github.com/camgate/camgate/onvif"
-	"github.com/grandcat/zeroconf"
 )
 
 // Multicast tests run inside a network namespace of their own (internal/netnstest), holding
@@ -185,64 +182,4 @@ func keys(m map[string]onvif.Found) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-func loopback(t *testing.T) *net.Interface {
-	t.Helper()
-	lo, err := net.InterfaceByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lo
-}
-
-// listenReuseAddr binds a UDP address with SO_REUSEADDR only, as mDNS responders such as
-// avahi-daemon do, so that the browser under test must share the port with it.
-func listenReuseAddr(t *testing.T, addr string) net.PacketConn {
-	t.Helper()
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) {
-			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
-		})
-	}}
-	conn, err := lc.ListenPacket(context.Background(), "udp4", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return conn
-}
-
-func TestMDNSFindsCamerasBesideAnotherResponder(t *testing.T) {
-	inNetns(t, []string{"10.77.0.50", "10.77.0.51", "10.77.0.52"}, func(t *testing.T) {
-		lo := loopback(t)
-		// Stand-in for avahi-daemon/umdns: it holds 0.0.0.0:5353 with SO_REUSEADDR, as they do.
-		avahi := listenReuseAddr(t, "0.0.0.0:5353")
-		defer avahi.Close()
-
-		ifs := []net.Interface{*lo}
-		for _, s := range []struct{ instance, service, host, ip string }{
-			{"AXIS M3045-V - ACCC8E012345", "_axis-video._tcp", "axis-accc8e012345", "10.77.0.50"},
-			{"Porch IPC", "_rtsp._tcp", "ipc-porch", "10.77.0.51"},
-			{"HP LaserJet 400", "_http._tcp", "printer", "10.77.0.52"},
-		} {
-			srv, err := zeroconf.RegisterProxy(s.instance, s.service, "local.", 554, s.host, []string{s.ip}, []string{"vendor=test"}, ifs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Shutdown()
-		}
-
-		got, err := onvif.BrowseMDNS(context.Background(), onvif.MDNSConfig{Interfaces: []string{"lo"}}, 3*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, s := range got {
-			names = append(names, fmt.Sprintf("%s %s %v:%d", s.Service, s.Instance, s.IPv4, s.Port))
-		}
-		want := []string{"_axis-video._tcp AXIS M3045-V - ACCC8E012345 [10.77.0.50]:554", "_rtsp._tcp Porch IPC [10.77.0.51]:554"}
-		if !slices.Equal(names, want) {
-			t.Errorf("found %q\nwant %q (the printer's _http._tcp left out)", names, want)
-		}
-	})
 }

@@ -62,8 +62,8 @@ func TestPackagedConfigExamplesLoad(t *testing.T) {
 	if len(cfg.Cameras) != 1 || cfg.Cameras[0].ID != "porch" {
 		t.Errorf("cameras example: got %+v, want the one camera porch", cfg.Cameras)
 	}
-	if len(cfg.Flussonic.Events) != 1 || cfg.Flussonic.Events[0].Naming != "v22" {
-		t.Errorf("flussonic.events example: got %+v, want one v22 sink", cfg.Flussonic.Events)
+	if len(cfg.Flussonic.Events) != 1 || cfg.Flussonic.Events[0].Format != agent.FormatEventSink {
+		t.Errorf("flussonic.events example: got %+v, want one event_sink sink", cfg.Flussonic.Events)
 	}
 }
 

@@ -49,3 +49,29 @@ func (b *backoff) next(sessionStart, now time.Time) time.Duration {
 func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
+
+// authBackoff paces attempts after a refused password. Cameras and NVRs lock an account, or ban
+// the address, after 5-7 failed logins for up to 30 minutes, so at most three attempts fall in
+// the first minute (a typo fixed on the camera's side is still found soon), then one every
+// slow or more. A new password restarts the relay and so tries at once.
+type authBackoff struct {
+	fast, slow time.Duration
+	fastTries  int
+}
+
+// PasswordRetry is the slow period after a refused password: whoever retries a camera's
+// password after several refusals waits at least this long.
+const PasswordRetry = 5 * time.Minute
+
+func newAuthBackoff() authBackoff {
+	return authBackoff{fast: 20 * time.Second, slow: PasswordRetry, fastTries: 3}
+}
+
+// next is the wait after the n-th refusal in a row (n >= 1). Jitter only lengthens it.
+func (b authBackoff) next(n int) time.Duration {
+	d := b.slow
+	if n < b.fastTries {
+		d = b.fast
+	}
+	return d + rand.N(d/8+1)
+}

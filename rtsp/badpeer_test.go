@@ -101,11 +101,14 @@ func answerRequests(describe func(cseq string) string) func(net.Conn, *bufio.Rea
 
 func TestBadPeers(t *testing.T) {
 	tests := []struct {
-		name    string
-		camera  func(net.Conn, *bufio.Reader) // nil: a working ffmpeg camera
-		refuse  base.StatusCode               // upstream answer to ANNOUNCE
-		creds   bool
-		wantErr string
+		name   string
+		camera func(net.Conn, *bufio.Reader) // nil: a working ffmpeg camera
+		refuse base.StatusCode               // upstream answer to ANNOUNCE
+		creds  bool
+		// authRetry shortens the backoff after a refused password, so that retries come fast
+		// enough to show that nothing accumulates.
+		authRetry *authBackoff
+		wantErr   string
 	}{
 		{
 			name: "broken SDP",
@@ -116,13 +119,14 @@ func TestBadPeers(t *testing.T) {
 			wantErr: "camera: DESCRIBE: ",
 		},
 		{
-			name:  "401 loop",
-			creds: true,
+			name:      "401 loop",
+			creds:     true,
+			authRetry: &authBackoff{fast: 100 * time.Millisecond, slow: 300 * time.Millisecond, fastTries: 3},
 			camera: answerRequests(func(cseq string) string {
 				return "RTSP/1.0 401 Unauthorized\r\nCSeq: " + cseq +
 					"\r\nWWW-Authenticate: Digest realm=\"cam\", nonce=\"" + cseq + "abc\"\r\n\r\n"
 			}),
-			wantErr: "camera: DESCRIBE refused: 401 Unauthorized",
+			wantErr: `camera: DESCRIBE: password refused for user "admin" (401 Unauthorized)`,
 		},
 		{
 			name: "garbage bytes",
@@ -145,7 +149,7 @@ func TestBadPeers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newTestServer(t)
 			up.refuse = tc.refuse
-			cfg := RelayConfig{Publish: up.url("out"), Timeout: 2 * time.Second}
+			cfg := RelayConfig{Publish: up.url("out"), Timeout: 2 * time.Second, authRetry: tc.authRetry}
 			var bad *badCamera
 			if tc.camera != nil {
 				bad = startBadCamera(t, tc.camera)

@@ -41,10 +41,14 @@ type rtspConn struct {
 	user    string
 	pass    string
 	hasUser bool
-	sender  *auth.Sender
-	cseq    int
-	session string
-	timeout time.Duration
+	// refuseBasic keeps the password from a Basic challenge: the camera side sets it unless
+	// the connection is TLS or the camera is marked auth: basic (see cameraAuth). The
+	// upstream side leaves it unset: its password is the server's to ask for.
+	refuseBasic bool
+	sender      *auth.Sender
+	cseq        int
+	session     string
+	timeout     time.Duration
 	// keepAlive is how often the session must be refreshed, from the server's session timeout.
 	keepAlive time.Duration
 }
@@ -174,25 +178,69 @@ func (c *rtspConn) setUp(ctx context.Context, handshake func() error) error {
 
 // do sends one request and reads its answer, answering one authentication challenge. Any
 // status but 200 is an error (liberrors.ErrClientBadStatusCode), except the redirects that
-// the caller asked to see.
+// the caller asked to see. A challenge answered and refused again is a *PasswordRefusedError.
 func (c *rtspConn) do(method base.Method, u *base.URL, h base.Header, body []byte) (*base.Response, error) {
 	res, err := c.roundTrip(method, u, h, body)
 	if err != nil {
 		return nil, err
 	}
 	if res.StatusCode == base.StatusUnauthorized && c.hasUser && c.sender == nil {
-		c.sender = &auth.Sender{WWWAuth: res.Header["WWW-Authenticate"], User: c.user, Pass: c.pass}
-		if err := c.sender.Initialize(); err != nil {
-			return nil, fmt.Errorf("authentication: %w", err)
+		if err := c.authenticate(res.Header["WWW-Authenticate"]); err != nil {
+			return nil, err
 		}
 		if res, err = c.roundTrip(method, u, h, body); err != nil {
 			return nil, err
 		}
 	}
+	if c.sender != nil && (res.StatusCode == base.StatusUnauthorized || res.StatusCode == base.StatusForbidden) {
+		return res, &PasswordRefusedError{User: c.user, Code: int(res.StatusCode), Message: res.StatusMessage}
+	}
 	if res.StatusCode != base.StatusOK {
 		return res, liberrors.ErrClientBadStatusCode{Code: res.StatusCode, Message: res.StatusMessage}
 	}
 	return res, nil
+}
+
+// authenticate prepares the answer to a challenge: Digest whenever the camera offers it, Basic
+// only where refuseBasic allows (Basic puts the password on the wire as it is).
+func (c *rtspConn) authenticate(wwwAuth base.HeaderValue) error {
+	if c.refuseBasic && !offersDigest(wwwAuth) {
+		return ErrBasicRefused
+	}
+	sender := &auth.Sender{WWWAuth: wwwAuth, User: c.user, Pass: c.pass}
+	if err := sender.Initialize(); err != nil {
+		return fmt.Errorf("authentication: %w", err)
+	}
+	c.sender = sender
+	return nil
+}
+
+// offersDigest reports whether a WWW-Authenticate header offers Digest.
+func offersDigest(wwwAuth base.HeaderValue) bool {
+	for _, v := range wwwAuth {
+		var a headers.Authenticate
+		if a.Unmarshal(base.HeaderValue{v}) == nil && a.Method == headers.AuthMethodDigest {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrBasicRefused is the error of a camera that asks for Basic authentication over plain
+// rtsp:// when it is not marked for it: the password was not sent.
+var ErrBasicRefused = errors.New("the camera asks for Basic authentication, which sends the password " +
+	"in cleartext over rtsp://: not sent; use rtsps://, or mark the camera auth: basic to allow it")
+
+// PasswordRefusedError is a camera's or server's 401 or 403 to a request that carried
+// credentials. Cameras lock an account after a few of these, so a Relay retries it slowly.
+type PasswordRefusedError struct {
+	User    string
+	Code    int
+	Message string
+}
+
+func (e *PasswordRefusedError) Error() string {
+	return fmt.Sprintf("password refused for user %q (%d %s)", e.User, e.Code, e.Message)
 }
 
 func (c *rtspConn) roundTrip(method base.Method, u *base.URL, h base.Header, body []byte) (*base.Response, error) {

@@ -4,7 +4,7 @@
 // A Relay runs two independent loops. The camera side (source.go) holds a camera session: the
 // first H.264/H.265 video track and, unless audio is off, the first AAC, G.711 or
 // Opus track; ONVIF metadata and back channels are never set up. The upstream side (sink.go,
-// rtmp.go) announces those tracks with RTSP ANNOUNCE/RECORD over TCP interleaved, or publishes
+// sink_rtmp.go) announces those tracks with RTSP ANNOUNCE/RECORD over TCP interleaved, or publishes
 // them over RTMP. Between the two sits a forwarder (forward.go): a fixed ring of packet headers whose
 // payloads lie back to back in one byte arena that grows only as far as the queue fills. It drops everything until a keyframe after any restart of either side or an
 // overflow, injects the parameter sets (from the SDP or learned in-band) in front of that
@@ -38,8 +38,7 @@
 // compared by codec parameters; only a change makes the upstream side announce again, and an
 // upstream failure never touches the camera session.
 //
-// RTMP publishing (rtmp*.go) is an own small client (handshake, chunk stream, AMF0, FLV and
-// Enhanced RTMP tags) rather than a library, to fit the router's flash. FindStream
+// RTMP publishing is package rtmp (sink_rtmp.go hands it the queued packets). FindStream
 // (pathprobe.go) finds the stream of a camera given only by address among the common vendors'
 // paths, paced, sending credentials only to a path that asked for them.
 //

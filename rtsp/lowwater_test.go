@@ -147,7 +147,7 @@ func TestPlayerSetsLowWaterForAFastCamera(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	p, err := dialPlayer(ctx, u, true, 5*time.Second)
+	p, err := dialPlayer(ctx, u, cameraOptions{audio: true, timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

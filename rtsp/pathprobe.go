@@ -70,6 +70,9 @@ type FindStreamOptions struct {
 	Interval time.Duration // pause between requests to one camera; 0 = 250 ms
 	Timeout  time.Duration // per request, connecting included; 0 = 5 s
 	Logger   *slog.Logger  // nil = slog.Default()
+	// Auth "basic" lets the camera have its password in Basic over rtsp:// (see RelayConfig.Auth);
+	// otherwise a path that asks for Basic gets no password.
+	Auth string
 }
 
 // FindStreamResult is the stream FindStream found.
@@ -82,13 +85,13 @@ type FindStreamResult struct {
 var (
 	// ErrNoStreamPath means no candidate path offered H.264/H.265 video.
 	ErrNoStreamPath = errors.New("no known stream path answered")
-	// ErrCredentialsRefused means the camera refused the credentials on several paths in a row.
+	// ErrCredentialsRefused means the camera refused the credentials maxRefusals times.
 	ErrCredentialsRefused = errors.New("the camera refused the credentials")
 )
 
 const (
-	// maxRefusals is how many paths in a row may refuse the credentials before FindStream
-	// stops: cameras lock the account after a handful of failed logins.
+	// maxRefusals is how many credentialed requests the camera may refuse before FindStream
+	// stops: cameras lock the account after 5-7 failed logins, whichever paths they were on.
 	maxRefusals = 3
 	// noVideo is the tally key of a path whose DESCRIBE had no H.264/H.265 video track.
 	noVideo = "no H.264/H.265 video"
@@ -100,10 +103,11 @@ const (
 // It is written for cameras that lock accounts or crash when hammered: one TCP connection at a
 // time, one DESCRIBE per request with at least Interval between the end of one exchange and the
 // start of the next, and it stops at the first success, when the camera does not accept
-// connections, or when the credentials were refused on three paths in a row. Credentials
-// (username and password, or else userinfo in base) are sent only in answer to a 401 challenge
-// from the path being tried, on the connection that was challenged; redirects are never
-// followed, so credentials cannot leave for another host or scheme. The whole search is
+// connections, or when the camera refused the credentials three times. Credentials (username
+// and password, or else userinfo in base) are sent only in answer to a Digest challenge (Basic
+// too when opts.Auth is "basic") from the path being tried, on the connection that was
+// challenged; redirects are never followed, so credentials cannot leave for another host or
+// scheme. It speaks through rtspConn, the client every camera session uses. The whole search is
 // bounded by len(paths) × (Interval + Timeout) and by ctx.
 func FindStream(ctx context.Context, base, username, password string, opts FindStreamOptions) (FindStreamResult, error) {
 	p, err := newPathProber(base, username, password, opts)
@@ -123,6 +127,7 @@ type pathProber struct {
 	addr     string // host:port dialled
 	user     string
 	pass     string
+	basic    bool // auth: basic
 	paths    []StreamPath
 	interval time.Duration
 	timeout  time.Duration
@@ -130,7 +135,7 @@ type pathProber struct {
 
 	last     time.Time      // end of the previous exchange, for pacing
 	tally    map[string]int // outcome -> paths, for the error
-	refused  []string       // consecutive paths that refused the credentials
+	refused  []string       // paths that refused the credentials
 	asked401 int            // paths that asked for credentials when we had none
 }
 
@@ -158,6 +163,7 @@ func newPathProber(rawBase, username, password string, opts FindStreamOptions) (
 		addr:     net.JoinHostPort(u.Hostname(), port),
 		user:     username,
 		pass:     password,
+		basic:    opts.Auth == "basic",
 		paths:    opts.Paths,
 		interval: cmp.Or(opts.Interval, 250*time.Millisecond),
 		timeout:  cmp.Or(opts.Timeout, 5*time.Second),
@@ -238,27 +244,25 @@ func (p *pathProber) tryPath(ctx context.Context, sp StreamPath) (FindStreamResu
 	var conn describeConn
 	defer conn.close()
 
-	ans, err := p.exchange(ctx, &conn, u, nil)
+	ans, err := p.exchange(ctx, &conn, u)
 	if err != nil {
 		return FindStreamResult{}, false, err
 	}
 	if ans.status == base.StatusUnauthorized && p.user != "" {
-		sender := &auth.Sender{WWWAuth: ans.wwwAuth, User: p.user, Pass: p.pass}
-		if err := sender.Initialize(); err != nil {
-			p.log.Debug("unusable challenge", "path", sp.Path, "error", err)
-			p.tally["401 with an unusable challenge"]++
+		if err := conn.authenticate(ans.wwwAuth, p.user, p.pass, !p.basic); err != nil {
+			p.log.Debug("challenge not answered", "path", sp.Path, "error", err)
+			if errors.Is(err, ErrBasicRefused) {
+				p.tally["401 asking for Basic (password not sent; auth: basic allows it)"]++
+			} else {
+				p.tally["401 with an unusable challenge"]++
+			}
 			return FindStreamResult{}, false, nil
 		}
-		if ans, err = p.exchange(ctx, &conn, u, sender); err != nil {
+		if ans, err = p.exchange(ctx, &conn, u); err != nil {
 			return FindStreamResult{}, false, err
 		}
-		switch ans.status {
-		case base.StatusUnauthorized, base.StatusForbidden:
+		if ans.status == base.StatusUnauthorized || ans.status == base.StatusForbidden {
 			p.refused = append(p.refused, sp.Path)
-		case 0:
-			// no answer says nothing about the credentials
-		default:
-			p.refused = p.refused[:0]
 		}
 	}
 
@@ -281,32 +285,44 @@ func (p *pathProber) tryPath(ctx context.Context, sp StreamPath) (FindStreamResu
 	return FindStreamResult{}, false, nil
 }
 
-// describeConn is the one TCP connection to the camera, opened on first use.
+// describeConn is the one connection to the camera for one path, opened on first use.
 type describeConn struct {
-	nc   net.Conn
-	br   *bufio.Reader
-	cseq int
-	used bool // a request went over it
+	c      *rtspConn
+	sender *auth.Sender // the answer to this path's challenge, kept across a reopened connection
+	used   bool         // a request went over it
 }
 
 func (c *describeConn) close() {
-	if c.nc != nil {
-		c.nc.Close()
-		c.nc = nil
+	if c.c != nil {
+		c.c.close()
+		c.c = nil
 	}
+}
+
+// authenticate prepares the answer to the path's challenge under the camera auth policy.
+func (c *describeConn) authenticate(wwwAuth base.HeaderValue, user, pass string, refuseBasic bool) error {
+	if c.c == nil {
+		return errors.New("connection closed after the challenge")
+	}
+	c.c.user, c.c.pass, c.c.hasUser, c.c.refuseBasic = user, pass, true, refuseBasic
+	if err := c.c.authenticate(wwwAuth); err != nil {
+		return err
+	}
+	c.sender = c.c.sender
+	return nil
 }
 
 // exchange paces, then sends one DESCRIBE and reads its answer. A connection the camera
 // closed after a challenge is reopened once. It returns an error only when the search must
 // stop (ctx ended or the camera does not accept connections); a request that got no answer
 // comes back as status 0.
-func (p *pathProber) exchange(ctx context.Context, c *describeConn, u *base.URL, sender *auth.Sender) (describeAnswer, error) {
+func (p *pathProber) exchange(ctx context.Context, c *describeConn, u *base.URL) (describeAnswer, error) {
 	for attempt := 0; ; attempt++ {
 		if err := p.pace(ctx); err != nil {
 			return describeAnswer{}, err
 		}
 		reused := c.used
-		ans, err := p.describe(ctx, c, u, sender)
+		ans, err := p.describe(ctx, c, u)
 		p.last = time.Now()
 		if ctx.Err() != nil {
 			return describeAnswer{}, fmt.Errorf("stopped at %s: %w", u.Path, context.Cause(ctx))
@@ -326,7 +342,7 @@ func (p *pathProber) exchange(ctx context.Context, c *describeConn, u *base.URL,
 			p.log.Debug("no answer", "path", u.Path, "error", err)
 			return describeAnswer{}, nil
 		}
-		p.log.Debug("DESCRIBE", "path", u.Path, "status", int(ans.status), "credentials", sender != nil)
+		p.log.Debug("DESCRIBE", "path", u.Path, "status", int(ans.status), "credentials", c.sender != nil)
 		return ans, nil
 	}
 }
@@ -356,45 +372,26 @@ func (e *dialError) Error() string { return e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
 // describe sends one DESCRIBE over c, connecting first if needed, within Timeout.
-func (p *pathProber) describe(ctx context.Context, c *describeConn, u *base.URL, sender *auth.Sender) (describeAnswer, error) {
+func (p *pathProber) describe(ctx context.Context, c *describeConn, u *base.URL) (describeAnswer, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	if c.nc == nil {
-		var d net.Dialer
-		nc, err := d.DialContext(ctx, "tcp", p.addr)
+	if c.c == nil {
+		rc, err := dialRTSP(ctx, (*url.URL)(u), p.timeout, 4096, 1024)
 		if err != nil {
-			return describeAnswer{}, &dialError{err}
+			return describeAnswer{}, &dialError{errors.Unwrap(err)}
 		}
-		c.nc, c.br, c.cseq = nc, bufio.NewReader(nc), 0
+		rc.sender = c.sender
+		c.c = rc
 	}
-	deadline, _ := ctx.Deadline()
-	_ = c.nc.SetDeadline(deadline)
-	nc := c.nc
-	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	rc := c.c
+	stop := context.AfterFunc(ctx, func() { _ = rc.conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-
-	c.cseq++
-	req := &base.Request{
-		Method: base.Describe,
-		URL:    u,
-		Header: base.Header{
-			"CSeq":       base.HeaderValue{strconv.Itoa(c.cseq)},
-			"Accept":     base.HeaderValue{"application/sdp"},
-			"User-Agent": base.HeaderValue{"camgate"},
-		},
-	}
-	if sender != nil {
-		sender.AddAuthorization(req)
-	}
-	b, err := req.Marshal()
-	if err != nil {
-		return describeAnswer{}, err
-	}
 	c.used = true
-	if _, err := c.nc.Write(b); err != nil {
-		return describeAnswer{}, err
+	res, err := rc.roundTrip(base.Describe, u, base.Header{"Accept": base.HeaderValue{"application/sdp"}}, nil)
+	if err != nil {
+		return describeAnswer{}, fmt.Errorf("read DESCRIBE answer: %w", err)
 	}
-	return readDescribeAnswer(c.br)
+	return describeAnswerOf(res), nil
 }
 
 // describeAnswer is what a DESCRIBE told about a path.
@@ -412,20 +409,25 @@ func readDescribeAnswer(br *bufio.Reader) (describeAnswer, error) {
 	if err := res.Unmarshal(br); err != nil {
 		return describeAnswer{}, fmt.Errorf("read DESCRIBE answer: %w", err)
 	}
+	return describeAnswerOf(&res), nil
+}
+
+// describeAnswerOf is what a DESCRIBE's answer tells about a path.
+func describeAnswerOf(res *base.Response) describeAnswer {
 	ans := describeAnswer{status: res.StatusCode, wwwAuth: res.Header["WWW-Authenticate"]}
 	if res.StatusCode != base.StatusOK {
-		return ans, nil
+		return ans
 	}
 	if ct := res.Header["Content-Type"]; len(ct) != 1 || strings.TrimSpace(strings.Split(ct[0], ";")[0]) != "application/sdp" {
-		return ans, nil
+		return ans
 	}
 	ssd, err := sdpunmarshaler.Unmarshal(res.Body)
 	if err != nil {
-		return ans, nil
+		return ans
 	}
 	var desc description.Session
 	if err := desc.Unmarshal2(ssd); err != nil {
-		return ans, nil
+		return ans
 	}
 	ans.tracks = []TrackInfo{}
 	_, err = selectTracks(&desc, false)
@@ -445,5 +447,5 @@ func readDescribeAnswer(br *bufio.Reader) (describeAnswer, error) {
 			ans.tracks = append(ans.tracks, t)
 		}
 	}
-	return ans, nil
+	return ans
 }

@@ -67,24 +67,63 @@ type playTrack struct {
 	lastSRAt        time.Time
 }
 
+// cameraOptions is what a camera session is set up with besides its URL.
+type cameraOptions struct {
+	audio bool // relay the first audio track too
+	// basic is the camera's auth: basic mark: it may get its password in Basic over rtsp://.
+	basic   bool
+	timeout time.Duration
+}
+
 // dialPlayer connects to the camera at u and sets up the tracks worth relaying (see
-// selectTracks). On success the caller owns the player and must close it. Errors name the
-// step that failed.
-func dialPlayer(ctx context.Context, u *url.URL, audio bool, timeout time.Duration) (*player, error) {
-	c, err := dialRTSP(ctx, u, timeout, playBuffer, 1024)
+// selectTracks) over TCP interleaving. On success the caller owns the player and must close
+// it. Errors name the step that failed.
+func dialPlayer(ctx context.Context, u *url.URL, o cameraOptions) (*player, error) {
+	return dialCamera(ctx, u, o, func(p *player) error { return p.handshake(o.audio) })
+}
+
+// describeCamera connects to the camera at u and asks only OPTIONS and DESCRIBE, for a session
+// whose media travel elsewhere (UDP). The caller closes the player.
+func describeCamera(ctx context.Context, u *url.URL, o cameraOptions) (*player, error) {
+	return dialCamera(ctx, u, o, func(p *player) error { return p.describeStream(o.audio) })
+}
+
+func dialCamera(ctx context.Context, u *url.URL, o cameraOptions, handshake func(*player) error) (*player, error) {
+	c, err := dialRTSP(ctx, u, o.timeout, playBuffer, 1024)
 	if err != nil {
 		return nil, err
 	}
+	c.refuseBasic = !o.basic && u.Scheme != "rtsps"
 	p := &player{rtspConn: *c, ssrc: rand.Uint32()}
-	if err := p.setUp(ctx, func() error { return p.handshake(audio) }); err != nil {
+	if err := p.setUp(ctx, func() error { return handshake(p) }); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
 func (p *player) handshake(audio bool) error {
+	if err := p.describeStream(audio); err != nil {
+		return err
+	}
+	for i := range p.chans {
+		p.chans[i] = -1
+	}
+	p.tracks = make([]playTrack, len(p.sel))
+	for i, s := range p.sel {
+		if err := p.setup(i, s.media); err != nil {
+			return &stepError{"SETUP", err}
+		}
+	}
+	if _, err := p.do(base.Play, p.desc.BaseURL, base.Header{"Range": base.HeaderValue{"npt=0.000-"}}, nil); err != nil {
+		return &stepError{"PLAY", err}
+	}
+	return nil
+}
+
+// describeStream asks OPTIONS and DESCRIBE and picks the tracks to relay.
+func (p *player) describeStream(audio bool) error {
 	// OPTIONS says which keep-alive the camera takes. A camera that refuses it may still
-	// play, so only a broken connection ends the session here.
+	// play, so only a broken connection or a refused password ends the session here.
 	res, err := p.do(base.Options, p.url, nil, nil)
 	var bad liberrors.ErrClientBadStatusCode
 	switch {
@@ -108,18 +147,6 @@ func (p *player) handshake(audio bool) error {
 		return &stepError{"DESCRIBE", err}
 	}
 	p.sel = sel
-	for i := range p.chans {
-		p.chans[i] = -1
-	}
-	p.tracks = make([]playTrack, len(sel))
-	for i, s := range sel {
-		if err := p.setup(i, s.media); err != nil {
-			return &stepError{"SETUP", err}
-		}
-	}
-	if _, err := p.do(base.Play, p.desc.BaseURL, base.Header{"Range": base.HeaderValue{"npt=0.000-"}}, nil); err != nil {
-		return &stepError{"PLAY", err}
-	}
 	return nil
 }
 
@@ -204,7 +231,7 @@ func (p *player) setup(i int, m *description.Media) error {
 	if err != nil {
 		var bad liberrors.ErrClientBadStatusCode
 		if errors.As(err, &bad) && bad.Code == base.StatusUnsupportedTransport {
-			return fmt.Errorf("camera does not send RTP over TCP (461); set transport: udp: %w", err)
+			return fmt.Errorf("camera does not send RTP over TCP: %w", errTransportRefused)
 		}
 		return err
 	}

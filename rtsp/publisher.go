@@ -13,6 +13,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/headers"
 	"github.com/bluenviron/gortsplib/v5/pkg/ntp"
+	"github.com/pion/rtp"
 )
 
 const (
@@ -32,15 +33,24 @@ type publisher struct {
 	rtspConn
 	hdr    [4 + 12 + 4*15]byte // interleaved frame header and a marshalled RTP header
 	tracks []sentTrack
+
+	nextReport, nextPing time.Time // when Maintain sends them next
 }
 
 // sentTrack is what RTCP sender reports of one track are made of. Servers that record use them
-// to line up audio and video in wall-clock time.
+// to line up audio and video in wall-clock time (Flussonic does for RTSP ingest), so the
+// mapping from the track's RTP clock to wall-clock time they state must not move: it is fixed
+// when the track's first packet is sent (anchorTS at anchorAt) and then advances by the RTP
+// clock alone. Re-anchoring it to the arrival of later packets, as this once did, moved each
+// report by that packet's network and scheduling jitter, and receivers stepped A/V PTS by up
+// to 85 ms at every report. The forwarder keeps the upstream timestamps continuous across a
+// camera restart, so the mapping holds across it too.
 type sentTrack struct {
 	clockRate       int
-	ssrc, lastTS    uint32
+	ssrc            uint32
 	packets, octets uint32
-	at              time.Time // when the packet with lastTS was sent
+	anchorTS        uint32
+	anchorAt        time.Time // zero until the first packet
 }
 
 // dialPublisher connects to u and brings up a recording session announcing medias, whose
@@ -94,11 +104,14 @@ func (p *publisher) handshake(medias []*description.Media) error {
 	return nil
 }
 
-// writePacket buffers one RTP packet of track, sent at about now, as an interleaved frame. It
+// WritePacket buffers one RTP packet of track, sent at about now, as an interleaved frame. It
 // does not allocate.
-func (p *publisher) writePacket(track int, pkt *packet, now time.Time) error {
+func (p *publisher) WritePacket(track int, pkt *rtp.Packet, now time.Time) error {
 	t := &p.tracks[track]
-	t.ssrc, t.lastTS, t.at = pkt.SSRC, pkt.Timestamp, now
+	if t.anchorAt.IsZero() {
+		t.anchorTS, t.anchorAt = pkt.Timestamp, now
+	}
+	t.ssrc = pkt.SSRC
 	t.packets++
 	t.octets += uint32(len(pkt.Payload))
 	n, err := pkt.Header.MarshalTo(p.hdr[4:])
@@ -117,14 +130,15 @@ func (p *publisher) writePacket(track int, pkt *packet, now time.Time) error {
 	return nil
 }
 
-// senderReports buffers an RTCP sender report for every track that has sent something,
-// mapping its RTP clock to now.
+// senderReports buffers an RTCP sender report for every track that has sent something: now,
+// and the RTP time the track's fixed mapping gives for it.
 func (p *publisher) senderReports(now time.Time) error {
 	for i := range p.tracks {
 		t := &p.tracks[i]
-		if t.at.IsZero() {
+		if t.anchorAt.IsZero() {
 			continue
 		}
+		rtpNow := t.anchorTS + uint32(int64(now.Sub(t.anchorAt))*int64(t.clockRate)/int64(time.Second))
 		b := p.hdr[:4+28]
 		b[0], b[1] = base.InterleavedFrameMagicByte, byte(2*i+1)
 		binary.BigEndian.PutUint16(b[2:], 28)
@@ -132,12 +146,47 @@ func (p *publisher) senderReports(now time.Time) error {
 		binary.BigEndian.PutUint16(b[6:], 28/4-1)
 		binary.BigEndian.PutUint32(b[8:], t.ssrc)
 		binary.BigEndian.PutUint64(b[12:], ntp.Encode(now))
-		binary.BigEndian.PutUint32(b[20:], t.lastTS+uint32(now.Sub(t.at).Seconds()*float64(t.clockRate)))
+		binary.BigEndian.PutUint32(b[20:], rtpNow)
 		binary.BigEndian.PutUint32(b[24:], t.packets)
 		binary.BigEndian.PutUint32(b[28:], t.octets)
 		p.out = append(p.out, b...)
 	}
 	return p.flush()
+}
+
+// Buffered says how many bytes wait for Flush.
+func (p *publisher) Buffered() int { return len(p.out) }
+
+// Flush writes what is buffered within the timeout.
+func (p *publisher) Flush() error { return p.flush() }
+
+// TryFlush writes what the socket takes without waiting and reports whether all went.
+func (p *publisher) TryFlush() bool { return p.tryFlush() }
+
+// Close ends the session.
+func (p *publisher) Close() error { return p.close() }
+
+// Maintain sends the sender reports and the keep-alive that are due by now.
+func (p *publisher) Maintain(now time.Time) (time.Time, error) {
+	if p.nextReport.IsZero() {
+		p.nextReport, p.nextPing = now.Add(senderReportPeriod), now.Add(p.keepAlive)
+	}
+	if !now.Before(p.nextReport) {
+		p.nextReport = now.Add(senderReportPeriod)
+		if err := p.senderReports(now); err != nil {
+			return time.Time{}, err
+		}
+	}
+	if !now.Before(p.nextPing) {
+		p.nextPing = now.Add(p.keepAlive)
+		if err := p.ping(); err != nil {
+			return time.Time{}, fmt.Errorf("keep-alive: %w", err)
+		}
+	}
+	if p.nextPing.Before(p.nextReport) {
+		return p.nextPing, nil
+	}
+	return p.nextReport, nil
 }
 
 // ping refreshes the session with OPTIONS, which every server answers; readLoop discards
@@ -149,10 +198,10 @@ func (p *publisher) ping() error {
 	return p.flush()
 }
 
-// readLoop reads and discards what the server sends during the session (RTCP receiver reports,
+// ReadLoop reads and discards what the server sends during the session (RTCP receiver reports,
 // answers to keep-alives) until the connection fails. The server must say something within a
 // keep-alive period, since each ping is answered.
-func (p *publisher) readLoop() error {
+func (p *publisher) ReadLoop(func()) error {
 	for {
 		if err := p.conn.SetReadDeadline(time.Now().Add(p.keepAlive + p.timeout)); err != nil {
 			return err

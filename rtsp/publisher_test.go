@@ -146,7 +146,7 @@ func BenchmarkPublisherWrite(b *testing.B) {
 	b.SetBytes(int64(len(pkt.Payload)))
 	for i := 0; b.Loop(); i++ {
 		pkt.SequenceNumber = uint16(i)
-		if err := p.writePacket(0, &pkt, now); err != nil {
+		if err := p.WritePacket(0, &pkt.Packet, now); err != nil {
 			b.Fatal(err)
 		}
 		if i%8 == 7 {
@@ -170,13 +170,19 @@ func TestPublisherSenderReport(t *testing.T) {
 	pkt.Header = rtp.Header{Version: 2, PayloadType: 8, SSRC: 0xabcd, Timestamp: 1000}
 	pkt.Payload = make([]byte, 160)
 	go func() {
-		p.writePacket(1, &pkt, t0)
+		p.WritePacket(1, &pkt.Packet, t0)
+		// A later packet that arrived late moves nothing: the mapping was fixed by the first.
+		pkt.Timestamp += 160
+		p.WritePacket(1, &pkt.Packet, t0.Add(300*time.Millisecond))
 		p.senderReports(t0.Add(500 * time.Millisecond))
 	}()
 	br := bufio.NewReader(server)
 	var fr base.InterleavedFrame
 	if err := fr.Unmarshal(br); err != nil || fr.Channel != 2 {
 		t.Fatalf("first frame on channel %d (%v), want the audio RTP channel 2", fr.Channel, err)
+	}
+	if err := fr.Unmarshal(br); err != nil || fr.Channel != 2 {
+		t.Fatalf("second frame on channel %d (%v), want the audio RTP channel 2", fr.Channel, err)
 	}
 	if err := fr.Unmarshal(br); err != nil || fr.Channel != 3 {
 		t.Fatalf("second frame on channel %d (%v), want the audio RTCP channel 3", fr.Channel, err)
@@ -189,7 +195,7 @@ func TestPublisherSenderReport(t *testing.T) {
 	if !ok {
 		t.Fatalf("got %T, want a sender report", pkts[0])
 	}
-	want := rtcp.SenderReport{SSRC: 0xabcd, NTPTime: ntp.Encode(t0.Add(500 * time.Millisecond)), RTPTime: 1000 + 4000, PacketCount: 1, OctetCount: 160}
+	want := rtcp.SenderReport{SSRC: 0xabcd, NTPTime: ntp.Encode(t0.Add(500 * time.Millisecond)), RTPTime: 1000 + 4000, PacketCount: 2, OctetCount: 320}
 	if sr.SSRC != want.SSRC || sr.NTPTime != want.NTPTime || sr.RTPTime != want.RTPTime || sr.PacketCount != want.PacketCount || sr.OctetCount != want.OctetCount {
 		t.Errorf("sender report %+v, want %+v", *sr, want)
 	}
@@ -218,7 +224,7 @@ func FuzzPublisherRead(f *testing.F) {
 		medias := []*description.Media{{Type: description.MediaTypeVideo, Formats: []format.Format{&format.H264{PayloadTyp: 96}}}}
 		for _, read := range []func(*publisher) error{
 			func(p *publisher) error { return p.handshake(medias) },
-			(*publisher).readLoop,
+			func(p *publisher) error { return p.ReadLoop(nil) },
 		} {
 			conn := scriptConn{bytes.NewReader(data)}
 			u, _ := base.ParseURL("rtsp://user:pass@127.0.0.1/live")

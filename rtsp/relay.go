@@ -24,8 +24,14 @@ type RelayConfig struct {
 	Source string
 	// Username and Password, when Username is set, replace the credentials in Source.
 	Username, Password string
-	// Transport is "tcp" (the default) or "udp" for the camera side. Upstream is always TCP.
+	// Transport is the camera side's: "auto" (or ""), "tcp" or "udp". Auto starts over TCP
+	// interleaved, moves to UDP when the camera answers 461 Unsupported Transport, and back
+	// on a 461 to UDP or a UDP session silent for 3 s; it remembers what worked (Stats.Transport).
+	// Upstream is always TCP.
 	Transport string
+	// Auth is "" (Digest only; Basic only over rtsps://) or "basic": this camera may get its
+	// password in Basic over rtsp://, where anyone on the LAN can read it.
+	Auth string
 	// Audio keeps the camera's first audio track; false publishes video only.
 	Audio bool
 	// Publish is the full upstream URL including the stream name:
@@ -45,6 +51,9 @@ type RelayConfig struct {
 	QueuePackets int
 	// Timeout bounds each network read and write; 0 means 10 s.
 	Timeout time.Duration
+
+	// authRetry, when set, replaces the backoff after a refused password: tests shorten it.
+	authRetry *authBackoff
 }
 
 // Stats is a snapshot of one relay.
@@ -60,6 +69,15 @@ type Stats struct {
 	Reconnects  int   // camera and upstream reconnects since start
 	LastError   string
 	LastErrorAt time.Time
+	// DroppedTracks names each camera track left out of the upstream session because
+	// Flussonic does not take its codec over the publish protocol (SPEC §4), e.g.
+	// "Opus audio left out: Flussonic does not take it over RTSP".
+	DroppedTracks []string
+	// Transport is what the camera session uses, or will try next: "tcp" or "udp".
+	Transport string
+	// PasswordRefused names the side ("camera" or "upstream") whose password was refused by
+	// the last attempt; that side then retries only every few minutes (see authBackoff).
+	PasswordRefused string
 	// Video frames received from the camera, sent upstream, and dropped (gating, slow uplink).
 	FramesIn, FramesOut, Dropped uint64
 }
@@ -73,17 +91,24 @@ type Relay struct {
 	online   atomic.Bool
 	relaying atomic.Bool
 
-	// sinkMu is held by whoever writes to the upstream RTSP session: its own goroutine, or
-	// the camera goroutine in batchDone. inline is that session while it is up (plain TCP
-	// only: TLS cannot write without waiting); popped is the packet being written.
-	sinkMu sync.Mutex
-	inline *publisher
-	popped packet
+	// sinkMu is held by whoever writes to the upstream session: its own goroutine, or the
+	// camera goroutine in batchDone. inline is that session while it is up, upTracks maps
+	// camera tracks to its tracks; popped is the packet being written.
+	sinkMu   sync.Mutex
+	inline   upstream
+	upTracks []int
+	popped   packet
+
+	// authRetry is the backoff after a refused password; tests shorten it.
+	authRetry authBackoff
 
 	mu          sync.Mutex
+	transport   string // the camera side's, see Stats.Transport
+	refused     map[string]bool
 	tracks      *trackSet     // the camera's current tracks, nil until the first session
 	tracksEvent chan struct{} // closed when tracks changes
 	reconnects  int
+	dropped     []string // camera tracks the upstream protocol does not take, as said in Stats
 	lastErr     string
 	lastErrAt   time.Time
 	spsGen      uint64
@@ -113,8 +138,19 @@ func NewRelay(cfg RelayConfig) *Relay {
 	if log == nil {
 		log = slog.Default()
 	}
+	transport := "tcp"
+	if cfg.Transport == "udp" {
+		transport = "udp"
+	}
+	authRetry := newAuthBackoff()
+	if cfg.authRetry != nil {
+		authRetry = *cfg.authRetry
+	}
 	return &Relay{
 		cfg:         cfg,
+		authRetry:   authRetry,
+		transport:   transport,
+		refused:     map[string]bool{},
 		log:         log.With("source", redact(cfg.Source), "publish", redact(cfg.Publish)),
 		fwd:         newForwarder(cfg.QueuePackets),
 		tracksEvent: make(chan struct{}),
@@ -154,9 +190,12 @@ func (r *Relay) Run(ctx context.Context) error {
 // errTracksChanged ends an upstream session so that it is announced again at once.
 var errTracksChanged = errors.New("camera tracks changed")
 
-// loop runs session attempts of one side until ctx ends, pacing them with a backoff.
+// loop runs session attempts of one side until ctx ends, pacing them with a backoff: the
+// outage backoff, or after a refused password the much slower authBackoff, so that a wrong
+// password never locks the camera's account.
 func (r *Relay) loop(ctx context.Context, side string, session func(context.Context) error, up *atomic.Bool) {
 	bo := newBackoff()
+	refusals := 0
 	first := true
 	for {
 		start := time.Now()
@@ -172,9 +211,21 @@ func (r *Relay) loop(ctx context.Context, side string, session func(context.Cont
 		if err == nil {
 			err = errors.New("session ended")
 		}
+		var refused *PasswordRefusedError
+		var d time.Duration
+		if errors.As(err, &refused) {
+			refusals++
+			d = r.authRetry.next(refusals)
+			err = fmt.Errorf("%w; next try in %s or when the password is changed", err, d.Round(time.Second))
+		} else {
+			if time.Since(start) >= bo.healthyAfter {
+				refusals = 0 // the password worked for a while: a new refusal starts afresh
+			}
+			d = bo.next(start, time.Now())
+		}
+		r.setRefused(side, refused != nil)
 		r.fail(side, err, !first)
 		first = false
-		d := bo.next(start, time.Now())
 		select {
 		case <-ctx.Done():
 			return
@@ -184,6 +235,25 @@ func (r *Relay) loop(ctx context.Context, side string, session func(context.Cont
 		r.reconnects++
 		r.mu.Unlock()
 	}
+}
+
+func (r *Relay) setRefused(side string, refused bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.refused[side] = refused
+}
+
+// transportNow is the camera transport the next session starts with.
+func (r *Relay) transportNow() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.transport
+}
+
+func (r *Relay) setTransport(t string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.transport = t
 }
 
 func (r *Relay) fail(side string, err error, repeated bool) {
@@ -197,6 +267,22 @@ func (r *Relay) fail(side string, err error, repeated bool) {
 		r.log.Warn("relay side down", "side", side, "err", err)
 	} else {
 		r.log.Debug("relay side still down", "side", side, "err", err)
+	}
+}
+
+// setDropped records the tracks the upstream session leaves out. A change is also the
+// relay's last error, so that the camera's state names it where owners look.
+func (r *Relay) setDropped(dropped []string) {
+	r.mu.Lock()
+	changed := !slices.Equal(r.dropped, dropped)
+	r.dropped = dropped
+	if changed && len(dropped) > 0 {
+		r.lastErr = "upstream: " + strings.Join(dropped, "; ")
+		r.lastErrAt = time.Now()
+	}
+	r.mu.Unlock()
+	if changed && len(dropped) > 0 {
+		r.log.Warn("tracks left out upstream", "tracks", dropped)
 	}
 }
 
@@ -250,7 +336,15 @@ func (r *Relay) Stats() Stats {
 		FramesIn:    r.fwd.framesIn.Load(),
 		FramesOut:   r.fwd.framesOut.Load(),
 		Dropped:     r.fwd.dropped.Load(),
+		Transport:   r.transport,
 	}
+	for _, side := range []string{"camera", "upstream"} {
+		if r.refused[side] {
+			s.PasswordRefused = side
+			break
+		}
+	}
+	s.DroppedTracks = slices.Clone(r.dropped)
 	if t := r.tracks; t != nil {
 		s.Codec, s.AudioCodec = t.videoName, t.audioName
 		if gen != r.spsGen {
@@ -305,9 +399,14 @@ func (r *Relay) sourceURL() (*url.URL, error) {
 		u.User = url.UserPassword(r.cfg.Username, r.cfg.Password)
 	}
 	switch r.cfg.Transport {
-	case "", "tcp", "udp":
+	case "", "auto", "tcp", "udp":
 	default:
-		return nil, fmt.Errorf("transport must be tcp or udp, not %q", r.cfg.Transport)
+		return nil, fmt.Errorf("transport must be auto, tcp or udp, not %q", r.cfg.Transport)
+	}
+	switch r.cfg.Auth {
+	case "", "basic":
+	default:
+		return nil, fmt.Errorf("auth must be \"\" or basic, not %q", r.cfg.Auth)
 	}
 	return u, nil
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"net/url"
 	"time"
-
-	"github.com/bluenviron/gortsplib/v5/pkg/description"
 )
 
 // runSink holds one upstream session until it fails, the camera's tracks change, or ctx ends.
@@ -20,50 +18,47 @@ func (r *Relay) runSink(ctx context.Context, u *url.URL) error {
 		}
 		tracks, changed = r.currentTracks()
 	}
-	switch u.Scheme {
-	case "rtmp", "rtmps":
-		return r.runRTMPSink(ctx, u, tracks, changed)
-	}
-	return r.runRTSPSink(ctx, u, tracks, changed)
-}
-
-func (r *Relay) runRTSPSink(ctx context.Context, u *url.URL, tracks *trackSet, changed <-chan struct{}) error {
-	medias := make([]*description.Media, len(tracks.medias))
-	for i, m := range tracks.medias {
-		medias[i] = &description.Media{Type: m.Type, Formats: m.Formats}
-	}
-	p, err := dialPublisher(ctx, u, medias, r.cfg.Timeout)
+	up, index, err := r.dialUpstream(ctx, u, tracks)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
-	defer p.close()
-	defer context.AfterFunc(ctx, func() { p.close() })()
+	defer up.Close()
+	defer context.AfterFunc(ctx, func() { up.Close() })()
 	r.log.Info("upstream session up")
 	r.fwd.restartSink()
 
 	readErr := make(chan error, 1)
-	go func() { readErr <- p.readLoop() }()
-	keepAlive := time.NewTicker(p.keepAlive)
-	defer keepAlive.Stop()
-	reports := time.NewTicker(senderReportPeriod)
-	defer reports.Stop()
-
-	if p.raw != nil {
+	go func() { readErr <- up.ReadLoop(r.fwd.wake) }()
+	due := time.NewTimer(time.Hour)
+	defer due.Stop()
+	maintain := func(now time.Time) error {
 		r.sinkMu.Lock()
-		r.inline = p
+		next, err := up.Maintain(now)
 		r.sinkMu.Unlock()
+		due.Stop()
+		if !next.IsZero() {
+			due.Reset(next.Sub(now))
+		}
+		return err
 	}
+	if err := maintain(time.Now()); err != nil {
+		return &stepError{"write", err}
+	}
+
+	r.sinkMu.Lock()
+	r.inline, r.upTracks = up, index
+	r.sinkMu.Unlock()
 	defer func() {
 		r.sinkMu.Lock()
-		r.inline = nil
+		r.inline, r.upTracks = nil, nil
 		r.sinkMu.Unlock()
 	}()
 	for {
 		r.sinkMu.Lock()
-		_, err := r.drain(p, time.Now(), true)
+		_, err := r.drain(up, index, time.Now(), true)
 		r.sinkMu.Unlock()
 		if err != nil {
 			return &stepError{"write", err}
@@ -76,37 +71,28 @@ func (r *Relay) runRTSPSink(ctx context.Context, u *url.URL, tracks *trackSet, c
 		case <-changed:
 			return errTracksChanged
 		case <-r.fwd.notify:
-		case <-reports.C:
-			r.sinkMu.Lock()
-			err := p.senderReports(time.Now())
-			r.sinkMu.Unlock()
-			if err != nil {
+		case now := <-due.C:
+			if err := maintain(now); err != nil {
 				return &stepError{"write", err}
-			}
-		case <-keepAlive.C:
-			r.sinkMu.Lock()
-			err := p.ping()
-			r.sinkMu.Unlock()
-			if err != nil {
-				return &stepError{"keep-alive", err}
 			}
 		}
 	}
 }
 
-// drain moves what is queued into p's buffer and writes it; the caller holds sinkMu. When
-// block is false it writes only what the socket takes without waiting and stops at the first
-// write that would wait. It reports whether everything queued went out.
-func (r *Relay) drain(p *publisher, now time.Time, block bool) (bool, error) {
+// drain moves what is queued into up's buffer and writes it; the caller holds sinkMu. index
+// maps camera tracks to upstream tracks (-1: left out). When block is false it writes only
+// what the socket takes without waiting and stops at the first write that would wait. It
+// reports whether everything queued went out.
+func (r *Relay) drain(up upstream, index []int, now time.Time, block bool) (bool, error) {
 	flush := func() (bool, error) {
 		if block {
-			return true, p.flush()
+			return true, up.Flush()
 		}
-		return p.tryFlush(), nil
+		return up.TryFlush(), nil
 	}
 	pkt := &r.popped
 	for {
-		if len(p.out) >= publishBuffer {
+		if up.Buffered() >= publishBuffer {
 			if ok, err := flush(); !ok || err != nil {
 				return false, err
 			}
@@ -114,7 +100,10 @@ func (r *Relay) drain(p *publisher, now time.Time, block bool) (bool, error) {
 		if !r.fwd.pop(pkt) {
 			return flush()
 		}
-		if err := p.writePacket(pkt.track, pkt, now); err != nil {
+		if pkt.track >= len(index) || index[pkt.track] < 0 {
+			continue
+		}
+		if err := up.WritePacket(index[pkt.track], &pkt.Packet, now); err != nil {
 			return false, err
 		}
 		r.sent(pkt)
@@ -130,8 +119,8 @@ func (r *Relay) batchDone(now time.Time) {
 	r.sampleRates(now)
 	if r.sinkMu.TryLock() {
 		done := false
-		if p := r.inline; p != nil {
-			done, _ = r.drain(p, now, false) // an error is left for the upstream goroutine to meet
+		if up := r.inline; up != nil {
+			done, _ = r.drain(up, r.upTracks, now, false) // an error is left for the upstream goroutine to meet
 		}
 		r.sinkMu.Unlock()
 		if done {

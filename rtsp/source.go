@@ -1,16 +1,21 @@
 package rtsp
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 	"github.com/pion/rtp"
 )
 
@@ -105,23 +110,87 @@ func codecName(f format.Format) string {
 	return f.RTPMap()
 }
 
-// runSource holds one camera session until it fails or ctx ends: over TCP with the relay's own
-// player, over UDP with gortsplib's client, whose UDP side (ports, firewall punching, RTCP
-// per port) the player does not have.
-func (r *Relay) runSource(ctx context.Context, u *url.URL) error {
-	if r.cfg.Transport == "udp" {
-		return r.runUDPSource(ctx, u)
+// udpSilence is how long a UDP session may deliver nothing before auto moves it to TCP: UDP
+// gets lost behind NAT and firewalls, and then nothing arrives at all (gortsplib and ffmpeg
+// wait about as long).
+const udpSilence = 3 * time.Second
+
+var (
+	// errTransportRefused is a camera's 461 Unsupported Transport to SETUP.
+	errTransportRefused = errors.New("461 Unsupported Transport")
+	// errUDPSilent is a UDP session that delivered nothing within udpSilence.
+	errUDPSilent = fmt.Errorf("no packet arrived over UDP within %s", udpSilence)
+)
+
+// cameraSession is one camera session set up over TCP (player) or UDP (udpSession).
+type cameraSession interface {
+	selected() []selected
+	// play delivers each RTP packet of track i to onPacket (valid only during the call) and
+	// calls onBatch after each batch, until the session fails or ctx ends (then nil).
+	play(ctx context.Context, pacer *Pacer, onPacket func(int, *rtp.Packet, time.Time), onBatch func(time.Time)) error
+	close() error
+}
+
+func (p *player) selected() []selected { return p.sel }
+
+// playCamera is the one way camgate plays a camera, for relays and probes alike: it opens a
+// session over transport ("tcp" or "udp") and plays it. With auto, a transport the camera
+// refuses (461) or a UDP session that stays silent is tried again at once over the other, as
+// ffmpeg and gortsplib do. started sees each session's tracks and transport before its first
+// packet. It returns the transport last used.
+func playCamera(ctx context.Context, u *url.URL, o cameraOptions, transport string, auto bool, pacer *Pacer,
+	started func(sel []selected, transport string), onPacket func(int, *rtp.Packet, time.Time), onBatch func(time.Time)) (string, error) {
+	for switched := false; ; switched = true {
+		err := playOver(ctx, u, o, transport, pacer, started, onPacket, onBatch)
+		if !auto || switched || ctx.Err() != nil || !(errors.Is(err, errTransportRefused) || errors.Is(err, errUDPSilent)) {
+			return transport, err
+		}
+		transport = otherTransport(transport)
 	}
-	p, err := dialPlayer(ctx, u, r.cfg.Audio, r.cfg.Timeout)
+}
+
+func playOver(ctx context.Context, u *url.URL, o cameraOptions, transport string, pacer *Pacer,
+	started func([]selected, string), onPacket func(int, *rtp.Packet, time.Time), onBatch func(time.Time)) error {
+	var s cameraSession
+	var err error
+	if transport == "udp" {
+		s, err = dialUDP(ctx, u, o)
+	} else {
+		s, err = dialPlayer(ctx, u, o)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
-	r.startTracks(p.sel)
-	r.log.Info("camera session up", "video", codecName(p.sel[0].format), "transport", "tcp")
-	return p.play(ctx, r.cfg.Pacer, r.fwd.push, r.batchDone)
+	defer s.close()
+	started(s.selected(), transport)
+	return s.play(ctx, pacer, onPacket, onBatch)
+}
+
+func otherTransport(t string) string {
+	if t == "udp" {
+		return "tcp"
+	}
+	return "udp"
+}
+
+// runSource holds one camera session until it fails or ctx ends, over the transport the
+// relay last found to work.
+func (r *Relay) runSource(ctx context.Context, u *url.URL) error {
+	o := cameraOptions{audio: r.cfg.Audio, basic: r.cfg.Auth == "basic", timeout: r.cfg.Timeout}
+	auto := r.cfg.Transport == "" || r.cfg.Transport == "auto"
+	used, err := playCamera(ctx, u, o, r.transportNow(), auto, r.cfg.Pacer, func(sel []selected, transport string) {
+		r.setTransport(transport)
+		r.startTracks(sel)
+		r.log.Info("camera session up", "video", codecName(sel[0].format), "transport", transport)
+	}, r.fwd.push, r.batchDone)
+	if auto && (errors.Is(err, errTransportRefused) || errors.Is(err, errUDPSilent)) {
+		// Both failed: the next attempt starts where this one ended.
+		r.setTransport(otherTransport(used))
+	}
+	return err
 }
 
 // startTracks declares the tracks of a new camera session to the forwarder and upstream.
@@ -135,74 +204,176 @@ func (r *Relay) startTracks(sel []selected) {
 	r.setTracks(t)
 }
 
-func (r *Relay) runUDPSource(ctx context.Context, u *url.URL) error {
+// udpSession is a camera session whose media arrive over UDP. Our client asks OPTIONS and
+// DESCRIBE, so redirects, authentication and camera quirks are handled in one place; then
+// gortsplib's client, whose port handling the player does not repeat, asks SETUP and PLAY. It
+// dials only the camera's configured host and port, gets the credentials only where our
+// DESCRIBE needed them under the camera's auth policy, and may not send Basic where that
+// policy refuses it.
+type udpSession struct {
+	c   *gortsplib.Client
+	sel []selected
+	// stop ends the session when the ctx given to dialUDP ends.
+	stop func() bool
+}
+
+func dialUDP(ctx context.Context, u *url.URL, o cameraOptions) (*udpSession, error) {
+	p, err := describeCamera(ctx, u, o)
+	if err != nil {
+		return nil, err
+	}
+	p.conn.Close()
+	addr := cameraAddr(u)
+	pin := &pinnedDialer{addr: addr, refuseBasic: p.refuseBasic}
 	c := &gortsplib.Client{
 		Scheme:       u.Scheme,
-		Host:         u.Host,
-		ReadTimeout:  r.cfg.Timeout,
-		WriteTimeout: r.cfg.Timeout,
-		Protocol:     protocolOf(r.cfg.Transport),
+		Host:         addr,
+		ReadTimeout:  o.timeout,
+		WriteTimeout: o.timeout,
+		Protocol:     new(gortsplib.ProtocolUDP),
 		UserAgent:    "camgate",
+		DialContext:  pin.dial,
 		// The camera session only ever writes RTCP receiver reports and keep-alives.
 		WriteQueueSize: 16,
 	}
-	sel, err := openCamera(ctx, c, u, r.cfg.Audio)
-	if err != nil {
-		return err
+	setupURL := *p.desc.BaseURL // on the camera's own host (baseURL)
+	if p.sender != nil {
+		setupURL.User = u.User
 	}
-	defer c.Close()
-	r.startTracks(sel)
-	for i, s := range sel {
-		c.OnPacketRTP(s.media, s.format, func(pkt *rtp.Packet) {
-			// Each packet is its own batch: gortsplib hands them over one by one.
-			now := time.Now()
-			r.fwd.push(i, pkt, now)
-			r.batchDone(now)
-		})
-	}
-	if _, err := c.Play(nil); err != nil {
-		return &stepError{"PLAY", err}
-	}
-	r.log.Info("camera session up", "video", codecName(sel[0].format), "transport", "udp")
-	return c.Wait()
-}
-
-// openCamera starts c, describes u and sets up the tracks worth relaying. On success the
-// caller owns c and must Close it; c is closed when ctx ends.
-func openCamera(ctx context.Context, c *gortsplib.Client, u *url.URL, audio bool) ([]selected, error) {
-	bu := (*base.URL)(u)
 	if err := c.Start(); err != nil {
 		return nil, &stepError{"connect", err}
 	}
-	stop := context.AfterFunc(ctx, c.Close)
-	ok := false
-	defer func() {
-		if !ok {
-			stop()
-			c.Close()
-		}
-	}()
-	desc, _, err := c.Describe(bu)
-	if err != nil {
-		return nil, &stepError{"DESCRIBE", err}
-	}
-	sel, err := selectTracks(desc, audio)
-	if err != nil {
-		return nil, &stepError{"DESCRIBE", err}
-	}
-	for _, s := range sel {
-		if _, err := c.Setup(desc.BaseURL, s.media, 0, 0); err != nil {
+	s := &udpSession{c: c, sel: p.sel, stop: context.AfterFunc(ctx, c.Close)}
+	for _, sel := range p.sel {
+		if _, err := c.Setup(&setupURL, sel.media, 0, 0); err != nil {
+			s.close()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if refused := pin.refusal(); refused != nil {
+				err = refused
+			}
+			var bad liberrors.ErrClientBadStatusCode
+			if errors.As(err, &bad) && bad.Code == base.StatusUnsupportedTransport {
+				err = fmt.Errorf("camera does not send RTP over UDP: %w", errTransportRefused)
+			}
 			return nil, &stepError{"SETUP", err}
 		}
 	}
-	ok = true
-	return sel, nil
+	return s, nil
 }
 
-func protocolOf(transport string) *gortsplib.Protocol {
-	p := gortsplib.ProtocolTCP
-	if transport == "udp" {
-		p = gortsplib.ProtocolUDP
+func (s *udpSession) selected() []selected { return s.sel }
+
+func (s *udpSession) close() error {
+	s.stop()
+	s.c.Close()
+	return nil
+}
+
+func (s *udpSession) play(ctx context.Context, _ *Pacer, onPacket func(int, *rtp.Packet, time.Time), onBatch func(time.Time)) error {
+	var mu sync.Mutex // gortsplib may call from one goroutine per UDP socket
+	first := make(chan struct{})
+	arrived := false
+	for i, sel := range s.sel {
+		s.c.OnPacketRTP(sel.media, sel.format, func(pkt *rtp.Packet) {
+			mu.Lock()
+			defer mu.Unlock()
+			if !arrived {
+				arrived = true
+				close(first)
+			}
+			// Each packet is its own batch: gortsplib hands them over one by one.
+			now := time.Now()
+			onPacket(i, pkt, now)
+			onBatch(now)
+		})
 	}
-	return &p
+	if _, err := s.c.Play(nil); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return &stepError{"PLAY", err}
+	}
+	wait := make(chan error, 1)
+	go func() { wait <- s.c.Wait() }()
+	silence := time.NewTimer(udpSilence)
+	defer silence.Stop()
+	for {
+		select {
+		case <-first:
+			first = nil
+			silence.Stop()
+		case <-silence.C:
+			s.c.Close()
+			<-wait
+			return errUDPSilent
+		case err := <-wait:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// cameraAddr is the host:port a camera URL names, with RTSP's default ports.
+func cameraAddr(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	port := "554"
+	if u.Scheme == "rtsps" {
+		port = "322"
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// pinnedDialer is gortsplib's only way out: it connects to the camera's configured address
+// and nowhere else, and closes a connection that would carry a Basic password the camera's
+// auth policy refuses, before it is written.
+type pinnedDialer struct {
+	addr        string
+	refuseBasic bool
+	mu          sync.Mutex
+	err         error // why a dial or write was refused
+}
+
+func (d *pinnedDialer) refuse(err error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.err = err
+	return err
+}
+
+// refusal is why a dial or write was refused, nil if none was.
+func (d *pinnedDialer) refusal() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
+}
+
+func (d *pinnedDialer) dial(ctx context.Context, network, address string) (net.Conn, error) {
+	if address != d.addr {
+		return nil, d.refuse(fmt.Errorf("refused to connect to %s: only the camera's %s is dialled", address, d.addr))
+	}
+	c, err := (&net.Dialer{}).DialContext(ctx, network, address)
+	if err != nil || !d.refuseBasic {
+		return c, err
+	}
+	return &noBasicConn{Conn: c, d: d}, nil
+}
+
+// noBasicConn refuses to write an RTSP request that carries Basic credentials.
+type noBasicConn struct {
+	net.Conn
+	d *pinnedDialer
+}
+
+func (c *noBasicConn) Write(b []byte) (int, error) {
+	if bytes.Contains(b, []byte("\r\nAuthorization: Basic ")) {
+		c.Conn.Close()
+		return 0, c.d.refuse(ErrBasicRefused)
+	}
+	return c.Conn.Write(b)
 }

@@ -3,7 +3,7 @@
 // into them.
 //
 // A message leaves the outbox only once the far side acknowledged it. This package does not decide
-// what to say; the agent does: it renders payloads (Event.MarshalNaming for sinks, JSON for MQTT)
+// what to say; the agent does: it renders payloads (Event.MarshalEventSink or MarshalEpisode for sinks, JSON for MQTT)
 // and enqueues them, and uplink delivers them in order, at least once.
 //
 // # MQTT
@@ -30,7 +30,11 @@
 //
 // # Event sinks
 //
-// EventSink.Run posts up to 100 queued events as one JSON array, concatenating the payloads as
-// they are. A 2xx answer acknowledges the batch; anything else keeps it and the same batch is
-// retried with capped, jittered backoff, so order holds.
+// EventSink.Run, in the event_sink format, posts up to 100 queued events as one JSON array,
+// concatenating the payloads as they are; in the episodes format it PUTs each queued episode to
+// <url>/<episode_id>. A 2xx answer acknowledges; anything else keeps it and the same request is
+// retried with capped, jittered backoff, so order holds. The sink's headers go on every request.
+//
+// EventIDs hands out event_id values that increase across restarts; it must not be used for
+// anything else, and nothing here decides what an event says.
 package uplink

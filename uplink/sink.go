@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,18 +22,32 @@ import (
 // maxBatch is SPEC §5's bound on events per POST.
 const maxBatch = 100
 
+// Sink formats (SPEC §5).
+const (
+	// FormatEventSink POSTs JSON arrays of event objects, as a Flussonic streamer's event_sink.
+	FormatEventSink = "event_sink"
+	// FormatEpisodes PUTs each queued episode to <url>/<episode_id>, Flussonic Central's
+	// episode_save (openapi/flussonic/paths/central/episode.yml).
+	FormatEpisodes = "episodes"
+)
+
 // EventSinkConfig configures one Flussonic/Watcher event sink.
 type EventSinkConfig struct {
 	URL    string       // http:// or https://
+	Format string       // FormatEventSink ("" too) or FormatEpisodes
+	Header http.Header  // added to every request: an API key, Basic auth
 	Queue  string       // outbox queue to drain, e.g. "sink:0"
 	Client *http.Client // nil = a client with connect and overall timeouts
 	Logger *slog.Logger // nil = slog.Default()
 }
 
-// EventSink drains one outbox queue into an event sink: each queued payload is one event object
-// already rendered in the sink's naming, and goes out in a JSON array of up to 100.
+// EventSink drains one outbox queue into an event sink. In the event_sink format each queued
+// payload is one event object (Event.MarshalEventSink) and they go out in JSON arrays of up to
+// 100; in the episodes format each is one episode (Event.MarshalEpisode), PUT on its own.
 type EventSink struct {
 	url    string
+	format string
+	header http.Header
 	safe   string // url with the password masked, for logs and errors
 	queue  string
 	client *http.Client
@@ -71,9 +87,19 @@ func NewEventSink(cfg EventSinkConfig, q Queue) (*EventSink, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	format := cfg.Format
+	switch format {
+	case "":
+		format = FormatEventSink
+	case FormatEventSink, FormatEpisodes:
+	default:
+		return nil, fmt.Errorf("event sink: format must be %s or %s, not %q", FormatEventSink, FormatEpisodes, format)
+	}
 	safe := u.Redacted()
 	return &EventSink{
 		url:      cfg.URL,
+		format:   format,
+		header:   cfg.Header.Clone(),
 		safe:     safe,
 		queue:    cfg.Queue,
 		client:   client,
@@ -116,7 +142,11 @@ func (s *EventSink) Run(ctx context.Context) error {
 	notify := s.q.Notify(s.queue)
 	bo := newBackoff(s.retryMin, s.retryMax)
 	for {
-		msgs, err := s.q.Peek(s.queue, maxBatch)
+		batch := maxBatch
+		if s.format == FormatEpisodes {
+			batch = 1
+		}
+		msgs, err := s.q.Peek(s.queue, batch)
 		if err != nil {
 			err = fmt.Errorf("event sink: outbox: %w", err)
 			s.setLastError(err)
@@ -145,7 +175,7 @@ func (s *EventSink) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		if err := s.post(ctx, msgs); err != nil {
+		if err := s.deliver(ctx, msgs); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -179,6 +209,33 @@ func splitValidJSON(msgs []store.Message) (good, bad []store.Message) {
 	return good, bad
 }
 
+// deliver sends msgs in the sink's format.
+func (s *EventSink) deliver(ctx context.Context, msgs []store.Message) error {
+	if s.format == FormatEventSink {
+		return s.post(ctx, msgs)
+	}
+	for _, m := range msgs {
+		if err := s.putEpisode(ctx, m.Payload); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// putEpisode sends one episode to <url>/<episode_id>.
+func (s *EventSink) putEpisode(ctx context.Context, payload []byte) error {
+	var ep struct {
+		EpisodeID int64 `json:"episode_id"`
+	}
+	if err := json.Unmarshal(payload, &ep); err != nil || ep.EpisodeID <= 0 {
+		// Not ours to fix by retrying: say so and let it go, as for payloads that are not JSON.
+		s.log.Error("dropping a queued episode without an episode_id", "payload_bytes", len(payload))
+		return nil
+	}
+	target := strings.TrimSuffix(s.url, "/") + "/" + strconv.FormatInt(ep.EpisodeID, 10)
+	return s.send(ctx, http.MethodPut, target, payload)
+}
+
 // post sends msgs as one JSON array, concatenating the payloads as they are.
 func (s *EventSink) post(ctx context.Context, msgs []store.Message) error {
 	n := 2 + len(msgs)
@@ -194,10 +251,17 @@ func (s *EventSink) post(ctx context.Context, msgs []store.Message) error {
 		body = append(body, m.Payload...)
 	}
 	body = append(body, ']')
+	return s.send(ctx, http.MethodPost, s.url, body)
+}
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
+// send makes one request with the sink's headers; only a 2xx answer is success.
+func (s *EventSink) send(ctx context.Context, method, target string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("event sink: POST %s: %w", s.safe, err)
+		return fmt.Errorf("event sink: %s %s: %w", method, s.safe, err)
+	}
+	for k, v := range s.header {
+		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := s.client.Do(req)
@@ -207,14 +271,14 @@ func (s *EventSink) post(ctx context.Context, msgs []store.Message) error {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("event sink: POST %s: %w", s.safe, err)
+		return fmt.Errorf("event sink: %s %s: %w", method, s.safe, err)
 	}
 	defer resp.Body.Close()
 	// Read a bounded amount so the connection can be reused, and keep a little for the error.
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("event sink: POST %s: %s: %q", s.safe, resp.Status, bytes.TrimSpace(snippet))
+		return fmt.Errorf("event sink: %s %s: %s: %q", method, s.safe, resp.Status, bytes.TrimSpace(snippet))
 	}
 	return nil
 }

@@ -211,3 +211,69 @@ func TestNewEventSinkRejectsBadConfig(t *testing.T) {
 		})
 	}
 }
+
+// An episodes sink PUTs each queued episode to <url>/<episode_id>, in order, with the sink's
+// headers on every request; a refusal keeps the episode queued.
+func TestEpisodeSinkPutsEachEpisodeWithHeaders(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	refuse := 2
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		body, _ := io.ReadAll(r.Body)
+		got = append(got, fmt.Sprintf("%s %s key=%s %s", r.Method, r.URL.Path, r.Header.Get("X-Api-Key"), body))
+		if refuse > 0 {
+			refuse--
+			http.Error(rw, "later", http.StatusBadGateway)
+		}
+	}))
+	defer srv.Close()
+	q := newMemQueue()
+	s, err := NewEventSink(EventSinkConfig{URL: srv.URL + "/central/api/v3/episodes", Format: FormatEpisodes,
+		Header: http.Header{"X-Api-Key": {"k1"}}, Queue: "sink:e", Logger: testLogger(t)}, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.retryMin, s.retryMax = 10*time.Millisecond, 50*time.Millisecond
+	_, open, _ := started.MarshalEpisode()
+	id, closed, _ := stoppedAfter(5 * time.Second).MarshalEpisode()
+	if err := q.Enqueue(context.Background(), "sink:e", store.Message{Payload: open}, store.Message{Payload: closed}); err != nil {
+		t.Fatal(err)
+	}
+	runSink(t, s)
+	eventually(t, "both episodes delivered", 20*time.Second, func() bool { return q.depth("sink:e") == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	path := fmt.Sprintf("/central/api/v3/episodes/%d", id)
+	want := []string{
+		"PUT " + path + " key=k1 " + string(open), "PUT " + path + " key=k1 " + string(open),
+		"PUT " + path + " key=k1 " + string(open), "PUT " + path + " key=k1 " + string(closed),
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("requests:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestEventSinkSendsHeaders(t *testing.T) {
+	keys := make(chan string, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		keys <- r.Header.Get("Authorization")
+	}))
+	defer srv.Close()
+	q := newMemQueue()
+	s, err := NewEventSink(EventSinkConfig{URL: srv.URL, Header: http.Header{"Authorization": {"Bearer t0k"}}, Queue: "sink:0", Logger: testLogger(t)}, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enqueueEvents(t, q, "sink:0", 0, 1)
+	runSink(t, s)
+	select {
+	case k := <-keys:
+		if k != "Bearer t0k" {
+			t.Errorf("Authorization %q", k)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no request")
+	}
+}

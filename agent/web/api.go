@@ -603,7 +603,7 @@ func scrubConnection(c Connection) Connection {
 	c.Flussonic.Publish = stripUserinfo(c.Flussonic.Publish)
 	events := make([]EventSink, len(c.Flussonic.Events))
 	for i, e := range c.Flussonic.Events {
-		events[i] = EventSink{URL: stripPassword(e.URL), Naming: e.Naming}
+		events[i] = EventSink{URL: stripPassword(e.URL), Format: e.Format}
 	}
 	c.Flussonic.Events = events
 	return c
@@ -691,12 +691,12 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 					p, _ := u.User.Password()
 					secrets = append(secrets, p)
 				}
-				switch e.Naming {
+				switch e.Format {
 				case "":
-					e.Naming = "v22"
-				case "v22", "v23":
+					e.Format = "event_sink"
+				case "event_sink", "episodes":
 				default:
-					return secrets, &BadRequestError{Field: field + ".naming", Reason: "must be v22 or v23"}
+					return secrets, &BadRequestError{Field: field + ".format", Reason: "must be event_sink or episodes"}
 				}
 			}
 		}

@@ -165,7 +165,7 @@ type StreamInfo struct {
 // password stored for this sink".
 type EventSink struct {
 	URL    string `json:"url"`
-	Naming string `json:"naming"` // v22 | v23
+	Format string `json:"format"` // event_sink (default) | episodes (SPEC §5)
 }
 
 // MQTTConnection is the SC broker setting as the page sees it.

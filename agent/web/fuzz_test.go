@@ -124,8 +124,8 @@ func FuzzRequestBodies(f *testing.F) {
 		if decodeStrict(bytes.NewReader(body), &c) == nil {
 			if _, err := validateConnection(&c); err == nil && c.Flussonic != nil && c.Flussonic.Events != nil {
 				for _, e := range *c.Flussonic.Events {
-					if e.Naming != "v22" && e.Naming != "v23" {
-						t.Fatalf("accepted naming %q", e.Naming)
+					if e.Format != "event_sink" && e.Format != "episodes" {
+						t.Fatalf("accepted format %q", e.Format)
 					}
 				}
 			}

@@ -443,7 +443,7 @@ func TestNoResponseEverContainsAPassword(t *testing.T) {
 	mustStatus(t, c.do("PUT", "/api/connection", map[string]any{
 		"mqtt": map[string]any{"url": "mqtts://sc.example.com:8883", "username": "gw", "password": mqttPass, "topic_prefix": "camgate/gw"},
 		"flussonic": map[string]any{"publish": "rtsp://pub:" + fluPass + "@stream.example.com:554/", "stream_name": "{camera_id}",
-			"events": []map[string]string{{"url": "http://hook:" + sinkPass + "@watcher.example.com/events", "naming": "v23"}}},
+			"events": []map[string]string{{"url": "http://hook:" + sinkPass + "@watcher.example.com/events", "format": "episodes"}}},
 	}), 200)
 	w = c.do("PUT", "/api/connection", map[string]any{"mqtt": map[string]any{"url": "mqtt://reject.example", "username": "gw", "password": mqttPass}})
 	mustStatus(t, w, http.StatusInternalServerError)

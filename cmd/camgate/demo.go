@@ -145,7 +145,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg.Motion.Hold = agent.Duration(10 * time.Second)
 	cfg.Flussonic.Publish = server.URL()
 	cfg.MQTT.URL = broker.URL()
-	cfg.Flussonic.Events = []agent.EventSinkConfig{{URL: sink.URL(), Naming: "v22"}}
+	cfg.Flussonic.Events = []agent.EventSinkConfig{{URL: sink.URL(), Format: agent.FormatEventSink}}
 	cfg.Cameras = []agent.CameraConfig{
 		{ID: "cam1", Name: "Porch (alarms by mail)", URL: mailCam.URL(), Audio: true, Enabled: true},
 		{ID: "cam2", Name: "Garden", URL: plainCam.URL(), Audio: true, Enabled: true},
@@ -165,9 +165,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			fmt.Fprintf(stdout, "Pairing page:  http://%s/   setup code %s\n", a.WebAddr(), code)
 			fmt.Fprintln(stdout, "Watch a relayed stream:")
 			for _, c := range cfg.Cameras {
-				fmt.Fprintf(stdout, "  ffplay -rtsp_transport tcp %s      # %s\n", cfg.PublishURL(c.ID), c.Name)
+				fmt.Fprintf(stdout, "  ffplay -rtsp_transport tcp %s      # %s\n", cfg.PublishURLOf(cfg.StreamName(c.ID)), c.Name)
 			}
-			fmt.Fprintf(stdout, "  ffprobe -rtsp_transport tcp %s\n", cfg.PublishURL("cam1"))
+			fmt.Fprintf(stdout, "  ffprobe -rtsp_transport tcp %s\n", cfg.PublishURLOf(cfg.StreamName("cam1")))
 			fmt.Fprintf(stdout, "Registrations, state and events as Eltex SC gets them (embedded MQTT broker at %s):\n", broker.URL())
 			fmt.Fprintf(stdout, "  mosquitto_sub -h 127.0.0.1 -p %s -t '%s/#' -v\n", portOf(broker.URL()), cfg.TopicPrefix())
 			fmt.Fprintf(stdout, "Motion: the porch camera mails an alarm and the hall camera raises an ONVIF event every %s;\n", demoMotionEvery)

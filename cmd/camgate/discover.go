@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/camgate/camgate/mdns"
 	"github.com/camgate/camgate/onvif"
 )
 
@@ -46,11 +47,11 @@ func cmdDiscover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		names = strings.Split(*ifaces, ",")
 	}
 	var (
-		wg      sync.WaitGroup
-		found   []onvif.Found
-		mdns    []onvif.MDNSService
-		wsErr   error
-		mdnsErr error
+		wg       sync.WaitGroup
+		found    []onvif.Found
+		services []mdns.Service
+		wsErr    error
+		mdnsErr  error
 	)
 	wg.Add(1)
 	go func() {
@@ -61,7 +62,7 @@ func cmdDiscover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			mdns, mdnsErr = onvif.BrowseMDNS(ctx, onvif.MDNSConfig{Interfaces: names}, *timeout)
+			services, mdnsErr = mdns.Browse(ctx, mdns.Config{Interfaces: names}, *timeout)
 		}()
 	}
 	wg.Wait()
@@ -89,7 +90,7 @@ func cmdDiscover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}(&out[i])
 	}
 	inv.Wait()
-	out = append(out, mdnsOnly(mdns, out)...)
+	out = append(out, mdnsOnly(services, out)...)
 	sort.Slice(out, func(i, j int) bool { return ipLess(out[i].Address, out[j].Address) })
 	if *asJSON {
 		return writeJSON(stdout, out)
@@ -115,7 +116,7 @@ func (d *discovered) inventory(ctx context.Context, user, pass string) {
 }
 
 // mdnsOnly lists the mDNS answers from hosts WS-Discovery did not already report.
-func mdnsOnly(services []onvif.MDNSService, seen []discovered) []discovered {
+func mdnsOnly(services []mdns.Service, seen []discovered) []discovered {
 	have := map[string]bool{}
 	for _, d := range seen {
 		have[d.Address] = true

@@ -22,7 +22,11 @@ func uplinkConfig(gateway, mqttURL, smtpAddr string, sinks []string, extra strin
 	fmt.Fprintf(&b, "mqtt: {url: '%s', telemetry_interval: 1s}\n", mqttURL)
 	b.WriteString("flussonic:\n  events:\n")
 	for _, s := range sinks {
-		fmt.Fprintf(&b, "    - {url: '%s', naming: v22}\n", s)
+		if strings.HasPrefix(s, "{") { // a whole sink, as YAML
+			fmt.Fprintf(&b, "    - %s\n", s)
+			continue
+		}
+		fmt.Fprintf(&b, "    - {url: '%s', format: event_sink, server: %s}\n", s, e2eStreamer)
 	}
 	b.WriteString(extra)
 	b.WriteString("cameras:\n")
@@ -31,6 +35,9 @@ func uplinkConfig(gateway, mqttURL, smtpAddr string, sinks []string, extra strin
 	}
 	return b.String()
 }
+
+// e2eStreamer is the "server" the e2e tests' sinks give their events: the streamer of SPEC §5.
+const e2eStreamer = "streamer1.example.com"
 
 func disabledCamera(id string) string {
 	return fmt.Sprintf("  - {id: %s, url: 'rtsp://127.0.0.1:9/%s', enabled: false, password: 'cam-secret-%s'}\n", id, id, id)
@@ -253,12 +260,12 @@ func checkStartedInOrder(t *testing.T, n int, got func() [][]byte) {
 // and how many were duplicates of one already delivered.
 func collectStarted(payloads [][]byte, order *[]string, dups *int) int {
 	{
-		seen := map[string]bool{}
+		seen := map[int64]bool{}
 		*order, *dups = (*order)[:0], 0
 		for _, p := range payloads {
 			var ev struct {
 				Event   string `json:"event"`
-				EventID string `json:"event_id"`
+				EventID int64  `json:"event_id"`
 				Media   string `json:"media"`
 			}
 			if json.Unmarshal(p, &ev) != nil || ev.Event != "stream_motion_started" {

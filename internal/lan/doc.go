@@ -5,4 +5,7 @@
 // (RFC 1918, RFC 4193), but never a connection that arrived through the interface holding the
 // default route, because on a home gateway that interface faces the ISP. An explicit allow list
 // replaces all of that: then only the listed CIDRs get in, whatever the interface.
+//
+// The same rule picks the interfaces that discovery (WS-Discovery, mDNS) multicasts on
+// (MulticastInterfaces): never the one holding the default route.
 package lan

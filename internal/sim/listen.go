@@ -111,3 +111,15 @@ func loggerOrDiscard(l *slog.Logger) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
+
+// listenTCP binds addr, loopback on a free port when it is empty; name prefixes the error.
+func listenTCP(name, addr string) (net.Listener, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: listen %s: %w", name, addr, err)
+	}
+	return ln, nil
+}

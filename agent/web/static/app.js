@@ -394,7 +394,7 @@
       $("fl-pass").value = "";
       $("fl-pass").placeholder = f.password_set ? "unchanged" : "";
       $("fl-stream").value = f.stream_name || "";
-      $("fl-events").value = (f.events || []).map((e) => e.url + (e.naming === "v23" ? " v23" : "")).join("\n");
+      $("fl-events").value = (f.events || []).map((e) => e.url + (e.format === "episodes" ? " episodes" : "")).join("\n");
     } catch (e) {
       say($("conn-result"), e.message);
     }
@@ -403,8 +403,8 @@
   $("conn-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const events = $("fl-events").value.split("\n").map((l) => l.trim()).filter(Boolean).map((l) => {
-      const [url, naming] = l.split(/\s+/);
-      return { url, naming: naming === "v23" ? "v23" : "v22" };
+      const [url, format] = l.split(/\s+/);
+      return { url, format: format === "episodes" ? "episodes" : "event_sink" };
     });
     const body = {
       mqtt: { url: $("mq-url").value.trim(), username: $("mq-user").value.trim(), password: $("mq-pass").value, topic_prefix: $("mq-prefix").value.trim() },

@@ -1,4 +1,4 @@
-package onvif
+package mdns
 
 import (
 	"context"
@@ -89,7 +89,7 @@ func (c *mdnsConn) read(log *slog.Logger, handle func([]mdnsRecord)) {
 		recs, err := parseMDNSResponse(buf[:n])
 		if err != nil {
 			if !errors.Is(err, errNotMDNSResponse) {
-				log.Debug("onvif: mdns: packet ignored", "interface", c.ifi.Name, "from", src, "err", err)
+				log.Debug("mdns: packet ignored", "interface", c.ifi.Name, "from", src, "err", err)
 			}
 			continue
 		}

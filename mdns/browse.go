@@ -1,4 +1,4 @@
-package onvif
+package mdns
 
 import (
 	"context"
@@ -11,24 +11,25 @@ import (
 	"sync"
 	"time"
 
+	"github.com/camgate/camgate/internal/lan"
 	"golang.org/x/net/dns/dnsmessage"
 )
 
-// DefaultMDNSServices are the DNS-SD service types cameras announce.
-var DefaultMDNSServices = []string{"_rtsp._tcp", "_onvif._tcp", "_axis-video._tcp", "_http._tcp"}
+// DefaultServices are the DNS-SD service types cameras announce.
+var DefaultServices = []string{"_rtsp._tcp", "_onvif._tcp", "_axis-video._tcp", "_http._tcp"}
 
-// MDNSConfig configures BrowseMDNS.
-type MDNSConfig struct {
-	// Interfaces as for DiscovererConfig: empty means every LAN interface.
+// Config configures Browse.
+type Config struct {
+	// Interfaces to browse on; empty means every LAN interface (lan.MulticastInterfaces).
 	Interfaces []string
-	// Services to browse; DefaultMDNSServices when empty. _http._tcp answers are kept only when
+	// Services to browse; DefaultServices when empty. _http._tcp answers are kept only when
 	// they look like a camera (printers and NAS boxes announce it too).
 	Services []string
 	Logger   *slog.Logger
 }
 
-// MDNSService is one DNS-SD instance found.
-type MDNSService struct {
+// Service is one DNS-SD instance found.
+type Service struct {
 	Instance string // e.g. "AXIS M3045-V - ACCC8E012345"
 	Service  string // e.g. "_axis-video._tcp"
 	Host     string // e.g. "axis-accc8e012345.local."
@@ -37,7 +38,7 @@ type MDNSService struct {
 	Text     []string
 }
 
-// BrowseMDNS browses the service types for timeout and returns the instances that answered
+// Browse browses the service types for timeout and returns the instances that answered
 // with a port and an IPv4 address, sorted by service and instance.
 //
 // It is a small DNS-SD querier of its own rather than a library: the one it replaced pulled a
@@ -45,14 +46,14 @@ type MDNSService struct {
 // 224.0.0.251:5353 with SO_REUSEADDR and SO_REUSEPORT, so it coexists with avahi-daemon or umdns
 // on the gateway, sends PTR queries three times during timeout, asks for the SRV and A records
 // the answers left out, and joins what every response carried when the time is up.
-func BrowseMDNS(ctx context.Context, cfg MDNSConfig, timeout time.Duration) ([]MDNSService, error) {
-	ifaces, err := discoveryInterfaces(cfg.Interfaces)
+func Browse(ctx context.Context, cfg Config, timeout time.Duration) ([]Service, error) {
+	ifaces, err := lan.MulticastInterfaces(cfg.Interfaces)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mdns: %w", err)
 	}
 	services := cfg.Services
 	if len(services) == 0 {
-		services = DefaultMDNSServices
+		services = DefaultServices
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -66,14 +67,14 @@ func BrowseMDNS(ctx context.Context, cfg MDNSConfig, timeout time.Duration) ([]M
 		svc = strings.TrimSuffix(strings.TrimSuffix(svc, "."), ".local")
 		name, err := dnsmessage.NewName(svc + ".local.")
 		if svc == "" || err != nil {
-			return nil, fmt.Errorf("onvif: mdns: service type %q: want a name like _rtsp._tcp", svc)
+			return nil, fmt.Errorf("mdns: service type %q: want a name like _rtsp._tcp", svc)
 		}
 		browsed = append(browsed, svc)
 		ptrs = append(ptrs, dnsmessage.Question{Name: name, Type: dnsmessage.TypePTR, Class: dnsmessage.ClassINET})
 	}
 	queries, err := buildMDNSQueries(ptrs)
 	if err != nil {
-		return nil, fmt.Errorf("onvif: mdns: %w", err)
+		return nil, fmt.Errorf("mdns: %w", err)
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -91,10 +92,10 @@ func BrowseMDNS(ctx context.Context, cfg MDNSConfig, timeout time.Duration) ([]M
 		conns = append(conns, c)
 	}
 	if len(conns) == 0 {
-		return nil, fmt.Errorf("onvif: mdns: %w", errors.Join(errs...))
+		return nil, fmt.Errorf("mdns: %w", errors.Join(errs...))
 	}
 	for _, err := range errs {
-		log.Warn("onvif: mdns: interface left out", "err", err)
+		log.Warn("mdns: interface left out", "err", err)
 	}
 
 	var (
@@ -117,7 +118,7 @@ func BrowseMDNS(ctx context.Context, cfg MDNSConfig, timeout time.Duration) ([]M
 		for _, c := range conns {
 			for _, m := range msgs {
 				if err := c.send(m); err != nil {
-					log.Debug("onvif: mdns: send", "interface", c.ifi.Name, "err", err)
+					log.Debug("mdns: send", "interface", c.ifi.Name, "err", err)
 				}
 			}
 		}
@@ -139,7 +140,7 @@ func BrowseMDNS(ctx context.Context, cfg MDNSConfig, timeout time.Duration) ([]M
 		mu.Unlock()
 		msgs, err := buildMDNSQueries(qs)
 		if err != nil {
-			log.Debug("onvif: mdns: follow-up query", "err", err)
+			log.Debug("mdns: follow-up query", "err", err)
 		}
 		send(msgs)
 	}
@@ -179,7 +180,7 @@ func mdnsSchedule(timeout time.Duration) []mdnsStep {
 var cameraWords = []string{"camera", "cam", "ipc", "nvr", "dvr", "onvif", "axis", "hikvision", "dahua", "amcrest",
 	"reolink", "uniview", "foscam", "vivotek", "hanwha", "wisenet", "mobotix", "bosch", "eltex", "imou", "ezviz"}
 
-func looksLikeCamera(s MDNSService) bool {
+func looksLikeCamera(s Service) bool {
 	hay := strings.ToLower(s.Instance + " " + s.Host + " " + strings.Join(s.Text, " "))
 	for _, w := range cameraWords {
 		if strings.Contains(hay, w) {

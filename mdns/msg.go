@@ -1,4 +1,4 @@
-package onvif
+package mdns
 
 import (
 	"errors"

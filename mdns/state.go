@@ -1,4 +1,4 @@
-package onvif
+package mdns
 
 import (
 	"cmp"
@@ -156,8 +156,8 @@ func (s *mdnsState) followUps() []dnsmessage.Question {
 
 // results joins the records into services that can be reached: those with a port and an IPv4
 // address. _http._tcp instances are kept only when they look like a camera.
-func (s *mdnsState) results() []MDNSService {
-	var out []MDNSService
+func (s *mdnsState) results() []Service {
+	var out []Service
 	for key, in := range s.instances {
 		srv, ok := s.srv[key]
 		if !ok {
@@ -172,14 +172,14 @@ func (s *mdnsState) results() []MDNSService {
 		for i, a := range addrs {
 			ips[i] = net.IP(a.AsSlice())
 		}
-		svc := MDNSService{Instance: in.label, Service: in.service, Host: srv.target, Port: int(srv.port),
+		svc := Service{Instance: in.label, Service: in.service, Host: srv.target, Port: int(srv.port),
 			IPv4: ips, Text: slices.Clone(s.txt[key])}
 		if strings.EqualFold(in.service, "_http._tcp") && !looksLikeCamera(svc) {
 			continue
 		}
 		out = append(out, svc)
 	}
-	slices.SortFunc(out, func(a, b MDNSService) int {
+	slices.SortFunc(out, func(a, b Service) int {
 		return cmp.Or(strings.Compare(a.Service, b.Service), strings.Compare(a.Instance, b.Instance),
 			strings.Compare(a.Host, b.Host))
 	})

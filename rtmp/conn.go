@@ -1,4 +1,4 @@
-package rtsp
+package rtmp
 
 import (
 	"bufio"
@@ -214,46 +214,35 @@ func uint24(b []byte) uint32 { return uint32(b[0])<<16 | uint32(b[1])<<8 | uint3
 
 func appendUint24(b []byte, v uint32) []byte { return append(b, byte(v>>16), byte(v>>8), byte(v)) }
 
-// chunkWriter splits messages into chunks: a type 0 header, then type 3 continuations.
-// Absolute timestamps in every message keep it stateless.
-type chunkWriter struct {
-	w         *bufio.Writer
-	chunkSize int
-	hdr       []byte
-}
-
-func (cw *chunkWriter) writeMessage(csid byte, typ byte, streamID, ts uint32, body []byte) error {
+// appendChunks appends msg split into chunks of size: a type 0 header, then type 3
+// continuations. Absolute timestamps in every message keep the writer stateless. It does not
+// allocate once b has grown to a message's size.
+func appendChunks(b []byte, size int, csid, typ byte, streamID, ts uint32, body []byte) []byte {
 	extended := ts >= 0xffffff
-	h := append(cw.hdr[:0], csid&0x3f)
+	b = append(b, csid&0x3f)
 	if extended {
-		h = appendUint24(h, 0xffffff)
+		b = appendUint24(b, 0xffffff)
 	} else {
-		h = appendUint24(h, ts)
+		b = appendUint24(b, ts)
 	}
-	h = appendUint24(h, uint32(len(body)))
-	h = append(h, typ)
-	h = binary.LittleEndian.AppendUint32(h, streamID)
+	b = appendUint24(b, uint32(len(body)))
+	b = append(b, typ)
+	b = binary.LittleEndian.AppendUint32(b, streamID)
 	if extended {
-		h = binary.BigEndian.AppendUint32(h, ts)
+		b = binary.BigEndian.AppendUint32(b, ts)
 	}
-	cw.hdr = h
 	for first := true; first || len(body) > 0; first = false {
 		if !first {
-			h = append(cw.hdr[:0], 0xc0|csid&0x3f)
+			b = append(b, 0xc0|csid&0x3f)
 			if extended {
-				h = binary.BigEndian.AppendUint32(h, ts)
+				b = binary.BigEndian.AppendUint32(b, ts)
 			}
 		}
-		if _, err := cw.w.Write(h); err != nil {
-			return err
-		}
-		n := min(len(body), cw.chunkSize)
-		if _, err := cw.w.Write(body[:n]); err != nil {
-			return err
-		}
+		n := min(len(body), size)
+		b = append(b, body[:n]...)
 		body = body[n:]
 	}
-	return nil
+	return b
 }
 
 // countingReader counts what the server sent, for acknowledgements.
@@ -268,29 +257,35 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// rtmpConn is a publishing RTMP client connection. Writes may come from the frame writer and
-// from the reader (acknowledgements, ping responses) at once: mu orders them.
+// rtmpConn is a publishing RTMP client connection. During set-up one goroutine reads and
+// writes it. Once media flows the Publisher's writer owns the socket's write side, and the
+// reader's answers (acknowledgements, ping responses) wait in replies until the writer takes
+// them between two messages: the reader never writes into the middle of a half-sent frame.
 type rtmpConn struct {
-	nc net.Conn
-	in *countingReader
-	cr *chunkReader
-
-	mu       sync.Mutex
-	bw       *bufio.Writer
-	cw       chunkWriter
-	streamID uint32 // the publishing stream, from createStream
+	nc        net.Conn
+	in        *countingReader
+	cr        *chunkReader
+	chunkSize int    // outgoing
+	scratch   []byte // a set-up message being written
+	streamID  uint32 // the publishing stream, from createStream
 
 	window uint32 // the server's acknowledgement window, 0 = none
 	acked  uint64 // bytes received when the last acknowledgement was sent
-}
 
-// rtmpPublishOptions is what the connect and publish commands need besides the URL.
-type rtmpPublishOptions struct {
-	fourCCs []string // enhanced RTMP codecs announced in connect
+	mu      sync.Mutex
+	queue   bool   // replies go to replies, not the socket
+	replies []byte // chunked control messages for the writer
+	wake    func() // tells the writer that replies are waiting
 }
 
 // rtmpTarget is the URL split the way RTMP servers expect: the first path segment is the
-// application, the rest (with the query, where servers put tokens) the stream name.
+// application, the rest the stream name. A URL with one segment, rtmp://host/NAME, is how
+// Flussonic documents publishing to stream NAME: the segment is then both the application and
+// the stream name, as ffmpeg splits such a URL. The query (?password=...) stays on the stream
+// name, where ffmpeg and OBS carry a stream key and Flussonic reads a stream's publish
+// password ("password" in Flussonic's stream schema, openapi-demo
+// openapi/flussonic/components/schemas/stream/stream_config_media.yml; publishing page:
+// https://flussonic.com/doc/live-streaming/publishing-video-to-the-server/).
 type rtmpTarget struct {
 	addr, host string
 	tls        bool
@@ -319,9 +314,12 @@ func parseRTMPTarget(u *url.URL) (rtmpTarget, error) {
 	}
 	t.addr = net.JoinHostPort(t.host, port)
 	p := strings.TrimPrefix(u.EscapedPath(), "/")
-	app, name, _ := strings.Cut(p, "/")
-	if app == "" || name == "" {
-		return t, fmt.Errorf("RTMP URL path must be /app/stream, not %q", u.Path)
+	app, name, twoParts := strings.Cut(p, "/")
+	if !twoParts {
+		name = app
+	}
+	if app == "" || name == "" || strings.HasSuffix(name, "/") {
+		return t, fmt.Errorf("RTMP URL path must be /NAME or /APP/NAME, not %q", u.Path)
 	}
 	t.app = app
 	t.name = name
@@ -356,14 +354,14 @@ func (e *rtmpError) Error() string {
 // dialRTMP connects to the server and makes it accept a publish, following Adobe's
 // authentication (authmod=adobe, as nginx-rtmp's and Wowza's auth modules and ffmpeg do it)
 // when the server asks for it. The caller owns the returned connection.
-func dialRTMP(ctx context.Context, u *url.URL, opts rtmpPublishOptions) (*rtmpConn, error) {
+func dialRTMP(ctx context.Context, u *url.URL) (*rtmpConn, error) {
 	t, err := parseRTMPTarget(u)
 	if err != nil {
 		return nil, err
 	}
 	auth := ""
 	for attempt := 0; ; attempt++ {
-		c, err := dialRTMPOnce(ctx, t, auth, opts)
+		c, err := dialRTMPOnce(ctx, t, auth)
 		if err == nil {
 			return c, nil
 		}
@@ -429,7 +427,7 @@ func cond(c bool, a, b string) string {
 	return b
 }
 
-func dialRTMPOnce(ctx context.Context, t rtmpTarget, auth string, opts rtmpPublishOptions) (*rtmpConn, error) {
+func dialRTMPOnce(ctx context.Context, t rtmpTarget, auth string) (*rtmpConn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", t.addr)
 	if err != nil {
@@ -449,7 +447,7 @@ func dialRTMPOnce(ctx context.Context, t rtmpTarget, auth string, opts rtmpPubli
 		nc = tc
 	}
 	c := newRTMPConn(nc)
-	if err := c.publish(t, auth, opts); err != nil {
+	if err := c.publish(t, auth); err != nil {
 		nc.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -462,14 +460,12 @@ func dialRTMPOnce(ctx context.Context, t rtmpTarget, auth string, opts rtmpPubli
 
 func newRTMPConn(nc net.Conn) *rtmpConn {
 	in := &countingReader{r: nc}
-	c := &rtmpConn{
-		nc: nc,
-		in: in,
-		cr: newChunkReader(bufio.NewReaderSize(in, 4096)),
-		bw: bufio.NewWriterSize(nc, 64*1024),
+	return &rtmpConn{
+		nc:        nc,
+		in:        in,
+		cr:        newChunkReader(bufio.NewReaderSize(in, 4096)),
+		chunkSize: 128,
 	}
-	c.cw = chunkWriter{w: c.bw, chunkSize: 128}
-	return c
 }
 
 // handshake does the plain (non-digest) handshake: C0+C1, S0+S1+S2, C2 echoing S1.
@@ -497,14 +493,29 @@ func (c *rtmpConn) handshake() error {
 	return nil
 }
 
-// writeMessage writes and flushes one message.
+// writeMessage writes one message during set-up, or queues a reply once media flows.
 func (c *rtmpConn) writeMessage(csid, typ byte, streamID, ts uint32, body []byte) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.cw.writeMessage(csid, typ, streamID, ts, body); err != nil {
-		return err
+	if c.queue {
+		c.replies = appendChunks(c.replies, c.chunkSize, csid, typ, streamID, ts, body)
+		wake := c.wake
+		c.mu.Unlock()
+		wake()
+		return nil
 	}
-	return c.bw.Flush()
+	c.mu.Unlock()
+	c.scratch = appendChunks(c.scratch[:0], c.chunkSize, csid, typ, streamID, ts, body)
+	_, err := c.nc.Write(c.scratch)
+	return err
+}
+
+// takeReplies appends the queued replies to b; they go out ahead of the next media.
+func (c *rtmpConn) takeReplies(b []byte) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b = append(b, c.replies...)
+	c.replies = c.replies[:0]
+	return b
 }
 
 // writeCommand sends an AMF0 command: name, transaction id, then args.
@@ -518,15 +529,13 @@ func (c *rtmpConn) writeCommand(csid byte, streamID uint32, name string, txn int
 }
 
 func (c *rtmpConn) setChunkSize(n int) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], uint32(n))
-	if err := c.cw.writeMessage(csidControl, rtmpSetChunkSize, 0, 0, b[:]); err != nil {
+	if err := c.writeMessage(csidControl, rtmpSetChunkSize, 0, 0, b[:]); err != nil {
 		return err
 	}
-	c.cw.chunkSize = n
-	return c.bw.Flush()
+	c.chunkSize = n
+	return nil
 }
 
 // readMessage returns the next message that is not a control message; control messages are
@@ -644,7 +653,7 @@ func (c *rtmpConn) waitCommand(cmdName string, txn int, onStatus bool) (rtmpComm
 
 // publish runs the exchange ffmpeg runs before sending media: connect, releaseStream,
 // FCPublish, createStream, publish.
-func (c *rtmpConn) publish(t rtmpTarget, auth string, opts rtmpPublishOptions) error {
+func (c *rtmpConn) publish(t rtmpTarget, auth string) error {
 	if err := c.handshake(); err != nil {
 		return err
 	}
@@ -661,13 +670,6 @@ func (c *rtmpConn) publish(t rtmpTarget, auth string, opts rtmpPublishOptions) e
 		{"type", "nonprivate"},
 		{"flashVer", "FMLE/3.0 (compatible; camgate)"},
 		{"tcUrl", tcURL},
-	}
-	if len(opts.fourCCs) > 0 {
-		list := make([]any, len(opts.fourCCs))
-		for i, f := range opts.fourCCs {
-			list[i] = f
-		}
-		connect = append(connect, amfProp{"fourCcList", list})
 	}
 	if err := c.writeCommand(csidCommand, 0, "connect", 1, connect); err != nil {
 		return err

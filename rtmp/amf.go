@@ -1,4 +1,4 @@
-package rtsp
+package rtmp
 
 import (
 	"encoding/binary"

@@ -1,7 +1,6 @@
-package rtsp
+package rtmp
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/hex"
 	"net/url"
@@ -9,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/abema/go-mp4"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 )
 
 func TestAMFRoundTrip(t *testing.T) {
@@ -20,7 +18,7 @@ func TestAMFRoundTrip(t *testing.T) {
 		"live/x?token=1",
 		amfObj{{"level", "status"}, {"code", "NetStream.Publish.Start"}, {"n", 3.0}},
 		amfObj{{"nested", amfObj{{"deep", false}}}},
-		[]any{"hvc1", "Opus"},
+		[]any{"a", 2.0},
 	} {
 		b := appendAMF(nil, v)
 		got, err := decodeAMF(b)
@@ -60,21 +58,16 @@ func TestAMFRejects(t *testing.T) {
 // The chunk writer's output, read back by the chunk reader, gives the same messages,
 // including the extended timestamp on every chunk of a long message.
 func TestChunkRoundTrip(t *testing.T) {
-	var buf bytes.Buffer
-	bw := bufio.NewWriter(&buf)
-	cw := chunkWriter{w: bw, chunkSize: 128}
+	var b []byte
 	msgs := []rtmpMessage{
 		{typ: rtmpCommandAMF0, streamID: 0, ts: 0, body: bytes.Repeat([]byte{1}, 300)},
 		{typ: rtmpVideo, streamID: 1, ts: 0x1000000, body: bytes.Repeat([]byte{2}, 1000)},
 		{typ: rtmpAudio, streamID: 1, ts: 40, body: []byte{3}},
 	}
 	for _, m := range msgs {
-		if err := cw.writeMessage(csidVideo, m.typ, m.streamID, m.ts, m.body); err != nil {
-			t.Fatal(err)
-		}
+		b = appendChunks(b, 128, csidVideo, m.typ, m.streamID, m.ts, m.body)
 	}
-	_ = bw.Flush()
-	cr := newChunkReader(&buf)
+	cr := newChunkReader(bytes.NewReader(b))
 	for _, want := range msgs {
 		got, err := cr.readMessage()
 		if err != nil {
@@ -106,6 +99,10 @@ func TestRTMPTarget(t *testing.T) {
 		{"rtmp://fl.example.com/live/cam1", "fl.example.com:1935", "live", "rtmp://fl.example.com/live", "cam1"},
 		{"rtmps://fl.example.com/live/cam1?password=s3", "fl.example.com:443", "live", "rtmps://fl.example.com/live", "cam1?password=s3"},
 		{"rtmp://u:p@10.0.0.1:1936/app/a/b", "10.0.0.1:1936", "app", "rtmp://10.0.0.1:1936/app", "a/b"},
+		// Flussonic's three forms: the name alone is both application and stream.
+		{"rtmp://fl.example.com/cam1?password=s3", "fl.example.com:1935", "cam1", "rtmp://fl.example.com/cam1", "cam1?password=s3"},
+		{"rtmp://fl.example.com/static/cam1?password=s3", "fl.example.com:1935", "static", "rtmp://fl.example.com/static", "cam1?password=s3"},
+		{"rtmp://fl.example.com/live/cam1", "fl.example.com:1935", "live", "rtmp://fl.example.com/live", "cam1"},
 	} {
 		u, _ := url.Parse(tc.url)
 		got, err := parseRTMPTarget(u)
@@ -116,9 +113,11 @@ func TestRTMPTarget(t *testing.T) {
 			t.Errorf("%s: got %+v", tc.url, got)
 		}
 	}
-	u, _ := url.Parse("rtmp://host/onlyapp")
-	if _, err := parseRTMPTarget(u); err == nil {
-		t.Error("a URL without a stream name was accepted")
+	for _, bad := range []string{"rtmp://host/", "rtmp://host", "rtmp://host/app/", "http://host/app/x"} {
+		u, _ := url.Parse(bad)
+		if _, err := parseRTMPTarget(u); err == nil {
+			t.Errorf("%s: a URL without a stream name was accepted", bad)
+		}
 	}
 }
 
@@ -141,25 +140,6 @@ func TestDecoderConfigRecords(t *testing.T) {
 		t.Errorf("avcC read back as %+v", a)
 	}
 
-	// This SPS has an emulation prevention byte inside profile_tier_level.
-	vps := mustHex(t, "40010c01ffff022000000300b0000003000003007b18b024")
-	hsps := mustHex(t, "420101022000000300b0000003000003007ba0078200887db6718b92448053888892cf24a69272c9124922dc91aa48fca223ff000100016a02020201")
-	hpps := mustHex(t, "4401c0252f053240")
-	hvcc, err := hevcDecoderConfig(vps, hsps, hpps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var h mp4.HvcC
-	if _, err := mp4.Unmarshal(bytes.NewReader(hvcc), uint64(len(hvcc)), &h, mp4.Context{}); err != nil {
-		t.Fatalf("hvcC: %v", err)
-	}
-	var s h265.SPS
-	_ = s.Unmarshal(hsps)
-	if h.GeneralProfileIdc != s.ProfileTierLevel.GeneralProfileIdc || h.GeneralLevelIdc != s.ProfileTierLevel.GeneralLevelIdc ||
-		h.GeneralProfileCompatibility != s.ProfileTierLevel.GeneralProfileCompatibilityFlag ||
-		len(h.NaluArrays) != 3 || !bytes.Equal(h.NaluArrays[1].Nalus[0].NALUnit, hsps) || h.LengthSizeMinusOne != 3 {
-		t.Errorf("hvcC read back as %+v", h)
-	}
 }
 
 func mustHex(t *testing.T, s string) []byte {
@@ -197,14 +177,10 @@ func FuzzAMFDecode(f *testing.F) {
 }
 
 func FuzzChunkReader(f *testing.F) {
-	var buf bytes.Buffer
-	bw := bufio.NewWriter(&buf)
-	cw := chunkWriter{w: bw, chunkSize: 64}
-	_ = cw.writeMessage(csidCommand, rtmpCommandAMF0, 0, 0, appendAMF(nil, "onStatus"))
-	_ = cw.writeMessage(csidControl, rtmpSetChunkSize, 0, 0, []byte{0, 0, 0, 16})
-	_ = cw.writeMessage(csidVideo, rtmpVideo, 1, 0xffffff, bytes.Repeat([]byte{9}, 200))
-	_ = bw.Flush()
-	f.Add(buf.Bytes())
+	b := appendChunks(nil, 64, csidCommand, rtmpCommandAMF0, 0, 0, appendAMF(nil, "onStatus"))
+	b = appendChunks(b, 64, csidControl, rtmpSetChunkSize, 0, 0, []byte{0, 0, 0, 16})
+	b = appendChunks(b, 64, csidVideo, rtmpVideo, 1, 0xffffff, bytes.Repeat([]byte{9}, 200))
+	f.Add(b)
 	f.Add([]byte{0x43, 0, 0, 1, 0, 0, 4, rtmpAck, 0, 0, 0, 1, 0x83, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cr := newChunkReader(bytes.NewReader(b))

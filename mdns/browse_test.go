@@ -1,4 +1,4 @@
-package onvif
+package mdns
 
 import (
 	"fmt"
@@ -204,7 +204,7 @@ func aRec(host, ip string, ttl uint32) mdnsRecord {
 }
 
 // brief renders results as "service instance host [ips]:port text".
-func brief(list []MDNSService) []string {
+func brief(list []Service) []string {
 	var out []string
 	for _, s := range list {
 		out = append(out, fmt.Sprintf("%s %s %s %v:%d %s", s.Service, s.Instance, s.Host, s.IPv4, s.Port, strings.Join(s.Text, ",")))
@@ -327,7 +327,7 @@ func TestMDNSStateJoinsRecords(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newMDNSState(DefaultMDNSServices)
+			s := newMDNSState(DefaultServices)
 			for _, p := range tt.packets {
 				s.add(p)
 			}
@@ -339,7 +339,7 @@ func TestMDNSStateJoinsRecords(t *testing.T) {
 }
 
 func TestMDNSStateIsBounded(t *testing.T) {
-	s := newMDNSState(DefaultMDNSServices)
+	s := newMDNSState(DefaultServices)
 	for i := range 3 * mdnsMaxNames {
 		inst := fmt.Sprintf("cam %d._rtsp._tcp.local.", i)
 		host := fmt.Sprintf("cam%d.local.", i)
@@ -369,7 +369,7 @@ func TestMDNSFollowUpsAskForWhatIsMissing(t *testing.T) {
 		}
 		return out
 	}
-	s := newMDNSState(DefaultMDNSServices)
+	s := newMDNSState(DefaultServices)
 	s.add([]mdnsRecord{ptrRec("_rtsp._tcp.local.", porch, 4500)})
 	steps := []struct {
 		then []mdnsRecord
@@ -446,7 +446,7 @@ func FuzzParseMDNS(f *testing.F) {
 		if len(recs) > mdnsMaxRecords {
 			t.Fatalf("%d records from one packet", len(recs))
 		}
-		s := newMDNSState(DefaultMDNSServices)
+		s := newMDNSState(DefaultServices)
 		s.add(recs)
 		s.add(recs)
 		if len(s.results()) > mdnsMaxInstances {

@@ -1,4 +1,4 @@
-package onvif_test
+package mdns_test
 
 import (
 	"context"
@@ -7,13 +7,20 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/camgate/camgate/onvif"
+	"github.com/camgate/camgate/internal/netnstest"
+	"github.com/camgate/camgate/mdns"
+	"github.com/grandcat/zeroconf"
 	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/net/ipv4"
 )
+
+// Multicast tests run inside a network namespace of their own (internal/netnstest), holding
+// only a loopback interface: nothing they send can reach a real network.
+var inNetns = netnstest.Run
 
 // A terse responder answers each question with exactly the record asked for and nothing
 // additional, as some camera firmwares do: the browser must ask for the SRV and A records itself.
@@ -79,7 +86,7 @@ func TestMDNSAsksForRecordsTheAnswersLeftOut(t *testing.T) {
 			}
 		}()
 
-		got, err := onvif.BrowseMDNS(context.Background(), onvif.MDNSConfig{Interfaces: []string{"lo"}, Services: []string{"_onvif._tcp"}}, 3*time.Second)
+		got, err := mdns.Browse(context.Background(), mdns.Config{Interfaces: []string{"lo"}, Services: []string{"_onvif._tcp"}}, 3*time.Second)
 		conn.Close()
 		<-done
 		if err != nil {
@@ -95,6 +102,66 @@ func TestMDNSAsksForRecordsTheAnswersLeftOut(t *testing.T) {
 		}
 		if asked[dnsmessage.TypeSRV] == 0 || asked[dnsmessage.TypeA] == 0 || asked[dnsmessage.TypePTR] < 2 {
 			t.Errorf("questions answered by type: %v; want repeated PTR and follow-up SRV and A", asked)
+		}
+	})
+}
+
+func loopback(t *testing.T) *net.Interface {
+	t.Helper()
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lo
+}
+
+// listenReuseAddr binds a UDP address with SO_REUSEADDR only, as mDNS responders such as
+// avahi-daemon do, so that the browser under test must share the port with it.
+func listenReuseAddr(t *testing.T, addr string) net.PacketConn {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+		})
+	}}
+	conn, err := lc.ListenPacket(context.Background(), "udp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+func TestMDNSFindsCamerasBesideAnotherResponder(t *testing.T) {
+	inNetns(t, []string{"10.77.0.50", "10.77.0.51", "10.77.0.52"}, func(t *testing.T) {
+		lo := loopback(t)
+		// Stand-in for avahi-daemon/umdns: it holds 0.0.0.0:5353 with SO_REUSEADDR, as they do.
+		avahi := listenReuseAddr(t, "0.0.0.0:5353")
+		defer avahi.Close()
+
+		ifs := []net.Interface{*lo}
+		for _, s := range []struct{ instance, service, host, ip string }{
+			{"AXIS M3045-V - ACCC8E012345", "_axis-video._tcp", "axis-accc8e012345", "10.77.0.50"},
+			{"Porch IPC", "_rtsp._tcp", "ipc-porch", "10.77.0.51"},
+			{"HP LaserJet 400", "_http._tcp", "printer", "10.77.0.52"},
+		} {
+			srv, err := zeroconf.RegisterProxy(s.instance, s.service, "local.", 554, s.host, []string{s.ip}, []string{"vendor=test"}, ifs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Shutdown()
+		}
+
+		got, err := mdns.Browse(context.Background(), mdns.Config{Interfaces: []string{"lo"}}, 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, s := range got {
+			names = append(names, fmt.Sprintf("%s %s %v:%d", s.Service, s.Instance, s.IPv4, s.Port))
+		}
+		want := []string{"_axis-video._tcp AXIS M3045-V - ACCC8E012345 [10.77.0.50]:554", "_rtsp._tcp Porch IPC [10.77.0.51]:554"}
+		if !slices.Equal(names, want) {
+			t.Errorf("found %q\nwant %q (the printer's _http._tcp left out)", names, want)
 		}
 	})
 }

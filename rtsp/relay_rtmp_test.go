@@ -131,18 +131,20 @@ func (rr *rtmpReceiver) counts() (video, audio int, firstIDR bool) {
 	return rr.videoFrames, rr.audioFrames, rr.firstIsIDR
 }
 
-// TestRelayToRTMP relays a camera to gortmplib's RTMP server: H.264 and AAC in classic FLV
-// tags, H.265 through Enhanced RTMP, G.711 A-law as FLV sound format 7.
+// TestRelayToRTMP relays a camera to gortmplib's RTMP server: H.264 with AAC or G.711 μ-law in
+// classic FLV tags, what Flussonic takes over RTMP (SPEC §4). A G.711 A-law track is left out
+// and named in Stats; H.265 is refused, since without video there is nothing to publish.
 func TestRelayToRTMP(t *testing.T) {
 	for _, tc := range []struct {
 		name           string
 		vcodec, acodec string
 		wantVideo      string
 		wantAudio      string
+		wantDropped    string // in Stats.DroppedTracks and LastError
 	}{
-		{"H264+AAC", "libx264", "aac", "H264", "AAC"},
-		{"H265 enhanced", "libx265", "", "H265", ""},
-		{"H264+G711", "libx264", "pcm_alaw", "H264", "PCMA"},
+		{"H264+AAC", "libx264", "aac", "H264", "AAC", ""},
+		{"H264+PCMU", "libx264", "pcm_mulaw", "H264", "PCMU", ""},
+		{"H264+PCMA video only", "libx264", "pcm_alaw", "H264", "", "G.711 A-law (PCMA) audio left out: Flussonic does not take it over RTMP"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cam := newTestServer(t)
@@ -160,6 +162,7 @@ func TestRelayToRTMP(t *testing.T) {
 			c1 := cam.snapshot("cam").videoFrames
 			time.Sleep(500 * time.Millisecond)
 			v1, audio, firstIDR := rr.counts()
+			st := r.Stats()
 			stop()
 
 			if sent, got := c1-c0, v1-v0; got < sent*95/100 {
@@ -175,7 +178,32 @@ func TestRelayToRTMP(t *testing.T) {
 			if !firstIDR {
 				t.Error("first video frame over RTMP is not a keyframe")
 			}
+			if tc.wantDropped == "" && len(st.DroppedTracks) != 0 {
+				t.Errorf("dropped %q, want nothing dropped", st.DroppedTracks)
+			}
+			if tc.wantDropped != "" && (len(st.DroppedTracks) != 1 || st.DroppedTracks[0] != tc.wantDropped || !strings.Contains(st.LastError, tc.wantDropped)) {
+				t.Errorf("dropped %q, last error %q; want %q in both", st.DroppedTracks, st.LastError, tc.wantDropped)
+			}
 		})
+	}
+}
+
+// An H.265 camera over RTMP is refused with a last error naming the codec and the protocol,
+// and nothing reaches the receiver: Flussonic takes H.265 only over RTSP.
+func TestRelayRefusesH265OverRTMP(t *testing.T) {
+	cam := newTestServer(t)
+	startCamera(t, cam.url("cam"), "libx265", "", 30)
+	waitFor(t, 10*time.Second, "camera to publish", func() bool { return cam.snapshot("cam").videoFrames > 0 })
+	rr := startRTMPReceiver(t)
+	r, stop := startRelay(t, RelayConfig{Source: cam.url("cam"), Publish: rr.url()})
+	defer stop()
+	const want = "upstream: H265 video left out: Flussonic does not take it over RTMP: no video left to publish"
+	waitFor(t, 10*time.Second, "the refusal", func() bool { return r.Stats().LastError == want })
+	if st := r.Stats(); st.Relaying || st.FramesOut != 0 {
+		t.Errorf("relaying %v with %d frames out, want nothing sent", st.Relaying, st.FramesOut)
+	}
+	if v, a, _ := rr.counts(); v != 0 || a != 0 {
+		t.Errorf("receiver got %d video and %d audio frames, want none", v, a)
 	}
 }
 
