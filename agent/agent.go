@@ -2,11 +2,10 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"reflect"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -28,56 +27,31 @@ type Options struct {
 	Ready    func(a *Agent)      // called once everything is listening; may be nil
 }
 
-// Agent runs one gateway: its cameras' relays and, as they are wired, discovery, motion and the
-// uplink. Build it with New and start it with Run.
+// Agent runs one gateway: its cameras' relays, discovery, motion and the uplink. Build it with
+// New and start it with Run.
+//
+// The camera registry and the loaded config belong to one goroutine, the registry loop (see
+// registry.go). Everything else asks it with a request and reads the immutable view it
+// publishes after every request; nothing holds a lock while it does I/O.
 type Agent struct {
 	log     *slog.Logger
 	opts    Options
 	started time.Time
+	initial Loaded
 
-	mu       sync.Mutex
-	loaded   Loaded
-	db       *store.DB
-	cameras  map[string]*cameraEntry     // by camera_id
-	agentIDs map[string]string           // camera_id -> agent_id, persisted
+	db       *store.DB     // set by Run before any part starts, never changed after
+	requests chan envelope // to the registry loop
+	loopDone chan struct{} // closed when the registry loop has returned
+	view     atomic.Pointer[view]
 	link     atomic.Pointer[uplinkParts] // MQTT and event sinks; swapped when the page changes them
-	runCtx   context.Context             // lives as long as Run; relays started later hang off it
-	motion   *motionTracker
+	motion   *motionOwner
 	snaps    *snapshots
-	kick     chan struct{} // asks Run's loop to reconcile, from goroutines that must not block on a.mu
+	notify   *notifyRoutes       // cameras' ONVIF notification endpoints on the page's server
+	pacer    *rtsp.Pacer         // shared by every relay: one wake-up a period for all cameras
+	streams  *uplink.StreamSetup // zero-touch stream setup; nil without flussonic.api; set before the loop
 
-	linkRun    *uplinkRun             // the running MQTT client and event sinks
-	found      map[string]*discovered // by endpoint reference; guarded by mu
-	discoverer *onvif.Discoverer      // nil when discovery.onvif is off
-	webAddr    string                 // where the pairing page listens, once it does
-	notify     *notifyRoutes          // cameras' ONVIF notification endpoints on the page's server
-	pacer      *rtsp.Pacer            // shared by every relay: one wake-up a period for all cameras
-	streams    *uplink.StreamSetup    // zero-touch stream setup; nil without flussonic.api
-}
-
-// cameraEntry is one camera as the agent wants it (conf) and as it runs (relay).
-type cameraEntry struct {
-	id      string
-	agentID string
-	origin  string // originConfig or originAdded
-	conf    CameraConfig
-	device  DeviceInfo
-	relay   *relayRun
-	onvif   *onvifLink // for enabled cameras given by ONVIF device URL
-	problem string     // why it is not relayed, in words, when that is the agent's doing
-}
-
-const (
-	originConfig     = "config"     // from camgate.yaml; changed by editing the file
-	originAdded      = "added"      // added from the pairing page or MQTT; kept in the store
-	originDiscovered = "discovered" // found on the LAN, waiting for credentials
-)
-
-type relayRun struct {
-	cfg    rtsp.RelayConfig
-	relay  *rtsp.Relay
-	cancel context.CancelFunc
-	done   chan struct{}
+	webAddr    atomic.Pointer[string]           // where the pairing page listens, once it does
+	discoverer atomic.Pointer[onvif.Discoverer] // nil when discovery.onvif is off
 }
 
 // New checks nothing beyond what LoadConfig already validated; all I/O happens in Run.
@@ -88,17 +62,20 @@ func New(l Loaded, opts Options) *Agent {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	return &Agent{log: opts.Logger, opts: opts, loaded: l, cameras: map[string]*cameraEntry{}, pacer: rtsp.NewPacer(0, 0),
-		motion: newMotionTracker(), snaps: &snapshots{latest: map[string][]byte{}, at: map[string]time.Time{}}, kick: make(chan struct{}, 1),
+	a := &Agent{log: opts.Logger, opts: opts, initial: l, pacer: rtsp.NewPacer(0, 0),
+		requests: make(chan envelope), loopDone: make(chan struct{}),
+		snaps:  &snapshots{latest: map[string][]byte{}, at: map[string]time.Time{}},
 		notify: &notifyRoutes{routes: map[string]*onvif.NotifyReceiver{}}}
+	a.view.Store(&view{cfg: l})
+	return a
 }
 
 // Run opens the store, starts every enabled camera's relay and keeps them in line with the
 // config until ctx ends; then it stops them all and closes the store.
 func (a *Agent) Run(ctx context.Context) error {
 	a.started = time.Now()
-	cfg := a.config()
-	for _, n := range a.loaded.Notes {
+	cfg := a.initial
+	for _, n := range cfg.Notes {
 		a.log.Info(n)
 	}
 	a.setLogLevel(cfg.Log.Level)
@@ -111,43 +88,50 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer db.Close()
 	a.db = db
-	if err := a.loadAgentIDs(); err != nil {
-		return err
-	}
-	a.loadDiscovered()
 	code, err := PairCode(cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("pairing code: %w", err)
 	}
+	runCtx, stopAll := context.WithCancel(ctx)
+	defer stopAll()
+	a.streams = a.newStreamSetup(&cfg.Config)
+	r, err := newRegistry(a, runCtx, cfg)
+	if err != nil {
+		return err
+	}
 	a.log.Info("camgate started", "version", a.opts.Version, "gateway_id", cfg.GatewayID,
-		"config", cfg.sourceName(a.loaded.Path), "data_dir", cfg.DataDir, "setup_code", code)
-	if cfg.Flussonic.Publish == "" {
+		"config", cfg.sourceName(cfg.Path), "data_dir", cfg.DataDir, "setup_code", code)
+	if r.loaded.Flussonic.Publish == "" {
 		a.log.Warn("flussonic.publish is not set: cameras are registered but not relayed")
 	}
+	loopCtx, stopLoop := context.WithCancel(context.Background())
+	go func() { defer close(a.loopDone); r.run(loopCtx) }()
 
-	runCtx, stopAll := context.WithCancel(ctx)
-	a.mu.Lock()
-	a.runCtx = runCtx
-	a.mu.Unlock()
-	// The uplink has its own context so that it outlives the relays on the way out: status
-	// offline is the last thing the broker hears. Whatever is still queued is on disk already.
+	a.motion, err = newMotionOwner(a, r.loaded.Motion.Hold.Std())
+	if err != nil {
+		stopLoop()
+		<-a.loopDone
+		return err
+	}
+	motionCtx, stopMotion := context.WithCancel(context.Background())
+	motionDone := make(chan struct{})
+	go func() { defer close(motionDone); a.motion.run(motionCtx) }()
+
 	var background sync.WaitGroup
+	// Shutdown, in the order the parts depend on each other: the inputs stop (they may still
+	// ask the loop), motion closes its episodes while the uplink still queues, then the loop
+	// ends and the relays and the uplink are waited for outside it.
 	defer func() {
 		stopAll()
-		a.stopRelays()
-		a.stopAllMotion()
-		a.stopUplink()
 		background.Wait()
+		stopMotion()
+		<-motionDone
+		stopLoop()
+		<-a.loopDone
+		r.waitStopped(5 * time.Second)
 	}()
-	a.applyStoredConnection(&cfg)
-	a.mu.Lock()
-	a.loaded = cfg
-	a.mu.Unlock()
-	a.restartUplink(&cfg.Config)
 	a.serveControl(runCtx, cfg.DataDir, &background)
-	a.startStreamSetup(runCtx, &cfg.Config, &background)
-
-	a.reconcile(runCtx)
+	a.startStreamSetup(runCtx, &background)
 	if err := a.startSMTP(runCtx, &cfg.Config, &background); err != nil {
 		return err
 	}
@@ -155,48 +139,75 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.startWeb(runCtx, &cfg.Config, code, &background); err != nil {
 		return err
 	}
-	background.Add(2)
+	background.Add(3)
 	go func() { defer background.Done(); a.publishStates(runCtx) }()
 	go func() { defer background.Done(); a.publishTelemetry(runCtx) }()
+	go func() { defer background.Done(); a.followReloads(runCtx) }()
 	if a.opts.Ready != nil {
 		a.opts.Ready(a)
 	}
+	<-ctx.Done()
+	a.log.Info("stopping: tearing down relays")
+	return nil
+}
+
+// followReloads reads the config file on every SIGHUP, outside the loop, and hands the loop
+// what it read.
+func (a *Agent) followReloads(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			a.log.Info("stopping: tearing down relays")
-			return nil
+			return
 		case <-a.opts.Reload:
-			a.reload(runCtx)
-		case <-a.kick:
-			a.reconcile(runCtx)
+		}
+		path := a.config().Path
+		if path == "" {
+			a.log.Info("reload: running on built-in defaults, no file to read")
+			continue
+		}
+		l, err := LoadConfig(path, true, a.opts.Getenv)
+		if err != nil {
+			a.log.Error("reload: keeping the running config", "err", err)
+			continue
+		}
+		if _, err := a.ask(ctx, reloadRequest{loaded: l}); err != nil && ctx.Err() == nil {
+			a.log.Error("reload", "err", err)
 		}
 	}
 }
 
-// requestReconcile asks Run's loop to bring the relays in line with the registry soon.
-func (a *Agent) requestReconcile() {
+// errStopping is the answer to a request that arrives while the agent shuts down.
+var errStopping = errors.New("camgate is stopping")
+
+// ask hands the registry loop a request and waits for its answer.
+func (a *Agent) ask(ctx context.Context, req request) (result, error) {
+	done := make(chan result, 1)
 	select {
-	case a.kick <- struct{}{}:
-	default:
+	case a.requests <- envelope{req: req, done: done}:
+	case <-ctx.Done():
+		return result{}, ctx.Err()
+	case <-a.loopDone:
+		return result{}, errStopping
+	}
+	select {
+	case res := <-done:
+		return res, res.err
+	case <-a.loopDone:
+		return result{}, errStopping
 	}
 }
 
-// runContext is the context relays started outside Run's own goroutine hang off.
-func (a *Agent) runContext() context.Context {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.runCtx == nil {
-		return context.Background()
+// tell hands the loop a request whose answer nobody waits for (a relay that stopped, a stream
+// resolved, a device discovered). It returns at once when the loop is gone.
+func (a *Agent) tell(req request) {
+	select {
+	case a.requests <- envelope{req: req}:
+	case <-a.loopDone:
 	}
-	return a.runCtx
 }
 
-func (a *Agent) config() Loaded {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.loaded
-}
+// config is the loaded config as the loop last published it.
+func (a *Agent) config() Loaded { return a.view.Load().cfg }
 
 func (c *Config) sourceName(path string) string {
 	if path == "" {
@@ -215,269 +226,26 @@ func (a *Agent) setLogLevel(level string) {
 	}
 }
 
-// reload reads the config file again. A bad file keeps the running config and says why; keys
-// that only take effect at start are named so the owner knows a restart is needed.
-func (a *Agent) reload(ctx context.Context) {
-	old := a.config()
-	if old.Path == "" {
-		a.log.Info("reload: running on built-in defaults, no file to read")
-		return
-	}
-	l, err := LoadConfig(old.Path, true, a.opts.Getenv)
-	if err != nil {
-		a.log.Error("reload: keeping the running config", "err", err)
-		return
-	}
-	a.applyStoredConnection(&l)
-	for key, same := range map[string]bool{
-		"gateway_id": old.GatewayID == l.GatewayID, "data_dir": old.DataDir == l.DataDir,
-		"web.listen": old.Web.Listen == l.Web.Listen, "smtp.listen": old.SMTP.Listen == l.SMTP.Listen,
-		"outbox.max_bytes": old.Outbox.MaxBytes == l.Outbox.MaxBytes,
-	} {
-		if !same {
-			a.log.Warn("reload: this key takes effect at the next restart", "key", key)
-		}
-	}
-	a.mu.Lock()
-	a.loaded = l
-	a.mu.Unlock()
-	a.setLogLevel(l.Log.Level)
-	a.log.Info("reload: config read", "path", l.Path)
-	if !reflect.DeepEqual(old.MQTT, l.MQTT) || !reflect.DeepEqual(old.Flussonic.Events, l.Flussonic.Events) {
-		a.restartUplink(&l.Config)
-	}
-	a.reconcile(ctx)
+// view is what readers (the page, /metrics, telemetry, MQTT state, the mail intake) see of the
+// registry: an immutable copy made by the loop after each request.
+type view struct {
+	cfg     Loaded
+	cameras []cameraView // sorted by id
 }
 
-// wantedCamera is one camera the registry should hold.
-type wantedCamera struct {
-	conf   CameraConfig
-	device DeviceInfo
-	origin string
+type cameraView struct {
+	status CameraStatus // without Relay, which is read live from relay
+	relay  *rtsp.Relay  // nil when not relayed
+	onvif  resolution
+	hasRes bool // a stream resolver runs for this camera
 }
 
-// desiredCameras is the registry the config file and the store ask for. A camera in the file
-// wins over a stored one of the same id.
-func (a *Agent) desiredCameras(cfg *Config) map[string]wantedCamera {
-	want := make(map[string]wantedCamera, len(cfg.Cameras))
-	if stored, err := a.storedCameras(); err != nil {
-		a.log.Error("registry", "err", err)
-	} else {
-		for id, r := range stored {
-			want[id] = wantedCamera{conf: r.CameraConfig, device: r.Device, origin: originAdded}
-		}
+func (v *view) camera(id string) (cameraView, bool) {
+	i := sort.Search(len(v.cameras), func(i int) bool { return v.cameras[i].status.ID >= id })
+	if i < len(v.cameras) && v.cameras[i].status.ID == id {
+		return v.cameras[i], true
 	}
-	for _, c := range cfg.Cameras {
-		id := c.ID
-		if id == "" {
-			id = CameraIDFromURL(c.URL)
-		}
-		c.ID = id
-		want[id] = wantedCamera{conf: c, device: DeviceInfo{IP: hostOf(c.URL)}, origin: originConfig}
-	}
-	a.discoveredWantedLocked(want)
-	return want
-}
-
-// relayConfigLocked is what one camera's relay should run with, or a reason it should not run.
-func (a *Agent) relayConfigLocked(cfg *Config, e *cameraEntry) (rtsp.RelayConfig, string) {
-	c := e.conf
-	switch {
-	case e.origin == originDiscovered:
-		return rtsp.RelayConfig{}, "needs credentials: add it with the camera's username and password"
-	case !c.Enabled:
-		return rtsp.RelayConfig{}, "disabled"
-	case cfg.Flussonic.Publish == "":
-		return rtsp.RelayConfig{}, "flussonic.publish is not set"
-	}
-	source := c.URL
-	if needsResolving(c.URL) {
-		if e.onvif == nil {
-			return rtsp.RelayConfig{}, "stream not resolved yet"
-		}
-		_, _, stream, errText := e.onvif.state()
-		if stream == "" {
-			if errText == "" {
-				errText = "asking the camera for its stream"
-			}
-			return rtsp.RelayConfig{}, errText
-		}
-		source = stream
-	}
-	return rtsp.RelayConfig{
-		Source:    source,
-		Username:  c.Username,
-		Password:  c.Password,
-		Transport: c.Transport,
-		Auth:      c.Auth,
-		Audio:     c.Audio,
-		Publish:   cfg.PublishURLOf(cfg.CameraStreamName(c.ID, c.StreamName)),
-		Logger:    a.log.With("camera_id", c.ID),
-		Pacer:     a.pacer,
-	}, ""
-}
-
-// mergeONVIF copies what the camera told us over ONVIF into its device info.
-func mergeONVIF(e *cameraEntry) {
-	if e.onvif == nil {
-		return
-	}
-	dev, _, _, _ := e.onvif.state()
-	if dev == nil {
-		return
-	}
-	d := &e.device
-	d.Vendor, d.Model, d.Serial, d.ONVIF = dev.Manufacturer, dev.Model, dev.Serial, e.conf.URL
-	if dev.MAC != "" {
-		d.MAC = dev.MAC
-	}
-	d.SnapshotURI, d.PTZ = dev.SnapshotURI, dev.HasPTZ
-	if d.IP == "" {
-		d.IP = hostOf(e.conf.URL)
-	}
-}
-
-// sameRelay compares two relay configs by what the relay does, not by their loggers or pacers.
-func sameRelay(x, y rtsp.RelayConfig) bool {
-	x.Logger, y.Logger = nil, nil
-	x.Pacer, y.Pacer = nil, nil
-	return reflect.DeepEqual(x, y)
-}
-
-// reconcile makes the running relays match the config: it starts what is missing, restarts only
-// what changed and stops what is gone. One camera's trouble never touches another's relay.
-func (a *Agent) reconcile(ctx context.Context) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	cfg := a.loaded.Config
-	want := a.desiredCameras(&cfg)
-	for id, e := range a.cameras {
-		if _, ok := want[id]; !ok {
-			a.stopRelayLocked(e)
-			if e.onvif != nil {
-				e.onvif.cancel()
-			}
-			delete(a.cameras, id)
-			a.log.Info("camera removed", "camera_id", id)
-			a.unregisterLocked(ctx, id)
-		}
-	}
-	assigned := len(a.agentIDs)
-	for id, w := range want {
-		conf := w.conf
-		e, ok := a.cameras[id]
-		if !ok {
-			e = &cameraEntry{id: id, agentID: assignAgentID(cfg.GatewayID, id, a.agentIDs)}
-			a.cameras[id] = e
-			a.log.Info("camera added", "camera_id", id, "agent_id", e.agentID, "name", conf.Name)
-		}
-		e.conf, e.device, e.origin = conf, w.device, w.origin
-		a.ensureONVIFLocked(ctx, e)
-		mergeONVIF(e)
-		rc, why := a.relayConfigLocked(&cfg, e)
-		e.problem = why
-		switch {
-		case why != "":
-			if e.relay != nil {
-				a.log.Info("relay stopped", "camera_id", id, "reason", why)
-			}
-			a.stopRelayLocked(e)
-		case e.relay != nil && sameRelay(e.relay.cfg, rc):
-			// unchanged: keep the running session
-		default:
-			if e.relay != nil {
-				a.log.Info("relay settings changed: restarting", "camera_id", id)
-				a.stopRelayLocked(e)
-			}
-			a.startRelayLocked(ctx, e, rc)
-		}
-		a.registerLocked(ctx, &cfg, e)
-	}
-	a.unregisterGoneLocked(ctx)
-	a.wantStreamsLocked(&cfg)
-	// Agent ids are only ever added (a camera removed and added again keeps its id).
-	if len(a.agentIDs) != assigned {
-		if err := a.saveAgentIDsLocked(); err != nil {
-			a.log.Error("saving agent ids", "err", err)
-		}
-	}
-}
-
-func (a *Agent) startRelayLocked(ctx context.Context, e *cameraEntry, rc rtsp.RelayConfig) {
-	rctx, cancel := context.WithCancel(ctx)
-	run := &relayRun{cfg: rc, relay: rtsp.NewRelay(rc), cancel: cancel, done: make(chan struct{})}
-	e.relay = run
-	a.log.Info("relay starting", "camera_id", e.id, "publish", redactURL(rc.Publish))
-	go func() {
-		defer close(run.done)
-		if err := run.relay.Run(rctx); err != nil {
-			a.log.Error("relay ended", "camera_id", e.id, "err", err)
-		}
-	}()
-}
-
-func (a *Agent) stopRelayLocked(e *cameraEntry) {
-	if e.relay == nil {
-		return
-	}
-	e.relay.cancel()
-	select {
-	case <-e.relay.done:
-	case <-time.After(5 * time.Second):
-		a.log.Warn("relay did not stop within 5s", "camera_id", e.id)
-	}
-	e.relay = nil
-}
-
-func (a *Agent) stopRelays() {
-	a.mu.Lock()
-	var links []*onvifLink
-	var wg sync.WaitGroup
-	for _, e := range a.cameras {
-		if e.onvif != nil {
-			e.onvif.cancel()
-			links = append(links, e.onvif)
-			e.onvif = nil
-		}
-		if e.relay != nil {
-			wg.Add(1)
-			go func(e *cameraEntry) { defer wg.Done(); a.stopRelayLocked(e) }(e)
-		}
-	}
-	wg.Wait()
-	a.mu.Unlock()
-	// ONVIF links may be reporting motion, which reads the config under a.mu: wait unlocked.
-	for _, l := range links {
-		select {
-		case <-l.done:
-		case <-time.After(5 * time.Second):
-			a.log.Warn("an ONVIF link did not stop within 5s")
-		}
-	}
-}
-
-const settingAgentIDs = "agent_ids"
-
-func (a *Agent) loadAgentIDs() error {
-	a.agentIDs = map[string]string{}
-	b, ok, err := a.db.Settings().Get(settingAgentIDs)
-	if err != nil {
-		return fmt.Errorf("store: reading agent ids: %w", err)
-	}
-	if ok {
-		if err := json.Unmarshal(b, &a.agentIDs); err != nil {
-			return fmt.Errorf("store: agent ids are corrupt: %w", err)
-		}
-	}
-	return nil
-}
-
-func (a *Agent) saveAgentIDsLocked() error {
-	b, err := json.Marshal(a.agentIDs)
-	if err != nil {
-		return err
-	}
-	return a.db.Settings().Put(settingAgentIDs, b)
+	return cameraView{}, false
 }
 
 // CameraStatus is one camera as the page, MQTT and the log see it. It carries no secret.
@@ -499,30 +267,32 @@ type CameraStatus struct {
 	Relay      rtsp.Stats `json:"relay"`
 }
 
+func (c cameraView) live(a *Agent) CameraStatus {
+	s := c.status
+	if s.Problem == "" && s.Enabled {
+		s.Problem = a.streamProblem(s.StreamName)
+	}
+	if c.relay != nil {
+		s.Relay = c.relay.Stats()
+	}
+	return s
+}
+
 // Cameras reports every camera in the registry, sorted by id.
 func (a *Agent) Cameras() []CameraStatus {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	cfg := a.loaded.Config
-	out := make([]CameraStatus, 0, len(a.cameras))
-	for _, e := range a.cameras {
-		s := CameraStatus{
-			ID: e.id, AgentID: e.agentID, Name: e.conf.Name, Origin: e.origin, URL: redactURL(e.conf.URL),
-			Username: e.conf.Username, Device: e.device, Substream: e.conf.Substream,
-			Enabled: e.conf.Enabled, Audio: e.conf.Audio, StreamName: cfg.CameraStreamName(e.id, e.conf.StreamName),
-			Problem: e.problem,
-		}
-		s.PublishURL, s.PlayURL = redactURL(cfg.PublishURLOf(s.StreamName)), cfg.PlayURL(s.StreamName)
-		if s.Problem == "" && s.Enabled {
-			s.Problem = a.streamProblemLocked(s.StreamName)
-		}
-		if e.relay != nil {
-			s.Relay = e.relay.relay.Stats()
-		}
-		out = append(out, s)
+	v := a.view.Load()
+	out := make([]CameraStatus, len(v.cameras))
+	for i, c := range v.cameras {
+		out[i] = c.live(a)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+func (a *Agent) cameraStatus(id string) (CameraStatus, error) {
+	if c, ok := a.view.Load().camera(id); ok {
+		return c.live(a), nil
+	}
+	return CameraStatus{}, fmt.Errorf("%w: %s", ErrUnknownCamera, id)
 }
 
 func (a *Agent) uptime() time.Duration {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/camgate/camgate/internal/lan"
+	"github.com/camgate/camgate/motion"
 	"github.com/camgate/camgate/smtp"
 	"github.com/camgate/camgate/store"
 )
@@ -22,8 +23,9 @@ type snapshots struct {
 	at     map[string]time.Time
 }
 
-func (a *Agent) keepSnapshot(ctx context.Context, cameraID string, jpeg []byte) {
-	link := a.link.Load()
+// keepSnapshot keeps a camera's latest JPEG in memory, on disk for the page after a restart,
+// and queued (keep-latest: only the newest waits) for its retained MQTT topic.
+func (a *Agent) keepSnapshot(ctx context.Context, cameraID string, jpeg []byte) error {
 	a.snaps.mu.Lock()
 	a.snaps.latest[cameraID] = jpeg
 	a.snaps.at[cameraID] = time.Now()
@@ -33,11 +35,16 @@ func (a *Agent) keepSnapshot(ctx context.Context, cameraID string, jpeg []byte) 
 		tmp := filepath.Join(dir, cameraID+".jpg.tmp")
 		if err := os.WriteFile(tmp, jpeg, 0o640); err == nil {
 			os.Rename(tmp, filepath.Join(dir, cameraID+".jpg"))
+		} else {
+			os.Remove(tmp)
+			a.log.Warn("snapshot not kept on disk", "camera_id", cameraID, "err", err)
 		}
 	}
-	if link != nil && link.mqtt != nil {
-		a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + cameraID + "/snapshot", Retain: true, Payload: jpeg})
+	if link := a.link.Load(); link != nil && link.mqtt != nil {
+		return a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + cameraID + "/snapshot",
+			Retain: true, Latest: true, Payload: jpeg})
 	}
+	return nil
 }
 
 // freshSnapshot returns the latest JPEG if it is younger than maxAge.
@@ -96,29 +103,36 @@ func (a *Agent) startSMTP(ctx context.Context, cfg *Config, wg *sync.WaitGroup) 
 }
 
 // handleAlarmMail maps a mail to its camera (SPEC §7: recipient's local part, else the sender's
-// IP, else the sender address) and turns it into motion and a snapshot.
-func (a *Agent) handleAlarmMail(ctx context.Context, m smtp.Alarm) {
+// IP, else the sender address) and turns it into motion and a snapshot. An error means the mail
+// was not stored (the server answers 451, the camera sends it again): a snapshot that cannot be
+// queued fails the mail too, so nothing is lost unsaid.
+func (a *Agent) handleAlarmMail(ctx context.Context, m smtp.Alarm) error {
 	id, how := a.cameraForMail(m)
 	if id == "" {
 		a.log.Warn("alarm mail from an unknown camera", "recipients", m.Recipients, "from", m.From, "ip", m.RemoteIP.String(), "subject", m.Subject)
-		return
+		return nil
 	}
 	a.log.Debug("alarm mail", "camera_id", id, "matched_by", how, "motion", m.Motion, "subject", m.Subject, "snapshot_bytes", len(m.Snapshot))
+	// The snapshot first: the episode's started event takes it as its preview.
 	if m.Snapshot != nil {
-		a.keepSnapshot(ctx, id, m.Snapshot)
+		if err := a.keepSnapshot(ctx, id, m.Snapshot); err != nil {
+			return fmt.Errorf("camera %s: snapshot not stored: %w", id, err)
+		}
 	}
 	if m.Motion {
-		a.Motion(ctx, id, sourceSMTP, m.Text, true)
+		if err := a.motion.report(ctx, id, motion.SourceMail, m.Text, true); err != nil {
+			return fmt.Errorf("camera %s: motion not stored: %w", id, err)
+		}
 	}
+	return nil
 }
 
 func (a *Agent) cameraForMail(m smtp.Alarm) (id, how string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	cams := a.view.Load().cameras
 	for _, r := range m.Recipients {
-		for cid := range a.cameras {
-			if strings.EqualFold(cid, r) {
-				return cid, "recipient"
+		for _, c := range cams {
+			if strings.EqualFold(c.status.ID, r) {
+				return c.status.ID, "recipient"
 			}
 		}
 	}
@@ -126,9 +140,9 @@ func (a *Agent) cameraForMail(m smtp.Alarm) (id, how string) {
 		ip := m.RemoteIP.Unmap().String()
 		var match string
 		n := 0
-		for cid, e := range a.cameras {
-			if e.device.IP == ip {
-				match = cid
+		for _, c := range cams {
+			if c.status.Device.IP == ip {
+				match = c.status.ID
 				n++
 			}
 		}
@@ -137,9 +151,9 @@ func (a *Agent) cameraForMail(m smtp.Alarm) (id, how string) {
 		}
 	}
 	if local, _, ok := strings.Cut(m.From, "@"); ok {
-		for cid := range a.cameras {
-			if strings.EqualFold(cid, local) {
-				return cid, "sender address"
+		for _, c := range cams {
+			if strings.EqualFold(c.status.ID, local) {
+				return c.status.ID, "sender address"
 			}
 		}
 	}

@@ -76,15 +76,44 @@ func requestError(err error) error {
 
 // AddCamera adds a camera at run time; it is kept in the store and relayed at once when enabled.
 func (a *Agent) AddCamera(ctx context.Context, r CameraRequest) (CameraStatus, error) {
+	res, err := a.ask(ctx, addCameraRequest{req: r})
+	return res.status, err
+}
+
+// SetCamera changes a camera added at run time. Cameras from the config file are changed by
+// editing the file, which stays their single source of truth.
+func (a *Agent) SetCamera(ctx context.Context, id string, r CameraRequest) (CameraStatus, error) {
+	res, err := a.ask(ctx, setCameraRequest{id: id, req: r})
+	return res.status, err
+}
+
+// RemoveCamera forgets a camera added at run time: its relay stops and its retained MQTT topics
+// are cleared.
+func (a *Agent) RemoveCamera(ctx context.Context, id string) error {
+	_, err := a.ask(ctx, removeCameraRequest{id: id})
+	return err
+}
+
+// RebootRelay restarts one camera's relay: both sessions are torn down and set up again. It
+// returns once the restart is asked for; the new session starts when the old one has ended.
+func (a *Agent) RebootRelay(ctx context.Context, id string) error {
+	_, err := a.ask(ctx, rebootRelayRequest{id: id})
+	return err
+}
+
+type addCameraRequest struct{ req CameraRequest }
+
+func (q addCameraRequest) serve(r *registry) result {
+	req := q.req
 	c := defaultCamera()
-	c.ID = strings.TrimSpace(r.CameraID)
+	c.ID = strings.TrimSpace(req.CameraID)
 	dev := DeviceInfo{}
 	// A discovered camera is added by its camera_id and credentials: its ONVIF address is known.
-	if d, ok := a.discoveredByID(c.ID); ok && r.URL == nil {
+	if d, ok := r.discoveredByID(c.ID); ok && req.URL == nil {
 		c.URL, c.Name = d.XAddr, d.Name
 		dev = DeviceInfo{Model: d.Hardware, IP: d.IP, MAC: d.MAC, ONVIF: onvifOnly(d.XAddr)}
 	}
-	r.apply(&c)
+	req.apply(&c)
 	if c.ID == "" && c.URL != "" {
 		c.ID = CameraIDFromURL(c.URL)
 	}
@@ -92,111 +121,103 @@ func (a *Agent) AddCamera(ctx context.Context, r CameraRequest) (CameraStatus, e
 		dev.IP = hostOf(c.URL)
 	}
 	if err := checkCamera("", c); err != nil {
-		return CameraStatus{}, requestError(err)
+		return result{err: requestError(err)}
 	}
-	a.mu.Lock()
-	e, exists := a.cameras[c.ID]
-	exists = exists && e.origin != originDiscovered
-	a.mu.Unlock()
-	if exists {
-		return CameraStatus{}, fmt.Errorf("camera %s already exists: use set_camera to change it", c.ID)
+	if e, exists := r.cameras[c.ID]; exists && e.origin != originDiscovered {
+		return result{err: fmt.Errorf("camera %s already exists: use set_camera to change it", c.ID)}
 	}
 	rec := cameraRecord{CameraConfig: c, Device: dev, AddedAt: time.Now().UTC()}
-	if err := a.saveCamera(rec); err != nil {
-		return CameraStatus{}, fmt.Errorf("saving camera: %w", err)
+	if err := r.a.saveCamera(rec); err != nil {
+		return result{err: fmt.Errorf("saving camera: %w", err)}
 	}
-	a.reconcile(a.runContext())
-	return a.cameraStatus(c.ID)
+	r.added[c.ID] = rec
+	r.reconcile()
+	return r.statusOf(c.ID)
 }
 
-// SetCamera changes a camera added at run time. Cameras from the config file are changed by
-// editing the file, which stays their single source of truth.
-func (a *Agent) SetCamera(ctx context.Context, id string, r CameraRequest) (CameraStatus, error) {
-	rec, err := a.storedCamera(id)
+type setCameraRequest struct {
+	id  string
+	req CameraRequest
+}
+
+func (q setCameraRequest) serve(r *registry) result {
+	rec, err := r.addedCamera(q.id)
 	if err != nil {
-		return CameraStatus{}, err
+		return result{err: err}
 	}
-	r.apply(&rec.CameraConfig)
+	q.req.apply(&rec.CameraConfig)
 	if err := checkCamera("", rec.CameraConfig); err != nil {
-		return CameraStatus{}, requestError(err)
+		return result{err: requestError(err)}
 	}
-	if r.URL != nil {
+	if q.req.URL != nil {
 		rec.Device.IP = hostOf(rec.URL)
 	}
-	if err := a.saveCamera(rec); err != nil {
-		return CameraStatus{}, fmt.Errorf("saving camera: %w", err)
+	if err := r.a.saveCamera(rec); err != nil {
+		return result{err: fmt.Errorf("saving camera: %w", err)}
 	}
-	a.reconcile(a.runContext())
-	return a.cameraStatus(id)
+	r.added[q.id] = rec
+	r.reconcile()
+	return r.statusOf(q.id)
 }
 
-// RemoveCamera forgets a camera added at run time: its relay stops and its retained MQTT topics
-// are cleared.
-func (a *Agent) RemoveCamera(ctx context.Context, id string) error {
-	if _, err := a.storedCamera(id); err != nil {
-		return err
+type removeCameraRequest struct{ id string }
+
+func (q removeCameraRequest) serve(r *registry) result {
+	if _, err := r.addedCamera(q.id); err != nil {
+		return result{err: err}
 	}
-	if err := a.db.Cameras().Delete(id); err != nil {
-		return fmt.Errorf("removing camera: %w", err)
+	if err := r.a.db.Cameras().Delete(q.id); err != nil {
+		return result{err: fmt.Errorf("removing camera: %w", err)}
 	}
-	a.reconcile(a.runContext())
-	return nil
+	delete(r.added, q.id)
+	r.reconcile()
+	return result{}
 }
 
-// RebootRelay restarts one camera's relay: both sessions are torn down and set up again.
-func (a *Agent) RebootRelay(ctx context.Context, id string) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	e, ok := a.cameras[id]
+type rebootRelayRequest struct{ id string }
+
+func (q rebootRelayRequest) serve(r *registry) result {
+	e, ok := r.cameras[q.id]
 	if !ok {
-		return fmt.Errorf("%w: %s", ErrUnknownCamera, id)
+		return result{err: fmt.Errorf("%w: %s", ErrUnknownCamera, q.id)}
 	}
 	if e.relay == nil {
-		return fmt.Errorf("camera %s is not relayed: %s", id, e.problem)
+		why := e.problem
+		if why == "" {
+			why = "not running"
+		}
+		return result{err: fmt.Errorf("camera %s is not relayed: %s", q.id, why)}
 	}
-	rc := e.relay.cfg
-	a.stopRelayLocked(e)
-	a.startRelayLocked(a.runContext(), e, rc)
-	a.log.Info("relay restarted on request", "camera_id", id)
-	return nil
+	r.stopRelay(e)
+	e.problem = "restarting"
+	r.a.log.Info("relay restart requested", "camera_id", q.id)
+	return result{}
 }
 
-func (a *Agent) storedCamera(id string) (cameraRecord, error) {
-	a.mu.Lock()
-	e, ok := a.cameras[id]
-	origin := ""
-	if ok {
-		origin = e.origin
-	}
-	a.mu.Unlock()
+// addedCamera is the stored record of a camera added at run time.
+func (r *registry) addedCamera(id string) (cameraRecord, error) {
+	e, ok := r.cameras[id]
 	if !ok {
 		return cameraRecord{}, fmt.Errorf("%w: %s", ErrUnknownCamera, id)
 	}
-	switch origin {
+	switch e.origin {
 	case originConfig:
 		return cameraRecord{}, fmt.Errorf("camera %s is defined in the config file: change it there", id)
 	case originDiscovered:
 		return cameraRecord{}, fmt.Errorf("camera %s was discovered but not added: add it with add_camera and its credentials", id)
 	}
-	b, ok, err := a.db.Cameras().Get(id)
-	if err != nil || !ok {
-		return cameraRecord{}, fmt.Errorf("camera %s: not in the store (%v)", id, err)
+	rec, ok := r.added[id]
+	if !ok {
+		return cameraRecord{}, fmt.Errorf("camera %s: not in the store", id)
 	}
-	var rec cameraRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return cameraRecord{}, fmt.Errorf("camera %s: stored record does not parse: %w", id, err)
-	}
-	rec.ID = id
 	return rec, nil
 }
 
-func (a *Agent) cameraStatus(id string) (CameraStatus, error) {
-	for _, c := range a.Cameras() {
-		if c.ID == id {
-			return c, nil
-		}
-	}
-	return CameraStatus{}, fmt.Errorf("%w: %s", ErrUnknownCamera, id)
+// statusOf answers a request with a camera's status as the next view will show it.
+func (r *registry) statusOf(id string) result {
+	r.publish()
+	s, err := r.a.cameraStatus(id)
+	return result{status: s, err: err}
 }
 
 // Commands are the MQTT commands of SPEC §6 that this build serves.
@@ -254,7 +275,6 @@ func (a *Agent) HandleCommand(ctx context.Context, name string, payload json.Raw
 		if err != nil {
 			return nil, fmt.Errorf("discover: %w", err)
 		}
-		a.requestReconcile()
 		devices := make([]map[string]any, 0, len(found))
 		for _, f := range found {
 			devices = append(devices, map[string]any{"xaddr": f.XAddr, "name": f.Name, "hardware": f.Hardware, "ip": f.Addr.String()})

@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"reflect"
+	"strings"
 	"sync"
+
+	"github.com/camgate/camgate/agent/web"
 )
 
 // connectionSettings are the SC and Flussonic settings made on the pairing page. Kept in the
@@ -37,7 +41,10 @@ func (a *Agent) storedConnection() (connectionSettings, error) {
 	if err != nil || !ok {
 		return cs, err
 	}
-	return cs, json.Unmarshal(b, &cs)
+	if err := json.Unmarshal(b, &cs); err != nil {
+		return connectionSettings{}, fmt.Errorf("store: connection settings: %w", err)
+	}
+	return cs, nil
 }
 
 // overlay applies stored page settings to a config.
@@ -64,74 +71,134 @@ func (cs connectionSettings) overlay(c *Config) {
 	}
 }
 
-// applyStoredConnection overlays the page's settings on a freshly loaded config.
-func (a *Agent) applyStoredConnection(l *Loaded) {
-	cs, err := a.storedConnection()
-	if err != nil {
-		a.log.Error("store: connection settings do not parse; using the file's", "err", err)
-		return
-	}
-	if cs.MQTT != nil || cs.Flussonic != nil {
-		cs.overlay(&l.Config)
-		a.log.Info("connection settings from the pairing page override the file's mqtt/flussonic keys")
-	}
-}
+// connectionRequest carries the page's new connection settings. The loop merges them with
+// the stored ones and the running config, so that a reload and a page change never undo each
+// other.
+type connectionRequest struct{ update web.ConnectionUpdate }
 
-// setConnection validates, stores and applies new connection settings: the uplink restarts with
-// them and relays whose publish URL changed restart.
-func (a *Agent) setConnection(ctx context.Context, cs connectionSettings) error {
-	l := a.config()
+func (q connectionRequest) serve(r *registry) result {
+	cs := r.conn.merge(&r.loaded.Config, q.update)
+	l := r.loaded
 	cs.overlay(&l.Config)
 	if err := l.Validate(); err != nil {
-		return requestError(err)
+		return result{err: requestError(err)}
 	}
 	b, err := json.Marshal(cs)
 	if err != nil {
-		return err
+		return result{err: fmt.Errorf("encoding connection settings: %w", err)}
 	}
-	if err := a.db.Settings().Put(settingConnection, b); err != nil {
-		return fmt.Errorf("saving connection settings: %w", err)
+	if err := r.a.db.Settings().Put(settingConnection, b); err != nil {
+		return result{err: fmt.Errorf("saving connection settings: %w", err)}
 	}
-	a.mu.Lock()
-	a.loaded = l
-	a.mu.Unlock()
-	a.restartUplink(&l.Config)
-	a.reconcile(a.runContext())
-	return nil
+	old := r.loaded
+	r.conn, r.loaded = cs, l
+	// As on reload, only what changed restarts: a new stream name restarts relays, not MQTT.
+	if !reflect.DeepEqual(old.MQTT, l.MQTT) || !reflect.DeepEqual(old.Flussonic.Events, l.Flussonic.Events) {
+		r.restartUplink()
+	}
+	r.reconcile()
+	return result{}
 }
 
 // uplinkRun is the running uplink's lifetime, so that new settings can replace it.
 type uplinkRun struct {
-	stop func()
-	wg   sync.WaitGroup
+	stop     func()
+	wg       sync.WaitGroup
+	stopping bool
 }
 
-func (a *Agent) restartUplink(cfg *Config) {
-	a.mu.Lock()
-	old := a.linkRun
-	a.mu.Unlock()
-	if old != nil {
-		old.stop()
-		old.wg.Wait()
-	}
-	ctx, stop := context.WithCancel(context.WithoutCancel(a.runContext()))
+// startUplink starts the uplink for cfg. Only ever called with no uplink running.
+func (r *registry) startUplink(cfg *Config) {
+	ctx, stop := context.WithCancel(context.WithoutCancel(r.ctx))
 	run := &uplinkRun{stop: stop}
-	a.startUplink(ctx, cfg, &run.wg)
-	a.mu.Lock()
-	a.linkRun = run
-	a.mu.Unlock()
-	a.log.Info("uplink (re)started", "mqtt", redactURL(cfg.MQTT.URL), "event_sinks", len(cfg.Flussonic.Events))
+	r.a.startUplink(ctx, cfg, &run.wg)
+	r.uplink = run
+	r.a.log.Info("uplink (re)started", "mqtt", redactURL(cfg.MQTT.URL), "event_sinks", len(cfg.Flussonic.Events))
 }
 
-func (a *Agent) stopUplink() {
-	a.mu.Lock()
-	run := a.linkRun
-	a.linkRun = nil
-	a.mu.Unlock()
-	if run != nil {
-		run.stop()
-		run.wg.Wait()
+// restartUplink asks the running uplink to stop; the new one starts when it has (uplinkStopped),
+// with the settings loaded by then. Two MQTT clients with one client id never run at once.
+func (r *registry) restartUplink() {
+	next := r.loaded.Config
+	r.next = &next
+	run := r.uplink
+	if run == nil {
+		r.startUplink(r.next)
+		r.next = nil
+		return
 	}
+	if run.stopping {
+		return // already asked; the latest settings win when it has ended
+	}
+	run.stopping = true
+	run.stop()
+	a := r.a
+	go func() {
+		run.wg.Wait()
+		a.tell(uplinkStopped{run: run})
+	}()
+}
+
+// uplinkStopped says the uplink asked to stop has ended.
+type uplinkStopped struct{ run *uplinkRun }
+
+func (q uplinkStopped) serve(r *registry) result {
+	if r.uplink != q.run {
+		return result{}
+	}
+	r.uplink = nil
+	if r.next != nil {
+		r.next = &r.loaded.Config
+		r.startUplink(r.next)
+		r.next = nil
+	}
+	r.reconcile() // the new uplink knows no registration yet
+	return result{}
+}
+
+// merge applies the page's update to the stored settings. A password left empty keeps the
+// one in use (cfg), unless the update clears it.
+func (cs connectionSettings) merge(cfg *Config, u web.ConnectionUpdate) connectionSettings {
+	if m := u.MQTT; m != nil {
+		pass := m.Password
+		if pass == "" && !m.ClearPassword {
+			pass = cfg.MQTT.Password
+		}
+		cs.MQTT = &mqttSettings{URL: strings.TrimSpace(m.URL), Username: m.Username, Password: pass, TopicPrefix: strings.TrimSpace(m.TopicPrefix)}
+	}
+	if f := u.Flussonic; f != nil {
+		_, oldUser, _ := splitUserinfo(cfg.Flussonic.Publish)
+		pass := f.Password
+		if pass == "" && !f.ClearPassword && oldUser == f.Username {
+			pass = storedPassword(cfg.Flussonic.Publish)
+		}
+		publish := strings.TrimSpace(f.Publish)
+		if publish != "" {
+			publish = joinUserinfo(publish, f.Username, pass)
+		}
+		events := cfg.Flussonic.Events
+		if f.Events != nil {
+			events = nil
+			for _, s := range *f.Events {
+				sink := defaultEventSink()
+				sink.URL = s.URL
+				if s.Format != "" {
+					sink.Format = s.Format
+				}
+				// A sink coming back from the page keeps what the page does not show: the
+				// stored password of a URL with a user, its server and its headers.
+				for _, old := range cfg.Flussonic.Events {
+					clean, user, _ := splitUserinfo(old.URL)
+					if old.URL == s.URL || user != "" && joinUserinfo(clean, user, "") == s.URL {
+						sink.URL, sink.Server, sink.Headers = old.URL, old.Server, old.Headers
+					}
+				}
+				events = append(events, sink)
+			}
+		}
+		cs.Flussonic = &flussonicSettings{Publish: publish, StreamName: strings.TrimSpace(f.StreamName), Events: events}
+	}
+	return cs
 }
 
 // splitUserinfo takes credentials out of a URL, for showing it.

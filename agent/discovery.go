@@ -63,24 +63,27 @@ func neighbourMAC(ip string) string {
 	return ""
 }
 
-func (a *Agent) loadDiscovered() {
-	a.found = map[string]*discovered{}
+func (a *Agent) loadDiscovered() map[string]*discovered {
+	found := map[string]*discovered{}
 	b, ok, err := a.db.Settings().Get(settingDiscovered)
 	if err != nil || !ok {
-		return
+		return found
 	}
-	var m map[string]*discovered
-	if err := json.Unmarshal(b, &m); err != nil {
+	if err := json.Unmarshal(b, &found); err != nil {
 		a.log.Warn("store: discovered device list does not parse; starting afresh", "err", err)
-		return
+		return map[string]*discovered{}
 	}
-	a.found = m
+	return found
 }
 
-func (a *Agent) saveDiscoveredLocked() {
-	b, _ := json.Marshal(a.found)
-	if err := a.db.Settings().Put(settingDiscovered, b); err != nil {
-		a.log.Error("store: saving discovered devices", "err", err)
+func (r *registry) saveDiscovered() {
+	b, err := json.Marshal(r.found)
+	if err != nil {
+		r.a.log.Error("encoding discovered devices", "err", err)
+		return
+	}
+	if err := r.a.db.Settings().Put(settingDiscovered, b); err != nil {
+		r.a.log.Error("store: saving discovered devices", "err", err)
 	}
 }
 
@@ -102,9 +105,7 @@ func (a *Agent) runDiscovery(ctx context.Context, cfg *Config, wg *sync.WaitGrou
 		a.log.Error("discovery disabled", "err", err)
 		return
 	}
-	a.mu.Lock()
-	a.discoverer = d
-	a.mu.Unlock()
+	a.discoverer.Store(d)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -128,65 +129,76 @@ func (a *Agent) runDiscovery(ctx context.Context, cfg *Config, wg *sync.WaitGrou
 	}()
 }
 
+// onDiscovery hands the loop a device that appeared or left. The neighbour table is read here,
+// not in the loop.
 func (a *Agent) onDiscovery(ch onvif.Change) {
-	f := ch.Device
+	q := discoveryChange{change: ch, ip: ch.Device.Addr.String()}
+	if u, err := url.Parse(ch.Device.XAddr); err == nil && u.Hostname() != "" {
+		q.ip = u.Hostname()
+	}
+	if ch.Kind != onvif.Gone {
+		q.mac = neighbourMAC(q.ip)
+	}
+	a.tell(q)
+}
+
+// discoveryChange is a WS-Discovery or mDNS announcement: Hello, ProbeMatch or Bye.
+type discoveryChange struct {
+	change  onvif.Change
+	ip, mac string
+}
+
+func (q discoveryChange) serve(r *registry) result {
+	f := q.change.Device
 	key := strings.ToLower(f.EndpointRef)
 	if key == "" {
 		key = f.XAddr
 	}
-	ip := f.Addr.String()
-	if u, err := url.Parse(f.XAddr); err == nil && u.Hostname() != "" {
-		ip = u.Hostname()
-	}
-	a.mu.Lock()
-	rec, known := a.found[key]
-	switch ch.Kind {
+	rec, known := r.found[key]
+	switch q.change.Kind {
 	case onvif.Gone:
-		if known {
-			rec.present = false
-			a.log.Info("camera left the network", "camera_id", rec.CameraID, "xaddr", f.XAddr)
+		if !known || !rec.present {
+			return result{}
 		}
+		rec.present = false
+		r.a.log.Info("camera left the network", "camera_id", rec.CameraID, "xaddr", f.XAddr)
 	default:
 		if !known {
-			mac := neighbourMAC(ip)
-			rec = &discovered{CameraID: discoveredCameraID(f, mac), EndpointRef: f.EndpointRef, MAC: mac}
-			a.found[key] = rec
-			a.log.Info("camera discovered", "camera_id", rec.CameraID, "xaddr", f.XAddr, "name", f.Name, "hardware", f.Hardware)
+			rec = &discovered{CameraID: discoveredCameraID(f, q.mac), EndpointRef: f.EndpointRef, MAC: q.mac}
+			r.found[key] = rec
+			r.a.log.Info("camera discovered", "camera_id", rec.CameraID, "xaddr", f.XAddr, "name", f.Name, "hardware", f.Hardware)
 		}
 		moved := known && rec.XAddr != "" && rec.XAddr != f.XAddr
 		oldXAddr := rec.XAddr
-		rec.XAddr, rec.Name, rec.Hardware, rec.IP, rec.LastSeen, rec.present = f.XAddr, f.Name, f.Hardware, ip, time.Now().UTC(), true
+		rec.XAddr, rec.Name, rec.Hardware, rec.IP, rec.LastSeen, rec.present = f.XAddr, f.Name, f.Hardware, q.ip, time.Now().UTC(), true
 		if moved {
-			a.log.Info("camera moved", "camera_id", rec.CameraID, "from", oldXAddr, "to", f.XAddr)
-			a.followMoveLocked(rec.CameraID, oldXAddr, f.XAddr)
+			r.a.log.Info("camera moved", "camera_id", rec.CameraID, "from", oldXAddr, "to", f.XAddr)
+			r.followMove(rec.CameraID, oldXAddr, f.XAddr)
 		}
 	}
-	a.saveDiscoveredLocked()
-	a.mu.Unlock()
-	a.requestReconcile()
+	r.saveDiscovered()
+	r.reconcile()
+	return result{}
 }
 
-// followMoveLocked points an added camera at its device's new address when the camera was given
+// followMove points an added camera at its device's new address when the camera was given
 // by that device's ONVIF URL: a DHCP renewal must not cost the owner a visit.
-func (a *Agent) followMoveLocked(id, oldXAddr, newXAddr string) {
-	b, ok, err := a.db.Cameras().Get(id)
-	if err != nil || !ok {
-		return
-	}
-	var rec cameraRecord
-	if json.Unmarshal(b, &rec) != nil || rec.URL != oldXAddr {
+func (r *registry) followMove(id, oldXAddr, newXAddr string) {
+	rec, ok := r.added[id]
+	if !ok || rec.URL != oldXAddr {
 		return
 	}
 	rec.URL, rec.Device.IP, rec.Device.ONVIF = newXAddr, hostOf(newXAddr), newXAddr
-	rec.ID = id
-	if err := a.saveCamera(rec); err != nil {
-		a.log.Error("store: following a moved camera", "camera_id", id, "err", err)
+	if err := r.a.saveCamera(rec); err != nil {
+		r.a.log.Error("store: following a moved camera", "camera_id", id, "err", err)
+		return
 	}
+	r.added[id] = rec
 }
 
-// discoveredWantedLocked adds the present, not yet added discovered devices to want.
-func (a *Agent) discoveredWantedLocked(want map[string]wantedCamera) {
-	for _, d := range a.found {
+// discoveredWanted adds the present, not yet added discovered devices to want.
+func (r *registry) discoveredWanted(want map[string]wantedCamera) {
+	for _, d := range r.found {
 		if !d.present {
 			continue
 		}
@@ -206,10 +218,8 @@ func (a *Agent) discoveredWantedLocked(want map[string]wantedCamera) {
 }
 
 // discoveredByID finds a discovered device by the camera_id it was given.
-func (a *Agent) discoveredByID(id string) (*discovered, bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, d := range a.found {
+func (r *registry) discoveredByID(id string) (*discovered, bool) {
+	for _, d := range r.found {
 		if d.CameraID == id {
 			c := *d
 			return &c, true
@@ -220,10 +230,8 @@ func (a *Agent) discoveredByID(id string) (*discovered, bool) {
 
 // DiscoverNow sends probes at once and reports the devices known a moment later.
 func (a *Agent) DiscoverNow(ctx context.Context, wait time.Duration) ([]onvif.Found, error) {
-	a.mu.Lock()
-	d := a.discoverer
-	cfg := a.loaded.Config
-	a.mu.Unlock()
+	d := a.discoverer.Load()
+	cfg := a.config()
 	if d == nil {
 		return onvif.Discover(ctx, onvif.DiscovererConfig{Interfaces: cfg.Discovery.Interfaces, Logger: a.log}, wait)
 	}

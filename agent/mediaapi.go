@@ -8,36 +8,45 @@ import (
 	"github.com/camgate/camgate/uplink"
 )
 
-// startStreamSetup starts the zero-touch stream setup (SPEC §2 flussonic.api) when it is
-// configured. It runs beside the relays and never holds them up; changing flussonic.api takes
-// a restart.
-func (a *Agent) startStreamSetup(ctx context.Context, cfg *Config, wg *sync.WaitGroup) {
+// newStreamSetup makes the zero-touch stream setup (SPEC §2 flussonic.api) when it is
+// configured; Run sets a.streams from it before any goroutine reads it. It runs beside the
+// relays and never holds them up; changing flussonic.api takes a restart.
+func (a *Agent) newStreamSetup(cfg *Config) *uplink.StreamSetup {
 	if cfg.Flussonic.API.URL == "" {
-		return
+		return nil
 	}
 	log := a.log.With("part", "media-api")
 	s, err := uplink.NewStreamSetup(uplink.StreamSetupConfig{
-		URL: cfg.Flussonic.API.URL, Username: cfg.Flussonic.API.Username, Password: cfg.Flussonic.API.Password, Logger: log,
+		URL: cfg.Flussonic.API.URL, Username: cfg.Flussonic.API.Username, Password: cfg.Flussonic.API.Password,
+		Logger: log,
 	})
 	if err != nil {
 		log.Error("stream setup disabled", "err", err) // Validate has checked the URL already
-		return
+		return nil
 	}
-	a.mu.Lock()
-	a.streams = s
-	a.mu.Unlock()
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = s.Run(ctx) }()
+	return s
 }
 
-// wantStreamsLocked hands the stream setup the streams of every enabled camera.
-func (a *Agent) wantStreamsLocked(cfg *Config) {
+// startStreamSetup runs the stream setup, if there is one, until ctx ends.
+func (a *Agent) startStreamSetup(ctx context.Context, wg *sync.WaitGroup) {
 	if a.streams == nil {
 		return
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = a.streams.Run(ctx) }()
+}
+
+// wantStreams hands the stream setup the streams of every enabled camera. Want never blocks,
+// so the registry loop calls it after each reconcile.
+func (r *registry) wantStreams() {
+	s := r.a.streams
+	if s == nil {
+		return
+	}
+	cfg := &r.loaded.Config
 	password := publishPassword(cfg.Flussonic.Publish)
 	var specs []uplink.StreamSpec
-	for _, e := range a.cameras {
+	for _, e := range r.cameras {
 		if !e.conf.Enabled || e.origin == originDiscovered {
 			continue
 		}
@@ -45,13 +54,15 @@ func (a *Agent) wantStreamsLocked(cfg *Config) {
 		if title == "" {
 			title = e.id
 		}
-		specs = append(specs, uplink.StreamSpec{Name: cfg.CameraStreamName(e.id, e.conf.StreamName), Title: title, Password: password})
+		specs = append(specs, uplink.StreamSpec{
+			Name: cfg.CameraStreamName(e.id, e.conf.StreamName), Title: title, Password: password,
+		})
 	}
-	a.streams.Want(specs)
+	s.Want(specs)
 }
 
-// streamProblemLocked is why the stream name could not be set up at the Media Server, "".
-func (a *Agent) streamProblemLocked(name string) string {
+// streamProblem is why the stream name could not be set up at the Media Server, "".
+func (a *Agent) streamProblem(name string) string {
 	if a.streams == nil {
 		return ""
 	}

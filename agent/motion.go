@@ -2,117 +2,171 @@ package agent
 
 import (
 	"context"
-	"sync"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/camgate/camgate/motion"
+	"github.com/camgate/camgate/store"
 	"github.com/camgate/camgate/uplink"
 )
 
-// motionTracker turns alarms from any source into one started/stopped pair per episode: the first
-// alarm starts an episode, every further alarm within motion.hold extends it, and it stops after
-// motion.hold of quiet, or at once when every source that raised it said "no motion".
-type motionTracker struct {
-	mu       sync.Mutex
-	episodes map[string]*episode // by camera_id
+// motionOwner is the goroutine that owns the motion episodes (a motion.Tracker). Alarms from
+// mail and ONVIF reach it as requests; it stores each started and stopped event in the outbox
+// before it answers, so that an alarm mail is acknowledged only once its event is on disk. It
+// never waits for the registry loop or a relay: one camera's motion never waits on another's
+// relay restart.
+type motionOwner struct {
+	a       *Agent
+	tracker *motion.Tracker
+	alarms  chan motionAlarm
+	done    chan struct{} // closed when run has returned
 }
 
-type episode struct {
-	motionID string
-	started  time.Time
-	data     string
-	active   map[string]bool // sources still reporting motion explicitly (ONVIF State=true)
-	timer    *time.Timer
+// motionAlarm is motion (on) or its end (off) from a source, for one camera.
+type motionAlarm struct {
+	camera, data string
+	source       motion.Source
+	on           bool
+	reply        chan error // buffered
 }
 
-func newMotionTracker() *motionTracker { return &motionTracker{episodes: map[string]*episode{}} }
+// retryStop is how soon a stopped event that could not be stored is tried again.
+const retryStop = 5 * time.Second
 
-// motionSource names where an alarm came from, for motion_data and for overlap handling.
-const (
-	sourceSMTP  = "smtp"
-	sourceONVIF = "onvif"
-)
+func newMotionOwner(a *Agent, hold time.Duration) (*motionOwner, error) {
+	m := &motionOwner{a: a, alarms: make(chan motionAlarm), done: make(chan struct{})}
+	t, err := motion.New(motion.Config{
+		Hold: hold, NewID: uuid.NewString, Store: episodeStore{a.db.Episodes()}, Emit: m.emit,
+		OnError: func(msg string, err error) { a.log.Error(msg, "err", err) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.tracker = t
+	if err := t.Restore(); err != nil {
+		a.log.Error("motion: episodes of the previous run", "err", err)
+	}
+	for _, ep := range t.Open() {
+		a.log.Info("motion episode continues from the previous run", "camera_id", ep.Camera, "motion_id", ep.MotionID)
+	}
+	return m, nil
+}
 
-// Motion records an alarm (on) or an explicit end of motion (off) from source for a camera.
-func (a *Agent) Motion(ctx context.Context, cameraID, source, data string, on bool) {
-	cfg := a.config()
-	hold := cfg.Motion.Hold.Std()
-	m := a.motion
-	m.mu.Lock()
-	ep := m.episodes[cameraID]
-	switch {
-	case on && ep == nil:
-		ep = &episode{motionID: uuid.NewString(), started: time.Now(), data: data, active: map[string]bool{}}
-		m.episodes[cameraID] = ep
-		if source == sourceONVIF {
-			ep.active[source] = true
-		}
-		ep.timer = time.AfterFunc(hold, func() { a.endMotion(cameraID, ep, "hold") })
-		m.mu.Unlock()
-		a.log.Info("motion started", "camera_id", cameraID, "source", source, "motion_id", ep.motionID)
-		a.emitMotion(ctx, cameraID, ep, uplink.MotionStarted)
-		return
-	case on:
-		if source == sourceONVIF {
-			ep.active[source] = true
-		}
-		ep.timer.Reset(hold)
-	case ep != nil && !on:
-		delete(ep.active, source)
-		if len(ep.active) == 0 && source == sourceONVIF {
-			// The camera said motion is over; a mail alarm inside the hold would have re-armed
-			// the timer, and ONVIF speaks for the sensor itself, so stop now.
-			ep.timer.Stop()
-			m.mu.Unlock()
-			a.endMotion(cameraID, ep, "camera reported no motion")
+// report hands an alarm to the motion owner and waits until its event is stored.
+func (m *motionOwner) report(ctx context.Context, camera string, source motion.Source, data string, on bool) error {
+	req := motionAlarm{camera: camera, source: source, data: data, on: on, reply: make(chan error, 1)}
+	select {
+	case m.alarms <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-m.done:
+		return errStopping
+	}
+	select {
+	case err := <-req.reply:
+		return err
+	case <-m.done:
+		return errStopping
+	}
+}
+
+func (m *motionOwner) run(ctx context.Context) {
+	defer close(m.done)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var retryAt time.Time // a failed stop is tried again no sooner than this
+	for {
+		m.arm(timer, retryAt)
+		select {
+		case <-ctx.Done():
+			if err := m.tracker.Shutdown(); err != nil {
+				m.a.log.Error("motion: stopping open episodes", "err", err)
+			}
 			return
+		case req := <-m.alarms:
+			var err error
+			if req.on {
+				err = m.tracker.Alarm(req.camera, req.source, req.data)
+			} else {
+				err = m.tracker.Clear(req.camera, req.source)
+			}
+			req.reply <- err
+		case <-timer.C:
+			retryAt = time.Time{}
+			if err := m.tracker.Expire(); err != nil {
+				m.a.log.Error("motion: stopping an episode, will retry", "err", err, "retry_in", retryStop)
+				retryAt = time.Now().Add(retryStop)
+			}
 		}
 	}
-	m.mu.Unlock()
 }
 
-func (a *Agent) endMotion(cameraID string, ep *episode, why string) {
-	m := a.motion
-	m.mu.Lock()
-	if m.episodes[cameraID] != ep {
-		m.mu.Unlock()
-		return // already ended
+// arm sets the timer for the tracker's next deadline, but not before notBefore.
+func (m *motionOwner) arm(timer *time.Timer, notBefore time.Time) {
+	wait := time.Hour
+	if at, ok := m.tracker.Next(); ok {
+		wait = max(time.Until(at), time.Until(notBefore))
 	}
-	delete(m.episodes, cameraID)
-	m.mu.Unlock()
-	d := time.Since(ep.started)
-	a.log.Info("motion stopped", "camera_id", cameraID, "motion_id", ep.motionID, "duration", d.Round(time.Millisecond), "why", why)
-	a.emitMotion(a.runContext(), cameraID, ep, uplink.MotionStopped)
+	timer.Stop()
+	select {
+	case <-timer.C:
+	default:
+	}
+	timer.Reset(wait)
 }
 
-func (a *Agent) emitMotion(ctx context.Context, cameraID string, ep *episode, kind string) {
-	ev := uplink.Event{
-		Kind: kind, Media: a.streamNameOf(cameraID), At: time.Now(), Started: ep.started,
-		MotionID: ep.motionID, MotionData: ep.data,
+// emit stores one started or stopped event for every event sink and for MQTT.
+func (m *motionOwner) emit(c motion.Change) error {
+	a := m.a
+	ep := c.Episode
+	ev := uplink.Event{Media: a.streamNameOf(ep.Camera), At: ep.Start, Started: ep.Start,
+		MotionID: ep.MotionID, MotionData: ep.Data}
+	switch c.Kind {
+	case motion.Started:
+		ev.Kind = uplink.MotionStarted
+		a.log.Info("motion started", "camera_id", ep.Camera, "motion_id", ep.MotionID)
+	case motion.Stopped:
+		ev.Kind, ev.At = uplink.MotionStopped, c.End
+		a.log.Info("motion stopped", "camera_id", ep.Camera, "motion_id", ep.MotionID, "duration", c.Duration().Round(time.Millisecond), "why", c.Why)
 	}
-	if kind == uplink.MotionStarted {
-		ev.At = ep.started
-	}
-	// The JPEG of the alarm that started the episode (kept just before Motion was called).
-	if jpg, ok := a.freshSnapshot(cameraID, time.Since(ep.started)+time.Minute); ok {
+	// The JPEG of the alarm that started the episode (kept just before the alarm was reported).
+	if jpg, ok := a.freshSnapshot(ep.Camera, time.Since(ep.Start)+time.Minute); ok {
 		ev.Snapshot = jpg
 	}
-	a.emitEvent(context.WithoutCancel(ctx), cameraID, ev)
+	return a.emitEvent(context.Background(), ep.Camera, ev)
 }
 
-// stopAllMotion ends every open episode, so that a clean shutdown never leaves a started event
-// without its stopped one.
-func (a *Agent) stopAllMotion() {
-	m := a.motion
-	m.mu.Lock()
-	open := make(map[string]*episode, len(m.episodes))
-	for id, ep := range m.episodes {
-		ep.timer.Stop()
-		open[id] = ep
+// episodeStore keeps open episodes in the store's episodes table, one JSON record per camera.
+type episodeStore struct{ t *store.Table }
+
+func (s episodeStore) SaveEpisode(ep motion.Episode) error {
+	b, err := json.Marshal(ep)
+	if err != nil {
+		return fmt.Errorf("encoding episode: %w", err)
 	}
-	m.mu.Unlock()
-	for id, ep := range open {
-		a.endMotion(id, ep, "camgate stopping")
+	return s.t.Put(ep.Camera, b)
+}
+
+func (s episodeStore) DeleteEpisode(camera string) error { return s.t.Delete(camera) }
+
+func (s episodeStore) Episodes() ([]motion.Episode, error) {
+	all, err := s.t.All()
+	if err != nil {
+		return nil, err
 	}
+	var out []motion.Episode
+	var errs []error
+	for cam, b := range all {
+		var ep motion.Episode
+		if err := json.Unmarshal(b, &ep); err != nil || ep.Camera != cam {
+			errs = append(errs, fmt.Errorf("episode of %s does not parse: %v", cam, err))
+			continue
+		}
+		out = append(out, ep)
+	}
+	return out, errors.Join(errs...)
 }

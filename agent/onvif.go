@@ -14,38 +14,44 @@ import (
 	"sync"
 	"time"
 
+	"github.com/camgate/camgate/motion"
 	"github.com/camgate/camgate/onvif"
 	"github.com/camgate/camgate/rtsp"
 )
 
-// onvifLink is the agent's hold on a camera whose stream it must find: for an ONVIF camera its
-// client, what Inventory found and the event loop turning its events into motion; for a camera
-// given only by address, the stream path probing found. It runs while the camera is enabled.
-type onvifLink struct {
-	key    string // URL, credentials and substream: a change restarts the link
+// streamResolver finds the stream of a camera that was not given as a stream URL: for an ONVIF
+// camera its client asks Inventory (and then follows the camera's events into motion); for a
+// camera given only by address, stream paths are probed. It runs while the camera is enabled and
+// reports to the loop (streamResolved); it keeps no state others read.
+type streamResolver struct {
+	key    string // URL, credentials and substream: a change restarts the resolver
 	cancel context.CancelFunc
 	done   chan struct{}
+}
 
-	mu     sync.Mutex
-	client *onvif.Client
+// resolution is what a resolver found, as the loop and the view keep it.
+type resolution struct {
+	client *onvif.Client // safe for concurrent use; set once the device answered
 	dev    *onvif.Device // nil until Inventory succeeded
 	stream string        // the RTSP URL chosen (main or sub stream)
 	err    string        // why resolution fails, in words
 }
 
-// setErr records why resolution fails and tells whether that is news.
-func (l *onvifLink) setErr(msg string) (changed bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	changed = l.err != msg
-	l.err = msg
-	return changed
+// streamResolved is a resolver's news for the loop.
+type streamResolved struct {
+	id       string
+	resolver *streamResolver
+	res      resolution
 }
 
-func (l *onvifLink) state() (dev *onvif.Device, client *onvif.Client, stream, err string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.dev, l.client, l.stream, l.err
+func (q streamResolved) serve(r *registry) result {
+	e, ok := r.cameras[q.id]
+	if !ok || e.resolver != q.resolver {
+		return result{} // the camera was removed or changed meanwhile
+	}
+	e.resolved = q.res
+	r.reconcile()
+	return result{}
 }
 
 func isONVIFURL(u string) bool {
@@ -67,43 +73,66 @@ func onvifKey(c CameraConfig) string {
 	return fmt.Sprintf("%s\x00%s\x00%s\x00%v", c.URL, c.Username, c.Password, c.Substream)
 }
 
-// ensureONVIFLocked starts, restarts or stops the camera's ONVIF link to match its settings.
-func (a *Agent) ensureONVIFLocked(ctx context.Context, e *cameraEntry) {
+// ensureResolver starts, restarts or stops the camera's stream resolver to match its settings.
+func (r *registry) ensureResolver(e *cameraEntry) {
 	want := e.conf.Enabled && needsResolving(e.conf.URL) && e.origin != originDiscovered
-	if e.onvif != nil && (!want || e.onvif.key != onvifKey(e.conf)) {
-		e.onvif.cancel()
-		e.onvif = nil
+	if e.resolver != nil && (!want || e.resolver.key != onvifKey(e.conf)) {
+		r.stopResolver(e)
 	}
-	if !want || e.onvif != nil {
+	if !want || e.resolver != nil {
 		return
 	}
-	lctx, cancel := context.WithCancel(ctx)
-	l := &onvifLink{key: onvifKey(e.conf), cancel: cancel, done: make(chan struct{})}
-	e.onvif = l
+	lctx, cancel := context.WithCancel(r.ctx)
+	res := &streamResolver{key: onvifKey(e.conf), cancel: cancel, done: make(chan struct{})}
+	e.resolver, e.resolved = res, resolution{}
+	a, id, conf := r.a, e.id, e.conf
+	report := func(v resolution) { a.tell(streamResolved{id: id, resolver: res, res: v}) }
 	go func() {
-		defer close(l.done)
-		if needsPathProbe(e.conf.URL) {
-			a.runPathProbe(lctx, e.id, e.conf, l)
+		defer close(res.done)
+		if needsPathProbe(conf.URL) {
+			a.runPathProbe(lctx, id, conf, report)
 			return
 		}
-		a.runONVIF(lctx, e.id, e.conf, l)
+		a.runONVIF(lctx, id, conf, report)
 	}()
+}
+
+// stopResolver asks the camera's resolver to stop; its goroutine ends on its own.
+func (r *registry) stopResolver(e *cameraEntry) {
+	if e.resolver == nil {
+		return
+	}
+	e.resolver.cancel()
+	res, id := e.resolver, e.id
+	r.resolves[res] = id
+	go func() { <-res.done; r.a.tell(resolverStopped{resolver: res}) }()
+	e.resolver, e.resolved = nil, resolution{}
+}
+
+// resolverStopped says a stopped resolver's goroutine has ended.
+type resolverStopped struct{ resolver *streamResolver }
+
+func (q resolverStopped) serve(r *registry) result {
+	delete(r.resolves, q.resolver)
+	return result{}
 }
 
 // runONVIF resolves the camera's stream with Inventory (retrying with backoff: a camera may be
 // booting), then follows its events until ctx ends.
-func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, l *onvifLink) {
+func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, report func(resolution)) {
 	log := a.log.With("camera_id", id, "onvif", conf.URL)
 	client, err := onvif.NewClient(onvif.ClientConfig{XAddr: conf.URL, Username: conf.Username, Password: conf.Password, AllowBasic: conf.Auth == "basic", Logger: log})
 	if err != nil {
-		l.setErr("ONVIF: " + err.Error())
-		a.requestReconcile()
+		report(resolution{err: "ONVIF: " + err.Error()})
 		return
 	}
 	delay := 2 * time.Second
+	lastErr := ""
+	var dev onvif.Device
 	for {
 		ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		dev, err := onvif.Inventory(ictx, client)
+		var err error
+		dev, err = onvif.Inventory(ictx, client)
 		cancel()
 		if ctx.Err() != nil {
 			return
@@ -114,11 +143,9 @@ func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, l *o
 				stream = dev.SubStream
 			}
 			if stream != "" {
-				l.mu.Lock()
-				l.client, l.dev, l.stream, l.err = client, &dev, stream, ""
-				l.mu.Unlock()
+				found := dev
+				report(resolution{client: client, dev: &found, stream: stream})
 				log.Info("ONVIF camera resolved", "vendor", dev.Manufacturer, "model", dev.Model, "stream", redactURL(stream), "events", dev.HasEvents, "clock_offset", dev.ClockOffset.Round(time.Second))
-				a.requestReconcile()
 				break
 			}
 			err = errors.New("the device reported no RTSP stream")
@@ -127,9 +154,10 @@ func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, l *o
 		if errors.Is(err, onvif.ErrUnauthorized) {
 			msg += ": check the camera's username and password"
 		}
-		if l.setErr(msg) {
+		if msg != lastErr {
+			lastErr = msg
 			log.Warn("ONVIF camera not resolved, will retry", "err", err, "retry_in", delay)
-			a.requestReconcile()
+			report(resolution{err: msg})
 		}
 		select {
 		case <-ctx.Done():
@@ -138,7 +166,6 @@ func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, l *o
 		}
 		delay = min(delay*2, 5*time.Minute)
 	}
-	dev, _, _, _ := l.state()
 	if !dev.HasEvents {
 		return
 	}
@@ -193,7 +220,9 @@ func (a *Agent) followEvents(ctx context.Context, id string, client *onvif.Clien
 				return
 			}
 			if on, isMotion := n.Motion(); isMotion {
-				a.Motion(ctx, id, sourceONVIF, "onvif: "+n.Topic, on)
+				if err := a.motion.report(ctx, id, motion.SourceONVIF, "onvif: "+n.Topic, on); err != nil {
+					log.Error("ONVIF motion not recorded", "err", err)
+				}
 			}
 		}
 	}
@@ -249,25 +278,24 @@ func (a *Agent) notifyEndpoint(id, xaddr string) (*onvif.NotifyReceiver, string,
 // runPathProbe finds the stream of a camera given only by its address, retrying with backoff
 // (the camera may be booting); wrong credentials are reported in words and retried slowly, since
 // cameras lock accounts after repeated failures.
-func (a *Agent) runPathProbe(ctx context.Context, id string, conf CameraConfig, l *onvifLink) {
+func (a *Agent) runPathProbe(ctx context.Context, id string, conf CameraConfig, report func(resolution)) {
 	log := a.log.With("camera_id", id, "base", redactURL(conf.URL))
 	delay := 5 * time.Second
+	lastErr := ""
 	for {
 		res, err := rtsp.FindStream(ctx, conf.URL, conf.Username, conf.Password, rtsp.FindStreamOptions{Logger: log, Auth: conf.Auth})
 		if ctx.Err() != nil {
 			return
 		}
 		if err == nil {
-			l.mu.Lock()
-			l.stream, l.err = res.URL, ""
-			l.mu.Unlock()
 			log.Info("stream path found", "stream", res.URL, "vendor", res.Vendor)
-			a.requestReconcile()
+			report(resolution{stream: res.URL})
 			return
 		}
-		if l.setErr(err.Error()) {
+		if msg := err.Error(); msg != lastErr {
+			lastErr = msg
 			log.Warn("no stream path found, will retry", "err", err, "retry_in", delay)
-			a.requestReconcile()
+			report(resolution{err: msg})
 		}
 		if errors.Is(err, rtsp.ErrCredentialsRefused) {
 			delay = max(delay, rtsp.PasswordRetry) // cameras lock accounts (issue 18)
@@ -283,27 +311,21 @@ func (a *Agent) runPathProbe(ctx context.Context, id string, conf CameraConfig, 
 
 // onvifFor returns the ONVIF client and device of a camera, once resolved.
 func (a *Agent) onvifFor(id string) (*onvif.Client, *onvif.Device, error) {
-	a.mu.Lock()
-	e, ok := a.cameras[id]
-	var l *onvifLink
-	if ok {
-		l = e.onvif
-	}
-	a.mu.Unlock()
+	c, ok := a.view.Load().camera(id)
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: %s", ErrUnknownCamera, id)
 	}
-	if l == nil {
+	if !c.hasRes {
 		return nil, nil, fmt.Errorf("camera %s is not an enabled ONVIF camera with credentials", id)
 	}
-	dev, client, _, errText := l.state()
-	if dev == nil {
+	if c.onvif.dev == nil || c.onvif.client == nil {
+		errText := c.onvif.err
 		if errText == "" {
 			errText = "not resolved yet"
 		}
 		return nil, nil, fmt.Errorf("camera %s: %s", id, errText)
 	}
-	return client, dev, nil
+	return c.onvif.client, c.onvif.dev, nil
 }
 
 // TakeSnapshot fetches a fresh JPEG from an ONVIF camera and keeps it as its latest snapshot

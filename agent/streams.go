@@ -1,14 +1,11 @@
 package agent
 
 // streamNameOf is the Flussonic stream a camera publishes to now: its own stream_name, else
-// flussonic.stream_name filled in for it.
+// flussonic.stream_name filled in for it. It reads the loop's published view.
 func (a *Agent) streamNameOf(cameraID string) string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	cfg := a.loaded.Config
-	own := ""
-	if e, ok := a.cameras[cameraID]; ok {
-		own = e.conf.StreamName
+	v := a.view.Load()
+	if c, ok := v.camera(cameraID); ok {
+		return c.status.StreamName
 	}
-	return cfg.CameraStreamName(cameraID, own)
+	return v.cfg.CameraStreamName(cameraID, "")
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"sync"
@@ -134,14 +136,14 @@ func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup
 	}
 }
 
-// enqueue puts messages on the durable outbox; failure is logged, since the caller (a relay
-// state change, a motion alarm) cannot do better than say so.
-func (a *Agent) enqueue(ctx context.Context, queue string, msgs ...store.Message) bool {
+// enqueue puts messages on the durable outbox. A failure is logged here and returned, so that
+// a caller with someone to tell (an alarm mail, a command) can tell them.
+func (a *Agent) enqueue(ctx context.Context, queue string, msgs ...store.Message) error {
 	if err := a.db.Outbox().Enqueue(ctx, queue, msgs...); err != nil {
 		a.log.Error("outbox: enqueue failed", "queue", queue, "err", err)
-		return false
+		return fmt.Errorf("outbox %s: %w", queue, err)
 	}
-	return true
+	return nil
 }
 
 func nowMs() int64 { return time.Now().UnixMilli() }
@@ -168,7 +170,7 @@ type registration struct {
 	TS            int64    `json:"ts"`
 }
 
-func (a *Agent) registrationOf(cfg *Config, e *cameraEntry) registration {
+func registrationOf(cfg *Config, e *cameraEntry) registration {
 	sources := []string{}
 	if cfg.SMTP.Listen != "" {
 		sources = append(sources, "smtp")
@@ -186,16 +188,20 @@ func (a *Agent) registrationOf(cfg *Config, e *cameraEntry) registration {
 	}
 }
 
-// registerLocked queues the camera's retained registration when it changed since last queued.
+// register queues the camera's retained registration when it changed since last queued.
 // After a restart everything is queued once more: retained messages make that harmless, and it
 // repairs a broker that lost its retained store.
-func (a *Agent) registerLocked(ctx context.Context, cfg *Config, e *cameraEntry) {
-	link := a.link.Load()
+func (r *registry) register(e *cameraEntry) {
+	link := r.a.link.Load()
 	if link == nil || link.mqtt == nil {
 		return
 	}
-	reg := a.registrationOf(cfg, e)
-	key, _ := json.Marshal(reg)
+	reg := registrationOf(&r.loaded.Config, e)
+	key, err := json.Marshal(reg)
+	if err != nil {
+		r.a.log.Error("encoding a registration", "camera_id", e.id, "err", err)
+		return
+	}
 	link.mu.Lock()
 	same := link.lastReg[e.id] == string(key)
 	link.lastReg[e.id] = string(key)
@@ -204,13 +210,20 @@ func (a *Agent) registerLocked(ctx context.Context, cfg *Config, e *cameraEntry)
 		return
 	}
 	reg.TS = nowMs()
-	b, _ := json.Marshal(reg)
-	a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassRegistration, Topic: "cameras/" + e.id + "/config", Retain: true, Payload: b})
-	a.setRegistered(e.id, true)
+	b, err := json.Marshal(reg)
+	if err == nil {
+		err = r.a.enqueue(context.Background(), mqttQueue, store.Message{Class: store.ClassRegistration, Topic: "cameras/" + e.id + "/config", Retain: true, Payload: b})
+	}
+	if err != nil {
+		link.mu.Lock()
+		delete(link.lastReg, e.id) // try again at the next reconcile
+		link.mu.Unlock()
+		return
+	}
+	r.a.setRegistered(link, e.id, true)
 }
 
-func (a *Agent) setRegistered(id string, on bool) {
-	link := a.link.Load()
+func (a *Agent) setRegistered(link *uplinkParts, id string, on bool) {
 	link.mu.Lock()
 	defer link.mu.Unlock()
 	if link.registered[id] == on {
@@ -221,35 +234,39 @@ func (a *Agent) setRegistered(id string, on bool) {
 	} else {
 		delete(link.registered, id)
 	}
-	b, _ := json.Marshal(link.registered)
+	b, err := json.Marshal(link.registered)
+	if err != nil {
+		a.log.Error("encoding the registered camera list", "err", err)
+		return
+	}
 	if err := a.db.Settings().Put(settingRegistered, b); err != nil {
 		a.log.Error("store: saving the registered camera list", "err", err)
 	}
 }
 
-// unregisterGoneLocked clears cameras registered in an earlier run that are no longer wanted.
-func (a *Agent) unregisterGoneLocked(ctx context.Context) {
-	link := a.link.Load()
+// unregisterGone clears cameras registered in an earlier run that are no longer wanted.
+func (r *registry) unregisterGone() {
+	link := r.a.link.Load()
 	if link == nil || link.mqtt == nil {
 		return
 	}
 	link.mu.Lock()
 	var gone []string
 	for id := range link.registered {
-		if _, ok := a.cameras[id]; !ok {
+		if _, ok := r.cameras[id]; !ok {
 			gone = append(gone, id)
 		}
 	}
 	link.mu.Unlock()
 	for _, id := range gone {
-		a.log.Info("clearing the registration of a camera removed while camgate was stopped", "camera_id", id)
-		a.unregisterLocked(ctx, id)
+		r.a.log.Info("clearing the registration of a camera removed while camgate was stopped", "camera_id", id)
+		r.unregister(id)
 	}
 }
 
-// unregisterLocked clears a removed camera's retained topics with empty retained payloads.
-func (a *Agent) unregisterLocked(ctx context.Context, id string) {
-	link := a.link.Load()
+// unregister clears a removed camera's retained topics with empty retained payloads.
+func (r *registry) unregister(id string) {
+	link := r.a.link.Load()
 	if link == nil || link.mqtt == nil {
 		return
 	}
@@ -258,12 +275,14 @@ func (a *Agent) unregisterLocked(ctx context.Context, id string) {
 	delete(link.lastState, id)
 	link.mu.Unlock()
 	base := "cameras/" + id
-	a.enqueue(ctx, mqttQueue,
+	if err := r.a.enqueue(context.Background(), mqttQueue,
 		store.Message{Class: store.ClassRegistration, Topic: base + "/config", Retain: true},
 		store.Message{Class: store.ClassRegistration, Topic: base + "/state", Retain: true},
 		store.Message{Class: store.ClassRegistration, Topic: base + "/snapshot", Retain: true},
-	)
-	a.setRegistered(id, false)
+	); err != nil {
+		return // still registered: the next reconcile clears it (unregisterGone)
+	}
+	r.a.setRegistered(link, id, false)
 }
 
 // cameraState is a camera's retained P/cameras/<id>/state.
@@ -313,20 +332,28 @@ func (a *Agent) publishStates(ctx context.Context) {
 			if st.LastError == "" {
 				st.LastError = c.Problem
 			}
-			key, _ := json.Marshal([]any{st.Online, st.Relaying, st.Enabled, st.Codec, st.Width, st.Height, st.LastError, st.Transport})
+			key := fmt.Sprint(st.Online, st.Relaying, st.Enabled, st.Codec, st.Width, st.Height, st.LastError, st.Transport)
 			link.mu.Lock()
 			prev, seen := link.lastState[c.ID]
-			news := !seen || prev.key != string(key) || time.Since(prev.at) >= stateRefresh
+			news := !seen || prev.key != key || time.Since(prev.at) >= stateRefresh
 			if news {
-				link.lastState[c.ID] = stateShown{key: string(key), at: time.Now()}
+				link.lastState[c.ID] = stateShown{key: key, at: time.Now()}
 			}
 			link.mu.Unlock()
 			if !news {
 				continue
 			}
 			st.TS = nowMs()
-			b, _ := json.Marshal(st)
-			a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + c.ID + "/state", Retain: true, Payload: b})
+			b, err := json.Marshal(st)
+			if err == nil {
+				err = a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + c.ID + "/state",
+					Retain: true, Latest: true, Payload: b})
+			}
+			if err != nil {
+				link.mu.Lock()
+				delete(link.lastState, c.ID) // news again next second
+				link.mu.Unlock()
+			}
 		}
 	}
 }
@@ -373,24 +400,33 @@ func (a *Agent) publishTelemetry(ctx context.Context) {
 		if link == nil || link.mqtt == nil {
 			continue
 		}
-		b, _ := json.Marshal(a.telemetry(cpu))
-		a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassTelemetry, Topic: "telemetry", Payload: b})
+		b, err := json.Marshal(a.telemetry(cpu))
+		if err != nil {
+			a.log.Error("encoding telemetry", "err", err)
+			continue
+		}
+		_ = a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassTelemetry, Topic: "telemetry", Payload: b}) // logged; the next one follows
+
 	}
 }
 
 // emitEvent gives ev its event_id and queues it for every event sink, in the sink's format, and
-// for MQTT, which carries the event_sink objects (SPEC §6).
-func (a *Agent) emitEvent(ctx context.Context, cameraID string, ev uplink.Event) {
+// for MQTT, which carries the event_sink objects (SPEC §6). It fails if any queue did not take
+// it; the ones that did keep it (event_id lets a receiver drop the repeat of a retry).
+func (a *Agent) emitEvent(ctx context.Context, cameraID string, ev uplink.Event) error {
 	link := a.link.Load()
-	if link == nil || link.ids == nil {
-		return
+	if link == nil {
+		return nil
+	}
+	if link.ids == nil {
+		return errors.New("no event ids: the store could not give one")
 	}
 	id, err := link.ids.Next()
 	if err != nil {
-		a.log.Error("motion event not sent", "camera_id", cameraID, "err", err)
-		return
+		return fmt.Errorf("motion event of %s: %w", cameraID, err)
 	}
 	ev.ID = id
+	var errs []error
 	for _, s := range link.sinks {
 		var b []byte
 		if s.format == FormatEpisodes {
@@ -398,17 +434,19 @@ func (a *Agent) emitEvent(ctx context.Context, cameraID string, ev uplink.Event)
 		} else {
 			b, err = ev.MarshalEventSink(s.server)
 		}
-		if err != nil {
-			a.log.Error("event", "err", err)
-			continue
+		if err == nil {
+			err = a.enqueue(ctx, s.queue, store.Message{Class: store.ClassEvent, Payload: b})
 		}
-		a.enqueue(ctx, s.queue, store.Message{Class: store.ClassEvent, Payload: b})
+		errs = append(errs, err)
 	}
 	if link.mqtt != nil {
-		if b, err := ev.MarshalEventSink(link.server); err == nil {
-			a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + cameraID + "/events", Payload: b})
+		b, err := ev.MarshalEventSink(link.server)
+		if err == nil {
+			err = a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + cameraID + "/events", Payload: b})
 		}
+		errs = append(errs, err)
 	}
+	return errors.Join(errs...)
 }
 
 // publishHost is the host of flussonic.publish: the default "server" of events.

@@ -175,7 +175,7 @@ func (b webBackend) Discover(ctx context.Context) error {
 		if _, err := b.a.DiscoverNow(ctx, 3*time.Second); err != nil {
 			b.a.log.Warn("discovery from the page failed", "err", err)
 		}
-		b.a.requestReconcile()
+		b.a.tell(reconcileRequest{})
 	}()
 	return nil
 }
@@ -232,51 +232,8 @@ func (b webBackend) Connection(ctx context.Context) web.Connection {
 }
 
 func (b webBackend) SetConnection(ctx context.Context, u web.ConnectionUpdate) error {
-	cfg := b.a.config()
-	cs, err := b.a.storedConnection()
-	if err != nil {
-		cs = connectionSettings{}
-	}
-	if m := u.MQTT; m != nil {
-		pass := m.Password
-		if pass == "" && !m.ClearPassword {
-			pass = cfg.MQTT.Password
-		}
-		cs.MQTT = &mqttSettings{URL: strings.TrimSpace(m.URL), Username: m.Username, Password: pass, TopicPrefix: strings.TrimSpace(m.TopicPrefix)}
-	}
-	if f := u.Flussonic; f != nil {
-		_, oldUser, _ := splitUserinfo(cfg.Flussonic.Publish)
-		pass := f.Password
-		if pass == "" && !f.ClearPassword && oldUser == f.Username {
-			pass = storedPassword(cfg.Flussonic.Publish)
-		}
-		publish := strings.TrimSpace(f.Publish)
-		if publish != "" {
-			publish = joinUserinfo(publish, f.Username, pass)
-		}
-		events := cfg.Flussonic.Events
-		if f.Events != nil {
-			events = nil
-			for _, s := range *f.Events {
-				sink := defaultEventSink()
-				sink.URL = s.URL
-				if s.Format != "" {
-					sink.Format = s.Format
-				}
-				// A sink coming back from the page keeps what the page does not show: the
-				// stored password of a URL with a user, its server and its headers.
-				for _, old := range cfg.Flussonic.Events {
-					clean, user, _ := splitUserinfo(old.URL)
-					if old.URL == s.URL || user != "" && joinUserinfo(clean, user, "") == s.URL {
-						sink.URL, sink.Server, sink.Headers = old.URL, old.Server, old.Headers
-					}
-				}
-				events = append(events, sink)
-			}
-		}
-		cs.Flussonic = &flussonicSettings{Publish: publish, StreamName: strings.TrimSpace(f.StreamName), Events: events}
-	}
-	return webError(b.a.setConnection(ctx, cs))
+	_, err := b.a.ask(ctx, connectionRequest{update: u})
+	return webError(err)
 }
 
 func storedPassword(raw string) string {
@@ -303,9 +260,8 @@ func (a *Agent) startWeb(ctx context.Context, cfg *Config, code string, wg *sync
 	if err := srv.Listen(ctx); err != nil {
 		return fmt.Errorf("web: %w", err)
 	}
-	a.mu.Lock()
-	a.webAddr = srv.Addr().String()
-	a.mu.Unlock()
+	addr := srv.Addr().String()
+	a.webAddr.Store(&addr)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -318,7 +274,8 @@ func (a *Agent) startWeb(ctx context.Context, cfg *Config, code string, wg *sync
 
 // WebAddr is the pairing page's listening address, "" when it is off.
 func (a *Agent) WebAddr() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.webAddr
+	if p := a.webAddr.Load(); p != nil {
+		return *p
+	}
+	return ""
 }

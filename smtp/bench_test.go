@@ -22,11 +22,12 @@ import (
 func BenchmarkDataToHandler(b *testing.B) {
 	called := make(chan time.Time, 1)
 	srv, err := NewServer(Config{Addr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		func(ctx context.Context, a Alarm) {
+		func(ctx context.Context, a Alarm) error {
 			if !a.Motion || len(a.Snapshot) == 0 {
 				panic("benchmark mail not understood")
 			}
 			called <- time.Now()
+			return nil
 		})
 	if err != nil {
 		b.Fatal(err)

@@ -55,9 +55,11 @@ type Config struct {
 }
 
 // Handler receives each accepted mail, also those without motion (the snapshot may still be
-// wanted). It runs on the session's goroutine before the 250 reply, so it should hand the alarm
-// off rather than do slow work; ctx ends after Config.HandlerTimeout or when the server stops.
-type Handler func(ctx context.Context, a Alarm)
+// wanted). It runs on the session's goroutine before the reply: nil means the alarm is stored and
+// the camera gets 250; an error means it is not, and the camera gets 451 (try again later), so
+// that a mail is never acknowledged and then lost. It should hand the alarm off rather than do
+// slow work; ctx ends after Config.HandlerTimeout or when the server stops.
+type Handler func(ctx context.Context, a Alarm) error
 
 // Stats are the server's counters since it was created.
 type Stats struct {
@@ -67,6 +69,7 @@ type Stats struct {
 	Evicted      uint64 // sessions closed to make room for a new one
 	Mails        uint64 // mails handed to the Handler
 	TooLarge     uint64 // mails refused with 552
+	Deferred     uint64 // mails the Handler could not store, answered 451
 	AuthFailures uint64
 }
 
@@ -83,7 +86,7 @@ type Server struct {
 	handlerCtx context.Context // set by Run before any session starts
 	inData     sync.WaitGroup
 
-	accepted, evicted, mails, tooLarge, authFailures atomic.Uint64
+	accepted, evicted, mails, tooLarge, deferred, authFailures atomic.Uint64
 }
 
 // NewServer checks cfg and fills in its defaults. It does not listen yet.
@@ -215,6 +218,7 @@ func (s *Server) Stats() Stats {
 		Evicted:      s.evicted.Load(),
 		Mails:        s.mails.Load(),
 		TooLarge:     s.tooLarge.Load(),
+		Deferred:     s.deferred.Load(),
 		AuthFailures: s.authFailures.Load(),
 	}
 }
@@ -365,9 +369,18 @@ func (s *session) Data(r io.Reader) error {
 		"subject", a.Subject, "motion", a.Motion, "snapshot_bytes", len(a.Snapshot))
 	ctx, cancel := context.WithTimeout(srv.handlerCtx, srv.cfg.HandlerTimeout)
 	defer cancel()
-	srv.handler(ctx, a)
+	if err := srv.handler(ctx, a); err != nil {
+		srv.deferred.Add(1)
+		srv.log.Warn("alarm mail not stored: asking the camera to send it again", "remote", s.remote.String(), "err", err)
+		return errNotStored
+	}
 	return nil
 }
+
+// errNotStored is the 451 of a mail the handler could not keep: a transient failure, so the
+// camera (like any MTA) queues the mail and sends it again.
+var errNotStored = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0},
+	Message: "Alarm not stored, try again later"}
 
 func (s *session) Reset() {
 	s.from, s.rcpts = "", nil

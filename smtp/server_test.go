@@ -4,14 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	netsmtp "net/smtp"
+	"net/textproto"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,7 +40,7 @@ func startServer(t testing.TB, cfg Config) *testServer {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	ts := &testServer{alarms: make(chan Alarm, 1024)}
-	srv, err := NewServer(cfg, func(ctx context.Context, a Alarm) { ts.alarms <- a })
+	srv, err := NewServer(cfg, func(ctx context.Context, a Alarm) error { ts.alarms <- a; return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,5 +511,49 @@ func TestTricklingSessionsEnd(t *testing.T) {
 				t.Errorf("last reply %q, want %s", last, tt.reply)
 			}
 		})
+	}
+}
+
+// A mail whose alarm the handler could not store is answered 451, a transient failure the
+// camera retries, never 250; the same mail once the handler stores it gets 250.
+func TestMailNotStoredGets451(t *testing.T) {
+	var fail atomic.Bool
+	fail.Store(true)
+	got := make(chan Alarm, 4)
+	srv, err := NewServer(Config{Addr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		func(ctx context.Context, a Alarm) error {
+			if fail.Load() {
+				return errors.New("outbox: no space left on device")
+			}
+			got <- a
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := srv.Listen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go srv.Run(ctx)
+	send := func() error {
+		return netsmtp.SendMail(srv.Addr().String(), nil, "cam@lan", []string{"porch@gw"},
+			[]byte("Subject: Motion Detection Alarm\r\n\r\nmotion\r\n"))
+	}
+	err = send()
+	var te *textproto.Error
+	if !errors.As(err, &te) || te.Code != 451 {
+		t.Fatalf("mail not stored: got %v, want a 451 reply", err)
+	}
+	if st := srv.Stats(); st.Deferred != 1 {
+		t.Errorf("Deferred = %d, want 1", st.Deferred)
+	}
+	fail.Store(false)
+	if err := send(); err != nil {
+		t.Fatalf("the camera's retry: %v", err)
+	}
+	if a := <-got; !a.Motion {
+		t.Errorf("retry not understood as motion: %+v", a)
 	}
 }

@@ -148,6 +148,9 @@ func (db *DB) Cameras() *Table { return db.cameras }
 // Settings is the table of runtime settings changed from the pairing page or MQTT.
 func (db *DB) Settings() *Table { return db.settings }
 
+// Episodes is the table of open motion episodes, one per camera.
+func (db *DB) Episodes() *Table { return db.episodes }
+
 // Outbox is the durable per-destination message queue.
 func (db *DB) Outbox() *Outbox { return db.outbox }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
@@ -60,6 +61,15 @@ func (m *MQTT) command(ctx context.Context, handlers *inflight, c paho.Client, t
 		case r = <-done:
 		case <-ctx.Done():
 			r.err = fmt.Errorf("command did not finish within %v", m.cmdTimeout)
+			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				// Run is stopping (the uplink restarts): a handler that already acted must not be
+				// reported as failed, so it gets a moment to say what it did.
+				select {
+				case r = <-done:
+				case <-time.After(stopGrace):
+					r.err = errors.New("command cancelled: the MQTT client is stopping")
+				}
+			}
 		}
 		if r.err != nil {
 			log.Warn("mqtt command failed", "id", string(id), "err", r.err)
@@ -67,6 +77,9 @@ func (m *MQTT) command(ctx context.Context, handlers *inflight, c paho.Client, t
 		m.reply(c, name, id, r.fields, r.err)
 	}()
 }
+
+// stopGrace is how long a running command may still finish once Run is stopping.
+const stopGrace = 2 * time.Second
 
 // parseCommand checks a command payload and returns its "id" (verbatim JSON, `""` when there is
 // none) and the payload itself.

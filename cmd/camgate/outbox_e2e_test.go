@@ -33,8 +33,11 @@ func TestRunBoundsTheOutboxInALongOutage(t *testing.T) {
 	const bound = 1 << 20
 	port := freePort(t) // the broker stays down until the end
 	smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	// Each camera's snapshot is keep-latest (one queued per camera), so the cameras, not the
+	// mails, must be many enough to overflow the outbox: 30 snapshots of 60 kB.
+	const n = 30
 	var cams []string
-	for i := 0; i < 10; i++ {
+	for i := 0; i < n; i++ {
 		cams = append(cams, disabledCamera(fmt.Sprintf("cam%d", i)))
 	}
 	cfg := uplinkConfig("gwb", fmt.Sprintf("mqtt://127.0.0.1:%d", port), smtpAddr, nil,
@@ -46,9 +49,9 @@ func TestRunBoundsTheOutboxInALongOutage(t *testing.T) {
 		return strings.Count(string(out), "telemetry") >= 3
 	})
 
-	// 40 alarms with 60 kB snapshots: 2.4 MB of events into a 1 MiB outbox.
+	// 40 alarms with 60 kB snapshots of 30 cameras: 1.8 MB of latest snapshots into a 1 MiB outbox.
 	for i := 0; i < 40; i++ {
-		sendSnapshotMail(t, smtpAddr, fmt.Sprintf("cam%d@gw", i%10), 60_000)
+		sendSnapshotMail(t, smtpAddr, fmt.Sprintf("cam%d@gw", i%n), 60_000)
 	}
 	st := outboxStats(t, path)
 	t.Logf("outbox: depth %d, %d of %d bytes, dropped %d telemetry, %d events", st.Depth, st.Bytes, st.MaxBytes, st.DroppedTelemetry, st.DroppedEvents)
@@ -74,8 +77,8 @@ func TestRunBoundsTheOutboxInALongOutage(t *testing.T) {
 			telemetry++
 		}
 	}
-	if len(regs) != 10 {
-		t.Errorf("%d of 10 camera registrations still queued: registrations must never be dropped", len(regs))
+	if len(regs) != n {
+		t.Errorf("%d of %d camera registrations still queued: registrations must never be dropped", len(regs), n)
 	}
 	// Telemetry queued after the snapshots may remain; what came before them went first.
 	t.Logf("queued now: %d registrations, %d telemetry, %d messages in all", len(regs), telemetry, len(list))
@@ -98,6 +101,6 @@ func TestRunBoundsTheOutboxInALongOutage(t *testing.T) {
 		tm, ok := sub.last("camgate/gwb/telemetry")
 		var tel agent.Telemetry
 		json.Unmarshal(tm.Payload, &tel)
-		return len(r) == 10 && ok && tel.DroppedEvents > 0 && tel.DroppedTelemetry > 0
+		return len(r) == n && ok && tel.DroppedEvents > 0 && tel.DroppedTelemetry > 0
 	})
 }

@@ -1,0 +1,431 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/camgate/camgate/onvif"
+)
+
+// replyWithin is the longest any request may wait for the agent's answer (issue 12: no deadlock).
+const replyWithin = 2 * time.Second
+
+func ownerConfig(mqttURL, fileCamName string) string {
+	return fmt.Sprintf(`gateway_id: gwc
+data_dir: DATA_DIR
+log: {level: debug}
+web: {listen: "127.0.0.1:0"}
+smtp: {listen: ""}
+discovery: {onvif: false, mdns: false}
+mqtt: {url: '%s', telemetry_interval: 1s}
+flussonic: {publish: 'rtsp://127.0.0.1:9/live'}
+cameras:
+  - {id: file-cam, name: '%s', url: 'rtsp://127.0.0.1:9/file', enabled: true}
+`, mqttURL, fileCamName)
+}
+
+// mqttCommander sends P/cmd/<name> through a real broker and waits for the reply.
+type mqttCommander struct {
+	c       paho.Client
+	prefix  string
+	mu      sync.Mutex
+	waiting map[string]chan map[string]any
+	next    int
+}
+
+func newCommander(t *testing.T, brokerURL, prefix string) *mqttCommander {
+	m := &mqttCommander{prefix: prefix, waiting: map[string]chan map[string]any{}}
+	opts := paho.NewClientOptions().AddBroker(strings.Replace(brokerURL, "mqtt://", "tcp://", 1)).SetClientID("test-commander").
+		SetCleanSession(true).SetAutoReconnect(false)
+	m.c = paho.NewClient(opts)
+	if tok := m.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("test MQTT client: %v", tok.Error())
+	}
+	t.Cleanup(func() { m.c.Disconnect(100) })
+	tok := m.c.Subscribe(prefix+"/cmd/+/reply", 1, func(_ paho.Client, msg paho.Message) {
+		var r map[string]any
+		if json.Unmarshal(msg.Payload(), &r) != nil {
+			return
+		}
+		id, _ := r["id"].(string)
+		m.mu.Lock()
+		ch := m.waiting[id]
+		delete(m.waiting, id)
+		m.mu.Unlock()
+		if ch != nil {
+			ch <- r
+		}
+	})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	return m
+}
+
+// send publishes one command and returns its reply, or nil after replyWithin.
+func (m *mqttCommander) send(name string, body map[string]any) map[string]any {
+	m.mu.Lock()
+	m.next++
+	id := fmt.Sprintf("c%d", m.next)
+	ch := make(chan map[string]any, 1)
+	m.waiting[id] = ch
+	m.mu.Unlock()
+	body["id"] = id
+	b, _ := json.Marshal(body)
+	m.c.Publish(m.prefix+"/cmd/"+name, 1, false, b)
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(replyWithin):
+		m.mu.Lock()
+		delete(m.waiting, id)
+		m.mu.Unlock()
+		return nil
+	}
+}
+
+// Acceptance 1 of issue 12: for 30 s at once, the page adds, renames, disables and removes a
+// camera; MQTT set_camera, reboot_relay, remove_camera and add_camera change another; SIGHUP
+// reloads rename a camera of the file; discovery Hellos and Byes come and go; the connection
+// settings change (the stream name every time, the MQTT login every twentieth time, which restarts
+// the uplink). Every reply comes within 2 s; at the end the broker has exactly one connection
+// of camgate's and no reconnecting; the registry is what the last request of each kind asked
+// for; and once the agent has stopped no goroutine of it is left.
+//
+// An MQTT command published while the uplink restarts can be lost with the old clean session,
+// as any MQTT client's can: such a command is sent once more, and that one must be answered
+// in time (a deadlock would lose both).
+func TestOwnerUnderConcurrentChanges(t *testing.T) {
+	const storm = 30 * time.Second
+	broker := startMosquitto(t)
+	goroutinesBefore := runtime.NumGoroutine()
+	d := startDaemon(t, ownerConfig(broker.url(), "file-0"))
+	p := loginPage(t, d)
+	cmd := newCommander(t, broker.url(), "camgate/gwc")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("broker log:\n%s\nagent log (tail):\n%s", tail(broker.logText(), 30), tail(d.logs.String(), 60))
+		}
+	})
+	waitFor(t, 10*time.Second, "camgate's MQTT connection", d.mqttUp)
+
+	var (
+		mu       sync.Mutex
+		failures []string
+		slowest  time.Duration
+		resent   int
+	)
+	fail := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(failures) < 20 {
+			failures = append(failures, fmt.Sprintf(format, args...))
+		}
+	}
+	timed := func(what string, f func() error) error {
+		start := time.Now()
+		err := f()
+		took := time.Since(start)
+		if errors.Is(err, errNoReply) {
+			return err // lost with an old MQTT session: counted by the caller
+		}
+		mu.Lock()
+		slowest = max(slowest, took)
+		mu.Unlock()
+		if took > replyWithin {
+			fail("%s answered after %v", what, took)
+		}
+		return err
+	}
+	end := time.Now().Add(storm)
+	var wg sync.WaitGroup
+	worker := func(f func(i int)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(end); i++ {
+				f(i)
+				time.Sleep(time.Duration(rand.IntN(40)) * time.Millisecond)
+			}
+		}()
+	}
+
+	// The page's camera: the final state is whatever the page asked last.
+	type pageWant struct {
+		exists  bool
+		name    string
+		enabled bool
+	}
+	var pageFinal pageWant
+	const pageURL = "rtsp://127.0.0.1:9/page"
+	pageCam := CameraIDFromURL(pageURL)
+	worker(func(i int) {
+		var err error
+		switch i % 4 {
+		case 0:
+			if pageFinal.exists { // left renamed and disabled last round: it stays
+				return
+			}
+			err = timed("page add", func() error {
+				_, err := p.do("POST", "/api/cameras", map[string]any{"url": pageURL}, nil)
+				return err
+			})
+			if err == nil {
+				pageFinal = pageWant{exists: true, name: "", enabled: true}
+			}
+		case 1:
+			name := "page-" + itoa(i)
+			err = timed("page rename", func() error {
+				_, err := p.do("PATCH", "/api/cameras/"+pageCam, map[string]any{"name": name}, nil)
+				return err
+			})
+			if err == nil {
+				pageFinal.name = name
+			}
+		case 2:
+			err = timed("page disable", func() error {
+				_, err := p.do("PATCH", "/api/cameras/"+pageCam, map[string]any{"enabled": false}, nil)
+				return err
+			})
+			if err == nil {
+				pageFinal.enabled = false
+			}
+		case 3:
+			if rand.IntN(2) == 0 { // sometimes the camera stays, renamed and disabled
+				return
+			}
+			err = timed("page remove", func() error { _, err := p.do("DELETE", "/api/cameras/"+pageCam, nil, nil); return err })
+			if err == nil {
+				pageFinal = pageWant{}
+			}
+		}
+		if err != nil {
+			fail("page step %d: %v", i, err)
+		}
+	})
+	// Readers of the view, as the page's status and a Prometheus scrape.
+	worker(func(i int) {
+		timed("page status", func() error { _, err := p.do("GET", "/api/status", nil, nil); return err })
+		timed("metrics", func() error { _, err := p.do("GET", "/metrics", nil, nil); return err })
+	})
+
+	// The MQTT camera.
+	mqttFinal := pageWant{exists: true, enabled: true}
+	// A command lost with the old session, or answered "cancelled" by a client that was
+	// stopping before the agent took it, was not applied: it is sent once more.
+	notApplied := func(r map[string]any) bool {
+		if r == nil {
+			return true
+		}
+		e, _ := r["error"].(string)
+		return r["ok"] == false && (strings.Contains(e, "cancel") || strings.Contains(e, "stopping"))
+	}
+	command := func(name string, body map[string]any) map[string]any {
+		var r map[string]any
+		for try := 0; try < 3; try++ {
+			if try > 0 {
+				mu.Lock()
+				resent++
+				mu.Unlock()
+			}
+			timed("mqtt "+name, func() error { r = cmd.send(name, body); return noReply(r) })
+			if !notApplied(r) {
+				return r
+			}
+		}
+		fail("mqtt %s: not taken three times in a row: %v", name, r)
+		return r
+	}
+	// camgate subscribes to its commands just after it connects: the first may go unheard.
+	if r := command("add_camera", map[string]any{"camera_id": "mqtt-cam", "url": "rtsp://127.0.0.1:9/mqtt"}); r == nil || r["ok"] != true {
+		t.Fatalf("add_camera: %v", r)
+	}
+	worker(func(i int) {
+		switch i % 5 {
+		case 0, 2:
+			name := "mqtt-" + itoa(i)
+			if r := command("set_camera", map[string]any{"camera_id": "mqtt-cam", "name": name}); r != nil && r["ok"] == true {
+				mqttFinal.name = name
+			} else if mqttFinal.exists {
+				fail("set_camera on an existing camera: %v", r)
+			}
+		case 1:
+			command("reboot_relay", map[string]any{"camera_id": "mqtt-cam"}) // ok or "not relayed": an answer is what counts
+		case 3:
+			if r := command("remove_camera", map[string]any{"camera_id": "mqtt-cam"}); r != nil && r["ok"] == true {
+				mqttFinal = pageWant{}
+			}
+		case 4:
+			if r := command("add_camera", map[string]any{"camera_id": "mqtt-cam", "url": "rtsp://127.0.0.1:9/mqtt"}); r != nil && r["ok"] == true {
+				mqttFinal = pageWant{exists: true, enabled: true}
+			}
+		}
+	})
+
+	// SIGHUP reloads of a file whose camera's name changes each time.
+	fileFinal := "file-0"
+	worker(func(i int) {
+		fileFinal = "file-" + itoa(i+1)
+		d.writeConfig(t, ownerConfig(broker.url(), fileFinal))
+		d.reload <- struct{}{}
+		time.Sleep(200 * time.Millisecond)
+	})
+
+	// Discovery: one device says Hello and Bye by turns, another comes and stays.
+	discoveredFinal := false
+	worker(func(i int) {
+		kind := onvif.Appeared
+		if i%2 == 1 {
+			kind = onvif.Gone
+		}
+		d.a.onDiscovery(onvif.Change{Kind: kind, Device: onvif.Found{EndpointRef: "urn:uuid:cam-hello-bye",
+			XAddr: "http://127.0.0.2:8899/onvif/device_service", Addr: net.ParseIP("127.0.0.2"), Name: "hello"}})
+		discoveredFinal = kind == onvif.Appeared
+		time.Sleep(50 * time.Millisecond)
+	})
+
+	// Connection settings from the page.
+	var connFinal struct{ stream, user string }
+	worker(func(i int) {
+		stream := "s" + itoa(i) + "-{camera_id}"
+		user := "u" + itoa(i/20%2) // a new login restarts the uplink: every 2-3 s
+		err := timed("page connection", func() error {
+			_, err := p.do("PUT", "/api/connection", map[string]any{
+				"mqtt":      map[string]any{"url": broker.url(), "username": user, "topic_prefix": "camgate/{gateway_id}"},
+				"flussonic": map[string]any{"publish": "rtsp://127.0.0.1:9/live", "username": "", "stream_name": stream},
+			}, nil)
+			return err
+		})
+		if err != nil {
+			fail("connection %d: %v", i, err)
+			return
+		}
+		connFinal.stream, connFinal.user = stream, user
+		time.Sleep(100 * time.Millisecond)
+	})
+	wg.Wait()
+	for _, f := range failures {
+		t.Error(f)
+	}
+	t.Logf("slowest reply %v; MQTT commands sent again after an uplink restart: %d", slowest, resent)
+
+	// The registry is what the last request of each kind asked for. A reload is answered by
+	// the loop after the file was read: wait for the last one to land.
+	waitFor(t, 10*time.Second, "the last reload", func() bool {
+		c, err := d.a.cameraStatus("file-cam")
+		return err == nil && c.Name == fileFinal
+	})
+	cams := map[string]CameraStatus{}
+	for _, c := range d.a.Cameras() {
+		cams[c.ID] = c
+	}
+	check := func(id string, w pageWant) {
+		c, ok := cams[id]
+		switch {
+		case ok != w.exists:
+			t.Errorf("%s: in registry %v, want %v", id, ok, w.exists)
+		case ok && (c.Name != w.name || c.Enabled != w.enabled):
+			t.Errorf("%s: name %q enabled %v, want %q %v", id, c.Name, c.Enabled, w.name, w.enabled)
+		}
+	}
+	check(pageCam, pageFinal)
+	check("mqtt-cam", mqttFinal)
+	discoveredID := ""
+	for id, c := range cams {
+		if c.Origin == originDiscovered {
+			discoveredID = id
+		}
+	}
+	if (discoveredID != "") != discoveredFinal {
+		t.Errorf("discovered device in the registry: %q, want present=%v", discoveredID, discoveredFinal)
+	}
+	cfg := d.a.config()
+	if cfg.Flussonic.StreamName != connFinal.stream || cfg.MQTT.Username != connFinal.user {
+		t.Errorf("connection: stream name %q, MQTT user %q; want the last request's %q, %q",
+			cfg.Flussonic.StreamName, cfg.MQTT.Username, connFinal.stream, connFinal.user)
+	}
+	if want := strings.Replace(connFinal.stream, "{camera_id}", "file-cam", 1); cams["file-cam"].StreamName != want {
+		t.Errorf("file-cam stream name %q, want %q", cams["file-cam"].StreamName, want)
+	}
+
+	// Exactly one MQTT connection of camgate's at the broker, and it stays: two clients with one
+	// client id would take turns, each closing the other.
+	waitFor(t, 10*time.Second, "camgate connected to the broker", d.mqttUp)
+	for range 2 {
+		if got := sysClientsConnected(t, broker); got != 2 { // camgate and this test's commander
+			t.Errorf("the broker counts %d connected clients, want 2 (camgate and the test's)", got)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	if !d.mqttUp() {
+		t.Error("camgate's MQTT connection did not stay up with no change asked")
+	}
+
+	// No goroutine of the agent outlives it.
+	d.stop(t)
+	cmd.c.Disconnect(100)
+	p.hc.CloseIdleConnections()
+	var after int
+	waitFor(t, 15*time.Second, "the agent's goroutines to end", func() bool {
+		after = runtime.NumGoroutine()
+		return after <= goroutinesBefore+2
+	})
+	if t.Failed() {
+		buf := make([]byte, 1<<20)
+		n := runtime.Stack(buf, true)
+		stacks := strings.Split(string(buf[:n]), "\n\n")
+		sort.Strings(stacks)
+		t.Logf("goroutines before %d, after %d:\n%s", goroutinesBefore, after, strings.Join(stacks, "\n\n"))
+	}
+}
+
+var errNoReply = errors.New("no reply")
+
+func noReply(r map[string]any) error {
+	if r == nil {
+		return errNoReply
+	}
+	return nil
+}
+
+// sysClientsConnected reads the broker's own count of connected clients ($SYS, every second),
+// through a one-shot client that it subtracts.
+func sysClientsConnected(t *testing.T, b *mosquitto) int {
+	t.Helper()
+	got := make(chan string, 4)
+	opts := paho.NewClientOptions().AddBroker("tcp://" + b.addr()).SetClientID("test-sys").SetAutoReconnect(false)
+	c := paho.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("sys client: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	// The broker publishes the count (retained) only when it changes, at most once a second:
+	// past two of its ticks the retained value counts this client too.
+	time.Sleep(2500 * time.Millisecond)
+	c.Subscribe("$SYS/broker/clients/connected", 0, func(_ paho.Client, m paho.Message) {
+		select {
+		case got <- string(m.Payload()):
+		default:
+		}
+	})
+	select {
+	case v := <-got:
+		var n int
+		fmt.Sscan(v, &n)
+		return n - 1
+	case <-time.After(5 * time.Second):
+		t.Fatal("no $SYS/broker/clients/connected from the broker within 5 s")
+	}
+	return -1
+}
