@@ -29,8 +29,18 @@ func webError(err error) error {
 		return &web.BadRequestError{Field: re.Field, Reason: re.Reason}
 	case errors.Is(err, ErrUnknownCamera):
 		return fmt.Errorf("%w: %v", web.ErrNotFound, err)
+	case isPasswordRefused(err):
+		// The page says so in its own language (code camera_unauthorized), not in ours.
+		return fmt.Errorf("%w: %v", web.ErrCameraUnauthorized, err)
 	}
 	return err
+}
+
+// isPasswordRefused says whether err means the camera refused the user name or password, over
+// RTSP or ONVIF.
+func isPasswordRefused(err error) bool {
+	var pr *rtsp.PasswordRefusedError
+	return errors.As(err, &pr) || errors.Is(err, onvif.ErrUnauthorized)
 }
 
 func (b webBackend) Status(ctx context.Context) web.GatewayStatus {
@@ -183,6 +193,11 @@ func (b webBackend) Discover(ctx context.Context) error {
 // TestStream probes what the owner typed, as `camgate probe` would: an ONVIF device is asked
 // for its main stream first.
 func (b webBackend) TestStream(ctx context.Context, streamURL, username, password string) (web.StreamInfo, error) {
+	info, err := b.testStream(ctx, streamURL, username, password)
+	return info, webError(err)
+}
+
+func (b webBackend) testStream(ctx context.Context, streamURL, username, password string) (web.StreamInfo, error) {
 	target := streamURL
 	if isONVIFURL(streamURL) {
 		c, err := onvif.NewClient(onvif.ClientConfig{XAddr: streamURL, Username: username, Password: password})

@@ -10,6 +10,8 @@ require (
 
 require (
 	github.com/VictoriaMetrics/metrics v1.40.2 // indirect
+	github.com/abema/go-mp4 v1.7.3 // indirect
+	github.com/bluenviron/gortmplib v1.0.2 // indirect
 	github.com/bluenviron/gortsplib/v5 v5.6.5 // indirect
 	github.com/bluenviron/mediacommon/v2 v2.9.5 // indirect
 	github.com/chromedp/sysutil v1.1.0 // indirect

@@ -88,9 +88,8 @@ func TestPairingPageWithTheRealAgent(t *testing.T) {
 		t.Error("the camera's name was parsed as HTML")
 	}
 	// Issue 16 acceptance 4 against the real agent: a wrong camera password fails the add, and the
-	// page says so in Russian. The agent reports a refused password as the camera's stream
-	// failing (code stream_failed, the protocol's reason quoted) until it wraps
-	// web.ErrCameraUnauthorized (code camera_unauthorized); either is the page's language.
+	// page says so in Russian: the agent wraps a refused password as web.ErrCameraUnauthorized
+	// (code camera_unauthorized), which the page words in its own language.
 	var failed string
 	run("a wrong camera password fails the add, explained in Russian",
 		chromedp.Click(`input[name="mode"][value="url"]`, chromedp.ByQuery),
@@ -101,9 +100,8 @@ func TestPairingPageWithTheRealAgent(t *testing.T) {
 		waitJS(`!document.getElementById("add-submit").disabled && document.getElementById("add-result").classList.contains("error")`),
 		chromedp.Text("#add-result", &failed, chromedp.ByID),
 	)
-	streamFailed, _, _ := strings.Cut(ru["err.stream_failed"], "{detail}")
-	if failed != ru["err.camera_unauthorized"] && !strings.HasPrefix(failed, streamFailed) {
-		t.Errorf("a wrong password is explained as %q, want %q or %q…", failed, ru["err.camera_unauthorized"], streamFailed)
+	if failed != ru["err.camera_unauthorized"] {
+		t.Errorf("a wrong password is explained as %q, want %q", failed, ru["err.camera_unauthorized"])
 	}
 	t.Logf("a wrong password on the real agent: %q", failed)
 	addedWords, _, _ := strings.Cut(ru["add.added"], "{name}")
