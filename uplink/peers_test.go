@@ -242,7 +242,7 @@ func subscribe(t testing.TB, b *broker, extra []string, topics ...string) *subsc
 			s.mu.Unlock()
 		}
 	}()
-	eventually(t, "mosquitto_sub to subscribe", 20*time.Second, func() bool {
+	eventually(t, "mosquitto_sub to subscribe", 60*time.Second, func() bool {
 		publish(t, b, extra, "uplinktest/probe", "probe", false)
 		for _, l := range s.snapshot() {
 			if l == "uplinktest/probe probe" {
