@@ -41,6 +41,11 @@ type RelayConfig struct {
 	// the camera is too slow for a low-water mark (see Pacer). Share one among all relays of a
 	// process; nil reads each camera as its data arrives (see lowWater).
 	Pacer *Pacer
+	// Cache is the GOP caches' budget, shared by all relays of a process like Pacer; nil gives
+	// the relay a budget of its own of DefaultCameraCacheBytes. The relay keeps what its camera
+	// sent since the last keyframe, so that a new upstream session starts with it at once
+	// instead of waiting for the next keyframe (gopcache.go).
+	Cache *CacheBudget
 	// Logger receives connection state changes; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -80,6 +85,8 @@ type Stats struct {
 	PasswordRefused string
 	// Video frames received from the camera, sent upstream, and dropped (gating, slow uplink).
 	FramesIn, FramesOut, Dropped uint64
+	// Cache is what the GOP cache holds now (bytes, frames) and how often it was lost.
+	Cache CacheStats
 }
 
 // Relay pulls one camera and publishes it upstream, reconnecting either side independently.
@@ -146,13 +153,19 @@ func NewRelay(cfg RelayConfig) *Relay {
 	if cfg.authRetry != nil {
 		authRetry = *cfg.authRetry
 	}
+	budget := cfg.Cache
+	if budget == nil {
+		budget = NewCacheBudget(DefaultCameraCacheBytes)
+	}
+	fwd := newForwarder(cfg.QueuePackets)
+	fwd.cache = newGOPCache(budget)
 	return &Relay{
 		cfg:         cfg,
 		authRetry:   authRetry,
 		transport:   transport,
 		refused:     map[string]bool{},
 		log:         log.With("source", redact(cfg.Source), "publish", redact(cfg.Publish)),
-		fwd:         newForwarder(cfg.QueuePackets),
+		fwd:         fwd,
 		tracksEvent: make(chan struct{}),
 	}
 }
@@ -173,6 +186,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	default:
 		return fmt.Errorf("upstream: scheme must be rtsp, rtsps, rtmp or rtmps, not %q", dst.Scheme)
 	}
+	defer r.fwd.closeCache()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -325,6 +339,7 @@ func (r *Relay) sampleRates(now time.Time) {
 // Stats returns a snapshot; it is safe to call at any time from any goroutine.
 func (r *Relay) Stats() Stats {
 	sps, gen := r.fwd.paramSet(1)
+	cache := r.fwd.cacheStats()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := Stats{
@@ -337,6 +352,7 @@ func (r *Relay) Stats() Stats {
 		FramesOut:   r.fwd.framesOut.Load(),
 		Dropped:     r.fwd.dropped.Load(),
 		Transport:   r.transport,
+		Cache:       cache,
 	}
 	for _, side := range []string{"camera", "upstream"} {
 		if r.refused[side] {

@@ -28,7 +28,7 @@ func (r *Relay) runSink(ctx context.Context, u *url.URL) error {
 	defer up.Close()
 	defer context.AfterFunc(ctx, func() { up.Close() })()
 	r.log.Info("upstream session up")
-	r.fwd.restartSink()
+	r.fwd.restartSink(time.Now())
 
 	readErr := make(chan error, 1)
 	go func() { readErr <- up.ReadLoop(r.fwd.wake) }()
@@ -103,7 +103,11 @@ func (r *Relay) drain(up upstream, index []int, now time.Time, block bool) (bool
 		if pkt.track >= len(index) || index[pkt.track] < 0 {
 			continue
 		}
-		if err := up.WritePacket(index[pkt.track], &pkt.Packet, now); err != nil {
+		at := now
+		if !pkt.at.IsZero() {
+			at = pkt.at // replayed from the GOP cache: the session learns when it really arrived
+		}
+		if err := up.WritePacket(index[pkt.track], &pkt.Packet, at); err != nil {
 			return false, err
 		}
 		r.sent(pkt)

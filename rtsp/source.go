@@ -179,6 +179,7 @@ func otherTransport(t string) string {
 // runSource holds one camera session until it fails or ctx ends, over the transport the
 // relay last found to work.
 func (r *Relay) runSource(ctx context.Context, u *url.URL) error {
+	defer r.fwd.cameraGone()
 	o := cameraOptions{audio: r.cfg.Audio, basic: r.cfg.Auth == "basic", timeout: r.cfg.Timeout}
 	auto := r.cfg.Transport == "" || r.cfg.Transport == "auto"
 	used, err := playCamera(ctx, u, o, r.transportNow(), auto, r.cfg.Pacer, func(sel []selected, transport string) {
