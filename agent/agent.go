@@ -51,6 +51,7 @@ type Agent struct {
 	webAddr    string                 // where the pairing page listens, once it does
 	notify     *notifyRoutes          // cameras' ONVIF notification endpoints on the page's server
 	pacer      *rtsp.Pacer            // shared by every relay: one wake-up a period for all cameras
+	cache      *rtsp.CacheBudget      // relay.cache_bytes, shared by every relay's GOP cache
 }
 
 // cameraEntry is one camera as the agent wants it (conf) and as it runs (relay).
@@ -87,6 +88,7 @@ func New(l Loaded, opts Options) *Agent {
 		opts.Getenv = os.Getenv
 	}
 	return &Agent{log: opts.Logger, opts: opts, loaded: l, cameras: map[string]*cameraEntry{}, pacer: rtsp.NewPacer(0, 0),
+		cache:  rtsp.NewCacheBudget(l.Config.Relay.CacheBytes),
 		motion: newMotionTracker(), snaps: &snapshots{latest: map[string][]byte{}, at: map[string]time.Time{}}, kick: make(chan struct{}, 1),
 		notify: &notifyRoutes{routes: map[string]*onvif.NotifyReceiver{}}}
 }
@@ -311,6 +313,7 @@ func (a *Agent) relayConfigLocked(cfg *Config, e *cameraEntry) (rtsp.RelayConfig
 		Publish:   cfg.PublishURLOf(cfg.CameraStreamName(c.ID, c.StreamName)),
 		Logger:    a.log.With("camera_id", c.ID),
 		Pacer:     a.pacer,
+		Cache:     a.cache,
 	}, ""
 }
 
@@ -338,6 +341,7 @@ func mergeONVIF(e *cameraEntry) {
 func sameRelay(x, y rtsp.RelayConfig) bool {
 	x.Logger, y.Logger = nil, nil
 	x.Pacer, y.Pacer = nil, nil
+	x.Cache, y.Cache = nil, nil
 	return reflect.DeepEqual(x, y)
 }
 
@@ -347,6 +351,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	cfg := a.loaded.Config
+	a.cache.SetLimit(cfg.Relay.CacheBytes) // a reload may change it; the relays keep running
 	want := a.desiredCameras(&cfg)
 	for id, e := range a.cameras {
 		if _, ok := want[id]; !ok {
