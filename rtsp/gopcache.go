@@ -66,6 +66,7 @@ func (b *CacheBudget) SetLimit(bytes int64) {
 		b.evictLocked(v)
 	}
 	for b.allocated > b.limit && len(b.free) > 0 {
+		freeChunk(b.free[len(b.free)-1]) // a system call, not a wait: SetLimit is rare
 		b.free[len(b.free)-1] = nil
 		b.free = b.free[:len(b.free)-1]
 		b.allocated--
@@ -154,14 +155,23 @@ func (b *CacheBudget) grow(c *gopCache, rank int64) ([]byte, growResult) {
 	}
 	b.allocated++
 	b.mu.Unlock()
-	return make([]byte, cacheChunk), grown
+	chunk := newChunk()
+	if chunk == nil {
+		b.mu.Lock()
+		b.allocated--
+		c.held--
+		b.mu.Unlock()
+		return nil, refusedBudget
+	}
+	return chunk, grown
 }
 
-// release takes chunks back from c into the pool, or lets them go while more exist than the
-// budget allows (after an eviction whose chunks were owed, or a smaller limit).
+// release takes chunks back from c into the pool, or unmaps them while more exist than the
+// budget allows (after an eviction whose chunks were owed, or a smaller limit). When c leaves
+// and was the last member, the pool goes back to the system too: nothing caches any more.
 func (b *CacheBudget) release(c *gopCache, chunks [][]byte, leave bool) {
+	var unmap [][]byte
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	c.held = max(c.held-len(chunks), 0)
 	if leave {
 		c.held = 0
@@ -170,9 +180,20 @@ func (b *CacheBudget) release(c *gopCache, chunks [][]byte, leave bool) {
 	for _, ch := range chunks {
 		if b.allocated > b.limit {
 			b.allocated--
+			unmap = append(unmap, ch)
 			continue
 		}
 		b.free = append(b.free, ch)
+	}
+	if leave && len(b.members) == 0 {
+		unmap = append(unmap, b.free...)
+		b.allocated -= len(b.free)
+		clear(b.free)
+		b.free = b.free[:0]
+	}
+	b.mu.Unlock()
+	for _, ch := range unmap {
+		freeChunk(ch)
 	}
 }
 

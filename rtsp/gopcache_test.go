@@ -7,11 +7,13 @@ import (
 	"time"
 )
 
-// cachedForwarder is a forwarder with a GOP cache drawing on budget, as NewRelay makes it.
-func cachedForwarder(budget *CacheBudget, queue int) *forwarder {
+// cachedForwarder is a forwarder with a GOP cache drawing on budget, as NewRelay makes it. It
+// leaves the budget when the test ends, as a relay does when Run returns.
+func cachedForwarder(tb testing.TB, budget *CacheBudget, queue int) *forwarder {
 	f := newForwarder(queue)
 	f.cache = newGOPCache(budget)
 	f.setTracks(codecH264, []int{90000, 8000}, [3][]byte{nil, testSPS, testPPS})
+	tb.Cleanup(f.closeCache)
 	return f
 }
 
@@ -57,7 +59,7 @@ func drainAll(f *forwarder) []popped {
 // no repeat and sequence numbers that run on.
 func TestGOPCacheReplaysKeyframeAndFollowersThenLive(t *testing.T) {
 	t0 := time.Now().Add(-3 * time.Second)
-	f := cachedForwarder(NewCacheBudget(DefaultCacheBudgetBytes), 64)
+	f := cachedForwarder(t, NewCacheBudget(DefaultCacheBudgetBytes), 64)
 	ts, at := pushGOP(f, 90000, 3, 500, t0) // an older GOP
 	drainAll(f)
 	ts, at = pushGOP(f, ts, 50, 500, at) // the GOP the upstream restart finds
@@ -121,7 +123,7 @@ func TestGOPCacheIsNotReplayedWhenStaleOrGone(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := cachedForwarder(NewCacheBudget(DefaultCacheBudgetBytes), 64)
+			f := cachedForwarder(t, NewCacheBudget(DefaultCacheBudgetBytes), 64)
 			_, at := pushGOP(f, 0, 10, 300, t0)
 			drainAll(f)
 			wantGated(t, f, tc.after(f, at))
@@ -134,9 +136,9 @@ func TestGOPCacheIsNotReplayedWhenStaleOrGone(t *testing.T) {
 func TestGOPCacheBudgetEvictsTheLargestGOP(t *testing.T) {
 	t0 := time.Now()
 	budget := NewCacheBudget(8 * cacheChunk)
-	small := cachedForwarder(budget, 512) // 2 chunks a GOP
-	large := cachedForwarder(budget, 512) // 5 chunks a GOP
-	medium := cachedForwarder(budget, 512)
+	small := cachedForwarder(t, budget, 512) // 2 chunks a GOP
+	large := cachedForwarder(t, budget, 512) // 5 chunks a GOP
+	medium := cachedForwarder(t, budget, 512)
 	tsS, tsL, tsM := uint32(0), uint32(0), uint32(0)
 	at := t0
 	for range 4 {
@@ -180,7 +182,7 @@ func TestGOPCacheBudgetEvictsTheLargestGOP(t *testing.T) {
 
 func TestGOPCacheOverCameraBoundWaitsForKeyframe(t *testing.T) {
 	t0 := time.Now()
-	f := cachedForwarder(NewCacheBudget(DefaultCacheBudgetBytes), 512)
+	f := cachedForwarder(t, NewCacheBudget(DefaultCacheBudgetBytes), 512)
 	_, at := pushGOP(f, 0, 100, 30000, t0) // 3 MB: over the 2 MiB a camera may cache
 	drainAll(f)
 	st := f.cacheStats()
@@ -192,7 +194,7 @@ func TestGOPCacheOverCameraBoundWaitsForKeyframe(t *testing.T) {
 
 // A budget of 0 turns caching off: the relay behaves as without a cache.
 func TestGOPCacheOff(t *testing.T) {
-	f := cachedForwarder(NewCacheBudget(0), 64)
+	f := cachedForwarder(t, NewCacheBudget(0), 64)
 	_, at := pushGOP(f, 0, 10, 300, time.Now())
 	drainAll(f)
 	if st := f.cacheStats(); st != (CacheStats{}) {
@@ -215,7 +217,7 @@ func wantGated(t *testing.T, f *forwarder, at time.Time) {
 // BenchmarkForwardGOPCache is BenchmarkForward with the GOP cache on: the steady path copies
 // each packet into the cache's chunks too, and must still not allocate.
 func BenchmarkForwardGOPCache(b *testing.B) {
-	f := cachedForwarder(NewCacheBudget(DefaultCacheBudgetBytes), 256)
+	f := cachedForwarder(b, NewCacheBudget(DefaultCacheBudgetBytes), 256)
 	payload := make([]byte, 1400)
 	payload[0], payload[1] = 0x7c, 0x05 // FU-A middle fragment of an IDR
 	idr := videoPkt(0, false, 0x7c, 0x85, 0)
@@ -263,8 +265,15 @@ func FuzzGOPCache(f *testing.F) {
 	f.Add(bytes.Repeat([]byte{0, 0x7c, 200, 0, 0x7c, 200, 3, 1, 0x41, 255}, 30))
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		budget := NewCacheBudget(3 * cacheChunk)
-		fw := cachedForwarder(budget, 32)
-		other := cachedForwarder(budget, 32)
+		fw := cachedForwarder(t, budget, 32)
+		other := cachedForwarder(t, budget, 32)
+		defer func() {
+			fw.closeCache()
+			other.closeCache()
+			if budget.allocated != 0 {
+				t.Errorf("%d chunks still mapped after every cache left", budget.allocated)
+			}
+		}()
 		now := time.Now()
 		ts := uint32(0)
 		fresh := true // a new upstream session: its first packet must be SPS

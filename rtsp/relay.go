@@ -109,6 +109,11 @@ type Relay struct {
 	// authRetry is the backoff after a refused password; tests shorten it.
 	authRetry authBackoff
 
+	// loggedCache is the cache's loss counters as last logged, at loggedCacheAt; the camera
+	// goroutine owns both.
+	loggedCache   CacheStats
+	loggedCacheAt time.Time
+
 	mu          sync.Mutex
 	transport   string // the camera side's, see Stats.Transport
 	refused     map[string]bool
@@ -324,16 +329,37 @@ func (r *Relay) currentTracks() (*trackSet, <-chan struct{}) {
 // sampleRates records the camera side's counters at most once a second, for the bitrate and
 // frame rate in Stats. The camera goroutine calls it as packets arrive, so that a relay needs
 // no timer of its own: on a gateway every timer wake-up costs about as much as a batch of video.
-func (r *Relay) sampleRates(now time.Time) {
+func (r *Relay) sampleRates(now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if now.Sub(r.lastSample) < time.Second {
-		return
+		return false
 	}
 	r.lastSample = now
 	copy(r.samples[1:], r.samples[:len(r.samples)-1])
 	r.samples[0] = rateSample{at: now, bytes: r.fwd.bytesIn.Load(), frames: r.fwd.framesIn.Load()}
 	r.nsamples = min(r.nsamples+1, len(r.samples))
+	return true
+}
+
+// cacheLossLogEvery paces the log line of a camera that keeps losing its GOP cache: one that
+// retries at every keyframe and loses again would otherwise log at every GOP.
+const cacheLossLogEvery = time.Minute
+
+// logCacheLoss says in the log when the GOP cache was lost since it last said so, at most
+// once a cacheLossLogEvery. The camera goroutine calls it, with no lock held.
+func (r *Relay) logCacheLoss(now time.Time) {
+	st := r.fwd.cacheStats()
+	if st.Evictions == r.loggedCache.Evictions && st.Overflows == r.loggedCache.Overflows {
+		return
+	}
+	if !r.loggedCacheAt.IsZero() && now.Sub(r.loggedCacheAt) < cacheLossLogEvery {
+		return
+	}
+	r.loggedCache, r.loggedCacheAt = st, now
+	r.log.Info("GOP cache lost: the next upstream start waits for a keyframe",
+		"evictions", st.Evictions, "overflows", st.Overflows,
+		"why", "evictions: relay.cache_bytes is spent and this camera's GOP is the largest; overflows: a GOP over 2 MiB")
 }
 
 // Stats returns a snapshot; it is safe to call at any time from any goroutine.

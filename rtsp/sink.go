@@ -120,7 +120,9 @@ func (r *Relay) drain(up upstream, index []int, now time.Time, block bool) (bool
 // goroutine hand-off less per batch, and a slow uplink still never stalls the camera side.
 func (r *Relay) batchDone(now time.Time) {
 	r.online.Store(true)
-	r.sampleRates(now)
+	if r.sampleRates(now) {
+		r.logCacheLoss(now)
+	}
 	if r.sinkMu.TryLock() {
 		done := false
 		if up := r.inline; up != nil {
