@@ -39,34 +39,23 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(append(b, '\n'))
 }
 
-// writeError answers {"error": msg}.
-func writeError(w http.ResponseWriter, status int, msg string) {
-	b, _ := json.Marshal(struct {
-		Error string `json:"error"`
-	}{msg})
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
-}
-
 // decodeJSON reads one JSON value of bounded size into v, refusing unknown fields and
 // trailing data; on failure it has answered the request and returns false.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	if ct := r.Header.Get("Content-Type"); !isJSONContentType(ct) {
 		// A form cannot send application/json without a CORS preflight, so this also keeps
 		// plain cross-site forms out.
-		writeError(w, http.StatusUnsupportedMediaType, "request body must be application/json")
+		writeCoded(w, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType, "request body must be application/json")
 		return false
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	if err := decodeStrict(r.Body, v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes))
+			writeCoded(w, http.StatusRequestEntityTooLarge, CodeBodyTooLarge, fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes))
 			return false
 		}
-		writeError(w, http.StatusBadRequest, "bad request body: "+err.Error())
+		writeCoded(w, http.StatusBadRequest, CodeBadBody, "bad request body: "+err.Error())
 		return false
 	}
 	return true
@@ -120,14 +109,14 @@ func (s *Server) requireSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		csrf, ok := s.sessions.lookup(s.sessionID(r), s.now())
 		if !ok {
-			writeError(w, http.StatusUnauthorized, "log in with the setup code first")
+			writeCoded(w, http.StatusUnauthorized, CodeLoginRequired, "log in with the setup code first")
 			return
 		}
 		switch r.Method {
 		case http.MethodGet, http.MethodHead, http.MethodOptions:
 		default:
 			if !tokenMatches(r.Header.Get(csrfHeader), csrf) {
-				writeError(w, http.StatusForbidden, "missing or wrong "+csrfHeader+" header")
+				writeCoded(w, http.StatusForbidden, CodeCSRFToken, "missing or wrong "+csrfHeader+" header")
 				return
 			}
 		}
@@ -142,7 +131,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.loginRefused.Add(1)
 		secs := int((wait + 999_999_999) / 1_000_000_000)
 		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
-		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many wrong codes: try again in %d s", max(secs, 1)))
+		writeCoded(w, http.StatusTooManyRequests, CodeTooManyAttempts, fmt.Sprintf("too many wrong codes: try again in %d s", max(secs, 1)))
 		return
 	}
 	var req struct {
@@ -155,7 +144,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if len(req.Code) > maxCodeLen || !codeMatches(req.Code, s.cfg.PairCode) {
 		s.loginFailed.Add(1)
 		s.log.Warn("pairing page: wrong setup code", "client", client.String())
-		writeError(w, http.StatusUnauthorized, "wrong setup code")
+		writeCoded(w, http.StatusUnauthorized, CodeWrongSetupCode, "wrong setup code")
 		return
 	}
 	s.limiter.forgive(client, at)
@@ -202,7 +191,9 @@ func (s *Server) backendError(w http.ResponseWriter, r *http.Request, err error,
 	var bad *BadRequestError
 	switch {
 	case errors.As(err, &bad):
-		writeError(w, http.StatusBadRequest, msg)
+		writeInvalid(w, err, secrets...)
+	case errors.Is(err, ErrCameraUnauthorized):
+		writeCoded(w, http.StatusUnprocessableEntity, CodeCameraUnauthorized, msg)
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, msg)
 	case errors.Is(err, context.DeadlineExceeded):
@@ -299,22 +290,22 @@ func stripPassword(raw string) string {
 func splitCredentials(field, raw string, schemes ...string) (clean, user, pass string, err error) {
 	raw = strings.TrimSpace(raw)
 	if len(raw) > maxURLLen {
-		return "", "", "", &BadRequestError{Field: field, Reason: "is too long"}
+		return "", "", "", &BadRequestError{Field: field, Code: CodeTooLong, Reason: "is too long"}
 	}
 	raw, user, pass = cutUserinfo(raw)
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", "", "", &BadRequestError{Field: field, Reason: "is not a URL"}
+		return "", "", "", &BadRequestError{Field: field, Code: CodeBadURL, Reason: "is not a URL"}
 	}
 	ok := false
 	for _, sc := range schemes {
 		ok = ok || u.Scheme == sc
 	}
 	if !ok {
-		return "", "", "", &BadRequestError{Field: field, Reason: "scheme must be " + strings.Join(schemes, ", ")}
+		return "", "", "", &BadRequestError{Field: field, Code: CodeBadScheme, Reason: "scheme must be " + strings.Join(schemes, ", ")}
 	}
 	if u.Host == "" {
-		return "", "", "", &BadRequestError{Field: field, Reason: "has no host"}
+		return "", "", "", &BadRequestError{Field: field, Code: CodeBadURL, Reason: "has no host"}
 	}
 	return u.String(), user, pass, nil
 }
@@ -346,14 +337,14 @@ func cutUserinfo(raw string) (rest, user, pass string) {
 // checkText bounds a free-text field and keeps control characters out of it.
 func checkText(field, v string, maxLen int) error {
 	if len(v) > maxLen {
-		return &BadRequestError{Field: field, Reason: fmt.Sprintf("is longer than %d bytes", maxLen)}
+		return &BadRequestError{Field: field, Code: CodeTooLong, Reason: fmt.Sprintf("is longer than %d bytes", maxLen)}
 	}
 	if !utf8.ValidString(v) {
-		return &BadRequestError{Field: field, Reason: "is not UTF-8 text"}
+		return &BadRequestError{Field: field, Code: CodeBadText, Reason: "is not UTF-8 text"}
 	}
 	for _, r := range v {
 		if unicode.IsControl(r) {
-			return &BadRequestError{Field: field, Reason: "contains a control character"}
+			return &BadRequestError{Field: field, Code: CodeBadText, Reason: "contains a control character"}
 		}
 	}
 	return nil
@@ -361,7 +352,7 @@ func checkText(field, v string, maxLen int) error {
 
 func checkPassword(field, v string) error {
 	if len(v) > maxPasswordLen {
-		return &BadRequestError{Field: field, Reason: fmt.Sprintf("is longer than %d bytes", maxPasswordLen)}
+		return &BadRequestError{Field: field, Code: CodeTooLong, Reason: fmt.Sprintf("is longer than %d bytes", maxPasswordLen)}
 	}
 	return nil
 }
@@ -370,7 +361,7 @@ func checkPassword(field, v string) error {
 func cameraID(r *http.Request) (string, error) {
 	id := r.PathValue("camera_id")
 	if id == "" || len(id) > maxIDLen {
-		return "", &BadRequestError{Field: "camera_id", Reason: "is empty or too long"}
+		return "", &BadRequestError{Field: "camera_id", Code: CodeTooLong, Reason: "is empty or too long"}
 	}
 	return id, checkText("camera_id", id, maxIDLen)
 }
@@ -381,7 +372,7 @@ func validateAdd(req *AddCamera) error {
 	req.Name = strings.TrimSpace(req.Name)
 	req.Username = strings.TrimSpace(req.Username)
 	if (req.CameraID == "") == (strings.TrimSpace(req.URL) == "") {
-		return &BadRequestError{Reason: "give either camera_id (a discovered camera) or url"}
+		return &BadRequestError{Code: CodeCameraOrURL, Reason: "give either camera_id (a discovered camera) or url"}
 	}
 	if req.URL != "" {
 		clean, user, pass, err := splitCredentials("url", req.URL, "rtsp", "rtsps", "http", "https", "onvif")
@@ -414,7 +405,7 @@ func (s *Server) addCamera(w http.ResponseWriter, r *http.Request) {
 	}
 	secret := req.Password
 	if err := validateAdd(&req); err != nil {
-		writeError(w, http.StatusBadRequest, redact(err.Error(), secret, req.Password))
+		writeInvalid(w, err, secret, req.Password)
 		return
 	}
 	ctx, cancel := s.backendCtx(r)
@@ -429,12 +420,12 @@ func (s *Server) addCamera(w http.ResponseWriter, r *http.Request) {
 
 func validatePatch(p *CameraPatch) error {
 	if p.Name == nil && p.Enabled == nil && p.Audio == nil && p.Substream == nil && p.Username == nil && p.Password == nil {
-		return &BadRequestError{Reason: "nothing to change"}
+		return &BadRequestError{Code: CodeNothingToChange, Reason: "nothing to change"}
 	}
 	if p.Name != nil {
 		n := strings.TrimSpace(*p.Name)
 		if n == "" {
-			return &BadRequestError{Field: "name", Reason: "must not be empty"}
+			return &BadRequestError{Field: "name", Code: CodeRequired, Reason: "must not be empty"}
 		}
 		if err := checkText("name", n, maxNameLen); err != nil {
 			return err
@@ -461,7 +452,7 @@ func validatePatch(p *CameraPatch) error {
 func (s *Server) updateCamera(w http.ResponseWriter, r *http.Request) {
 	id, err := cameraID(r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeInvalid(w, err)
 		return
 	}
 	var p CameraPatch
@@ -473,7 +464,7 @@ func (s *Server) updateCamera(w http.ResponseWriter, r *http.Request) {
 		secret = *p.Password
 	}
 	if err := validatePatch(&p); err != nil {
-		writeError(w, http.StatusBadRequest, redact(err.Error(), secret))
+		writeInvalid(w, err, secret)
 		return
 	}
 	ctx, cancel := s.backendCtx(r)
@@ -489,7 +480,7 @@ func (s *Server) updateCamera(w http.ResponseWriter, r *http.Request) {
 func (s *Server) removeCamera(w http.ResponseWriter, r *http.Request) {
 	id, err := cameraID(r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeInvalid(w, err)
 		return
 	}
 	ctx, cancel := s.backendCtx(r)
@@ -504,7 +495,7 @@ func (s *Server) removeCamera(w http.ResponseWriter, r *http.Request) {
 func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 	id, err := cameraID(r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeInvalid(w, err)
 		return
 	}
 	ctx, cancel := s.backendCtx(r)
@@ -547,7 +538,7 @@ func (s *Server) testStream(w http.ResponseWriter, r *http.Request) {
 	secret := req.Password
 	clean, user, pass, err := splitCredentials("url", req.URL, "rtsp", "rtsps", "http", "https", "onvif")
 	if err != nil {
-		writeError(w, http.StatusBadRequest, redact(err.Error(), secret))
+		writeInvalid(w, err, secret)
 		return
 	}
 	if req.Username = strings.TrimSpace(req.Username); req.Username == "" {
@@ -557,11 +548,11 @@ func (s *Server) testStream(w http.ResponseWriter, r *http.Request) {
 		req.Password = pass
 	}
 	if err := checkText("username", req.Username, maxUserLen); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeInvalid(w, err)
 		return
 	}
 	if err := checkPassword("password", req.Password); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeInvalid(w, err)
 		return
 	}
 	select {
@@ -569,7 +560,7 @@ func (s *Server) testStream(w http.ResponseWriter, r *http.Request) {
 		defer func() { <-s.tests }()
 	default:
 		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusTooManyRequests, "other stream tests are running: try again in a few seconds")
+		writeCoded(w, http.StatusTooManyRequests, CodeStreamTestsBusy, "other stream tests are running: try again in a few seconds")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), testStreamTimeout)
@@ -578,12 +569,15 @@ func (s *Server) testStream(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		msg := redact(err.Error(), secret, req.Password)
 		var bad *BadRequestError
-		if errors.As(err, &bad) {
-			writeError(w, http.StatusBadRequest, msg)
-			return
+		switch {
+		case errors.As(err, &bad):
+			writeInvalid(w, err, secret, req.Password)
+		case errors.Is(err, ErrCameraUnauthorized):
+			writeCoded(w, http.StatusUnprocessableEntity, CodeCameraUnauthorized, msg)
+		default:
+			// The camera, not the request, failed: 422 with the reason in words for the page.
+			writeCoded(w, http.StatusUnprocessableEntity, CodeStreamFailed, msg)
 		}
-		// The camera, not the request, failed: 422 with the reason in words for the page.
-		writeError(w, http.StatusUnprocessableEntity, msg)
 		return
 	}
 	if info.Tracks == nil {
@@ -633,7 +627,7 @@ func moveCredentials(field string, raw, user, pass *string, schemes ...string) (
 // redaction.
 func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 	if c.MQTT == nil && c.Flussonic == nil {
-		return nil, &BadRequestError{Reason: "nothing to change: give mqtt or flussonic"}
+		return nil, &BadRequestError{Code: CodeNothingToChange, Reason: "nothing to change: give mqtt or flussonic"}
 	}
 	if m := c.MQTT; m != nil {
 		secrets = append(secrets, m.Password)
@@ -651,7 +645,7 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 			return secrets, err
 		}
 		if strings.ContainsAny(m.TopicPrefix, "#+") {
-			return secrets, &BadRequestError{Field: "mqtt.topic_prefix", Reason: "must not contain the wildcards # or +"}
+			return secrets, &BadRequestError{Field: "mqtt.topic_prefix", Code: CodeTopicWildcard, Reason: "must not contain the wildcards # or +"}
 		}
 		if err := checkPassword("mqtt.password", m.Password); err != nil {
 			return secrets, err
@@ -677,7 +671,7 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 		}
 		if f.Events != nil {
 			if len(*f.Events) > maxEventSinks {
-				return secrets, &BadRequestError{Field: "flussonic.events", Reason: fmt.Sprintf("at most %d sinks", maxEventSinks)}
+				return secrets, &BadRequestError{Field: "flussonic.events", Code: CodeTooManySinks, Reason: fmt.Sprintf("at most %d sinks", maxEventSinks)}
 			}
 			for i := range *f.Events {
 				e := &(*f.Events)[i]
@@ -685,7 +679,7 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 				e.URL = strings.TrimSpace(e.URL)
 				u, err := url.Parse(e.URL)
 				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(e.URL) > maxURLLen {
-					return secrets, &BadRequestError{Field: field + ".url", Reason: "must be an http or https URL"}
+					return secrets, &BadRequestError{Field: field + ".url", Code: CodeBadURL, Reason: "must be an http or https URL"}
 				}
 				if u.User != nil {
 					p, _ := u.User.Password()
@@ -696,7 +690,7 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 					e.Format = "event_sink"
 				case "event_sink", "episodes":
 				default:
-					return secrets, &BadRequestError{Field: field + ".format", Reason: "must be event_sink or episodes"}
+					return secrets, &BadRequestError{Field: field + ".format", Code: CodeBadValue, Reason: "must be event_sink or episodes"}
 				}
 			}
 		}
@@ -711,7 +705,7 @@ func (s *Server) setConnection(w http.ResponseWriter, r *http.Request) {
 	}
 	secrets, err := validateConnection(&c)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, redact(err.Error(), secrets...))
+		writeInvalid(w, err, secrets...)
 		return
 	}
 	ctx, cancel := s.backendCtx(r)
@@ -741,7 +735,7 @@ func (s *Server) wifiQR(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var bad *BadRequestError
 		if errors.As(err, &bad) {
-			writeError(w, http.StatusBadRequest, err.Error())
+			writeInvalid(w, err)
 			return
 		}
 		writeError(w, http.StatusInternalServerError, err.Error())

@@ -9,9 +9,10 @@ import (
 // reaches into the protocol packages itself.
 //
 // Methods get the request's context: they should return when it ends. Errors that the user
-// caused should wrap ErrNotFound (HTTP 404) or be a *BadRequestError (HTTP 400); any other error
-// is shown to the user as it is (HTTP 502 for TestStream, 500 otherwise), so it must not
-// contain a secret.
+// caused should wrap ErrNotFound (HTTP 404) or be a *BadRequestError (HTTP 400); an error that
+// means the camera refused its credentials should wrap ErrCameraUnauthorized (HTTP 422, code
+// camera_unauthorized); any other error is shown to the user as it is (HTTP 422 for TestStream,
+// 500 otherwise), so it must not contain a secret.
 type Backend interface {
 	Status(ctx context.Context) GatewayStatus
 	// Cameras returns discovered and added cameras.
@@ -38,7 +39,8 @@ var ErrNotFound = errors.New("not found")
 
 // BadRequestError is a validation error shown to the user as a 400.
 type BadRequestError struct {
-	Field  string // the request field at fault, in its JSON spelling; may be empty
+	Field  string    // the request field at fault, in its JSON spelling; may be empty
+	Code   ErrorCode // what is wrong, for the page; "" = CodeBadRequest
 	Reason string
 }
 
@@ -92,17 +94,20 @@ const (
 // Camera is one discovered or added camera. It never carries a password; the server also
 // strips any user information from URL and ONVIF before sending it.
 type Camera struct {
-	CameraID         string      `json:"camera_id"`
-	AgentID          string      `json:"agent_id,omitempty"` // 10 digits; empty until added
-	Name             string      `json:"name"`
-	Vendor           string      `json:"vendor,omitempty"`
-	Model            string      `json:"model,omitempty"`
-	Serial           string      `json:"serial,omitempty"`
-	MAC              string      `json:"mac,omitempty"`
-	IP               string      `json:"ip,omitempty"`
-	URL              string      `json:"url,omitempty"`   // rtsp:// or the ONVIF device service
-	ONVIF            string      `json:"onvif,omitempty"` // ONVIF device service address, if any
-	StreamName       string      `json:"stream_name,omitempty"`
+	CameraID   string `json:"camera_id"`
+	AgentID    string `json:"agent_id,omitempty"` // 10 digits; empty until added
+	Name       string `json:"name"`
+	Vendor     string `json:"vendor,omitempty"`
+	Model      string `json:"model,omitempty"`
+	Serial     string `json:"serial,omitempty"`
+	MAC        string `json:"mac,omitempty"`
+	IP         string `json:"ip,omitempty"`
+	URL        string `json:"url,omitempty"`   // rtsp:// or the ONVIF device service
+	ONVIF      string `json:"onvif,omitempty"` // ONVIF device service address, if any
+	StreamName string `json:"stream_name,omitempty"`
+	// PlayURL is flussonic.play + the stream name: with Name, what SC's "add camera by
+	// parameters" form takes (SPEC §8).
+	PlayURL          string      `json:"play_url,omitempty"`
 	State            CameraState `json:"state"`
 	Enabled          bool        `json:"enabled"`
 	Audio            bool        `json:"audio"`

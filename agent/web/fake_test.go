@@ -141,6 +141,9 @@ func (f *fakeBackend) TestStream(ctx context.Context, url, username, password st
 	if f.testErr {
 		return StreamInfo{}, fmt.Errorf("rtsp://%s:%s@%s: 401 Unauthorized", username, password, url[len("rtsp://"):])
 	}
+	if password == "refused" {
+		return StreamInfo{}, fmt.Errorf("describe %s: %w", url, ErrCameraUnauthorized)
+	}
 	return StreamInfo{Tracks: []Track{{Kind: "video", Codec: "H264", Width: 1920, Height: 1080}}, BitrateBPS: 2e6}, nil
 }
 

@@ -64,7 +64,9 @@ type Server struct {
 	handler  http.Handler
 	sessions *sessions
 	limiter  *loginLimiter
-	tests    chan struct{} // stream test slots
+	tests    chan struct{}     // stream test slots
+	static   fs.FS             // the page's files
+	pages    map[string][]byte // index.html rendered per language; read-only after NewServer
 	now      func() time.Time
 
 	loginFailed  atomic.Uint64 // wrong codes
@@ -90,7 +92,17 @@ func NewServer(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	static, err := fs.Sub(staticFiles, "static")
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	pages, err := renderPages(static)
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
 	s := &Server{
+		static:   static,
+		pages:    pages,
 		cfg:      cfg,
 		log:      log,
 		policy:   policy,
@@ -200,7 +212,7 @@ func (s *Server) routes() http.Handler {
 	api("PUT /api/connection", s.setConnection)
 	api("GET /api/wifi-qr.png", s.wifiQR)
 	api("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+		writeCoded(w, http.StatusNotFound, CodeNoSuchEndpoint, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -212,16 +224,16 @@ func (s *Server) routes() http.Handler {
 		mux.Handle("POST /onvif/notify/", http.MaxBytesHandler(s.cfg.Notify, 1<<20))
 	}
 
-	static, err := fs.Sub(staticFiles, "static")
-	if err != nil {
-		panic(err) // the embed directive guarantees the directory
-	}
-	files := http.FileServerFS(static)
+	files := http.FileServerFS(s.static)
 	// "/" rather than "GET /": the latter would conflict with the "/api/" catch-all.
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+			return
+		}
+		if r.URL.Path == "/" || r.URL.Path == "/index.html" {
+			s.index(w, r)
 			return
 		}
 		// Revalidate every time: the files change with the firmware, and they are small.
@@ -231,7 +243,7 @@ func (s *Server) routes() http.Handler {
 
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusForbidden, "cross-origin request refused")
+		writeCoded(w, http.StatusForbidden, CodeCrossOrigin, "cross-origin request refused")
 	}))
 	return securityHeaders(localHostOnly(cop.Handler(mux)))
 }
@@ -243,7 +255,7 @@ func (s *Server) routes() http.Handler {
 func localHostOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isLocalHost(r.Host) {
-			writeError(w, http.StatusMisdirectedRequest, "open this page by the gateway's address, e.g. http://192.168.1.1:8080/")
+			writeCoded(w, http.StatusMisdirectedRequest, CodeWrongHost, "open this page by the gateway's address, e.g. http://192.168.1.1:8080/")
 			return
 		}
 		next.ServeHTTP(w, r)

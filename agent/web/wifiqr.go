@@ -24,27 +24,27 @@ var wifiEscaper = strings.NewReplacer(`\`, `\\`, `;`, `\;`, `,`, `\,`, `:`, `\:`
 func (n WiFiNetwork) Validate() error {
 	switch {
 	case n.SSID == "":
-		return &BadRequestError{Field: "ssid", Reason: "is required"}
+		return &BadRequestError{Field: "ssid", Code: CodeRequired, Reason: "is required"}
 	case len(n.SSID) > 32:
-		return &BadRequestError{Field: "ssid", Reason: "is longer than 32 bytes"}
+		return &BadRequestError{Field: "ssid", Code: CodeTooLong, Reason: "is longer than 32 bytes"}
 	case !utf8.ValidString(n.SSID) || !utf8.ValidString(n.Password):
-		return &BadRequestError{Reason: "ssid and password must be UTF-8 text"}
+		return &BadRequestError{Code: CodeBadText, Reason: "ssid and password must be UTF-8 text"}
 	}
 	switch n.Security {
 	case "WPA":
 		if l := len(n.Password); l < 8 || l > 63 {
-			return &BadRequestError{Field: "password", Reason: "a WPA password has 8 to 63 characters"}
+			return &BadRequestError{Field: "password", Code: CodeWiFiWPAPassword, Reason: "a WPA password has 8 to 63 characters"}
 		}
 	case "WEP":
 		if l := len(n.Password); l != 5 && l != 10 && l != 13 && l != 26 {
-			return &BadRequestError{Field: "password", Reason: "a WEP key has 5 or 13 characters (10 or 26 hex digits)"}
+			return &BadRequestError{Field: "password", Code: CodeWiFiWEPKey, Reason: "a WEP key has 5 or 13 characters (10 or 26 hex digits)"}
 		}
 	case "nopass":
 		if n.Password != "" {
-			return &BadRequestError{Field: "password", Reason: "must be empty for an open network"}
+			return &BadRequestError{Field: "password", Code: CodeWiFiOpenPassword, Reason: "must be empty for an open network"}
 		}
 	default:
-		return &BadRequestError{Field: "type", Reason: "must be WPA, WEP or nopass"}
+		return &BadRequestError{Field: "type", Code: CodeBadValue, Reason: "must be WPA, WEP or nopass"}
 	}
 	return nil
 }

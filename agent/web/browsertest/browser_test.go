@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/camgate/camgate/agent/web"
 	"github.com/camgate/camgate/internal/testtool"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -63,6 +65,13 @@ func startServer(t *testing.T, b web.Backend) string {
 // Chromium exits without answering it, so it only adds a timeout.)
 func browser(t *testing.T) context.Context {
 	t.Helper()
+	return browserIn(t, "en-US,en;q=0.9")
+}
+
+// browserIn is browser with every request saying Accept-Language: acceptLanguage, as a browser
+// set to that language does.
+func browserIn(t *testing.T, acceptLanguage string) context.Context {
+	t.Helper()
 	profile, err := os.MkdirTemp("", "camgate-browsertest-")
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +104,10 @@ func browser(t *testing.T) context.Context {
 			t.Errorf("browser profile: %v", err)
 		}
 	})
+	if err := chromedp.Run(ctx, network.Enable(),
+		network.SetExtraHTTPHeaders(network.Headers{"Accept-Language": acceptLanguage})); err != nil {
+		t.Fatalf("browser: %v", err)
+	}
 	return ctx
 }
 
@@ -108,6 +121,16 @@ func removeProfile(dir string, patience time.Duration) error {
 			return err
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// steps returns a runner of named steps in the browser: a failing step ends the test with its name.
+func steps(t *testing.T, ctx context.Context) func(step string, actions ...chromedp.Action) {
+	return func(step string, actions ...chromedp.Action) {
+		t.Helper()
+		if err := chromedp.Run(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
 	}
 }
 
@@ -152,12 +175,7 @@ func TestPairingPage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	run := func(step string, actions ...chromedp.Action) {
-		t.Helper()
-		if err := chromedp.Run(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v", step, err)
-		}
-	}
+	run := steps(t, ctx)
 
 	run("open the page",
 		chromedp.EmulateViewport(390, 844),
@@ -167,7 +185,7 @@ func TestPairingPage(t *testing.T) {
 	run("a wrong code is refused in words",
 		chromedp.SendKeys("#login-code", "0000-0000", chromedp.ByID),
 		chromedp.Click(`#login-form button[type="submit"]`, chromedp.ByQuery),
-		waitJS(`document.getElementById("login-error").textContent.includes("wrong setup code")`),
+		waitJS(`document.getElementById("login-error").textContent === `+jsString(words(t, "en")["err.wrong_setup_code"])),
 	)
 	run("log in with the code typed without its dash",
 		clearInput("#login-code"),
@@ -178,13 +196,19 @@ func TestPairingPage(t *testing.T) {
 		waitJS(`document.querySelectorAll("#cameras .cam").length === 3`),
 	)
 
-	var agentID string
-	run("the added camera shows its agent ID and relay state",
+	var scName, scURL, cardText string
+	run("the added camera shows SC's add-by-parameters values and its relay state",
 		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-state').textContent === "relaying"`),
-		chromedp.Text(`.cam[data-id="porch"] .agent-id`, &agentID, chromedp.ByQuery),
+		chromedp.Text(`.cam[data-id="porch"] .sc-name`, &scName, chromedp.ByQuery),
+		chromedp.Text(`.cam[data-id="porch"] .sc-url`, &scURL, chromedp.ByQuery),
+		chromedp.Text(`.cam[data-id="porch"]`, &cardText, chromedp.ByQuery),
 	)
-	if agentID != "4815162342" {
-		t.Errorf("agent ID shown as %q", agentID)
+	if scName != "Porch" || scURL != porchPlayURL {
+		t.Errorf("SC values shown as %q and %q, want Porch and %s", scName, scURL, porchPlayURL)
+	}
+	// SPEC §3: agent_id is not a Flussonic Agent ID, so the page must not offer it for SC's form.
+	if strings.Contains(cardText, "4815162342") || strings.Contains(cardText, "Agent ID") {
+		t.Errorf("the card offers the agent_id: %q", cardText)
 	}
 
 	var shownName string
@@ -206,7 +230,7 @@ func TestPairingPage(t *testing.T) {
 		chromedp.SendKeys("#add-user", "admin", chromedp.ByID),
 		chromedp.SendKeys("#add-pass", "wrong", chromedp.ByID),
 		chromedp.Click("#add-submit", chromedp.ByID),
-		waitJS(`document.getElementById("add-result").textContent.includes("refused the user name or password")`),
+		waitJS(`document.getElementById("add-result").textContent === `+jsString(words(t, "en")["err.camera_unauthorized"])),
 	)
 	run("add a camera by RTSP URL with its password",
 		clearInput("#add-pass"),
@@ -218,7 +242,7 @@ func TestPairingPage(t *testing.T) {
 	)
 	run("its relay comes up",
 		waitJS(`[...document.querySelectorAll("#cameras .cam")].some(c => c.querySelector(".cam-name").textContent === "Garage" &&
-			c.querySelector(".cam-state").textContent === "relaying" && c.querySelector(".cam-media").textContent.includes("Mbit/s"))`),
+			c.querySelector(".cam-state").textContent === "relaying" && c.querySelector(".cam-media").textContent.includes("2.3 Mb/s"))`),
 	)
 	run("make a Wi-Fi QR code",
 		chromedp.SendKeys("#wf-ssid", `Home;Net`, chromedp.ByID),
@@ -289,7 +313,7 @@ func TestPairingPage(t *testing.T) {
 func screenshots(t *testing.T, ctx context.Context, prefix string) {
 	t.Helper()
 	dirs := []string{filepath.Join("..", "..", "..", "artifacts", "web")}
-	if *updateScreenshots && prefix == "pairing" {
+	if *updateScreenshots && slices.Contains([]string{"pairing", "pairing-ru", "pairing-en"}, prefix) {
 		dirs = append(dirs, filepath.Join("..", "screenshots"))
 	}
 	for _, width := range []int64{390, 1280} {

@@ -17,6 +17,9 @@ import (
 // xssName is a camera name a hostile device could announce; the page must show it as text.
 const xssName = `<img src=x onerror=alert(1)>`
 
+// porchPlayURL is where SC plays the added camera: flussonic.play + its stream name.
+const porchPlayURL = "rtsp://stream.example.com:554/eltex-7f3a21-porch"
+
 // fakeBackend is the agent as the page sees it: two discovered cameras (one with a hostile
 // name), one added and relaying; an added camera starts relaying a moment after it is added.
 type fakeBackend struct {
@@ -41,7 +44,8 @@ func newFakeBackend() *fakeBackend {
 		cams: map[string]*web.Camera{
 			"porch": {CameraID: "porch", AgentID: "4815162342", Name: "Porch", Vendor: "HIKVISION", Model: "DS-2CD2043G2-I",
 				IP: "192.168.1.64", URL: "rtsp://192.168.1.64:554/Streaming/Channels/101", State: web.CameraAdded, Enabled: true,
-				Audio: true, Relaying: true, Online: true, Codec: "H264", Width: 2688, Height: 1520, BitrateBPS: 4_100_000, HasSnapshot: true},
+				Audio: true, Relaying: true, Online: true, Codec: "H264", Width: 2688, Height: 1520, BitrateBPS: 4_100_000, HasSnapshot: true,
+				StreamName: "eltex-7f3a21-porch", PlayURL: porchPlayURL},
 			"cam-001122334455": {CameraID: "cam-001122334455", Name: xssName, Vendor: `<b>Evil</b> "Corp"`, Model: "IPC-HFW1230S",
 				IP: "192.168.1.108", URL: "http://192.168.1.108/onvif/device_service", State: web.CameraDiscovered, NeedsCredentials: true},
 			"cam-66778899aabb": {CameraID: "cam-66778899aabb", Name: "Dahua IPC", Vendor: "Dahua", Model: "IPC-HDW2431T",
@@ -95,7 +99,8 @@ func (f *fakeBackend) AddCamera(ctx context.Context, req web.AddCamera) (web.Cam
 			return web.Camera{}, fmt.Errorf("camera %q: %w", id, web.ErrNotFound)
 		}
 		id = fmt.Sprintf("cam-%d", len(f.cams))
-		c = &web.Camera{CameraID: id, URL: req.URL, IP: "192.168.1.70"}
+		c = &web.Camera{CameraID: id, URL: req.URL, IP: "192.168.1.70", StreamName: "eltex-7f3a21-" + id,
+			PlayURL: "rtsp://stream.example.com:554/eltex-7f3a21-" + id}
 		f.cams[id] = c
 	}
 	c.State, c.Enabled, c.Online, c.NeedsCredentials = web.CameraAdded, true, true, false
@@ -155,7 +160,8 @@ func (f *fakeBackend) Discover(ctx context.Context) error { return nil }
 
 func (f *fakeBackend) TestStream(ctx context.Context, url, username, password string) (web.StreamInfo, error) {
 	if password == "wrong" {
-		return web.StreamInfo{}, fmt.Errorf("camera refused the user name or password (401 Unauthorized)")
+		// As the Backend documents it: a refused password wraps web.ErrCameraUnauthorized.
+		return web.StreamInfo{}, fmt.Errorf("DESCRIBE %s: 401 Unauthorized: %w", url, web.ErrCameraUnauthorized)
 	}
 	return web.StreamInfo{Tracks: []web.Track{{Kind: "video", Codec: "H264", Width: 1920, Height: 1080}, {Kind: "audio", Codec: "AAC"}}, BitrateBPS: 2_300_000}, nil
 }

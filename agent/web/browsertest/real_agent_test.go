@@ -65,13 +65,10 @@ func TestPairingPageWithTheRealAgent(t *testing.T) {
 	}
 	url := "http://" + a.WebAddr() + "/"
 
-	bctx := browser(t)
-	run := func(step string, actions ...chromedp.Action) {
-		t.Helper()
-		if err := chromedp.Run(bctx, actions...); err != nil {
-			t.Fatalf("%s: %v", step, err)
-		}
-	}
+	// The browser is set to Russian, as most owners' and installers' are (issue 16).
+	ru := words(t, "ru")
+	bctx := browserIn(t, "ru-RU,ru;q=0.9")
+	run := steps(t, bctx)
 	run("log in with the gateway's setup code",
 		chromedp.EmulateViewport(390, 844),
 		chromedp.Navigate(url),
@@ -82,7 +79,7 @@ func TestPairingPageWithTheRealAgent(t *testing.T) {
 		waitJS(`document.getElementById("st-id").textContent === "gwp"`),
 	)
 	run("the configured camera relays, its hostile name shown as text",
-		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-state').textContent === "relaying"`),
+		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-state').textContent === `+jsString(ru["cam.state_relaying"])),
 		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-name').textContent === `+jsString(xssName)),
 	)
 	var injected bool
@@ -90,18 +87,36 @@ func TestPairingPageWithTheRealAgent(t *testing.T) {
 	if injected {
 		t.Error("the camera's name was parsed as HTML")
 	}
-	run("add a camera by RTSP URL with its password",
+	// Issue 16 acceptance 4 against the real agent: a wrong camera password fails the add, and the
+	// page says so in Russian. The agent reports a refused password as the camera's stream
+	// failing (code stream_failed, the protocol's reason quoted) until it wraps
+	// web.ErrCameraUnauthorized (code camera_unauthorized); either is the page's language.
+	var failed string
+	run("a wrong camera password fails the add, explained in Russian",
 		chromedp.Click(`input[name="mode"][value="url"]`, chromedp.ByQuery),
 		chromedp.SendKeys("#add-url", toAdd.URL(), chromedp.ByID),
 		chromedp.SendKeys("#add-user", camUser, chromedp.ByID),
+		chromedp.SendKeys("#add-pass", "not-"+camPassword, chromedp.ByID),
+		chromedp.Click("#add-submit", chromedp.ByID),
+		waitJS(`!document.getElementById("add-submit").disabled && document.getElementById("add-result").classList.contains("error")`),
+		chromedp.Text("#add-result", &failed, chromedp.ByID),
+	)
+	streamFailed, _, _ := strings.Cut(ru["err.stream_failed"], "{detail}")
+	if failed != ru["err.camera_unauthorized"] && !strings.HasPrefix(failed, streamFailed) {
+		t.Errorf("a wrong password is explained as %q, want %q or %q…", failed, ru["err.camera_unauthorized"], streamFailed)
+	}
+	t.Logf("a wrong password on the real agent: %q", failed)
+	addedWords, _, _ := strings.Cut(ru["add.added"], "{name}")
+	run("add a camera by RTSP URL with its password",
+		clearInput("#add-pass"),
 		chromedp.SendKeys("#add-pass", camPassword, chromedp.ByID),
 		chromedp.SendKeys("#add-name", "Garage", chromedp.ByID),
 		chromedp.Click("#add-submit", chromedp.ByID),
-		waitJS(`document.getElementById("add-result").textContent.startsWith("Added")`),
+		waitJS(`document.getElementById("add-result").textContent.startsWith(`+jsString(addedWords)+`)`),
 	)
 	run("its relay becomes relaying",
 		waitJS(`[...document.querySelectorAll("#cameras .cam")].some(c => c.querySelector(".cam-name").textContent === "Garage" &&
-			c.querySelector(".cam-state").textContent === "relaying")`),
+			c.querySelector(".cam-state").textContent === `+jsString(ru["cam.state_relaying"])+`)`),
 	)
 	var html string
 	run("read the page", chromedp.Evaluate(`document.documentElement.outerHTML`, &html))

@@ -1,23 +1,105 @@
 // The pairing page. Everything that came from a device or a user (names, models, errors) is
 // put on the page with textContent, never as HTML.
+//
+// Its words come from the catalogue of the page's language (i18n/<lang>.json): the server renders
+// index.html in it already, and this script uses the same catalogue for what it writes and when
+// the switch changes the language. The API speaks English with stable error codes; errors are
+// shown by their code in the page's language, the API's English message being the fallback.
 "use strict";
 
 (function () {
   const POLL_MS = 3000;
   const THUMB_MS = 10000;
+  const LANGS = ["ru", "en"];
+  const LANG_KEY = "camgate.lang"; // localStorage: the language the switch chose
   let csrf = "";
   let pollTimer = 0;
   let lastThumb = 0;
   let cameras = [];
+  let lastStatus = null;
+  let lang = document.documentElement.lang || "ru";
+  let cat = {};
   const cards = new Map(); // camera_id -> {el, cam}
 
   const $ = (id) => document.getElementById(id);
 
+  // t returns the catalogue's text for key with {name} filled from args; an unknown key shows
+  // itself, so a missing string is seen, not hidden.
+  function t(key, args) {
+    const s = Object.prototype.hasOwnProperty.call(cat, key) ? cat[key] : key;
+    return s.replace(/\{(\w+)\}/g, (m, name) => (args && name in args ? String(args[name]) : m));
+  }
+
+  // applyTranslations fills every data-i18n element (and data-i18n-<attr> attribute) under root.
+  function applyTranslations(root) {
+    for (const el of root.querySelectorAll("*")) {
+      for (const a of el.getAttributeNames()) {
+        if (a === "data-i18n") el.textContent = t(el.getAttribute(a));
+        else if (a.startsWith("data-i18n-")) el.setAttribute(a.slice(10), t(el.getAttribute(a)));
+      }
+    }
+  }
+
+  async function loadCatalogue(l) {
+    const res = await fetch("i18n/" + l + ".json", { credentials: "same-origin", cache: "no-cache" });
+    if (!res.ok) throw new Error("catalogue " + l + ": " + res.status);
+    return res.json();
+  }
+
+  // setLanguage switches the page to l: every fixed string, then what the script wrote.
+  async function setLanguage(l, remember) {
+    cat = await loadCatalogue(l);
+    lang = l;
+    document.documentElement.lang = l;
+    applyTranslations(document);
+    applyTranslations($("camera-tpl").content);
+    if (remember) {
+      try { localStorage.setItem(LANG_KEY, l); } catch (e) { /* private mode: this visit only */ }
+      // The server reads the cookie to render the next page in this language at once.
+      document.cookie = "camgate_lang=" + l + "; path=/; max-age=31536000; SameSite=Strict";
+    }
+    if (lastStatus) renderStatus(lastStatus);
+    for (const card of cards.values()) if (card.cam) updateCard(card, card.cam, false);
+    fillPicker();
+    // Keep what the owner is typing in the forms; only the placeholders are words of ours.
+    for (const id of ["mq-pass", "fl-pass"]) if ($(id).placeholder) $(id).placeholder = t("form.unchanged");
+  }
+
+  function storedLanguage() {
+    try {
+      const l = localStorage.getItem(LANG_KEY);
+      return LANGS.includes(l) ? l : "";
+    } catch (e) {
+      return "";
+    }
+  }
+
+  $("lang-switch").addEventListener("click", () => {
+    setLanguage(lang === "ru" ? "en" : "ru", true).catch(() => {});
+  });
+
   class APIError extends Error {
-    constructor(status, message) {
+    constructor(status, message, code, field) {
       super(message);
       this.status = status;
+      this.code = code || "";
+      this.field = field || "";
     }
+  }
+
+  // fieldName is a request field as the page names it: "flussonic.events[2].url" reads as the
+  // catalogue's "field.flussonic.events[].url"; a field without a name shows as it is.
+  function fieldName(f) {
+    const key = "field." + f.replace(/\[\d+\]/g, "[]");
+    return Object.prototype.hasOwnProperty.call(cat, key) ? cat[key] : f;
+  }
+
+  // explain is an error in the page's language: its code's text, or the API's English message.
+  function explain(e) {
+    if (!(e instanceof APIError)) return String(e.message || e);
+    const key = "err." + e.code;
+    if (!e.code || !Object.prototype.hasOwnProperty.call(cat, key)) return e.message;
+    return t(key, { field: fieldName(e.field), detail: e.message, seconds: e.retryAfter || "", status: e.status });
   }
 
   // api calls the JSON API; state changes carry the CSRF token.
@@ -32,20 +114,24 @@
     try {
       res = await fetch(path, opts);
     } catch (e) {
-      throw new APIError(0, "The gateway does not answer. Is this phone on its network?");
+      throw new APIError(0, t("err.offline"), "offline");
     }
     if (res.status === 401 && path !== "/api/login") {
       showLogin();
-      throw new APIError(401, "Please log in again.");
+      throw new APIError(401, t("err.login_required"), "login_required");
     }
     if (res.status === 204) return null;
     const type = res.headers.get("Content-Type") || "";
     if (!type.startsWith("application/json")) {
-      if (!res.ok) throw new APIError(res.status, "The gateway answered " + res.status + ".");
+      if (!res.ok) throw new APIError(res.status, t("err.status", { status: res.status }));
       return res;
     }
     const data = await res.json();
-    if (!res.ok) throw new APIError(res.status, data.error || "The gateway answered " + res.status + ".");
+    if (!res.ok) {
+      const e = new APIError(res.status, data.error || t("err.status", { status: res.status }), data.code, data.field);
+      e.retryAfter = res.headers.get("Retry-After") || "";
+      throw e;
+    }
     return data;
   }
 
@@ -83,7 +169,7 @@
       $("login-code").value = "";
       showApp();
     } catch (e) {
-      say($("login-error"), e.message);
+      say($("login-error"), explain(e));
     }
   });
 
@@ -94,56 +180,69 @@
 
   // ---- status ----
 
+  // Numbers, durations, sizes and rates in the page's language, by Intl (which also knows
+  // Russian plurals: "1 день", "2 дня", "5 дней").
+  function unit(n, u, digits) {
+    return new Intl.NumberFormat(lang, { style: "unit", unit: u, unitDisplay: "short", maximumFractionDigits: digits || 0 }).format(n);
+  }
+
+  function fmtNumber(n) {
+    return new Intl.NumberFormat(lang).format(n || 0);
+  }
+
   function fmtDuration(s) {
     s = Math.max(0, Math.floor(s || 0));
     const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
-    if (d) return d + " d " + h + " h";
-    if (h) return h + " h " + m + " min";
-    return m + " min " + (s % 60) + " s";
+    if (d) return unit(d, "day") + " " + unit(h, "hour");
+    if (h) return unit(h, "hour") + " " + unit(m, "minute");
+    return unit(m, "minute") + " " + unit(s % 60, "second");
   }
 
+  // Sizes in decimal units (kB = 1000 B), as the unit names say.
   function fmtBytes(n) {
-    if (n >= 1 << 20) return (n / (1 << 20)).toFixed(1) + " MiB";
-    if (n >= 1 << 10) return (n / (1 << 10)).toFixed(1) + " KiB";
-    return n + " B";
+    n = n || 0;
+    if (n >= 1e6) return unit(n / 1e6, "megabyte", 1);
+    if (n >= 1e3) return unit(n / 1e3, "kilobyte", 1);
+    return unit(n, "byte");
   }
 
   function fmtBitrate(bps) {
     if (!bps) return "";
-    if (bps >= 1e6) return (bps / 1e6).toFixed(1) + " Mbit/s";
-    return Math.round(bps / 1e3) + " kbit/s";
+    if (bps >= 1e6) return unit(bps / 1e6, "megabit-per-second", 1);
+    return unit(bps / 1e3, "kilobit-per-second");
   }
 
-  const LINK_TEXT = { up: "connected", connecting: "connecting…", down: "down", unconfigured: "not set up" };
+  const LINK_KEYS = { up: "link.up", connecting: "link.connecting", down: "link.down", unconfigured: "link.unconfigured" };
 
   function setLink(badge, errEl, link) {
     const state = (link && link.state) || "unconfigured";
-    badge.textContent = LINK_TEXT[state] || state;
+    badge.textContent = LINK_KEYS[state] ? t(LINK_KEYS[state]) : state;
     badge.dataset.state = state;
     errEl.textContent = (link && link.last_error) || "";
   }
 
   function renderStatus(st) {
+    lastStatus = st;
     $("st-id").textContent = st.gateway_id;
     $("gw-name").textContent = st.gateway_id;
     $("st-version").textContent = st.version;
     $("st-uptime").textContent = fmtDuration(st.uptime_s);
     setLink($("st-mqtt"), $("st-mqtt-err"), st.mqtt);
     setLink($("st-flu"), $("st-flu-err"), st.flussonic);
-    $("st-cams").textContent = st.cameras + " added, " + st.relaying + " relaying";
-    let q = st.outbox_depth + " waiting (" + fmtBytes(st.outbox_bytes || 0) + ")";
-    if (st.outbox_drops) q += ", " + st.outbox_drops + " dropped";
+    $("st-cams").textContent = t("status.cameras_value", { added: fmtNumber(st.cameras), relaying: fmtNumber(st.relaying) });
+    let q = t("status.queue_value", { count: fmtNumber(st.outbox_depth), size: fmtBytes(st.outbox_bytes) });
+    if (st.outbox_drops) q += ", " + t("status.queue_drops", { drops: fmtNumber(st.outbox_drops) });
     $("st-queue").textContent = q;
   }
 
   // ---- cameras ----
 
   function camState(c) {
-    if (c.state === "discovered") return ["found", "discovered"];
-    if (!c.enabled) return ["disabled", "disabled"];
-    if (c.relaying) return ["relaying", "relaying"];
-    if (c.online) return ["online, not relaying", "online"];
-    return ["offline", "offline"];
+    if (c.state === "discovered") return [t("cam.state_discovered"), "discovered"];
+    if (!c.enabled) return [t("cam.state_disabled"), "disabled"];
+    if (c.relaying) return [t("cam.state_relaying"), "relaying"];
+    if (c.online) return [t("cam.state_online"), "online"];
+    return [t("cam.state_offline"), "offline"];
   }
 
   function newCard(id) {
@@ -152,7 +251,8 @@
     const card = { el, cam: null };
     const q = (sel) => el.querySelector(sel);
 
-    q(".copy").addEventListener("click", () => copyText(card.cam.agent_id, q(".copy")));
+    q(".copy-name").addEventListener("click", () => copyText(q(".sc-name").textContent, q(".copy-name")));
+    q(".copy-url").addEventListener("click", () => copyText(card.cam.play_url, q(".copy-url")));
     q(".act-add").addEventListener("click", () => pickForAdd(card.cam));
     q(".act-toggle").addEventListener("click", () => patch(card, { enabled: !card.cam.enabled }));
     q(".act-rename").addEventListener("click", () => {
@@ -172,18 +272,18 @@
     q(".act-remove").addEventListener("click", async () => {
       const b = q(".act-remove");
       if (!armed) {
-        b.textContent = "Tap again to remove";
-        armed = setTimeout(() => { armed = 0; b.textContent = "Remove"; }, 4000);
+        b.textContent = t("cam.remove_confirm");
+        armed = setTimeout(() => { armed = 0; b.textContent = t("cam.remove"); }, 4000);
         return;
       }
       clearTimeout(armed);
       armed = 0;
-      b.textContent = "Remove";
+      b.textContent = t("cam.remove");
       try {
         await api("DELETE", "/api/cameras/" + encodeURIComponent(card.cam.camera_id));
         refresh();
       } catch (e) {
-        say(q(".cam-error"), e.message);
+        say(q(".cam-error"), explain(e));
       }
     });
     q(".thumb img").addEventListener("error", () => { q(".thumb img").hidden = true; q(".nothumb").hidden = false; });
@@ -196,7 +296,7 @@
       const cam = await api("PATCH", "/api/cameras/" + encodeURIComponent(card.cam.camera_id), body);
       updateCard(card, cam, true);
     } catch (e) {
-      say(card.el.querySelector(".cam-error"), e.message);
+      say(card.el.querySelector(".cam-error"), explain(e));
     }
   }
 
@@ -212,15 +312,17 @@
     if (c.codec) media.push(c.codec);
     if (c.width && c.height) media.push(c.width + "×" + c.height);
     if (c.relaying && c.bitrate_bps) media.push(fmtBitrate(c.bitrate_bps));
-    if (c.needs_credentials) media.push("needs user name and password");
+    if (c.needs_credentials) media.push(t("cam.needs_credentials"));
     q(".cam-media").textContent = media.join(" · ");
     const added = c.state === "added";
-    q(".agent").hidden = !added || !c.agent_id;
-    q(".agent-id").textContent = c.agent_id || "";
+    // What SC's "add camera by parameters" form asks for: the name and the play URL at Flussonic.
+    q(".sc").hidden = !added || !c.play_url;
+    q(".sc-name").textContent = c.name || c.camera_id;
+    q(".sc-url").textContent = c.play_url || "";
     q(".cam-error").textContent = c.last_error || "";
     q(".act-add").hidden = added;
     q(".act-toggle").hidden = !added;
-    q(".act-toggle").textContent = c.enabled ? "Disable" : "Enable";
+    q(".act-toggle").textContent = c.enabled ? t("cam.disable") : t("cam.enable");
     q(".act-rename").hidden = !added;
     q(".act-remove").hidden = !added;
     const img = q(".thumb img");
@@ -272,7 +374,7 @@
     if (!found.length) {
       const o = document.createElement("option");
       o.value = "";
-      o.textContent = "no discovered cameras: scan the network";
+      o.textContent = t("add.no_discovered");
       sel.appendChild(o);
     }
     for (const c of found) {
@@ -309,21 +411,21 @@
       try { ok = document.execCommand("copy"); } catch (e2) { ok = false; }
       t.remove();
     }
-    btn.textContent = ok ? "Copied" : "Select and copy";
-    setTimeout(() => { btn.textContent = "Copy"; }, 2000);
+    btn.textContent = ok ? t("cam.copied") : t("cam.copy_failed");
+    setTimeout(() => { btn.textContent = t("cam.copy"); }, 2000);
   }
 
   $("discover").addEventListener("click", async () => {
     const b = $("discover");
     b.disabled = true;
-    b.textContent = "Scanning…";
+    b.textContent = t("cams.scanning");
     try {
       await api("POST", "/api/discover");
       say($("cams-error"), "");
     } catch (e) {
-      say($("cams-error"), e.message);
+      say($("cams-error"), explain(e));
     }
-    setTimeout(() => { b.disabled = false; b.textContent = "Scan the network"; }, 5000);
+    setTimeout(() => { b.disabled = false; b.textContent = t("cams.scan"); }, 5000);
   });
 
   // ---- add ----
@@ -349,30 +451,30 @@
     if (byURL) {
       req.url = $("add-url").value.trim();
       testURL = req.url;
-      if (!req.url) return say(out, "Type the camera's RTSP address.");
+      if (!req.url) return say(out, t("add.need_url"));
     } else {
       req.camera_id = $("add-pick").value;
       const c = cameras.find((x) => x.camera_id === req.camera_id);
-      if (!c) return say(out, "Pick a discovered camera, or scan the network first.");
+      if (!c) return say(out, t("add.need_pick"));
       testURL = c.url;
     }
     const btn = $("add-submit");
     btn.disabled = true;
     try {
       if (testURL) {
-        say(out, "Testing the stream…", true);
+        say(out, t("add.testing"), true);
         const info = await api("POST", "/api/test-stream", { url: testURL, username: req.username, password: req.password });
-        const v = (info.tracks || []).find((t) => t.kind === "video");
-        say(out, "Stream works" + (v ? ": " + v.codec + (v.width ? " " + v.width + "×" + v.height : "") : "") + ". Adding…", true);
+        const v = (info.tracks || []).find((tr) => tr.kind === "video");
+        say(out, v ? t("add.stream_works", { video: v.codec + (v.width ? " " + v.width + "×" + v.height : "") }) : t("add.stream_works_plain"), true);
       }
       const cam = await api("POST", "/api/cameras", req);
-      say(out, "Added “" + (cam.name || cam.camera_id) + "”." + (cam.agent_id ? " Agent ID: " + cam.agent_id : ""), true);
+      say(out, t("add.added", { name: cam.name || cam.camera_id }), true);
       $("add-pass").value = "";
       $("add-url").value = "";
       $("add-name").value = "";
       refresh();
     } catch (e) {
-      say(out, e.status === 422 ? "The camera's stream does not work: " + e.message : e.message);
+      say(out, explain(e));
     } finally {
       btn.disabled = false;
     }
@@ -386,17 +488,17 @@
       $("mq-url").value = c.mqtt.url || "";
       $("mq-user").value = c.mqtt.username || "";
       $("mq-pass").value = "";
-      $("mq-pass").placeholder = c.mqtt.password_set ? "unchanged" : "";
+      $("mq-pass").placeholder = c.mqtt.password_set ? t("form.unchanged") : "";
       $("mq-prefix").value = c.mqtt.topic_prefix || "";
       const f = c.flussonic;
       $("fl-url").value = f.publish || "";
       $("fl-user").value = f.username || "";
       $("fl-pass").value = "";
-      $("fl-pass").placeholder = f.password_set ? "unchanged" : "";
+      $("fl-pass").placeholder = f.password_set ? t("form.unchanged") : "";
       $("fl-stream").value = f.stream_name || "";
       $("fl-events").value = (f.events || []).map((e) => e.url + (e.format === "episodes" ? " episodes" : "")).join("\n");
     } catch (e) {
-      say($("conn-result"), e.message);
+      say($("conn-result"), explain(e));
     }
   }
 
@@ -412,10 +514,10 @@
     };
     try {
       await api("PUT", "/api/connection", body);
-      say($("conn-result"), "Saved.", true);
+      say($("conn-result"), t("form.saved"), true);
       loadConnection();
     } catch (e) {
-      say($("conn-result"), e.message);
+      say($("conn-result"), explain(e));
     }
   });
 
@@ -436,7 +538,7 @@
       $("wifi-img").hidden = false;
     } catch (e) {
       $("wifi-img").hidden = true;
-      say($("wifi-error"), e.message);
+      say($("wifi-error"), explain(e));
     }
   });
 
@@ -449,7 +551,7 @@
       renderCameras(cams.cameras || []);
       say($("st-error"), "");
     } catch (e) {
-      if (e.status !== 401) say($("st-error"), e.message);
+      if (e.status !== 401) say($("st-error"), explain(e));
     }
   }
 
@@ -467,6 +569,13 @@
 
   async function start() {
     setMode();
+    // The server rendered the page in the browser's language (or the cookie's); the switch's
+    // choice, kept in localStorage, wins.
+    const want = storedLanguage() || (LANGS.includes(lang) ? lang : "ru");
+    try {
+      if (want !== lang) await setLanguage(want, true);
+      else cat = await loadCatalogue(lang);
+    } catch (e) { /* the server-rendered words stay; script-made text shows its keys */ }
     try {
       const s = await api("GET", "/api/session");
       if (s.logged_in) {
