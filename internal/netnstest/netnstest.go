@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,7 +32,7 @@ func Run(t *testing.T, addrs []string, body func(t *testing.T)) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		failOrSkip(t, "the ip command (Debian package iproute2) is needed to set up a network namespace")
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+regexpQuote(t.Name())+"$", "-test.v", "-test.count=1", "-test.timeout=300s")
+	cmd := exec.Command(os.Args[0], "-test.run=^"+regexp.QuoteMeta(t.Name())+"$", "-test.v", "-test.count=1", "-test.timeout=300s")
 	cmd.Env = append(os.Environ(), envVar+"="+t.Name())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
@@ -82,9 +83,4 @@ func prepare(t *testing.T, addrs []string) {
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-func regexpQuote(name string) string {
-	r := strings.NewReplacer(`\`, `\\`, `.`, `\.`, `+`, `\+`, `*`, `\*`, `?`, `\?`, `(`, `\(`, `)`, `\)`, `[`, `\[`, `]`, `\]`, `{`, `\{`, `}`, `\}`, `^`, `\^`, `$`, `\$`, `|`, `\|`)
-	return r.Replace(name)
 }
