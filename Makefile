@@ -10,12 +10,8 @@ LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.d
 TAGS      ?= nethttpomithttp2
 GCFLAGS   ?=
 GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -tags "$(TAGS)" $(GCFLAGS) -ldflags "$(LDFLAGS)"
-# The mipsel router build has a 12 MiB budget: it inlines only the standard library and the
-# relay's per-packet path (rtsp, gortsplib, pion/rtp, mediacommon); elsewhere a call is cheaper
-# than the flash the inlined copies take.
-ROUTER_GCFLAGS := -gcflags=all=-l -gcflags=std= -gcflags=github.com/camgate/camgate/rtsp= \
-	-gcflags=github.com/bluenviron/gortsplib/v5/...= -gcflags=github.com/pion/rtp/...= \
-	-gcflags=github.com/bluenviron/mediacommon/v2/...=
+# The mipsel router build has a 12 MiB budget: packaging/router.gcflags says what it inlines.
+ROUTER_GCFLAGS := $(shell grep -v '^\#' packaging/router.gcflags)
 STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0
 
 .PHONY: build test demo bench cross lint package package-test clean

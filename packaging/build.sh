@@ -80,11 +80,8 @@ build_binary() {
 	mipsle)
 		env+=(GOARCH=mipsle GOMIPS=softfloat) # MT7621 has no FPU: hardfloat dies with SIGILL
 		tags+=,nodemo
-		# Inline only the standard library and the relay's per-packet path: the rest is cheaper
-		# as calls than as flash (see the Makefile's ROUTER_GCFLAGS).
-		gcflags=(-gcflags=all=-l -gcflags=std= -gcflags=github.com/camgate/camgate/rtsp=
-			-gcflags=github.com/bluenviron/gortsplib/v5/...= -gcflags=github.com/pion/rtp/...=
-			-gcflags=github.com/bluenviron/mediacommon/v2/...=)
+		# Inline only the relay's per-packet path: the rest is cheaper as calls than as flash.
+		mapfile -t gcflags < <(grep -v '^#' packaging/router.gcflags)
 		;;
 	*) die "unknown binary $suffix" ;;
 	esac
