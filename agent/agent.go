@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sort"
 	"sync"
@@ -51,6 +52,7 @@ type Agent struct {
 	streams  *uplink.StreamSetup // zero-touch stream setup; nil without flussonic.api; set before the loop
 
 	webAddr    atomic.Pointer[string]           // where the pairing page listens, once it does
+	smtpAddr   atomic.Pointer[net.Addr]         // where the SMTP alarm server listens, once it does
 	discoverer atomic.Pointer[onvif.Discoverer] // nil when discovery.onvif is off
 }
 
@@ -237,7 +239,8 @@ type cameraView struct {
 	status CameraStatus // without Relay, which is read live from relay
 	relay  *rtsp.Relay  // nil when not relayed
 	onvif  resolution
-	hasRes bool // a stream resolver runs for this camera
+	hasRes bool   // a stream resolver runs for this camera
+	auth   string // the camera's auth mark ("basic" or "")
 }
 
 func (v *view) camera(id string) (cameraView, bool) {
@@ -264,7 +267,10 @@ type CameraStatus struct {
 	PublishURL string     `json:"publish_url"` // without credentials
 	PlayURL    string     `json:"play_url"`    // what SC's "add camera by parameters" form takes
 	Problem    string     `json:"problem,omitempty"`
-	Relay      rtsp.Stats `json:"relay"`
+	// MovedTo is an address a device claiming to be this camera announced itself from, not
+	// followed until the owner confirms it (pinning.go): the page shows the camera as "moved?".
+	MovedTo string     `json:"moved_to,omitempty"`
+	Relay   rtsp.Stats `json:"relay"`
 }
 
 func (c cameraView) live(a *Agent) CameraStatus {

@@ -92,6 +92,9 @@ func (a *Agent) startSMTP(ctx context.Context, cfg *Config, wg *sync.WaitGroup) 
 	if err := srv.Listen(ctx); err != nil {
 		return fmt.Errorf("smtp: %w", err)
 	}
+	if addr := srv.Addr(); addr != nil {
+		a.smtpAddr.Store(&addr)
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -428,9 +428,42 @@ func (s *Server) addCamera(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, scrubCamera(cam))
 }
 
+// patchURL checks a PATCH's new camera URL and moves credentials in it into the patch's
+// Username and Password, unless those were given separately.
+func patchURL(p *CameraPatch) error {
+	var user, pass string
+	if p.Username != nil {
+		user = *p.Username
+	}
+	if p.Password != nil {
+		pass = *p.Password
+	}
+	raw := *p.URL
+	if _, err := moveCredentials("url", &raw, &user, &pass, "rtsp", "rtsps", "http", "https"); err != nil {
+		return err
+	}
+	if raw == "" {
+		return &BadRequestError{Field: "url", Code: CodeRequired, Reason: "must not be empty"}
+	}
+	p.URL = &raw
+	if user != "" {
+		p.Username = &user
+	}
+	if pass != "" {
+		p.Password = &pass
+	}
+	return nil
+}
+
 func validatePatch(p *CameraPatch) error {
-	if p.Name == nil && p.Enabled == nil && p.Audio == nil && p.Substream == nil && p.Username == nil && p.Password == nil {
+	if p.Name == nil && p.Enabled == nil && p.Audio == nil && p.Substream == nil && p.Username == nil &&
+		p.Password == nil && p.URL == nil && p.StreamName == nil {
 		return &BadRequestError{Code: CodeNothingToChange, Reason: "nothing to change"}
+	}
+	if p.URL != nil {
+		if err := patchURL(p); err != nil {
+			return err
+		}
 	}
 	if p.Name != nil {
 		n := strings.TrimSpace(*p.Name)
@@ -476,6 +509,9 @@ func (s *Server) updateCamera(w http.ResponseWriter, r *http.Request) {
 	if err := validatePatch(&p); err != nil {
 		writeInvalid(w, err, secret)
 		return
+	}
+	if p.Password != nil {
+		secret = *p.Password // also one that came in the URL
 	}
 	ctx, cancel := s.backendCtx(r)
 	defer cancel()

@@ -122,6 +122,14 @@ type Camera struct {
 	HasSnapshot      bool        `json:"has_snapshot"`
 	NeedsCredentials bool        `json:"needs_credentials"`
 	Username         string      `json:"username,omitempty"`
+	// MovedTo is set when a device claiming to be this camera announced a new address that was
+	// not followed: the owner confirms it by changing the camera's URL (and giving the password
+	// again). The camera keeps relaying from its old address meanwhile.
+	MovedTo string `json:"moved_to,omitempty"`
+	// PasswordCleared and Notice, in the answer to a PATCH, say that the change of host
+	// dropped the stored password ("password cleared: host changed").
+	PasswordCleared bool   `json:"password_cleared,omitempty"`
+	Notice          string `json:"notice,omitempty"`
 }
 
 // AddCamera is the body of POST /api/cameras: either CameraID of a discovered camera, or URL
@@ -148,6 +156,9 @@ type CameraPatch struct {
 	Password  *string `json:"password,omitempty"`
 	// StreamName is the camera's own stream name at Flussonic; "" goes back to the default.
 	StreamName *string `json:"stream_name,omitempty"`
+	// URL moves the camera (rtsp://, rtsps:// or an ONVIF device service). A URL on another
+	// host without Password clears the stored password: it is never sent to the new host.
+	URL *string `json:"url,omitempty"`
 }
 
 // Track is one media track found by TestStream.
