@@ -268,8 +268,18 @@ func (b webBackend) Connection(ctx context.Context) web.Connection {
 }
 
 func (b webBackend) SetConnection(ctx context.Context, u web.ConnectionUpdate) error {
-	_, err := b.a.ask(ctx, connectionRequest{update: u})
-	return webError(err)
+	_, err := b.SetConnectionNoticed(ctx, u)
+	return err
+}
+
+// SetConnectionNoticed is SetConnection that also says which stored secrets a change of host
+// dropped.
+func (b webBackend) SetConnectionNoticed(ctx context.Context, u web.ConnectionUpdate) ([]string, error) {
+	res, err := b.a.ask(ctx, connectionRequest{update: u})
+	if err != nil || res.notice == "" {
+		return nil, webError(err)
+	}
+	return strings.Split(res.notice, "; "), nil
 }
 
 func storedPassword(raw string) string {

@@ -701,8 +701,8 @@ func keepPublishPassword(f *FlussonicUpdate, stored string) string {
 	if _, param, found := cutPublishPassword(f.Publish); found {
 		return queryValue(param)
 	}
-	if f.ClearPassword {
-		return ""
+	if f.ClearPassword || !sameURLHost(f.Publish, stored) {
+		return "" // a publish password stays with its host (issue 13)
 	}
 	_, param, found := cutPublishPassword(stored)
 	if !found {
@@ -714,6 +714,13 @@ func keepPublishPassword(f *FlussonicUpdate, stored string) string {
 	}
 	f.Publish += sep + param
 	return queryValue(param)
+}
+
+// sameURLHost says whether two URLs name the same host, case aside; the port is not compared.
+func sameURLHost(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	return errA == nil && errB == nil && ua.Hostname() != "" && strings.EqualFold(ua.Hostname(), ub.Hostname())
 }
 
 // moveCredentials takes user:password@ out of the URL in *raw into *user and *pass, unless the
@@ -830,11 +837,19 @@ func (s *Server) setConnection(w http.ResponseWriter, r *http.Request) {
 		stored := s.cfg.Backend.Connection(ctx).Flussonic.Publish
 		secrets = append(secrets, keepPublishPassword(c.Flussonic, stored))
 	}
-	if err := s.cfg.Backend.SetConnection(ctx, c); err != nil {
+	var notices []string
+	if n, ok := s.cfg.Backend.(ConnectionNoticer); ok {
+		notices, err = n.SetConnectionNoticed(ctx, c)
+	} else {
+		err = s.cfg.Backend.SetConnection(ctx, c)
+	}
+	if err != nil {
 		s.backendError(w, r, err, secrets...)
 		return
 	}
-	writeJSON(w, http.StatusOK, scrubConnection(s.cfg.Backend.Connection(ctx)))
+	reply := scrubConnection(s.cfg.Backend.Connection(ctx))
+	reply.Notices = notices
+	writeJSON(w, http.StatusOK, reply)
 }
 
 func (s *Server) wifiQR(w http.ResponseWriter, r *http.Request) {

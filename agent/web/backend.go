@@ -34,6 +34,13 @@ type Backend interface {
 	SetConnection(ctx context.Context, c ConnectionUpdate) error
 }
 
+// ConnectionNoticer is a Backend whose connection change can say more than ok: a stored
+// secret dropped because its URL moved to another host. The server calls it instead of
+// SetConnection when the Backend has it, and returns the notices in the reply's "notices".
+type ConnectionNoticer interface {
+	SetConnectionNoticed(ctx context.Context, c ConnectionUpdate) (notices []string, err error)
+}
+
 // ErrNotFound is wrapped by Backend errors about a camera or snapshot that does not exist.
 var ErrNotFound = errors.New("not found")
 
@@ -208,6 +215,8 @@ type FlussonicConnection struct {
 type Connection struct {
 	MQTT      MQTTConnection      `json:"mqtt"`
 	Flussonic FlussonicConnection `json:"flussonic"`
+	// Notices, in the answer to a PUT, e.g. "mqtt.password cleared: host changed".
+	Notices []string `json:"notices,omitempty"`
 }
 
 // MQTTUpdate replaces the MQTT setting. An empty Password keeps the stored one unless
