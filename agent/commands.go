@@ -176,12 +176,12 @@ func (q setCameraRequest) serve(r *registry) result {
 		return result{err: fmt.Errorf("saving camera: %w", err)}
 	}
 	r.added[q.id] = rec
-	if rec.URL != oldURL {
+	if q.req.URL != nil { // the owner said where the camera is: that answers a "moved?"
 		r.confirmMove(q.id, rec.URL)
-		if notice != "" {
-			r.a.log.Warn("camera moved to another host without its password: password cleared", "camera_id", q.id,
-				"url", redactURL(rec.URL))
-		}
+	}
+	if notice != "" {
+		r.a.log.Warn("camera moved to another host without its password: password cleared", "camera_id", q.id,
+			"url", redactURL(rec.URL))
 	}
 	r.reconcile()
 	res := r.statusOf(q.id)

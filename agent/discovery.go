@@ -179,8 +179,10 @@ func (q discoveryChange) serve(r *registry) result {
 		moved := known && rec.XAddr != "" && rec.XAddr != f.XAddr
 		oldXAddr := rec.XAddr
 		rec.XAddr, rec.Name, rec.Hardware, rec.IP, rec.LastSeen, rec.present = f.XAddr, f.Name, f.Hardware, q.ip, time.Now().UTC(), true
-		rec.MovedTo, rec.MovedMAC = "", ""
 		if moved {
+			// A "moved?" stays until the device is followed or the owner answers it: an impostor
+			// and the real camera taking turns must not make the warning blink.
+			rec.MovedTo, rec.MovedMAC = "", ""
 			r.a.log.Info("camera moved", "camera_id", rec.CameraID, "from", oldXAddr, "to", f.XAddr)
 			r.followMove(rec.CameraID, oldXAddr, f.XAddr)
 		}

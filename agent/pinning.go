@@ -82,7 +82,7 @@ func (r *registry) movedTo() map[string]string {
 	return m
 }
 
-// confirmMove is the owner's word, by set_camera with a new URL: a pending "moved?" of the
+// confirmMove is the owner's word, by set_camera with a URL: a pending "moved?" of the
 // camera is settled, and when the new URL names the announced host, the discovered record takes
 // the announcer's address and MAC as its pinned identity.
 func (r *registry) confirmMove(id, newURL string) {
