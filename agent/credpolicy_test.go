@@ -159,7 +159,8 @@ func TestCameraURLsFromThePageMustBeLANCameras(t *testing.T) {
 		t.Errorf("PATCH to a public address: %d %+v, want 400 camera_address", st, e)
 	}
 
-	// A closed port and a port that hangs up: the same answer, so the page is no port scanner.
+	// A closed port, a port that hangs up and one that speaks another protocol, over RTSP and
+	// over ONVIF: the same answer, so the page is no port scanner.
 	hangup, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -174,16 +175,64 @@ func TestCameraURLsFromThePageMustBeLANCameras(t *testing.T) {
 			c.Close()
 		}
 	}()
-	answers := map[string]string{}
-	for name, addr := range map[string]string{"closed": fmt.Sprintf("127.0.0.1:%d", freePort(t)), "hangs up": hangup.Addr().String()} {
-		st, e := p.errorOf("POST", "/api/test-stream", map[string]any{"url": "rtsp://" + addr + "/stream"})
-		if st != 422 {
-			t.Errorf("test-stream of a port that %s: %d %+v, want 422", name, st, e)
-		}
-		answers[name] = e.Error
+	banner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if answers["closed"] != answers["hangs up"] || !strings.Contains(answers["closed"], "no camera answered") {
-		t.Errorf("a closed port says %q, one that hangs up %q: want the same \"no camera answered\"",
-			answers["closed"], answers["hangs up"])
+	defer banner.Close()
+	go func() {
+		for {
+			c, err := banner.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"))
+			c.Close()
+		}
+	}()
+	answers := map[string]string{}
+	for name, addr := range map[string]string{"closed": fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"hangs up": hangup.Addr().String(), "speaks another protocol": banner.Addr().String()} {
+		for _, u := range []string{"rtsp://" + addr + "/stream", "http://" + addr + "/onvif/device_service"} {
+			st, e := p.errorOf("POST", "/api/test-stream", map[string]any{"url": u})
+			if st != 422 {
+				t.Errorf("test-stream of %s, a port that %s: %d %+v, want 422", u, name, st, e)
+			}
+			answers[name+" ("+u[:4]+")"] = e.Error
+		}
+	}
+	for name, answer := range answers {
+		if answer != answers["closed (rtsp)"] || !strings.Contains(answer, "no camera answered") {
+			t.Errorf("test-stream of a port that %s says %q, want the same \"no camera answered\" for all: %q",
+				name, answer, answers)
+		}
+	}
+}
+
+// The page's "Test stream" of a camera marked auth: basic uses the mark, as the camera's relay
+// and ONVIF client do (it used to test with Digest only and fail where the relay worked); an
+// address of no marked camera gets no Basic.
+func TestTestStreamUsesTheCamerasBasicMark(t *testing.T) {
+	const secret = "marked-secret-13"
+	d, p := pageOnly(t)
+	for _, scheme := range []string{"rtsp", "http"} {
+		marked := newCredTrap(t, "127.0.0.1", secret)
+		unmarked := newCredTrap(t, "127.0.0.1", secret)
+		path := map[string]string{"rtsp": "/cam", "http": "/onvif/device_service"}[scheme]
+		url, basic, off := scheme+"://"+marked.addr()+path, "basic", false
+		if _, err := d.a.AddCamera(context.Background(), CameraRequest{CameraID: "marked-" + scheme, URL: &url,
+			Auth: &basic, Enabled: &off}); err != nil {
+			t.Fatal(err)
+		}
+		for _, trap := range []*credTrap{marked, unmarked} {
+			p.errorOf("POST", "/api/test-stream", map[string]any{"url": scheme + "://" + trap.addr() + path,
+				"username": "admin", "password": secret})
+		}
+		_, _, _, markedGot := marked.seen()
+		_, _, _, unmarkedGot := unmarked.seen()
+		if markedGot == 0 || unmarkedGot != 0 {
+			t.Errorf("%s: the camera marked auth: basic got the password %d times (want > 0), an unmarked one %d (want 0)",
+				scheme, markedGot, unmarkedGot)
+		}
 	}
 }

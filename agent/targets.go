@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"net/url"
+	"strings"
 
 	"github.com/camgate/camgate/internal/lan"
 )
@@ -47,20 +49,45 @@ func hideProbeError(err error) error {
 	if err == nil || isPasswordRefused(err) {
 		return err
 	}
+	if answeredInAnotherProtocol(err) {
+		return lan.ErrNoAnswer // "not a camera" reads like no answer, and never quotes a banner
+	}
 	return lan.HideNetworkError(err)
+}
+
+// answeredInAnotherProtocol matches the errors of a peer that answered, but not in RTSP or
+// HTTP (an SSH or SMTP banner, say). Neither gortsplib's response parser nor net/http types
+// them, so their words are matched.
+func answeredInAnotherProtocol(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "expected 'RTSP/1.0'") || strings.Contains(msg, "malformed HTTP")
 }
 
 // isTargetRefused says whether err is a refusal of checkCameraURL.
 func isTargetRefused(err error) bool { return errors.Is(err, lan.ErrTargetRefused) }
 
-// authMarkOf is the auth mark ("basic" or "") of the configured or added camera on rawURL's
-// host, so that testing a camera marked auth: basic from the page behaves as its relay does.
-// The page itself cannot set the mark: a URL of an unknown host gets Digest only.
+// authMarkOf is the auth mark ("basic" or "") of the configured or added camera at rawURL's
+// host and port, so that testing a camera marked auth: basic from the page behaves as its relay
+// does. The page itself cannot set the mark: any other address gets Digest only.
 func (a *Agent) authMarkOf(rawURL string) string {
+	want := hostPort(rawURL)
 	for _, c := range a.view.Load().cameras {
-		if c.status.Origin != originDiscovered && c.auth != "" && sameHost(c.status.URL, rawURL) {
+		if c.status.Origin != originDiscovered && c.auth != "" && want != "" && hostPort(c.status.URL) == want {
 			return c.auth
 		}
 	}
 	return ""
+}
+
+// hostPort is a URL's host and port, the scheme's default port filled in.
+func hostPort(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Hostname() == "" {
+		return ""
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"rtsp": "554", "rtsps": "322", "http": "80", "https": "443"}[u.Scheme]
+	}
+	return net.JoinHostPort(normalHost(u.Hostname()), port)
 }
