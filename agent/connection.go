@@ -174,7 +174,8 @@ func (cs connectionSettings) merge(cfg *Config, u web.ConnectionUpdate) (connect
 				notices = append(notices, "mqtt."+NoticePasswordCleared)
 			}
 		}
-		cs.MQTT = &mqttSettings{URL: newURL, Username: m.Username, Password: pass, TopicPrefix: strings.TrimSpace(m.TopicPrefix)}
+		cs.MQTT = &mqttSettings{URL: newURL, Username: m.Username, Password: pass,
+			TopicPrefix: strings.TrimSpace(m.TopicPrefix)}
 	}
 	if f := u.Flussonic; f != nil {
 		_, oldUser, _ := splitUserinfo(cfg.Flussonic.Publish)

@@ -101,10 +101,12 @@ flussonic: {publish: '%s/{stream_name}'}
 	t.Run("password given again", func(t *testing.T) {
 		home := newCredTrap(t, "127.0.0.1", secret)
 		url, pass := "rtsp://"+home.addr()+"/door", secret
-		if _, err := d.a.AddCamera(context.Background(), CameraRequest{CameraID: "door9", URL: &url, Password: &pass}); err != nil {
+		req := CameraRequest{CameraID: "door9", URL: &url, Password: &pass}
+		if _, err := d.a.AddCamera(context.Background(), req); err != nil {
 			t.Fatal(err)
 		}
-		r := cmd.send("set_camera", map[string]any{"camera_id": "door9", "url": "rtsp://127.0.0.2:9/door", "password": "new-pass"})
+		r := cmd.send("set_camera", map[string]any{"camera_id": "door9", "url": "rtsp://127.0.0.2:9/door",
+			"password": "new-pass"})
 		if r == nil || r["ok"] != true || r["password_cleared"] != nil {
 			t.Fatalf("set_camera with a password: %v, want ok and nothing cleared", r)
 		}
@@ -141,7 +143,8 @@ cameras:
 		Notices []string `json:"notices"`
 	}
 	if _, err := p.do("PUT", "/api/connection", map[string]any{
-		"mqtt":      map[string]any{"url": "mqtt://" + broker.addr(), "username": "gw", "topic_prefix": "camgate/{gateway_id}"},
+		"mqtt": map[string]any{"url": "mqtt://" + broker.addr(), "username": "gw",
+			"topic_prefix": "camgate/{gateway_id}"},
 		"flussonic": map[string]any{"publish": "rtsp://" + publish.addr() + "/{stream_name}", "username": ""},
 	}, &reply); err != nil {
 		t.Fatal(err)
@@ -150,7 +153,7 @@ cameras:
 	if strings.Join(reply.Notices, "|") != strings.Join(want, "|") {
 		t.Errorf("notices %q, want %q", reply.Notices, want)
 	}
-	waitFor(t, 20*time.Second, "the agent's CONNECT at the new broker and its ANNOUNCE at the new publish host", func() bool {
+	waitFor(t, 20*time.Second, "the agent's CONNECT at the new broker, its ANNOUNCE at the new publish host", func() bool {
 		conns, _ := broker.seen()
 		req, _, _, _ := publish.seen()
 		return conns > 0 && req > 0

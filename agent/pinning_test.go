@@ -41,7 +41,8 @@ discovery: {onvif: false, mdns: false}
 		t.Fatal("the announced device is not in the registry")
 	}
 	user, pass := "admin", "porch-pass"
-	if _, err := d.a.AddCamera(context.Background(), CameraRequest{CameraID: id, Username: &user, Password: &pass}); err != nil {
+	req := CameraRequest{CameraID: id, Username: &user, Password: &pass}
+	if _, err := d.a.AddCamera(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
 	expect := func(step, wantURL, wantMoved string) {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/netip"
@@ -8,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/camgate/camgate/internal/lan"
+	"github.com/camgate/camgate/internal/redirect"
 )
 
 // Camera URLs from the pairing page or MQTT (add_camera, set_camera, test-stream) may name only
@@ -55,12 +57,25 @@ func hideProbeError(err error) error {
 	return lan.HideNetworkError(err)
 }
 
-// answeredInAnotherProtocol matches the errors of a peer that answered, but not in RTSP or
-// HTTP (an SSH or SMTP banner, say). Neither gortsplib's response parser nor net/http types
-// them, so their words are matched.
+// answeredInAnotherProtocol matches the errors of a peer that gave no RTSP or HTTP answer: it
+// hung up, or spoke another protocol (an SSH or SMTP banner, say). For HTTP that is any error of
+// the transport (net/http wraps it in a *url.Error, but for one of its own words, as "server
+// closed idle connection"), except a refused redirect and a certificate problem, which a
+// camera's answer caused. gortsplib's response parser does not type its errors, so for RTSP its
+// words are matched.
 func answeredInAnotherProtocol(err error) bool {
+	var ue *url.Error
+	var cert *tls.CertificateVerificationError
+	if errors.As(err, &ue) && !errors.Is(err, redirect.ErrOtherHost) && !errors.As(err, &cert) {
+		return true
+	}
 	msg := err.Error()
-	return strings.Contains(msg, "expected 'RTSP/1.0'") || strings.Contains(msg, "malformed HTTP")
+	for _, words := range []string{"expected 'RTSP/1.0'", "unable to parse status code", "buffer length exceeds"} {
+		if strings.Contains(msg, words) {
+			return true
+		}
+	}
+	return false
 }
 
 // isTargetRefused says whether err is a refusal of checkCameraURL.

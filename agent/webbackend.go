@@ -203,6 +203,9 @@ func (b webBackend) TestStream(ctx context.Context, streamURL, username, passwor
 }
 
 func (b webBackend) testStream(ctx context.Context, streamURL, username, password string) (web.StreamInfo, error) {
+	if rest, ok := strings.CutPrefix(streamURL, "onvif://"); ok { // as `camgate probe` takes it
+		streamURL = "http://" + strings.TrimSuffix(rest, "/") + "/onvif/device_service"
+	}
 	if err := b.a.checkCameraURL(streamURL); err != nil {
 		return web.StreamInfo{}, err
 	}
