@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sort"
 	"sync"
@@ -52,6 +53,7 @@ type Agent struct {
 	cache    *rtsp.CacheBudget   // relay.cache_bytes, shared by every relay's GOP cache
 
 	webAddr    atomic.Pointer[string]           // where the pairing page listens, once it does
+	smtpAddr   atomic.Pointer[net.Addr]         // where the SMTP alarm server listens, once it does
 	discoverer atomic.Pointer[onvif.Discoverer] // nil when discovery.onvif is off
 }
 
@@ -239,7 +241,8 @@ type cameraView struct {
 	status CameraStatus // without Relay, which is read live from relay
 	relay  *rtsp.Relay  // nil when not relayed
 	onvif  resolution
-	hasRes bool // a stream resolver runs for this camera
+	hasRes bool   // a stream resolver runs for this camera
+	auth   string // the camera's auth mark ("basic" or "")
 }
 
 func (v *view) camera(id string) (cameraView, bool) {
@@ -266,7 +269,10 @@ type CameraStatus struct {
 	PublishURL string     `json:"publish_url"` // without credentials
 	PlayURL    string     `json:"play_url"`    // what SC's "add camera by parameters" form takes
 	Problem    string     `json:"problem,omitempty"`
-	Relay      rtsp.Stats `json:"relay"`
+	// MovedTo is an address a device claiming to be this camera announced itself from, not
+	// followed until the owner confirms it (pinning.go): the page shows the camera as "moved?".
+	MovedTo string     `json:"moved_to,omitempty"`
+	Relay   rtsp.Stats `json:"relay"`
 }
 
 func (c cameraView) live(a *Agent) CameraStatus {

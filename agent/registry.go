@@ -70,6 +70,7 @@ type envelope struct {
 
 type result struct {
 	status CameraStatus
+	notice string // for the reply, e.g. NoticePasswordCleared
 	err    error
 }
 
@@ -125,13 +126,14 @@ func (r *registry) overlay(l *Loaded) {
 func (r *registry) publish() {
 	cfg := &r.loaded.Config
 	v := &view{cfg: r.loaded, cameras: make([]cameraView, 0, len(r.cameras))}
+	moved := r.movedTo()
 	for _, e := range r.cameras {
 		c := cameraView{status: CameraStatus{
 			ID: e.id, AgentID: e.agentID, Name: e.conf.Name, Origin: e.origin, URL: redactURL(e.conf.URL),
 			Username: e.conf.Username, Device: e.device, Substream: e.conf.Substream,
 			Enabled: e.conf.Enabled, Audio: e.conf.Audio, StreamName: cfg.CameraStreamName(e.id, e.conf.StreamName),
-			Problem: e.problem,
-		}, onvif: e.resolved, hasRes: e.resolver != nil}
+			Problem: e.problem, MovedTo: moved[e.id],
+		}, onvif: e.resolved, hasRes: e.resolver != nil, auth: e.conf.Auth}
 		c.status.PublishURL, c.status.PlayURL = redactURL(cfg.PublishURLOf(c.status.StreamName)), cfg.PlayURL(c.status.StreamName)
 		if e.relay != nil {
 			c.relay = e.relay.relay
