@@ -264,7 +264,8 @@ func (r *registry) statusOf(id string) result {
 }
 
 // Commands are the MQTT commands of SPEC §6 that this build serves.
-var knownCommands = []string{"add_camera", "remove_camera", "set_camera", "reboot_relay", "discover", "snapshot", "ptz"}
+var knownCommands = []string{"add_camera", "remove_camera", "set_camera", "reboot_relay", "discover", "snapshot", "ptz",
+	"start_relay", "stop_relay"}
 
 // decodeCommand decodes a command payload, refusing fields the command does not know, so that a
 // misspelt field is an error rather than silently ignored.
@@ -286,6 +287,11 @@ func (a *Agent) HandleCommand(ctx context.Context, name string, payload json.Raw
 		CameraID string `json:"camera_id"`
 		PTZRequest
 	}
+	var window struct {
+		ID       string `json:"id"`
+		CameraID string `json:"camera_id"`
+		Seconds  int    `json:"seconds"`
+	}
 	if !slices.Contains(knownCommands, name) {
 		return nil, fmt.Errorf("unknown command %q (known: %s)", name, strings.Join(knownCommands, ", "))
 	}
@@ -294,6 +300,9 @@ func (a *Agent) HandleCommand(ctx context.Context, name string, payload json.Raw
 	case "ptz":
 		err = decodeCommand(payload, &ptz)
 		req.CameraID = ptz.CameraID
+	case "start_relay", "stop_relay":
+		err = decodeCommand(payload, &window)
+		req.CameraID = window.CameraID
 	default:
 		err = decodeCommand(payload, &req)
 	}
@@ -350,6 +359,10 @@ func (a *Agent) HandleCommand(ctx context.Context, name string, payload json.Raw
 		return map[string]any{"camera_id": req.CameraID, "bytes": len(b)}, nil
 	case "ptz":
 		return map[string]any{"camera_id": req.CameraID}, a.PTZ(ctx, req.CameraID, ptz.PTZRequest)
+	case "start_relay":
+		return a.StartRelay(ctx, req.CameraID, time.Duration(window.Seconds)*time.Second)
+	case "stop_relay":
+		return a.StopRelay(ctx, req.CameraID)
 	}
 	return nil, fmt.Errorf("unknown command %q (known: %s)", name, strings.Join(knownCommands, ", "))
 }

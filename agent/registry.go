@@ -43,6 +43,8 @@ type cameraEntry struct {
 	resolver *streamResolver // for enabled cameras given by ONVIF device URL or bare address
 	resolved resolution      // what the resolver last reported
 	problem  string          // why it is not relayed, in words, when that is the agent's doing
+	// publishUntil is an on_demand camera's publishing window (relaymode.go).
+	publishUntil time.Time
 }
 
 const (
@@ -70,7 +72,8 @@ type envelope struct {
 
 type result struct {
 	status CameraStatus
-	notice string // for the reply, e.g. NoticePasswordCleared
+	notice string         // for the reply, e.g. NoticePasswordCleared
+	window map[string]any // start_relay and stop_relay's reply
 	err    error
 }
 
@@ -251,6 +254,7 @@ func (r *registry) relayConfig(e *cameraEntry) (rtsp.RelayConfig, string) {
 		Logger:    r.a.log.With("camera_id", c.ID),
 		Pacer:     r.a.pacer,
 		Cache:     r.a.cache,
+		Gated:     gated(c),
 	}, ""
 }
 
@@ -340,6 +344,7 @@ func (r *registry) startRelay(e *cameraEntry, rc rtsp.RelayConfig) {
 	rctx, cancel := context.WithCancel(r.ctx)
 	run := &relayRun{cfg: rc, relay: rtsp.NewRelay(rc), cancel: cancel, done: make(chan struct{})}
 	e.relay = run
+	r.applyWindow(e)
 	log := r.a.log
 	log.Info("relay starting", "camera_id", e.id, "publish", redactURL(rc.Publish))
 	id := e.id

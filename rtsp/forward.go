@@ -138,6 +138,9 @@ type forwarder struct {
 	// session starts at once (gopcache.go); gopBytes counts the current GOP for its rank.
 	cache    *gopCache
 	gopBytes int64
+	// parked: no upstream session is wanted (a shut gate, gate.go), so packets go only to the
+	// cache; restartSink unparks.
+	parked bool
 }
 
 func newForwarder(capacity int) *forwarder {
@@ -190,7 +193,18 @@ func (f *forwarder) restartSink(now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.flushLocked()
+	f.parked = false
 	f.resync = f.cache == nil || !f.cache.beginReplay(now)
+}
+
+// park stops or resumes queueing for the upstream side, which is not wanted meanwhile.
+func (f *forwarder) park(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.parked = on
+	if on {
+		f.flushLocked()
+	}
 }
 
 // cameraGone forgets the GOP cache when the camera session ends, giving its memory back to
@@ -292,6 +306,9 @@ func (f *forwarder) push(track int, pkt *rtp.Packet, now time.Time) {
 	}
 	if f.cache != nil && f.cachePacket(track, pkt, keyframe, now) {
 		return // a replay is under way: the cache is the queue until the upstream side catches up
+	}
+	if f.parked {
+		return
 	}
 	if f.resync {
 		if !keyframe {

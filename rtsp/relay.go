@@ -46,6 +46,9 @@ type RelayConfig struct {
 	// sent since the last keyframe, so that a new upstream session starts with it at once
 	// instead of waiting for the next keyframe (gopcache.go).
 	Cache *CacheBudget
+	// Gated keeps the upstream side shut except while PublishUntil has opened it (relay modes
+	// on_demand and motion); the camera side and its GOP cache run all the same.
+	Gated bool
 	// Logger receives connection state changes; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -94,6 +97,8 @@ type Relay struct {
 	cfg RelayConfig
 	log *slog.Logger
 	fwd *forwarder
+	// gate, for a Gated relay, says when the upstream side may publish (gate.go).
+	gate *gate
 
 	online   atomic.Bool
 	relaying atomic.Bool
@@ -164,7 +169,12 @@ func NewRelay(cfg RelayConfig) *Relay {
 	}
 	fwd := newForwarder(cfg.QueuePackets)
 	fwd.cache = newGOPCache(budget)
+	var g *gate
+	if cfg.Gated {
+		g = newGate()
+	}
 	return &Relay{
+		gate:        g,
 		cfg:         cfg,
 		authRetry:   authRetry,
 		transport:   transport,
@@ -225,6 +235,10 @@ func (r *Relay) loop(ctx context.Context, side string, session func(context.Cont
 		}
 		if errors.Is(err, errTracksChanged) {
 			r.log.Info("re-announcing upstream: camera tracks changed")
+			continue
+		}
+		if errors.Is(err, errGateShut) {
+			r.log.Info("upstream session ended: " + err.Error())
 			continue
 		}
 		if err == nil {
