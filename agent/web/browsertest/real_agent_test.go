@@ -132,7 +132,12 @@ func startAgent(t *testing.T, cfg agent.Config) (*agent.Agent, string) {
 		Ready: func(a *agent.Agent) { ready <- a }})
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent stopped with: %v", err)
+		}
+	})
 	select {
 	case <-ready:
 	case err := <-done:
