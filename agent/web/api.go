@@ -756,7 +756,7 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 			return secrets, err
 		}
 		f.StreamName = strings.TrimSpace(f.StreamName)
-		if strings.TrimSpace(f.Username) != "" {
+		if f.Username = strings.TrimSpace(f.Username); f.Username != "" {
 			return secrets, &BadRequestError{Field: userField, Code: CodePublishUser,
 				Reason: "Flussonic checks a stream's publish password only (as ?password=…), it takes no user name"}
 		}
