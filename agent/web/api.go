@@ -723,6 +723,19 @@ func sameURLHost(a, b string) bool {
 	return errA == nil && errB == nil && ua.Hostname() != "" && strings.EqualFold(ua.Hostname(), ub.Hostname())
 }
 
+// withPublishPassword puts password on a publish URL where Flussonic reads a stream's publish
+// password: the password query parameter (its "Authorization for stream publishing"; the
+// stream's password in the API schema), never user:password@. A password already in the query
+// is replaced; the rest of the query stays as written.
+func withPublishPassword(raw, password string) string {
+	clean, _, _ := cutPublishPassword(raw)
+	sep := "?"
+	if strings.Contains(clean, "?") {
+		sep = "&"
+	}
+	return clean + sep + publishPasswordParam + "=" + url.QueryEscape(password)
+}
+
 // moveCredentials takes user:password@ out of the URL in *raw into *user and *pass, unless the
 // request gave those separately, and returns the password it found (for redaction).
 func moveCredentials(field string, raw, user, pass *string, schemes ...string) (string, error) {
@@ -776,21 +789,29 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 		if _, param, found := cutPublishPassword(f.Publish); found {
 			secrets = append(secrets, queryValue(param))
 		}
+		userField := "flussonic.username"
+		if f.Username == "" {
+			userField = "flussonic.publish" // a user, if any, can only come from the URL
+		}
 		pass, err := moveCredentials("flussonic.publish", &f.Publish, &f.Username, &f.Password, "rtsp", "rtsps", "rtmp", "rtmps")
 		secrets = append(secrets, pass)
 		if err != nil {
 			return secrets, err
 		}
-		f.Username = strings.TrimSpace(f.Username)
 		f.StreamName = strings.TrimSpace(f.StreamName)
-		if err := checkText("flussonic.username", f.Username, maxUserLen); err != nil {
-			return secrets, err
+		if f.Username = strings.TrimSpace(f.Username); f.Username != "" {
+			return secrets, &BadRequestError{Field: userField, Code: CodePublishUser,
+				Reason: "Flussonic checks a stream's publish password only (as ?password=…), it takes no user name"}
 		}
 		if err := checkText("flussonic.stream_name", f.StreamName, maxNameLen); err != nil {
 			return secrets, err
 		}
 		if err := checkPassword("flussonic.password", f.Password); err != nil {
 			return secrets, err
+		}
+		if f.Publish != "" && f.Password != "" {
+			f.Publish = withPublishPassword(f.Publish, f.Password)
+			f.Password = ""
 		}
 		if f.Events != nil {
 			if len(*f.Events) > maxEventSinks {

@@ -57,6 +57,7 @@ const (
 	CodeBadValue      ErrorCode = "bad_value"
 	CodeTopicWildcard ErrorCode = "topic_wildcard"
 	CodeTooManySinks  ErrorCode = "too_many_sinks"
+	CodePublishUser   ErrorCode = "publish_user"
 
 	// The Wi-Fi QR form.
 	CodeWiFiWPAPassword  ErrorCode = "wifi_wpa_password"
