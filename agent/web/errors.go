@@ -44,6 +44,7 @@ const (
 	CodeStreamTestsBusy    ErrorCode = "stream_tests_busy"
 	CodeCameraOrURL        ErrorCode = "camera_or_url"
 	CodeNothingToChange    ErrorCode = "nothing_to_change"
+	CodeCameraExists       ErrorCode = "camera_exists"
 
 	// One field of the request (the reply names it in "field").
 	CodeRequired      ErrorCode = "required"
