@@ -2,11 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -185,5 +187,127 @@ func TestRunEndsAnOpenEpisodeAfterSIGKILL(t *testing.T) {
 	}
 	if got := *last.ClosedAt - last.OpenedAt; got < hold.Milliseconds()-1000 || got > hold.Milliseconds()+1000 {
 		t.Errorf("closed_at - opened_at = %d ms, want the hold (%d ms)", got, hold.Milliseconds())
+	}
+}
+
+// smallTmpfs mounts a tmpfs of size bytes on a fresh directory until the test ends. Mounting needs
+// root (CAP_SYS_ADMIN): without it the test fails under CI=true and is skipped elsewhere.
+func smallTmpfs(t *testing.T, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).
+		CombinedOutput()
+	if err != nil {
+		msg := fmt.Sprintf("cannot mount a tmpfs (needs root): %v: %s", err, out)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// fill writes path until its filesystem has no byte left, and returns how much it wrote.
+func fill(t *testing.T, path string) int64 {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 64<<10)
+	var n int64
+	for {
+		w, err := f.Write(chunk)
+		n += int64(w)
+		if err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("filling %s: %v", path, err)
+			}
+			break
+		}
+	}
+	// The last bytes: a page-sized write can fail where a one-byte write still fits.
+	for {
+		if _, err := f.Write(chunk[:1]); err != nil {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// replyLine is the transcript's line with the reply code, for the log.
+func replyLine(transcript, code string) string {
+	for _, line := range strings.Split(transcript, "\n") {
+		if strings.Contains(line, "<") && strings.Contains(line, " "+code+" ") {
+			return strings.TrimSpace(line)
+		}
+	}
+	return code
+}
+
+// Acceptance 3 of issue 12: the data dir is on a full filesystem. An alarm mail gets a 4xx (the
+// camera tries again later), never 250, and camgate serves on: SMTP answers the next session.
+// Once there is room again the camera's retry is taken (250) and makes exactly one episode,
+// started and stopped, at the sink: the refused attempt left nothing half-done behind.
+func TestRunRefusesAlarmMailWhileTheDataDirIsFull(t *testing.T) {
+	const hold = 2 * time.Second
+	data := smallTmpfs(t, 8<<20)
+	b := startBroker(t, freePort(t), "")
+	sink, _, sinks := alarmSinks(t)
+	smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := uplinkConfig("gwf", b.url(), smtpAddr, sinks[:1], fmt.Sprintf("motion: {hold: %v}\n", hold),
+		disabledCamera("porch"))
+	cfgPath := filepath.Join(t.TempDir(), "camgate.yaml")
+	if err := os.WriteFile(cfgPath, []byte(strings.ReplaceAll(cfg, "DATA_DIR", data)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	daemon := start(t, camgateBin, "run", "-c", cfgPath)
+	waitFor(t, 10*time.Second, "the mail server", func() bool { _, err := netDialAddr(smtpAddr); return err == nil })
+	mail := alarmMailer(t, smtpAddr, 256)
+
+	filler := filepath.Join(data, "filler")
+	t.Logf("filled the data dir with %d bytes", fill(t, filler))
+	for attempt := range 2 {
+		out, _ := mail("porch@gw")
+		code := dataReply(out)
+		if !strings.HasPrefix(code, "4") {
+			t.Fatalf("attempt %d on a full disk: the mail got %q, want a 4xx (never 250):\n%s", attempt, code, out)
+		}
+		t.Logf("attempt %d on a full disk: %s", attempt, replyLine(out, code))
+		select {
+		case <-daemon.done:
+			t.Fatalf("camgate ended on a full disk: %v", daemon.err)
+		default:
+		}
+	}
+	if n := len(sink.Events()); n != 0 {
+		t.Fatalf("the sink got %d events for mails that were refused: %s", n, sink.Events())
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := mail("porch@gw"); err != nil || dataReply(out) != "250" {
+		t.Fatalf("the retry after space was freed got %q (%v), want 250:\n%s", dataReply(out), err, out)
+	}
+	waitFor(t, 15*time.Second, "the retry's episode stopped at the sink", func() bool {
+		return countEvents(sink.Events(), "stream_motion_stopped") >= 1
+	})
+	time.Sleep(hold) // room for an extra episode to show up, if the refused mails left one
+	eps := sinkEpisodes(sink.Events())
+	if len(eps) != 1 {
+		t.Fatalf("the sink got %d episodes, want exactly one: %s", len(eps), sink.Events())
+	}
+	for id, ep := range eps {
+		if ep.startedN != 1 || ep.stoppedN != 1 {
+			t.Errorf("episode %s: %d started and %d stopped events, want one of each", id, ep.startedN, ep.stoppedN)
+		}
 	}
 }
