@@ -129,15 +129,15 @@ func (q addCameraRequest) serve(r *registry) result {
 	if dev.IP == "" {
 		dev.IP = hostOf(c.URL)
 	}
+	if e, exists := r.cameras[c.ID]; exists && e.origin != originDiscovered {
+		return result{err: fmt.Errorf("%w: %s (use set_camera to change it)", ErrCameraExists, c.ID)}
+	}
 	if err := checkCamera("", c); err != nil {
 		return result{err: requestError(err)}
 	}
 	// Also a discovered camera's address: it came from an unauthenticated announcement.
 	if err := r.a.checkCameraURL(c.URL); err != nil {
 		return result{err: err}
-	}
-	if e, exists := r.cameras[c.ID]; exists && e.origin != originDiscovered {
-		return result{err: fmt.Errorf("camera %s already exists: use set_camera to change it", c.ID)}
 	}
 	rec := cameraRecord{CameraConfig: c, Device: dev, AddedAt: time.Now().UTC()}
 	if err := r.a.saveCamera(rec); err != nil {
@@ -319,7 +319,7 @@ func (a *Agent) HandleCommand(ctx context.Context, name string, payload json.Raw
 	case "add_camera":
 		c, err := a.AddCamera(ctx, req.CameraRequest)
 		if err != nil {
-			return nil, err
+			return commandErrorFields(err), err
 		}
 		return map[string]any{"camera_id": c.ID, "agent_id": c.AgentID, "stream_name": c.StreamName}, nil
 	case "discover":

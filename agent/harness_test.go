@@ -271,3 +271,28 @@ func (d *daemon) mqttUp() bool {
 	l := d.a.link.Load()
 	return l != nil && l.mqtt != nil && l.mqtt.Connected()
 }
+
+// raw sends one API request and returns the status and body whatever they are.
+func (p *page) raw(method, path string, body any) (int, []byte) {
+	p.t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	req, err := http.NewRequest(method, p.base+path, bytes.NewReader(b))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-CSRF-Token", p.csrf)
+	resp, err := p.hc.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return resp.StatusCode, out
+}

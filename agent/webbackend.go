@@ -31,6 +31,8 @@ func webError(err error) error {
 		return &web.BadRequestError{Field: re.Field, Reason: re.Reason}
 	case errors.Is(err, ErrUnknownCamera):
 		return fmt.Errorf("%w: %v", web.ErrNotFound, err)
+	case errors.Is(err, ErrCameraExists):
+		return fmt.Errorf("%w: %v", web.ErrExists, err)
 	case isPasswordRefused(err):
 		// The page says so in its own language (code camera_unauthorized), not in ours.
 		return fmt.Errorf("%w: %v", web.ErrCameraUnauthorized, err)

@@ -196,6 +196,8 @@ func (s *Server) backendError(w http.ResponseWriter, r *http.Request, err error,
 		writeCoded(w, http.StatusUnprocessableEntity, CodeCameraUnauthorized, msg)
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, msg)
+	case errors.Is(err, ErrExists):
+		writeCoded(w, http.StatusConflict, CodeCameraExists, msg)
 	case errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusGatewayTimeout, msg)
 	default:

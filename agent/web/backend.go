@@ -9,9 +9,9 @@ import (
 // reaches into the protocol packages itself.
 //
 // Methods get the request's context: they should return when it ends. Errors that the user
-// caused should wrap ErrNotFound (HTTP 404) or be a *BadRequestError (HTTP 400); an error that
-// means the camera refused its credentials should wrap ErrCameraUnauthorized (HTTP 422, code
-// camera_unauthorized); any other error is shown to the user as it is (HTTP 422 for TestStream,
+// caused should wrap ErrNotFound (HTTP 404) or ErrExists (HTTP 409), or be a *BadRequestError
+// (HTTP 400); an error that means the camera refused its credentials should wrap
+// ErrCameraUnauthorized (HTTP 422, code camera_unauthorized); any other error is shown to the user as it is (HTTP 422 for TestStream,
 // 500 otherwise), so it must not contain a secret.
 type Backend interface {
 	Status(ctx context.Context) GatewayStatus
@@ -43,6 +43,10 @@ type ConnectionNoticer interface {
 
 // ErrNotFound is wrapped by Backend errors about a camera or snapshot that does not exist.
 var ErrNotFound = errors.New("not found")
+
+// ErrExists is wrapped by Backend errors about adding a camera that is already added, so the
+// page answers 409 Conflict (code camera_exists) rather than a 500 that reads as our failure.
+var ErrExists = errors.New("already exists")
 
 // BadRequestError is a validation error shown to the user as a 400.
 type BadRequestError struct {

@@ -47,6 +47,7 @@ const (
 	// CodeCameraAddress: a camera URL from the page or MQTT names an address that is not a
 	// camera on the home LAN (a host name, a public address, the gateway or camgate itself).
 	CodeCameraAddress ErrorCode = "camera_address"
+	CodeCameraExists  ErrorCode = "camera_exists"
 
 	// One field of the request (the reply names it in "field").
 	CodeRequired      ErrorCode = "required"
