@@ -49,6 +49,7 @@ type Agent struct {
 	notify   *notifyRoutes       // cameras' ONVIF notification endpoints on the page's server
 	pacer    *rtsp.Pacer         // shared by every relay: one wake-up a period for all cameras
 	streams  *uplink.StreamSetup // zero-touch stream setup; nil without flussonic.api; set before the loop
+	cache    *rtsp.CacheBudget   // relay.cache_bytes, shared by every relay's GOP cache
 
 	webAddr    atomic.Pointer[string]           // where the pairing page listens, once it does
 	discoverer atomic.Pointer[onvif.Discoverer] // nil when discovery.onvif is off
@@ -63,6 +64,7 @@ func New(l Loaded, opts Options) *Agent {
 		opts.Getenv = os.Getenv
 	}
 	a := &Agent{log: opts.Logger, opts: opts, initial: l, pacer: rtsp.NewPacer(0, 0),
+		cache:    rtsp.NewCacheBudget(l.Config.Relay.CacheBytes),
 		requests: make(chan envelope), loopDone: make(chan struct{}),
 		snaps:  &snapshots{latest: map[string][]byte{}, at: map[string]time.Time{}},
 		notify: &notifyRoutes{routes: map[string]*onvif.NotifyReceiver{}}}

@@ -248,6 +248,7 @@ func (r *registry) relayConfig(e *cameraEntry) (rtsp.RelayConfig, string) {
 		Publish:   cfg.PublishURLOf(cfg.CameraStreamName(c.ID, c.StreamName)),
 		Logger:    r.a.log.With("camera_id", c.ID),
 		Pacer:     r.a.pacer,
+		Cache:     r.a.cache,
 	}, ""
 }
 
@@ -272,6 +273,7 @@ func mergeONVIF(e *cameraEntry) {
 func sameRelay(x, y rtsp.RelayConfig) bool {
 	x.Logger, y.Logger = nil, nil
 	x.Pacer, y.Pacer = nil, nil
+	x.Cache, y.Cache = nil, nil
 	return reflect.DeepEqual(x, y)
 }
 
@@ -279,6 +281,7 @@ func sameRelay(x, y rtsp.RelayConfig) bool {
 // asks what changed or is gone to stop (starting the new session once the old one has ended,
 // so one stream never has two publishers) and leaves the rest alone.
 func (r *registry) reconcile() {
+	r.a.cache.SetLimit(r.loaded.Relay.CacheBytes) // a reload may change it; the relays keep running
 	want := r.desiredCameras()
 	for id, e := range r.cameras {
 		if _, ok := want[id]; !ok {

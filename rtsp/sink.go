@@ -28,7 +28,7 @@ func (r *Relay) runSink(ctx context.Context, u *url.URL) error {
 	defer up.Close()
 	defer context.AfterFunc(ctx, func() { up.Close() })()
 	r.log.Info("upstream session up")
-	r.fwd.restartSink()
+	r.fwd.restartSink(time.Now())
 
 	readErr := make(chan error, 1)
 	go func() { readErr <- up.ReadLoop(r.fwd.wake) }()
@@ -75,7 +75,9 @@ func (r *Relay) runSink(ctx context.Context, u *url.URL) error {
 // goroutine hand-off less per batch, and a slow uplink still never stalls the camera side.
 func (r *Relay) batchDone(now time.Time) {
 	r.online.Store(true)
-	r.sampleRates(now)
+	if r.sampleRates(now) {
+		r.logCacheLoss(now)
+	}
 	if r.writer.tryDrain() {
 		return
 	}
