@@ -103,13 +103,8 @@ type Relay struct {
 	online   atomic.Bool
 	relaying atomic.Bool
 
-	// sinkMu is held by whoever writes to the upstream session: its own goroutine, or the
-	// camera goroutine in batchDone. inline is that session while it is up, upTracks maps
-	// camera tracks to its tracks; popped is the packet being written.
-	sinkMu   sync.Mutex
-	inline   upstream
-	upTracks []int
-	popped   packet
+	// writer is the only way to the upstream socket, from either side's goroutine.
+	writer upstreamWriter
 
 	// authRetry is the backoff after a refused password; tests shorten it.
 	authRetry authBackoff
@@ -173,7 +168,7 @@ func NewRelay(cfg RelayConfig) *Relay {
 	if cfg.Gated {
 		g = newGate()
 	}
-	return &Relay{
+	r := &Relay{
 		gate:        g,
 		cfg:         cfg,
 		authRetry:   authRetry,
@@ -183,6 +178,8 @@ func NewRelay(cfg RelayConfig) *Relay {
 		fwd:         fwd,
 		tracksEvent: make(chan struct{}),
 	}
+	r.writer.fwd, r.writer.relaying = r.fwd, &r.relaying
+	return r
 }
 
 // Run relays until ctx ends, then returns nil. Failures of either side are retried forever;
