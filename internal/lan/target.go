@@ -109,7 +109,8 @@ func CheckCameraTarget(rawURL string, g Gateway) error {
 		port = uint16(n)
 	}
 	if addr.IsUnspecified() || addr.IsMulticast() || !containsAny(lanPrefixes[:], addr) {
-		return fmt.Errorf("%w: %s is not a home LAN address (loopback, link-local, 10/8, 172.16/12, 192.168/16, fc00::/7)", ErrTargetRefused, addr)
+		return fmt.Errorf("%w: %s is not a home LAN address (loopback, link-local, 10/8, 172.16/12, 192.168/16, fc00::/7)",
+			ErrTargetRefused, addr)
 	}
 	for _, a := range g.Addrs {
 		if a.Unmap().WithZone("") == addr {
@@ -121,7 +122,8 @@ func CheckCameraTarget(rawURL string, g Gateway) error {
 		// The gateway's own addresses are refused above, so an unspecified listener is left to
 		// match on loopback.
 		if l.Port() == port && (la == addr || la.IsUnspecified() && addr.IsLoopback()) {
-			return fmt.Errorf("%w: %s is one of camgate's own services", ErrTargetRefused, net.JoinHostPort(addr.String(), strconv.Itoa(int(port))))
+			return fmt.Errorf("%w: %s is one of camgate's own services",
+				ErrTargetRefused, net.JoinHostPort(addr.String(), strconv.Itoa(int(port))))
 		}
 	}
 	return nil
