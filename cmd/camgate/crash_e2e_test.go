@@ -97,13 +97,31 @@ type sinkEpisode struct {
 	stoppedN         int
 }
 
-func sinkEpisodes(evs []json.RawMessage) map[string]*sinkEpisode {
+// oneSinkEpisode fails the test unless the sink got exactly one episode, with one started and
+// one stopped event, and returns it.
+func oneSinkEpisode(t *testing.T, evs []json.RawMessage) *sinkEpisode {
+	t.Helper()
+	eps := sinkEpisodes(t, evs)
+	if len(eps) != 1 {
+		t.Fatalf("the sink got %d motion ids, want exactly one episode: %s", len(eps), evs)
+	}
+	for id, ep := range eps {
+		if ep.startedN != 1 || ep.stoppedN != 1 {
+			t.Errorf("episode %s: %d started and %d stopped events, want one of each", id, ep.startedN, ep.stoppedN)
+		}
+		return ep
+	}
+	return nil
+}
+
+func sinkEpisodes(t *testing.T, evs []json.RawMessage) map[string]*sinkEpisode {
+	t.Helper()
 	out := map[string]*sinkEpisode{}
 	seen := map[float64]bool{}
 	for _, raw := range evs {
 		var m map[string]any
-		if json.Unmarshal(raw, &m) != nil {
-			continue
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatalf("the sink kept an event that is not a JSON object (%v): %s", err, raw)
 		}
 		id, _ := m["motion_id"].(string)
 		ep := out[id]
@@ -168,17 +186,9 @@ func TestRunEndsAnOpenEpisodeAfterSIGKILL(t *testing.T) {
 		return countEvents(sink.Events(), "stream_motion_stopped") >= 1 &&
 			len(puts) >= 2 && puts[len(puts)-1].ClosedAt != nil
 	})
-	eps := sinkEpisodes(sink.Events())
-	if len(eps) != 1 {
-		t.Fatalf("sink got %d motion ids, want the one episode: %s", len(eps), sink.Events())
-	}
-	for id, ep := range eps {
-		if ep.startedN != 1 || ep.stoppedN != 1 {
-			t.Errorf("episode %s: %d started and %d stopped events, want one of each", id, ep.startedN, ep.stoppedN)
-		}
-		if d, _ := ep.stopped["duration"].(float64); d != hold.Seconds() {
-			t.Errorf("stopped duration %v s, want the hold (%v s): its end is last alarm + hold", d, hold.Seconds())
-		}
+	ep := oneSinkEpisode(t, sink.Events())
+	if d, _ := ep.stopped["duration"].(float64); d != hold.Seconds() {
+		t.Errorf("stopped duration %v s, want the hold (%v s): its end is last alarm + hold", d, hold.Seconds())
 	}
 	puts := central.Puts()
 	last := puts[len(puts)-1]
@@ -301,13 +311,5 @@ func TestRunRefusesAlarmMailWhileTheDataDirIsFull(t *testing.T) {
 		return countEvents(sink.Events(), "stream_motion_stopped") >= 1
 	})
 	time.Sleep(hold) // room for an extra episode to show up, if the refused mails left one
-	eps := sinkEpisodes(sink.Events())
-	if len(eps) != 1 {
-		t.Fatalf("the sink got %d episodes, want exactly one: %s", len(eps), sink.Events())
-	}
-	for id, ep := range eps {
-		if ep.startedN != 1 || ep.stoppedN != 1 {
-			t.Errorf("episode %s: %d started and %d stopped events, want one of each", id, ep.startedN, ep.stoppedN)
-		}
-	}
+	oneSinkEpisode(t, sink.Events())
 }
