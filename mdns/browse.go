@@ -84,7 +84,7 @@ func Browse(ctx context.Context, cfg Config, timeout time.Duration) ([]Service, 
 		errs  []error
 	)
 	for _, ifi := range ifaces {
-		c, err := listenMDNS(ifi)
+		c, err := listenMDNS(ctx, ifi)
 		if err != nil {
 			errs = append(errs, err)
 			continue

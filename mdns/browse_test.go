@@ -57,8 +57,10 @@ var mdnsResponseHeader = dnsmessage.Header{Response: true, Authoritative: true}
 
 func rr(name string, typ dnsmessage.Type, ttl uint32, body dnsmessage.ResourceBody) dnsmessage.Resource {
 	return dnsmessage.Resource{
-		Header: dnsmessage.ResourceHeader{Name: dnsmessage.MustNewName(name), Type: typ, Class: dnsmessage.ClassINET, TTL: ttl},
-		Body:   body,
+		Header: dnsmessage.ResourceHeader{
+			Name: dnsmessage.MustNewName(name), Type: typ, Class: dnsmessage.ClassINET, TTL: ttl,
+		},
+		Body: body,
 	}
 }
 
@@ -137,8 +139,9 @@ func TestParseMDNSResponse(t *testing.T) {
 			wantErr: true,
 		},
 		{
-			name:    "a response with an error code is ignored",
-			packet:  mdnsPacket(t, dnsmessage.Header{Response: true, RCode: dnsmessage.RCodeServerFailure}, []dnsmessage.Resource{aRR("cam.local.", "10.0.0.7")}, nil),
+			name: "a response with an error code is ignored",
+			packet: mdnsPacket(t, dnsmessage.Header{Response: true, RCode: dnsmessage.RCodeServerFailure},
+				[]dnsmessage.Resource{aRR("cam.local.", "10.0.0.7")}, nil),
 			wantErr: true,
 		},
 		{
@@ -207,7 +210,8 @@ func aRec(host, ip string, ttl uint32) mdnsRecord {
 func brief(list []Service) []string {
 	var out []string
 	for _, s := range list {
-		out = append(out, fmt.Sprintf("%s %s %s %v:%d %s", s.Service, s.Instance, s.Host, s.IPv4, s.Port, strings.Join(s.Text, ",")))
+		out = append(out, fmt.Sprintf("%s %s %s %v:%d %s",
+			s.Service, s.Instance, s.Host, s.IPv4, s.Port, strings.Join(s.Text, ",")))
 	}
 	return out
 }
@@ -275,7 +279,8 @@ func TestMDNSStateJoinsRecords(t *testing.T) {
 		{
 			name: "a goodbye for an address removes only that address",
 			packets: [][]mdnsRecord{
-				{ptrRec(rtsp, porch, 4500), srvRec(porch, "ipc.local.", 554), aRec("ipc.local.", "10.0.0.51", 120), aRec("ipc.local.", "10.0.0.52", 120)},
+				{ptrRec(rtsp, porch, 4500), srvRec(porch, "ipc.local.", 554),
+					aRec("ipc.local.", "10.0.0.51", 120), aRec("ipc.local.", "10.0.0.52", 120)},
 				{aRec("ipc.local.", "10.0.0.51", 0)},
 			},
 			want: []string{"_rtsp._tcp Porch IPC ipc.local. [10.0.0.52]:554 "},
@@ -343,12 +348,14 @@ func TestMDNSStateIsBounded(t *testing.T) {
 	for i := range 3 * mdnsMaxNames {
 		inst := fmt.Sprintf("cam %d._rtsp._tcp.local.", i)
 		host := fmt.Sprintf("cam%d.local.", i)
-		s.add([]mdnsRecord{ptrRec("_rtsp._tcp.local.", inst, 4500), srvRec(inst, host, 554), txtRec(inst, "x=1"), aRec(host, "10.0.0.1", 120)})
+		s.add([]mdnsRecord{ptrRec("_rtsp._tcp.local.", inst, 4500), srvRec(inst, host, 554), txtRec(inst, "x=1"),
+			aRec(host, "10.0.0.1", 120)})
 	}
 	for i := range 3 * mdnsMaxAddrs {
 		s.add([]mdnsRecord{aRec("cam0.local.", fmt.Sprintf("10.1.0.%d", i), 120)})
 	}
-	if len(s.instances) != mdnsMaxInstances || len(s.srv) != mdnsMaxNames || len(s.txt) != mdnsMaxNames || len(s.addrs) != mdnsMaxNames {
+	if len(s.instances) != mdnsMaxInstances || len(s.srv) != mdnsMaxNames || len(s.txt) != mdnsMaxNames ||
+		len(s.addrs) != mdnsMaxNames {
 		t.Errorf("kept %d instances, %d SRV, %d TXT, %d hosts; want at most %d instances and %d names",
 			len(s.instances), len(s.srv), len(s.txt), len(s.addrs), mdnsMaxInstances, mdnsMaxNames)
 	}
@@ -394,8 +401,8 @@ func TestMDNSFollowUpsAskForWhatIsMissing(t *testing.T) {
 func TestBuildMDNSQueriesSplitsAndKeepsQUClear(t *testing.T) {
 	var qs []dnsmessage.Question
 	for i := range 200 {
-		qs = append(qs, dnsmessage.Question{Name: dnsmessage.MustNewName(fmt.Sprintf("camera number %d._rtsp._tcp.local.", i)),
-			Type: dnsmessage.TypeSRV, Class: dnsmessage.ClassINET})
+		name := dnsmessage.MustNewName(fmt.Sprintf("camera number %d._rtsp._tcp.local.", i))
+		qs = append(qs, dnsmessage.Question{Name: name, Type: dnsmessage.TypeSRV, Class: dnsmessage.ClassINET})
 	}
 	msgs, err := buildMDNSQueries(qs)
 	if err != nil {

@@ -26,7 +26,7 @@ type mdnsConn struct {
 // umdns hold 0.0.0.0:5353 with SO_REUSEADDR, some embedded responders use SO_REUSEPORT.
 // Binding the group address rather than the wildcard keeps unicast traffic to 5353 away.
 // Queries leave from port 5353, so responders answer by multicast (RFC 6762 §5.2).
-func listenMDNS(ifi *net.Interface) (*mdnsConn, error) {
+func listenMDNS(ctx context.Context, ifi *net.Interface) (*mdnsConn, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
@@ -40,7 +40,7 @@ func listenMDNS(ifi *net.Interface) (*mdnsConn, error) {
 		}
 		return serr
 	}}
-	conn, err := lc.ListenPacket(context.Background(), "udp4", mdnsGroup.String())
+	conn, err := lc.ListenPacket(ctx, "udp4", mdnsGroup.String())
 	if err != nil {
 		return nil, fmt.Errorf("mdns on %s: %w", ifi.Name, err)
 	}

@@ -72,7 +72,9 @@ func parseMDNSResponse(b []byte) ([]mdnsRecord, error) {
 
 // parseMDNSSection appends one section's records, stopping quietly at mdnsMaxRecords.
 // The resource body methods of dnsmessage.Parser read whichever section the header came from.
-func parseMDNSSection(p *dnsmessage.Parser, recs []mdnsRecord, header func() (dnsmessage.ResourceHeader, error), skip func() error) ([]mdnsRecord, error) {
+func parseMDNSSection(
+	p *dnsmessage.Parser, recs []mdnsRecord, header func() (dnsmessage.ResourceHeader, error), skip func() error,
+) ([]mdnsRecord, error) {
 	for len(recs) < mdnsMaxRecords {
 		rh, err := header()
 		if errors.Is(err, dnsmessage.ErrSectionDone) {

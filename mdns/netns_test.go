@@ -86,7 +86,8 @@ func TestMDNSAsksForRecordsTheAnswersLeftOut(t *testing.T) {
 			}
 		}()
 
-		got, err := mdns.Browse(context.Background(), mdns.Config{Interfaces: []string{"lo"}, Services: []string{"_onvif._tcp"}}, 3*time.Second)
+		cfg := mdns.Config{Interfaces: []string{"lo"}, Services: []string{"_onvif._tcp"}}
+		got, err := mdns.Browse(context.Background(), cfg, 3*time.Second)
 		conn.Close()
 		<-done
 		if err != nil {
@@ -144,7 +145,8 @@ func TestMDNSFindsCamerasBesideAnotherResponder(t *testing.T) {
 			{"Porch IPC", "_rtsp._tcp", "ipc-porch", "10.77.0.51"},
 			{"HP LaserJet 400", "_http._tcp", "printer", "10.77.0.52"},
 		} {
-			srv, err := zeroconf.RegisterProxy(s.instance, s.service, "local.", 554, s.host, []string{s.ip}, []string{"vendor=test"}, ifs)
+			srv, err := zeroconf.RegisterProxy(s.instance, s.service, "local.", 554, s.host, []string{s.ip},
+				[]string{"vendor=test"}, ifs)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -159,7 +161,8 @@ func TestMDNSFindsCamerasBesideAnotherResponder(t *testing.T) {
 		for _, s := range got {
 			names = append(names, fmt.Sprintf("%s %s %v:%d", s.Service, s.Instance, s.IPv4, s.Port))
 		}
-		want := []string{"_axis-video._tcp AXIS M3045-V - ACCC8E012345 [10.77.0.50]:554", "_rtsp._tcp Porch IPC [10.77.0.51]:554"}
+		want := []string{"_axis-video._tcp AXIS M3045-V - ACCC8E012345 [10.77.0.50]:554",
+			"_rtsp._tcp Porch IPC [10.77.0.51]:554"}
 		if !slices.Equal(names, want) {
 			t.Errorf("found %q\nwant %q (the printer's _http._tcp left out)", names, want)
 		}

@@ -97,6 +97,24 @@ func TestRussianGuideExamplesUseOnlySpecKeys(t *testing.T) {
 	}
 }
 
+// The English README's config block is SPEC §2's revision 2, key for key: every key it shows
+// exists (a removed one such as naming, or revision 1's publish credentials, would be exit 2 for
+// whoever copies it), and every SPEC §2 key is shown.
+func TestEnglishGuideConfigBlockIsRevisionTwo(t *testing.T) {
+	want := specKeys(t)
+	inYAML, _ := guideKeys(t, englishGuide)
+	for _, k := range inYAML {
+		if !slices.Contains(want, k) {
+			t.Errorf("README.md's yaml has %s, which SPEC §2 does not name", k)
+		}
+	}
+	for _, k := range want {
+		if !slices.Contains(inYAML, k) {
+			t.Errorf("README.md's config block lacks SPEC §2's %s", k)
+		}
+	}
+}
+
 // The guides must not send the owner to SC's "add by Agent ID" form with camgate's agent_id:
 // it is not a Flussonic Agent ID (SPEC §3), and that form looks IDs up at Flussonic's server.
 // A paragraph that speaks of the Agent ID and tells the reader to type or enter it is refused.

@@ -97,11 +97,14 @@ func TestRTMPTarget(t *testing.T) {
 		url, addr, app, tcURL, name string
 	}{
 		{"rtmp://fl.example.com/live/cam1", "fl.example.com:1935", "live", "rtmp://fl.example.com/live", "cam1"},
-		{"rtmps://fl.example.com/live/cam1?password=s3", "fl.example.com:443", "live", "rtmps://fl.example.com/live", "cam1?password=s3"},
+		{"rtmps://fl.example.com/live/cam1?password=s3", "fl.example.com:443", "live", "rtmps://fl.example.com/live",
+			"cam1?password=s3"},
 		{"rtmp://u:p@10.0.0.1:1936/app/a/b", "10.0.0.1:1936", "app", "rtmp://10.0.0.1:1936/app", "a/b"},
 		// Flussonic's three forms: the name alone is both application and stream.
-		{"rtmp://fl.example.com/cam1?password=s3", "fl.example.com:1935", "cam1", "rtmp://fl.example.com/cam1", "cam1?password=s3"},
-		{"rtmp://fl.example.com/static/cam1?password=s3", "fl.example.com:1935", "static", "rtmp://fl.example.com/static", "cam1?password=s3"},
+		{"rtmp://fl.example.com/cam1?password=s3", "fl.example.com:1935", "cam1", "rtmp://fl.example.com/cam1",
+			"cam1?password=s3"},
+		{"rtmp://fl.example.com/static/cam1?password=s3", "fl.example.com:1935", "static", "rtmp://fl.example.com/static",
+			"cam1?password=s3"},
 		{"rtmp://fl.example.com/live/cam1", "fl.example.com:1935", "live", "rtmp://fl.example.com/live", "cam1"},
 	} {
 		u, _ := url.Parse(tc.url)

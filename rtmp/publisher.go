@@ -69,7 +69,9 @@ func codecLabel(f format.Format) string {
 // Dial connects to u, publishes the stream its path names and sends each track's headers.
 // params are the video track's parameter sets (VPS, SPS, PPS) known so far. timeout bounds the
 // set-up and, later, each write. A track RTMP does not carry (see Carries) is an error.
-func Dial(ctx context.Context, u *url.URL, formats []format.Format, params [3][]byte, timeout time.Duration) (*Publisher, error) {
+func Dial(
+	ctx context.Context, u *url.URL, formats []format.Format, params [3][]byte, timeout time.Duration,
+) (*Publisher, error) {
 	p := &Publisher{timeout: timeout}
 	for _, f := range formats {
 		if err := Carries(f); err != nil {

@@ -12,7 +12,8 @@ import (
 )
 
 var (
-	testSPS = []byte{0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x62, 0xe4, 0x80}
+	testSPS = []byte{0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00,
+		0x00, 0x03, 0x03, 0x20, 0xf1, 0x62, 0xe4, 0x80}
 	testPPS = []byte{0x68, 0xcb, 0x83, 0xcb, 0x20}
 )
 
@@ -57,7 +58,7 @@ func h264Packets(ts uint32, nalu []byte) []rtp.Packet {
 
 func aacFormat() *format.MPEG4Audio {
 	return &format.MPEG4Audio{PayloadTyp: 97, SizeLength: 13, IndexLength: 3, IndexDeltaLength: 3,
-		Config: &mpeg4audio.AudioSpecificConfig{Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelCount: 1}}
+		Config: &mpeg4audio.AudioSpecificConfig{Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelConfig: 1}}
 }
 
 // aacPacket carries two AUs, each with a 16-bit AU header (13-bit size, 3-bit index).
@@ -86,7 +87,8 @@ func TestTrackTags(t *testing.T) {
 	}
 	want := append([]byte{flvKeyFrame<<4 | flvCodecAVC, 1, 0, 0, 0, 0, 0, 0x0b, 0xb9}, idr...)
 	if m.typ != rtmpVideo || m.ts != 0 || !bytes.Equal(m.body, want) {
-		t.Fatalf("video tag type %d at %d, %d bytes; want one keyframe tag at 0 of %d bytes", m.typ, m.ts, len(m.body), len(want))
+		t.Fatalf("video tag type %d at %d, %d bytes; want one keyframe tag at 0 of %d bytes",
+			m.typ, m.ts, len(m.body), len(want))
 	}
 	for i, au := range [][]byte{{1, 2, 3}, {4, 5}} {
 		m, err := cr.readMessage()
@@ -151,7 +153,8 @@ func TestTrackJoinsSTAPA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := 5 + 4 + len(testSPS) + 4 + len(testPPS) + 4 + 2001; len(m.body) != want || m.body[0] != flvKeyFrame<<4|flvCodecAVC {
+	if want := 5 + 4 + len(testSPS) + 4 + len(testPPS) + 4 + 2001; len(m.body) != want ||
+		m.body[0] != flvKeyFrame<<4|flvCodecAVC {
 		t.Errorf("tag of %d bytes, first byte %x; want a %d-byte keyframe", len(m.body), m.body[0], want)
 	}
 }

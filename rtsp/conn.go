@@ -58,10 +58,13 @@ var errWouldBlock = errors.New("no data yet")
 
 // connReader reads conn, waiting for data or, when block is false and the connection allows
 // it, not: then it takes what the socket holds and returns errWouldBlock if that is nothing.
-// bufio.Reader passes that error on and keeps what it has buffered.
+// bufio.Reader passes that error on and keeps what it has buffered. Over plain TCP both read
+// through raw with readNow, so that no read enters the scheduler's system-call state; a waiting
+// read tries first and waits only on EAGAIN, as net.Conn.Read does, because the poller forgets
+// readiness it saw before the wait began.
 type connReader struct {
 	conn  net.Conn
-	raw   syscall.RawConn // nil for TLS: always waits
+	raw   syscall.RawConn // nil for TLS: always waits, through conn
 	block bool
 	// drained is set when the last read took less than it could or nothing: the socket is
 	// (very probably) empty, and reading again now would only cost a system call.
@@ -70,30 +73,33 @@ type connReader struct {
 }
 
 func (r *connReader) Read(b []byte) (int, error) {
-	if r.block || r.raw == nil {
+	if r.raw == nil {
 		n, err := r.conn.Read(b)
 		r.drained = n < len(b)
 		r.got += int64(n)
 		return n, err
 	}
 	var n int
-	var err error
-	if rerr := r.raw.Read(func(fd uintptr) bool {
+	var errno syscall.Errno
+	if err := r.raw.Read(func(fd uintptr) bool {
 		for {
-			n, err = syscall.Read(int(fd), b)
-			if err != syscall.EINTR {
-				return true // never wait: the Pacer says when to look again
+			n, errno = readNow(int(fd), b)
+			if errno != syscall.EINTR {
+				break
 			}
 		}
-	}); rerr != nil {
-		return 0, rerr
+		// Waiting, EAGAIN waits for readiness within the read deadline; not waiting, the
+		// Pacer says when to look again.
+		return !r.block || errno != syscall.EAGAIN
+	}); err != nil {
+		return 0, err
 	}
 	switch {
-	case err == syscall.EAGAIN:
+	case errno == syscall.EAGAIN:
 		r.drained = true
 		return 0, errWouldBlock
-	case err != nil:
-		return 0, os.NewSyscallError("read", err)
+	case errno != 0:
+		return 0, os.NewSyscallError("read", errno)
 	case n == 0:
 		return 0, io.EOF
 	}
@@ -297,11 +303,11 @@ func (c *rtspConn) tryFlush() bool {
 	n := 0
 	c.raw.Write(func(fd uintptr) bool {
 		for n < len(c.out) {
-			m, err := syscall.Write(int(fd), c.out[n:])
-			if err == syscall.EINTR {
+			m, errno := writeNow(int(fd), c.out[n:])
+			if errno == syscall.EINTR {
 				continue
 			}
-			if err != nil || m <= 0 {
+			if errno != 0 || m <= 0 {
 				break
 			}
 			n += m

@@ -10,28 +10,38 @@
 // overflow, injects the parameter sets (from the SDP or learned in-band) in front of that
 // keyframe, and rewrites sequence numbers and timestamps in place so that one upstream session
 // survives camera restarts. A slow uplink therefore costs video until the next keyframe, never
-// memory. Codecs pass through untouched: the RTSP path forwards RTP payloads as they came; the
+// memory. Beside the queue, a GOP cache (gopcache.go) keeps what the camera sent since its last
+// keyframe, parameter sets first, in 64 KiB chunks drawn from a CacheBudget that all relays of
+// a process share; over budget the camera with the largest GOP loses its cache and waits for
+// keyframes as without one. A new upstream session is sent the cached GOP at once, with the
+// camera's timestamps and each packet's arrival time (so that sender reports and RTMP times
+// map it to the wall clock it arrived at), and the live stream follows without a gap: the
+// server gets a decodable picture within a round trip instead of within a GOP. Codecs pass through untouched: the RTSP path forwards RTP payloads as they came; the
 // RTMP path depacketizes into frames because RTMP carries frames.
 //
 // Over TCP, the default, the camera session is an own small client (player.go): OPTIONS,
 // DESCRIBE (following redirects on the camera's own host only), SETUP per relayed track, PLAY,
 // then interleaved frames parsed where they lie in the read buffer, with RTCP receiver reports
-// and keep-alives written from the same goroutine between reads. After each read the camera
-// goroutine writes what it queued straight to the upstream socket if that takes it without
-// waiting (Relay.batchDone), so a batch usually costs one wake-up, one read and one write. A
-// Pacer shared by all relays of a process (pacer.go) makes the camera sides, once there are
-// enough of them, wake together once a period and read without waiting, instead of each waking
-// for every burst its camera sends. A relay whose camera streams fast enough instead asks the
-// kernel to wake it only once about a period's worth of the stream is waiting (SO_RCVLOWAT,
-// lowwater.go) and leaves the Pacer, which then paces only slow cameras. Over UDP the camera session is gortsplib's client, whose
-// port handling the player does not repeat.
+// and keep-alives written from the same goroutine between reads. How that goroutine waits
+// between reads is one type, readWait (wait.go): plainly on the socket; with the socket's
+// low-water mark (SO_RCVLOWAT, lowwater.go) set to about a Pacer period's worth of the stream, so
+// that the kernel wakes it once per batch instead of per packet burst; or, for cameras too slow
+// for a mark once there are enough of them, for the tick of a Pacer shared by all relays of a
+// process (pacer.go), reading without waiting. After each read the camera goroutine writes what
+// it queued straight to the upstream socket if that takes it without waiting; upstreamWriter
+// (writer.go) is the only way to that socket, from either goroutine, and owns its lock. Reads
+// of the camera socket and these writes are system calls that never block (rawio_linux.go), so
+// a batch usually costs one wake-up, one read and one write, and no wake-up of the runtime's
+// sysmon thread. Over UDP the camera session is gortsplib's client, whose port handling the
+// player does not repeat.
 //
 // The RTSP upstream session (publisher.go) is an own small client rather than gortsplib's:
 // ANNOUNCE, SETUP per track and RECORD (answering one Basic or Digest challenge), then the
 // goroutine that drains the forwarder frames every packet queued when it wakes into one buffer
 // and writes them together when the camera goroutine could not (see above). conn.go holds
-// what the two clients share: requests, answers, authentication and buffered writes. It sends RTCP sender reports and OPTIONS
-// keep-alives within the server's session timeout, and discards what the server sends.
+// what the two clients share: requests, answers, authentication and buffered writes. It sends
+// RTCP sender reports and OPTIONS keep-alives within the server's session timeout, and discards
+// what the server sends.
 //
 // Each side reconnects forever with the backoff in backoff.go: jittered attempts under a second
 // apart during the first minute of an outage, then doubling to 30 s. The camera's track set is

@@ -51,7 +51,6 @@ type player struct {
 	// When the next receiver reports and keep-alive are due.
 	nextReport, nextKeepAlive time.Time
 	rr                        [4 + 32]byte
-	lowWater                  lowWater
 	senderReport              func(track int, ntp time.Time, rtpTime uint32) // cameraOptions.senderReport
 }
 
@@ -278,33 +277,18 @@ func (p *player) frameReady() bool {
 
 // play reads the session until it fails or ctx ends, handing each RTP packet of track i to
 // onPacket (its payload is valid only during the call) and calling onBatch after the packets
-// of each batch, with the time they arrived. While pacer paces this relay (a plain TCP
-// connection, a camera too slow for a low-water mark) a batch is what arrived since the
-// pacer's last tick; otherwise, what one read returned.
+// of each batch, with the time they arrived. How it waits between batches is readWait's
+// business: while pacer paces this relay a batch is what arrived since the pacer's last tick;
+// otherwise, what one read returned.
 func (p *player) play(ctx context.Context, pacer *Pacer, onPacket func(track int, pkt *rtp.Packet, now time.Time), onBatch func(now time.Time)) error {
 	defer context.AfterFunc(ctx, func() { p.conn.SetReadDeadline(time.Unix(1, 0)) })()
 	defer p.teardown(ctx)
-	canPace := pacer != nil && p.rd.raw != nil
-	// leave is set while the relay counts among the pacer's: while its camera is too slow for
-	// a low-water mark. A marked socket already wakes the relay about once a period's worth,
-	// without the pacer's clock (cheaper at every count measured, see bench/README.md).
-	var leave func()
-	if canPace {
-		leave = pacer.join()
-		defer func() {
-			if leave != nil {
-				leave()
-			}
-			p.rd.block = true
-		}()
-	}
-	paced := false
 	now := time.Now()
-	lastData := now
+	w := newReadWait(p.conn, p.rd, p.timeout, pacer, now)
+	defer w.stop()
 	p.nextReport, p.nextKeepAlive = now.Add(receiverReportPeriod), now.Add(p.keepAlive)
-	var nextSecond time.Time // the first look is at once
-	pending := false
 	for {
+		pending := false
 		for p.frameReady() {
 			delivered, err := p.readOne(now, onPacket)
 			if err != nil {
@@ -319,10 +303,8 @@ func (p *player) play(ctx context.Context, pacer *Pacer, onPacket func(track int
 			// Hand on each buffer's worth at once, even when more waits in the socket: the
 			// queue then holds one read, not a whole keyframe's burst.
 			onBatch(now)
-			pending = false
 		}
-		if paced && !p.rd.drained {
-			// The last read filled the buffer: there is more in the socket for this batch.
+		if w.again() {
 			if err := p.fill(); err != nil && !errors.Is(err, errWouldBlock) {
 				return p.readError(ctx, err)
 			}
@@ -332,48 +314,8 @@ func (p *player) play(ctx context.Context, pacer *Pacer, onPacket func(track int
 		if err := p.housekeeping(now); err != nil {
 			return err
 		}
-		if now.After(nextSecond) {
-			// Each of these is a system call or a timer update: once a second is enough for
-			// a rate and a timeout of seconds, and spares one per read.
-			nextSecond = now.Add(time.Second)
-			p.lowWater.tune(p.raw, now, p.rd.got)
-			if marked := p.lowWater.set > 0; canPace && marked == (leave != nil) {
-				if marked {
-					leave()
-					leave = nil
-				} else {
-					leave = pacer.join()
-				}
-			}
-			if !paced {
-				if err := p.conn.SetReadDeadline(now.Add(p.timeout)); err != nil {
-					return err
-				}
-			}
-		}
-		if on := leave != nil && pacer.active(); on != paced {
-			paced = on
-			p.rd.block = !paced
-			// Reads that do not wait still meet a deadline that has passed: paced, there is
-			// none, and silence is measured by the loop instead.
-			var deadline time.Time
-			if !paced {
-				deadline = now.Add(p.timeout)
-			}
-			if err := p.conn.SetReadDeadline(deadline); err != nil {
-				return err
-			}
-			lastData = now
-		}
-		if paced {
-			if now.Sub(lastData) > p.timeout {
-				return fmt.Errorf("read: nothing from the camera for %s", p.timeout)
-			}
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-pacer.next():
-			}
+		if done, err := w.wait(ctx, now); done || err != nil {
+			return err
 		}
 		err := p.fill()
 		if errors.Is(err, errWouldBlock) {
@@ -383,7 +325,7 @@ func (p *player) play(ctx context.Context, pacer *Pacer, onPacket func(track int
 			return p.readError(ctx, err)
 		}
 		now = time.Now()
-		lastData = now
+		w.arrived(now)
 	}
 }
 

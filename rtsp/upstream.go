@@ -15,7 +15,7 @@ import (
 
 // upstream is one publishing session, RTSP (publisher) or RTMP (rtmp.Publisher). Writes are
 // buffered: WritePacket appends, Flush writes within the timeout, TryFlush writes what the
-// socket takes without waiting. Whoever holds Relay.sinkMu calls these; ReadLoop runs in a
+// socket takes without waiting. upstreamWriter calls these under its lock; ReadLoop runs in a
 // goroutine of its own.
 //
 // The relay picks the implementation by the publish URL's scheme, so rtsp imports rtmp and

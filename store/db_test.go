@@ -81,7 +81,8 @@ func TestOutboxPersistsAcrossReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := db.Outbox()
-	enqueue(t, o, "mqtt", msg(ClassTelemetry, "t1"), msg(ClassRegistration, "r1"), msg(ClassEvent, "e1"), msg(ClassEvent, "e2"), msg(ClassEvent, "e3"))
+	enqueue(t, o, "mqtt", msg(ClassTelemetry, "t1"), msg(ClassRegistration, "r1"), msg(ClassEvent, "e1"),
+		msg(ClassEvent, "e2"), msg(ClassEvent, "e3"))
 	enqueue(t, o, "sink:0", Message{Class: ClassEvent, Topic: "x", Payload: nil})
 	first := peekAll(t, o, "mqtt")
 	if err := o.Ack("mqtt", first[0].Seq); err != nil {
@@ -142,10 +143,12 @@ func schemaVersionOf(t *testing.T, path string) uint64 {
 	}
 	defer bdb.Close()
 	var v uint64
-	bdb.View(func(tx *bolt.Tx) error {
+	if err := bdb.View(func(tx *bolt.Tx) error {
 		v = binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get(keySchema))
 		return nil
-	})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	return v
 }
 
@@ -172,7 +175,9 @@ func TestSchemaVersion(t *testing.T) {
 	v2 := append(migrations(), migration{from: 1, step: func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketCameras)
 		old := map[string][]byte{}
-		b.ForEach(func(k, v []byte) error { old[string(k)] = slices.Clone(v); return nil })
+		if err := b.ForEach(func(k, v []byte) error { old[string(k)] = slices.Clone(v); return nil }); err != nil {
+			return err
+		}
 		for k, v := range old {
 			if err := b.Delete([]byte(k)); err != nil {
 				return err
@@ -184,7 +189,9 @@ func TestSchemaVersion(t *testing.T) {
 		return nil
 	}})
 	failing := append(migrations(), migration{from: 1, step: func(tx *bolt.Tx) error {
-		tx.Bucket(bucketCameras).Put([]byte("half"), []byte("done"))
+		if err := tx.Bucket(bucketCameras).Put([]byte("half"), []byte("done")); err != nil {
+			return err
+		}
 		return errors.New("disk on fire")
 	}})
 
@@ -197,10 +204,13 @@ func TestSchemaVersion(t *testing.T) {
 		wantCameras []string
 	}{
 		{name: "new file gets the current version", steps: migrations(), wantVersion: SchemaVersion},
-		{name: "current version opens as is", fileVersion: 1, steps: migrations(), wantVersion: 1, wantCameras: []string{"porch"}},
+		{name: "current version opens as is", fileVersion: 1, steps: migrations(), wantVersion: 1,
+			wantCameras: []string{"porch"}},
 		{name: "older version is migrated", fileVersion: 1, steps: v2, wantVersion: 2, wantCameras: []string{"v2:porch"}},
-		{name: "newer version is refused and left alone", fileVersion: 7, steps: migrations(), wantErr: ErrSchemaTooNew, wantVersion: 7, wantCameras: []string{"porch"}},
-		{name: "failed migration leaves the old version intact", fileVersion: 1, steps: failing, wantErr: errors.New("disk on fire"), wantVersion: 1, wantCameras: []string{"porch"}},
+		{name: "newer version is refused and left alone", fileVersion: 7, steps: migrations(), wantErr: ErrSchemaTooNew,
+			wantVersion: 7, wantCameras: []string{"porch"}},
+		{name: "failed migration leaves the old version intact", fileVersion: 1, steps: failing,
+			wantErr: errors.New("disk on fire"), wantVersion: 1, wantCameras: []string{"porch"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "camgate.db")
@@ -209,7 +219,9 @@ func TestSchemaVersion(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				db.Cameras().Put("porch", []byte("{}"))
+				if err := db.Cameras().Put("porch", []byte("{}")); err != nil {
+					t.Fatal(err)
+				}
 				db.Close()
 				setSchemaVersion(t, path, tc.fileVersion)
 			}
@@ -299,11 +311,13 @@ func TestOutboxSurvivesSIGKILL(t *testing.T) {
 		}
 		durable = append(durable, name)
 		if len(durable) == 400 && !killed {
-			cmd.Process.Signal(syscall.SIGKILL) // mid-stream: commits are in flight
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil { // mid-stream: commits are in flight
+				t.Fatal(err)
+			}
 			killed = true
 		}
 	}
-	cmd.Wait()
+	_ = cmd.Wait() // killed on purpose: its exit status says only that
 	if !killed {
 		t.Fatalf("child ended after %d messages without being killed", len(durable))
 	}
@@ -319,7 +333,10 @@ func TestOutboxSurvivesSIGKILL(t *testing.T) {
 	for _, name := range stored {
 		have[name] = true
 		var g, i int
-		fmt.Sscanf(name, "%d/%d", &g, &i)
+		if _, err := fmt.Sscanf(name, "%d/%d", &g, &i); err != nil {
+			t.Errorf("stored message %q: %v", name, err)
+			continue
+		}
 		if key := fmt.Sprint(g); i != next[key] {
 			t.Errorf("goroutine %d: stored message %d after %d: order lost", g, i, next[key]-1)
 		} else {
@@ -380,10 +397,12 @@ func TestOutboxFileBoundedUnderChurn(t *testing.T) {
 		t.Errorf("outbox holds %d bytes, over its bound of %d", st.Bytes, bound)
 	}
 	if st.DroppedTelemetry == 0 || st.DroppedEvents == 0 {
-		t.Errorf("churn dropped %d telemetry and %d events; the test means to exercise both", st.DroppedTelemetry, st.DroppedEvents)
+		t.Errorf("churn dropped %d telemetry and %d events; the test means to exercise both",
+			st.DroppedTelemetry, st.DroppedEvents)
 	}
 	if maxSize > 2*bound+slack {
 		t.Errorf("file grew to %d bytes, want at most twice the bound %d + slack %d", maxSize, bound, slack)
 	}
-	t.Logf("file at most %d bytes for a %d-byte bound; %d telemetry and %d events dropped", maxSize, bound, st.DroppedTelemetry, st.DroppedEvents)
+	t.Logf("file at most %d bytes for a %d-byte bound; %d telemetry and %d events dropped",
+		maxSize, bound, st.DroppedTelemetry, st.DroppedEvents)
 }

@@ -42,7 +42,8 @@ func TestRecordRejectsMalformed(t *testing.T) {
 		{"class 9", append([]byte{1, 9}, good[2:]...)},
 		{"unknown flag", append([]byte{1, 2, 0x80}, good[3:]...)},
 		{"topic longer than the record", append(good[:recordHeaderLen:recordHeaderLen], 0x7f, 'a')},
-		{"varint overflow", append(good[:recordHeaderLen:recordHeaderLen], 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01)},
+		{"varint overflow", append(good[:recordHeaderLen:recordHeaderLen], 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+			0xff, 0xff, 0x01)},
 	} {
 		if _, err := decodeRecord(1, tc.rec); err == nil {
 			t.Errorf("%s: decoded without error", tc.name)

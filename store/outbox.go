@@ -179,7 +179,8 @@ func loadOutbox(tx *bolt.Tx, log *slog.Logger) (*outboxState, error) {
 		err := b.ForEach(func(k, v []byte) error {
 			class, size, t, err := recordInfo(v)
 			if err != nil || len(k) != 8 {
-				log.Warn("store: outbox record does not parse; accounted as an event", "queue", string(name[len(prefix):]), "key", fmt.Sprintf("%x", k), "error", err)
+				log.Warn("store: outbox record does not parse; accounted as an event",
+					"queue", string(name[len(prefix):]), "key", fmt.Sprintf("%x", k), "error", err)
 			}
 			s.add(q, class, size)
 			if m, err := decodeRecord(0, v); err == nil && m.Latest && len(k) == 8 {
@@ -262,7 +263,8 @@ func (o *Outbox) Enqueue(ctx context.Context, queue string, msgs ...Message) err
 			return fmt.Errorf("store: enqueue to %q: message %d: topic of %d bytes", queue, i, len(m.Topic))
 		}
 		if m.size() > o.maxBytes {
-			return fmt.Errorf("store: enqueue to %q: message %d: %d bytes can never fit the outbox bound of %d", queue, i, m.size(), o.maxBytes)
+			return fmt.Errorf("store: enqueue to %q: message %d: %d bytes can never fit the outbox bound of %d",
+				queue, i, m.size(), o.maxBytes)
 		}
 		m.Enqueued = now
 		r.recs[i] = pendingRecord{class: m.Class, size: m.size(), rec: encodeRecord(&m), latest: m.Latest, topic: m.Topic}
@@ -289,7 +291,8 @@ func (o *Outbox) Peek(queue string, max int) ([]Message, error) {
 			}
 			m, err := decodeRecord(binary.BigEndian.Uint64(k), v)
 			if err != nil {
-				o.log.Warn("store: skipping outbox record that does not parse", "queue", queue, "seq", binary.BigEndian.Uint64(k), "error", err)
+				o.log.Warn("store: skipping outbox record that does not parse",
+					"queue", queue, "seq", binary.BigEndian.Uint64(k), "error", err)
 				continue
 			}
 			m.Payload = bytes.Clone(m.Payload)
@@ -423,10 +426,12 @@ func (o *Outbox) commit(batch []*request) {
 		}
 		if dropped[ClassTelemetry]+dropped[ClassEvent] > 0 {
 			meta := tx.Bucket(bucketMeta)
-			if err := putCounter(meta, keyDroppedTelemetry, o.state.dropped[ClassTelemetry]+dropped[ClassTelemetry]); err != nil {
+			telemetry := o.state.dropped[ClassTelemetry] + dropped[ClassTelemetry]
+			if err := putCounter(meta, keyDroppedTelemetry, telemetry); err != nil {
 				return err
 			}
-			if err := putCounter(meta, keyDroppedEvents, o.state.dropped[ClassEvent]+dropped[ClassEvent]); err != nil {
+			events := o.state.dropped[ClassEvent] + dropped[ClassEvent]
+			if err := putCounter(meta, keyDroppedEvents, events); err != nil {
 				return err
 			}
 		}
@@ -637,7 +642,8 @@ func (o *Outbox) enforceBound(tx *bolt.Tx, touched map[string]*queueState) ([Cla
 				break
 			}
 			if !found {
-				return dropped, fmt.Errorf("outbox accounting: queue %q counts %d %s messages but holds none", name, q.count[class], class)
+				return dropped, fmt.Errorf("outbox accounting: queue %q counts %d %s messages but holds none",
+					name, q.count[class], class)
 			}
 		}
 		vb := tx.Bucket(queueBucket(victimQueue))

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -61,7 +62,8 @@ func TestOutboxFIFOAndQueueIndependence(t *testing.T) {
 	db, _ := openTest(t, Options{})
 	o := db.Outbox()
 	before := time.Now()
-	enqueue(t, o, "mqtt", Message{Class: ClassRegistration, Topic: "p/cameras/a/config", Retain: true, Payload: []byte("m1")})
+	enqueue(t, o, "mqtt", Message{Class: ClassRegistration, Topic: "p/cameras/a/config", Retain: true,
+		Payload: []byte("m1")})
 	enqueue(t, o, "sink:0", event("s1"), event("s2"))
 	enqueue(t, o, "mqtt", event("m2"), Message{Class: ClassTelemetry, Topic: "p/telemetry", Payload: []byte("m3")})
 	enqueue(t, o, "sink:0", event("s3"))
@@ -116,10 +118,14 @@ func TestOutboxAck(t *testing.T) {
 	}{
 		{"head", func(all []Message) (string, []uint64) { return "q", seqs(all[:1]) }, []string{"b", "c", "d"}},
 		{"a batch", func(all []Message) (string, []uint64) { return "q", seqs(all[:3]) }, []string{"d"}},
-		{"out of order, middle", func(all []Message) (string, []uint64) { return "q", []uint64{all[2].Seq, all[1].Seq} }, []string{"a", "d"}},
-		{"unknown seqs are ignored", func(all []Message) (string, []uint64) { return "q", []uint64{0, 999, all[3].Seq + 1} }, []string{"a", "b", "c", "d"}},
-		{"twice is once", func(all []Message) (string, []uint64) { return "q", []uint64{all[0].Seq, all[0].Seq} }, []string{"b", "c", "d"}},
-		{"another queue's ack leaves this one", func(all []Message) (string, []uint64) { return "other", seqs(all) }, []string{"a", "b", "c", "d"}},
+		{"out of order, middle", func(all []Message) (string, []uint64) { return "q", []uint64{all[2].Seq, all[1].Seq} },
+			[]string{"a", "d"}},
+		{"unknown seqs are ignored", func(all []Message) (string, []uint64) { return "q", []uint64{0, 999, all[3].Seq + 1} },
+			[]string{"a", "b", "c", "d"}},
+		{"twice is once", func(all []Message) (string, []uint64) { return "q", []uint64{all[0].Seq, all[0].Seq} },
+			[]string{"b", "c", "d"}},
+		{"another queue's ack leaves this one", func(all []Message) (string, []uint64) { return "other", seqs(all) },
+			[]string{"a", "b", "c", "d"}},
 		{"unknown queue", func(all []Message) (string, []uint64) { return "nope", seqs(all) }, []string{"a", "b", "c", "d"}},
 		{"everything", func(all []Message) (string, []uint64) { return "q", seqs(all) }, []string{}},
 	} {
@@ -182,9 +188,11 @@ func TestOutboxDropOrder(t *testing.T) {
 			dropTelemetry: 1,
 		},
 		{
-			name:       "then the oldest events",
-			max:        3 * unit,
-			puts:       []put{{"a", msg(R, "r1")}, {"a", msg(E, "e1")}, {"a", msg(E, "e2")}, {"a", msg(E, "e3")}, {"a", msg(E, "e4")}},
+			name: "then the oldest events",
+			max:  3 * unit,
+			puts: []put{
+				{"a", msg(R, "r1")}, {"a", msg(E, "e1")}, {"a", msg(E, "e2")}, {"a", msg(E, "e3")}, {"a", msg(E, "e4")},
+			},
 			want:       map[string][]string{"a": {"r1", "e3", "e4"}},
 			dropEvents: 2,
 		},
@@ -203,9 +211,11 @@ func TestOutboxDropOrder(t *testing.T) {
 			dropTelemetry: 1,
 		},
 		{
-			name:          "registrations are never dropped, even over the bound",
-			max:           2 * unit,
-			puts:          []put{{"a", msg(R, "r1")}, {"a", msg(E, "e1")}, {"b", msg(R, "r2")}, {"a", msg(R, "r3")}, {"b", msg(T, "t1")}},
+			name: "registrations are never dropped, even over the bound",
+			max:  2 * unit,
+			puts: []put{
+				{"a", msg(R, "r1")}, {"a", msg(E, "e1")}, {"b", msg(R, "r2")}, {"a", msg(R, "r3")}, {"b", msg(T, "t1")},
+			},
 			want:          map[string][]string{"a": {"r1", "r3"}, "b": {"r2"}},
 			dropTelemetry: 1, dropEvents: 1,
 		},
@@ -227,7 +237,8 @@ func TestOutboxDropOrder(t *testing.T) {
 			}
 			st := o.Stats()
 			if st.DroppedTelemetry != tc.dropTelemetry || st.DroppedEvents != tc.dropEvents {
-				t.Errorf("dropped telemetry/events = %d/%d, want %d/%d", st.DroppedTelemetry, st.DroppedEvents, tc.dropTelemetry, tc.dropEvents)
+				t.Errorf("dropped telemetry/events = %d/%d, want %d/%d",
+					st.DroppedTelemetry, st.DroppedEvents, tc.dropTelemetry, tc.dropEvents)
 			}
 		})
 	}
@@ -341,10 +352,10 @@ func TestOutboxClosed(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Outbox().Enqueue(context.Background(), "a", event("x")); err != ErrClosed {
+	if err := db.Outbox().Enqueue(context.Background(), "a", event("x")); !errors.Is(err, ErrClosed) {
 		t.Errorf("Enqueue after Close = %v, want ErrClosed", err)
 	}
-	if err := db.Outbox().Ack("a", 1); err != ErrClosed {
+	if err := db.Outbox().Ack("a", 1); !errors.Is(err, ErrClosed) {
 		t.Errorf("Ack after Close = %v, want ErrClosed", err)
 	}
 }

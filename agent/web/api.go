@@ -430,9 +430,42 @@ func (s *Server) addCamera(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, scrubCamera(cam))
 }
 
+// patchURL checks a PATCH's new camera URL and moves credentials in it into the patch's
+// Username and Password, unless those were given separately.
+func patchURL(p *CameraPatch) error {
+	var user, pass string
+	if p.Username != nil {
+		user = *p.Username
+	}
+	if p.Password != nil {
+		pass = *p.Password
+	}
+	raw := *p.URL
+	if _, err := moveCredentials("url", &raw, &user, &pass, "rtsp", "rtsps", "http", "https"); err != nil {
+		return err
+	}
+	if raw == "" {
+		return &BadRequestError{Field: "url", Code: CodeRequired, Reason: "must not be empty"}
+	}
+	p.URL = &raw
+	if user != "" {
+		p.Username = &user
+	}
+	if pass != "" {
+		p.Password = &pass
+	}
+	return nil
+}
+
 func validatePatch(p *CameraPatch) error {
-	if p.Name == nil && p.Enabled == nil && p.Audio == nil && p.Substream == nil && p.Username == nil && p.Password == nil {
+	if p.Name == nil && p.Enabled == nil && p.Audio == nil && p.Substream == nil && p.Username == nil &&
+		p.Password == nil && p.URL == nil && p.StreamName == nil {
 		return &BadRequestError{Code: CodeNothingToChange, Reason: "nothing to change"}
+	}
+	if p.URL != nil {
+		if err := patchURL(p); err != nil {
+			return err
+		}
 	}
 	if p.Name != nil {
 		n := strings.TrimSpace(*p.Name)
@@ -478,6 +511,9 @@ func (s *Server) updateCamera(w http.ResponseWriter, r *http.Request) {
 	if err := validatePatch(&p); err != nil {
 		writeInvalid(w, err, secret)
 		return
+	}
+	if p.Password != nil {
+		secret = *p.Password // also one that came in the URL
 	}
 	ctx, cancel := s.backendCtx(r)
 	defer cancel()
@@ -667,8 +703,8 @@ func keepPublishPassword(f *FlussonicUpdate, stored string) string {
 	if _, param, found := cutPublishPassword(f.Publish); found {
 		return queryValue(param)
 	}
-	if f.ClearPassword {
-		return ""
+	if f.ClearPassword || !sameURLHost(f.Publish, stored) {
+		return "" // a publish password stays with its host (issue 13)
 	}
 	_, param, found := cutPublishPassword(stored)
 	if !found {
@@ -680,6 +716,26 @@ func keepPublishPassword(f *FlussonicUpdate, stored string) string {
 	}
 	f.Publish += sep + param
 	return queryValue(param)
+}
+
+// sameURLHost says whether two URLs name the same host, case aside; the port is not compared.
+func sameURLHost(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	return errA == nil && errB == nil && ua.Hostname() != "" && strings.EqualFold(ua.Hostname(), ub.Hostname())
+}
+
+// withPublishPassword puts password on a publish URL where Flussonic reads a stream's publish
+// password: the password query parameter (its "Authorization for stream publishing"; the
+// stream's password in the API schema), never user:password@. A password already in the query
+// is replaced; the rest of the query stays as written.
+func withPublishPassword(raw, password string) string {
+	clean, _, _ := cutPublishPassword(raw)
+	sep := "?"
+	if strings.Contains(clean, "?") {
+		sep = "&"
+	}
+	return clean + sep + publishPasswordParam + "=" + url.QueryEscape(password)
 }
 
 // moveCredentials takes user:password@ out of the URL in *raw into *user and *pass, unless the
@@ -735,21 +791,29 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 		if _, param, found := cutPublishPassword(f.Publish); found {
 			secrets = append(secrets, queryValue(param))
 		}
+		userField := "flussonic.username"
+		if f.Username == "" {
+			userField = "flussonic.publish" // a user, if any, can only come from the URL
+		}
 		pass, err := moveCredentials("flussonic.publish", &f.Publish, &f.Username, &f.Password, "rtsp", "rtsps", "rtmp", "rtmps")
 		secrets = append(secrets, pass)
 		if err != nil {
 			return secrets, err
 		}
-		f.Username = strings.TrimSpace(f.Username)
 		f.StreamName = strings.TrimSpace(f.StreamName)
-		if err := checkText("flussonic.username", f.Username, maxUserLen); err != nil {
-			return secrets, err
+		if f.Username = strings.TrimSpace(f.Username); f.Username != "" {
+			return secrets, &BadRequestError{Field: userField, Code: CodePublishUser,
+				Reason: "Flussonic checks a stream's publish password only (as ?password=…), it takes no user name"}
 		}
 		if err := checkText("flussonic.stream_name", f.StreamName, maxNameLen); err != nil {
 			return secrets, err
 		}
 		if err := checkPassword("flussonic.password", f.Password); err != nil {
 			return secrets, err
+		}
+		if f.Publish != "" && f.Password != "" {
+			f.Publish = withPublishPassword(f.Publish, f.Password)
+			f.Password = ""
 		}
 		if f.Events != nil {
 			if len(*f.Events) > maxEventSinks {
@@ -796,11 +860,19 @@ func (s *Server) setConnection(w http.ResponseWriter, r *http.Request) {
 		stored := s.cfg.Backend.Connection(ctx).Flussonic.Publish
 		secrets = append(secrets, keepPublishPassword(c.Flussonic, stored))
 	}
-	if err := s.cfg.Backend.SetConnection(ctx, c); err != nil {
+	var notices []string
+	if n, ok := s.cfg.Backend.(ConnectionNoticer); ok {
+		notices, err = n.SetConnectionNoticed(ctx, c)
+	} else {
+		err = s.cfg.Backend.SetConnection(ctx, c)
+	}
+	if err != nil {
 		s.backendError(w, r, err, secrets...)
 		return
 	}
-	writeJSON(w, http.StatusOK, scrubConnection(s.cfg.Backend.Connection(ctx)))
+	reply := scrubConnection(s.cfg.Backend.Connection(ctx))
+	reply.Notices = notices
+	writeJSON(w, http.StatusOK, reply)
 }
 
 func (s *Server) wifiQR(w http.ResponseWriter, r *http.Request) {

@@ -44,7 +44,10 @@ const (
 	CodeStreamTestsBusy    ErrorCode = "stream_tests_busy"
 	CodeCameraOrURL        ErrorCode = "camera_or_url"
 	CodeNothingToChange    ErrorCode = "nothing_to_change"
-	CodeCameraExists       ErrorCode = "camera_exists"
+	// CodeCameraAddress: a camera URL from the page or MQTT names an address that is not a
+	// camera on the home LAN (a host name, a public address, the gateway or camgate itself).
+	CodeCameraAddress ErrorCode = "camera_address"
+	CodeCameraExists  ErrorCode = "camera_exists"
 
 	// One field of the request (the reply names it in "field").
 	CodeRequired      ErrorCode = "required"
@@ -55,6 +58,7 @@ const (
 	CodeBadValue      ErrorCode = "bad_value"
 	CodeTopicWildcard ErrorCode = "topic_wildcard"
 	CodeTooManySinks  ErrorCode = "too_many_sinks"
+	CodePublishUser   ErrorCode = "publish_user"
 
 	// The Wi-Fi QR form.
 	CodeWiFiWPAPassword  ErrorCode = "wifi_wpa_password"

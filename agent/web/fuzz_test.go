@@ -188,6 +188,28 @@ func FuzzPublishPassword(f *testing.F) {
 	})
 }
 
+// FuzzWithPublishPassword: the page's publish password put on any publish URL is the one
+// password parameter Flussonic then reads back, and every other parameter stays as written.
+func FuzzWithPublishPassword(f *testing.F) {
+	f.Add("rtsp://h:554/{stream_name}", "p&w d")
+	f.Add("rtmp://h/static/{stream_name}?password=old&x=1", "new=")
+	f.Add("rtsp://h/a?b?c&password", "%zz")
+	f.Fuzz(func(t *testing.T, raw, password string) {
+		got := withPublishPassword(raw, password)
+		clean, param, found := cutPublishPassword(got)
+		if !found || queryValue(param) != password {
+			t.Fatalf("withPublishPassword(%q, %q) = %q: password read back as %q (found %v)", raw, password, got,
+				queryValue(param), found)
+		}
+		if _, again, still := cutPublishPassword(clean); still {
+			t.Fatalf("%q carries a second password %q", got, again)
+		}
+		if want, _, _ := cutPublishPassword(raw); clean != want {
+			t.Fatalf("withPublishPassword(%q) left %q around the password, want %q", raw, clean, want)
+		}
+	})
+}
+
 // paramsWithout drops every extra copy of param but one: cutPublishPassword keeps the last.
 func paramsWithout(ps []string, param string) []string {
 	var out []string

@@ -443,9 +443,14 @@ func TestNoResponseEverContainsAPassword(t *testing.T) {
 	mustStatus(t, c.do("PATCH", "/api/cameras/cam-a0b1c2d3e4f5", map[string]any{"password": camPass, "name": "Gate"}), 200)
 	mustStatus(t, c.do("PUT", "/api/connection", map[string]any{
 		"mqtt": map[string]any{"url": "mqtts://sc.example.com:8883", "username": "gw", "password": mqttPass, "topic_prefix": "camgate/gw"},
-		"flussonic": map[string]any{"publish": "rtsp://pub:" + fluPass + "@stream.example.com:554/", "stream_name": "{camera_id}",
-			"events": []map[string]string{{"url": "http://hook:" + sinkPass + "@watcher.example.com/events", "format": "episodes"}}},
+		"flussonic": map[string]any{"publish": "rtsp://:" + fluPass + "@stream.example.com:554/",
+			"stream_name": "{camera_id}",
+			"events":      []map[string]string{{"url": "http://hook:" + sinkPass + "@watcher.example.com/events", "format": "episodes"}}},
 	}), 200)
+	mustStatus(t, c.do("PUT", "/api/connection", map[string]any{
+		"flussonic": map[string]any{"publish": "rtsp://pub:" + fluPass + "@stream.example.com:554/",
+			"stream_name": "{camera_id}"},
+	}), http.StatusBadRequest)
 	w = c.do("PUT", "/api/connection", map[string]any{"mqtt": map[string]any{"url": "mqtt://reject.example", "username": "gw", "password": mqttPass}})
 	mustStatus(t, w, http.StatusInternalServerError)
 	mustStatus(t, c.do("GET", "/api/connection", nil), 200)
@@ -469,8 +474,11 @@ func TestNoResponseEverContainsAPassword(t *testing.T) {
 	// The backend got the credentials that the URLs carried, and the connection kept its shape.
 	var conn Connection
 	json.Unmarshal(c.do("GET", "/api/connection", nil).Body.Bytes(), &conn)
-	if !conn.MQTT.PasswordSet || !conn.Flussonic.PasswordSet || conn.Flussonic.Username != "pub" {
-		t.Errorf("connection %+v: want both passwords set and the publish user moved out of the URL", conn)
+	if !conn.MQTT.PasswordSet || !conn.Flussonic.PasswordSet || conn.Flussonic.Username != "" {
+		t.Errorf("connection %+v: want both passwords set and no publish user", conn)
+	}
+	if want := "rtsp://stream.example.com:554/?password=" + url.QueryEscape(fluPass); fb.conn.Flussonic.Publish != want {
+		t.Errorf("the backend got publish %q, want the password moved into the query: %q", fb.conn.Flussonic.Publish, want)
 	}
 	if len(conn.Flussonic.Events) != 1 || conn.Flussonic.Events[0].URL != "http://hook@watcher.example.com/events" {
 		t.Errorf("event sinks %+v: want the sink with its user but no password", conn.Flussonic.Events)
@@ -525,6 +533,82 @@ func TestPublishPasswordInTheQueryIsWriteOnly(t *testing.T) {
 				t.Errorf("response %d contains the publish password: %s", i, w.Body.String())
 			}
 		}
+	}
+}
+
+// The connection form's publish password travels as Flussonic checks a stream's publish
+// password: as the publish URL's password query parameter (SPEC §4; Flussonic's "Authorization
+// for stream publishing"), for RTSP and RTMP alike. Flussonic's publish password has no user, so
+// a user name is refused rather than sent where nothing reads it.
+func TestPublishPasswordFromTheFormGoesInTheQuery(t *testing.T) {
+	cases := []struct {
+		name    string
+		update  map[string]any
+		publish string // what the backend gets; "" when refused
+		code    ErrorCode
+		field   string
+	}{
+		{"the form's password on an RTSP URL",
+			map[string]any{"publish": "rtsp://fl.example.com:554/{stream_name}", "password": "p&w d"},
+			"rtsp://fl.example.com:554/{stream_name}?password=p%26w+d", "", ""},
+		{"the form's password on an RTMP URL",
+			map[string]any{"publish": "rtmp://fl.example.com/static/{stream_name}", "password": "pw"},
+			"rtmp://fl.example.com/static/{stream_name}?password=pw", "", ""},
+		{"beside a query that is kept",
+			map[string]any{"publish": "rtsp://fl.example.com/{stream_name}?proto=tcp", "password": "pw"},
+			"rtsp://fl.example.com/{stream_name}?proto=tcp&password=pw", "", ""},
+		{"replacing the password the URL carried",
+			map[string]any{"publish": "rtsp://fl.example.com/{stream_name}?password=old&x=1", "password": "new"},
+			"rtsp://fl.example.com/{stream_name}?x=1&password=new", "", ""},
+		{"a password pasted as :password@ moves into the query",
+			map[string]any{"publish": "rtmp://:pw@fl.example.com/{stream_name}"},
+			"rtmp://fl.example.com/{stream_name}?password=pw", "", ""},
+		{"a user name in the form is refused",
+			map[string]any{"publish": "rtsp://fl.example.com/", "username": "camgate", "password": "pw"},
+			"", CodePublishUser, "flussonic.username"},
+		{"a user in the URL is refused",
+			map[string]any{"publish": "rtsp://camgate:pw@fl.example.com/"},
+			"", CodePublishUser, "flussonic.publish"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fb := newFakeBackend()
+			s, _ := newTestServer(t, fb)
+			c := newClient(t, s)
+			mustStatus(t, c.login(testCode), http.StatusOK)
+			tc.update["stream_name"] = "{camera_id}"
+			w := c.do("PUT", "/api/connection", map[string]any{"flussonic": tc.update})
+			if tc.code != "" {
+				mustStatus(t, w, http.StatusBadRequest)
+				var e struct {
+					Code  ErrorCode `json:"code"`
+					Field string    `json:"field"`
+				}
+				if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil {
+					t.Fatalf("not a JSON error: %s", w.Body.String())
+				}
+				if e.Code != tc.code || e.Field != tc.field || strings.Contains(w.Body.String(), "pw") {
+					t.Errorf("refused as %s, want code %s on %s without the password", w.Body.String(), tc.code, tc.field)
+				}
+				if fb.conn.Flussonic != nil {
+					t.Errorf("the backend got %+v", fb.conn.Flussonic)
+				}
+				return
+			}
+			mustStatus(t, w, http.StatusOK)
+			f := fb.conn.Flussonic
+			if f.Publish != tc.publish || f.Password != "" || f.Username != "" {
+				t.Errorf("the backend got publish %q, password %q, user %q; want %q and neither",
+					f.Publish, f.Password, f.Username, tc.publish)
+			}
+			var conn Connection
+			if err := json.Unmarshal(c.do("GET", "/api/connection", nil).Body.Bytes(), &conn); err != nil {
+				t.Fatal(err)
+			}
+			if !conn.Flussonic.PasswordSet || strings.Contains(conn.Flussonic.Publish, "password") {
+				t.Errorf("GET shows %+v, want the URL without its password and password_set", conn.Flussonic)
+			}
+		})
 	}
 }
 

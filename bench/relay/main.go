@@ -1,5 +1,5 @@
 // Command relay measures camgate's relay against ffmpeg -c copy on loopback: for each stream
-// count it publishes a ~2 Mbit/s 720p25 H.264+AAC clip N times into a stand-in camera server,
+// count it publishes a 720p25 H.264+AAC clip (~2 Mbit/s, or -bitrate) N times into a stand-in camera server,
 // relays every stream to a stand-in Flussonic once with camgate's rtsp.Relay (in a child
 // process, so its CPU and RSS are its own) and once with one `ffmpeg -c copy` per stream, and
 // prints CPU% per stream, RSS and the share of frames that arrived upstream, for both.
@@ -42,18 +42,29 @@ func main() {
 	profile := flag.String("profile", "", "write CPU and heap profiles of the rtsp.Relay child to PREFIX-N.cpu and PREFIX-N.heap")
 	src := flag.String("src", "", "internal: camera server base URL")
 	dst := flag.String("dst", "", "internal: upstream base URL")
-	paceMin := flag.Int("pace-min", 0, "relays before the rtsp.Relay child's Pacer paces them (0: rtsp.DefaultPaceMinRelays); `camgate run` always has the default")
+	paceMins := flag.String("pace-min", "0", "comma-separated: relays before the rtsp.Relay child's "+
+		"Pacer paces them (0: rtsp.DefaultPaceMinRelays; more than -n: never), one rtsp.Relay row per value; "+
+		"`camgate run` always has the default")
+	bitrate := flag.String("bitrate", "2M", "the clip's video bitrate (ffmpeg -b:v), e.g. 500k for a slow camera")
 	flag.Parse()
 	// The stand-in servers' RTSP library logs every packet it cannot queue for a slow reader
 	// through the standard logger; count those lines instead of flooding the report.
 	complaints := &complaintCounter{out: os.Stderr}
 	log.SetOutput(complaints)
+	var pace []int
+	for _, s := range strings.Split(*paceMins, ",") {
+		m, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || m < 0 {
+			log.Fatalf("bad -pace-min %q", s)
+		}
+		pace = append(pace, m)
+	}
 	if *child {
 		n, _ := strconv.Atoi(*counts)
-		runRelays(*src, *dst, n, *profile, *dur, *paceMin)
+		runRelays(*src, *dst, n, *profile, *dur, pace[0])
 		return
 	}
-	if err := run(*counts, *dur, *reps, *bin, *profile, *paceMin, complaints); err != nil {
+	if err := run(*counts, *dur, *reps, *bin, *profile, *bitrate, pace, complaints); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -78,7 +89,8 @@ func runRelays(src, dst string, n int, profile string, dur time.Duration, paceMi
 	wg.Wait()
 }
 
-func run(counts string, dur time.Duration, reps int, bin, profile string, paceMin int, complaints *complaintCounter) error {
+func run(counts string, dur time.Duration, reps int, bin, profile, bitrate string, paceMins []int,
+	complaints *complaintCounter) error {
 	ff, err := exec.LookPath("ffmpeg")
 	if err != nil {
 		return fmt.Errorf("ffmpeg not found: install the Debian package ffmpeg")
@@ -91,7 +103,7 @@ func run(counts string, dur time.Duration, reps int, bin, profile string, paceMi
 	clip := filepath.Join(dir, "clip.mp4")
 	gen := exec.Command(ff, "-hide_banner", "-loglevel", "error",
 		"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=48000",
-		"-t", "20", "-c:v", "libx264", "-preset", "veryfast", "-b:v", "2M", "-maxrate", "2M", "-bufsize", "2M",
+		"-t", "20", "-c:v", "libx264", "-preset", "veryfast", "-b:v", bitrate, "-maxrate", bitrate, "-bufsize", bitrate,
 		"-g", "50", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-y", clip)
 	gen.Stderr = os.Stderr
 	if err := gen.Run(); err != nil {
@@ -115,7 +127,7 @@ func run(counts string, dur time.Duration, reps int, bin, profile string, paceMi
 		return err
 	}
 
-	fmt.Printf("%-8s %-12s %12s %10s %9s %8s %10s %10s %9s\n", "streams", "relay", "cpu%/stream", "rss MiB", "frames%", "cam fps", "cpu/ffmpeg", "rss/ffmpeg", "srv drops")
+	fmt.Printf("%-8s %-14s %12s %10s %9s %8s %10s %10s %9s\n", "streams", "relay", "cpu%/stream", "rss MiB", "frames%", "cam fps", "cpu/ffmpeg", "rss/ffmpeg", "srv drops")
 	for _, s := range strings.Split(counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n <= 0 {
@@ -145,10 +157,12 @@ func run(counts string, dur time.Duration, reps int, bin, profile string, paceMi
 				stopAll(daemon)
 			}
 
-			lib := []*exec.Cmd{start(self, "-child", "-n", strconv.Itoa(n), "-src", cams.URL(), "-dst", up.URL(),
-				"-profile", profile, "-dur", dur.String(), "-pace-min", strconv.Itoa(paceMin))}
-			rows = append(rows, measure(n, "rtsp.Relay", lib, cams, up, "camgate", dur, complaints))
-			stopAll(lib)
+			for _, m := range paceMins {
+				lib := []*exec.Cmd{start(self, "-child", "-n", strconv.Itoa(n), "-src", cams.URL(), "-dst", up.URL(),
+					"-profile", profile, "-dur", dur.String(), "-pace-min", strconv.Itoa(m))}
+				rows = append(rows, measure(n, libName(paceMins, m, n), lib, cams, up, "camgate", dur, complaints))
+				stopAll(lib)
+			}
 
 			var copies []*exec.Cmd
 			for i := range n {
@@ -159,7 +173,7 @@ func run(counts string, dur time.Duration, reps int, bin, profile string, paceMi
 			peer := measure(n, "ffmpeg", copies, cams, up, "ffmpeg", dur, complaints)
 			stopAll(copies)
 			for _, r := range append(rows, peer) {
-				fmt.Printf("%-8d %-12s %12.2f %10.1f %9.1f %8.1f %10.2f %10.3f %9d\n", r.n, r.name, r.cpuPct, r.rssMiB, r.framesPct, r.camFPS,
+				fmt.Printf("%-8d %-14s %12.2f %10.1f %9.1f %8.1f %10.2f %10.3f %9d\n", r.n, r.name, r.cpuPct, r.rssMiB, r.framesPct, r.camFPS,
 					r.cpuPct/peer.cpuPct, r.rssMiB/peer.rssMiB, r.srvDrops)
 				if r.camFPS < 24 || r.srvDrops > 0 {
 					fmt.Printf("# INVALID row above (%d %s): cameras at %.1f fps, %d complaints of dropped or lost packets from the stand-in servers: the machine was starved, not only the relay\n",
@@ -182,6 +196,19 @@ func run(counts string, dur time.Duration, reps int, bin, profile string, paceMi
 		stopAll(procs)
 	}
 	return nil
+}
+
+// libName names an rtsp.Relay row: by its pacing when more than one is measured.
+func libName(paceMins []int, m, n int) string {
+	switch {
+	case len(paceMins) == 1:
+		return "rtsp.Relay"
+	case m > n:
+		return "Relay unpaced"
+	case m == 0:
+		return fmt.Sprintf("Relay pace>=%d", rtsp.DefaultPaceMinRelays)
+	}
+	return fmt.Sprintf("Relay pace>=%d", m)
 }
 
 // daemonConfig writes a camgate config relaying n cameras from the camera server to the

@@ -38,7 +38,7 @@ func TestListenerClosesDeniedWithoutAByte(t *testing.T) {
 					if err != nil {
 						return
 					}
-					c.Write([]byte("220 hello\r\n"))
+					_, _ = c.Write([]byte("220 hello\r\n")) // the dialer's read shows whether it came
 					c.Close()
 				}
 			}()
@@ -48,7 +48,9 @@ func TestListenerClosesDeniedWithoutAByte(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			c.SetReadDeadline(time.Now().Add(15 * time.Second))
+			if err := c.SetReadDeadline(time.Now().Add(15 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
 			got, err := io.ReadAll(c)
 			if err != nil {
 				t.Fatalf("read: %v", err)

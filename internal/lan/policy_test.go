@@ -1,6 +1,7 @@
 package lan
 
 import (
+	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -38,7 +39,8 @@ func TestPolicyAllowed(t *testing.T) {
 		{"unknown local address: judged by remote", nil, tcp("10.0.0.5:5000"), nil, true},
 		{"nil remote", nil, nil, tcp(lanIP), false},
 		{"unix socket peer", nil, &net.UnixAddr{Name: "@", Net: "unix"}, nil, true},
-		{"allow list admits a public host", []string{"203.0.113.0/24"}, tcp("203.0.113.9:5000"), tcp("192.168.100.2:1025"), true},
+		{"allow list admits a public host", []string{"203.0.113.0/24"}, tcp("203.0.113.9:5000"), tcp("192.168.100.2:1025"),
+			true},
 		{"allow list replaces LAN ranges", []string{"203.0.113.0/24"}, tcp("192.168.1.50:5000"), tcp(lanIP), false},
 		{"allow list of one address", []string{"10.0.0.7"}, tcp("10.0.0.7:5000"), tcp(lanIP), true},
 		{"allow list of one address, other host", []string{"10.0.0.7"}, tcp("10.0.0.8:5000"), tcp(lanIP), false},
@@ -79,20 +81,24 @@ func TestDefaultRouteInterfaces(t *testing.T) {
 		"down0\t00000000\t0164A8C0\t0002\t0\t0\t0\t00000000\t0\t0\t0\n" +
 		"wan0\t00000000\t0164A8C0\t0003\t0\t0\t10\t00000000\t0\t0\t0\n" +
 		"garbage line\n"
-	const route6 = "fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     br-lan\n" +
-		"00000000000000000000000000000000 00 00000000000000000000000000000000 00 fd000000000000000000000000000001 00000400 00000002 00000000 00000003     wan6\n" +
-		"00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n" +
-		"00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00000201       rej0\n"
+	const route6 = "fd000000000000000000000000000000 40 00000000000000000000000000000000 00 " +
+		"00000000000000000000000000000000 00000100 00000001 00000000 00000001     br-lan\n" +
+		"00000000000000000000000000000000 00 00000000000000000000000000000000 00 " +
+		"fd000000000000000000000000000001 00000400 00000002 00000000 00000003     wan6\n" +
+		"00000000000000000000000000000000 00 00000000000000000000000000000000 00 " +
+		"00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n" +
+		"00000000000000000000000000000000 00 00000000000000000000000000000000 00 " +
+		"00000000000000000000000000000000 ffffffff 00000001 00000000 00000201       rej0\n"
 	tests := []struct {
 		name  string
-		parse func(r *strings.Reader) []string
+		parse func(r io.Reader) []string
 		in    string
 		want  []string
 	}{
-		{"ipv4: up default routes, deduplicated", func(r *strings.Reader) []string { return defaultRouteInterfaces4(r) }, route4, []string{"wan0"}},
-		{"ipv6: not lo, not reject routes", func(r *strings.Reader) []string { return defaultRouteInterfaces6(r) }, route6, []string{"wan6"}},
-		{"empty ipv4 table", func(r *strings.Reader) []string { return defaultRouteInterfaces4(r) }, "", nil},
-		{"empty ipv6 table", func(r *strings.Reader) []string { return defaultRouteInterfaces6(r) }, "", nil},
+		{"ipv4: up default routes, deduplicated", defaultRouteInterfaces4, route4, []string{"wan0"}},
+		{"ipv6: not lo, not reject routes", defaultRouteInterfaces6, route6, []string{"wan6"}},
+		{"empty ipv4 table", defaultRouteInterfaces4, "", nil},
+		{"empty ipv6 table", defaultRouteInterfaces6, "", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -33,17 +33,29 @@ type Gateway struct {
 	Listeners []netip.AddrPort
 }
 
-// SystemGateway returns the gateway's interface addresses (loopback left out) with the given
+// SystemGateway returns the gateway's interface addresses (loopback and the loopback
+// interface's addresses left out) with the given
 // listeners. A listener that is not a TCP or UDP address is ignored.
 func SystemGateway(listeners []net.Addr) (Gateway, error) {
 	var g Gateway
-	ias, err := net.InterfaceAddrs()
+	ifs, err := net.Interfaces()
 	if err != nil {
-		return g, fmt.Errorf("lan: interface addresses: %w", err)
+		return g, fmt.Errorf("lan: interfaces: %w", err)
 	}
-	for _, ia := range ias {
-		if a, ok := addrOf(ia); ok && !a.IsLoopback() {
-			g.Addrs = append(g.Addrs, a)
+	for _, ifc := range ifs {
+		// Addresses on the loopback interface are left out with 127/8: a test namespace puts
+		// its simulated cameras' addresses there.
+		if ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		ias, err := ifc.Addrs()
+		if err != nil {
+			return g, fmt.Errorf("lan: addresses of %s: %w", ifc.Name, err)
+		}
+		for _, ia := range ias {
+			if a, ok := addrOf(ia); ok && !a.IsLoopback() {
+				g.Addrs = append(g.Addrs, a)
+			}
 		}
 	}
 	for _, l := range listeners {
@@ -97,7 +109,8 @@ func CheckCameraTarget(rawURL string, g Gateway) error {
 		port = uint16(n)
 	}
 	if addr.IsUnspecified() || addr.IsMulticast() || !containsAny(lanPrefixes[:], addr) {
-		return fmt.Errorf("%w: %s is not a home LAN address (loopback, link-local, 10/8, 172.16/12, 192.168/16, fc00::/7)", ErrTargetRefused, addr)
+		return fmt.Errorf("%w: %s is not a home LAN address (loopback, link-local, 10/8, 172.16/12, 192.168/16, fc00::/7)",
+			ErrTargetRefused, addr)
 	}
 	for _, a := range g.Addrs {
 		if a.Unmap().WithZone("") == addr {
@@ -109,7 +122,8 @@ func CheckCameraTarget(rawURL string, g Gateway) error {
 		// The gateway's own addresses are refused above, so an unspecified listener is left to
 		// match on loopback.
 		if l.Port() == port && (la == addr || la.IsUnspecified() && addr.IsLoopback()) {
-			return fmt.Errorf("%w: %s is one of camgate's own services", ErrTargetRefused, net.JoinHostPort(addr.String(), strconv.Itoa(int(port))))
+			return fmt.Errorf("%w: %s is one of camgate's own services",
+				ErrTargetRefused, net.JoinHostPort(addr.String(), strconv.Itoa(int(port))))
 		}
 	}
 	return nil

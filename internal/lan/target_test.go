@@ -16,7 +16,8 @@ import (
 
 func TestCheckCameraTarget(t *testing.T) {
 	gw := Gateway{
-		Addrs: []netip.Addr{netip.MustParseAddr("192.168.1.1"), netip.MustParseAddr("fd00::1"), netip.MustParseAddr("100.64.7.2")},
+		Addrs: []netip.Addr{netip.MustParseAddr("192.168.1.1"), netip.MustParseAddr("fd00::1"),
+			netip.MustParseAddr("100.64.7.2")},
 		Listeners: []netip.AddrPort{
 			netip.MustParseAddrPort("0.0.0.0:8080"),    // the page, on every address
 			netip.MustParseAddrPort("[::]:2525"),       // SMTP, on every address
@@ -116,7 +117,7 @@ func TestHideNetworkError(t *testing.T) {
 		{"nil", nil, nil},
 	}
 	for _, tt := range tests {
-		if got := HideNetworkError(tt.err); got != tt.want {
+		if got := HideNetworkError(tt.err); !errors.Is(got, tt.want) {
 			t.Errorf("%s: HideNetworkError(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
 		}
 	}

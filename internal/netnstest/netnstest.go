@@ -32,7 +32,8 @@ func Run(t *testing.T, addrs []string, body func(t *testing.T)) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		failOrSkip(t, "the ip command (Debian package iproute2) is needed to set up a network namespace")
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+regexp.QuoteMeta(t.Name())+"$", "-test.v", "-test.count=1", "-test.timeout=300s")
+	cmd := exec.Command(os.Args[0], "-test.run=^"+regexp.QuoteMeta(t.Name())+"$", "-test.v", "-test.count=1",
+		"-test.timeout=300s")
 	cmd.Env = append(os.Environ(), envVar+"="+t.Name())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()

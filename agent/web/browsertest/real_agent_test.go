@@ -19,7 +19,6 @@ import (
 func TestPairingPageWithTheRealAgent(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	log := slog.New(slog.DiscardHandler)
 	flussonic, err := sim.NewMediaServer(sim.MediaServerConfig{Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -44,25 +43,7 @@ func TestPairingPageWithTheRealAgent(t *testing.T) {
 	cfg.Discovery.ONVIF, cfg.Discovery.MDNS = false, false
 	cfg.Flussonic.Publish = flussonic.URL()
 	cfg.Cameras = []agent.CameraConfig{{ID: "porch", Name: xssName, URL: seen.URL(), Audio: true, Enabled: true}}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	code, err := agent.PairCode(dataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan *agent.Agent, 1)
-	a := agent.New(agent.Loaded{Config: cfg}, agent.Options{Logger: log, Version: "browsertest", Ready: func(a *agent.Agent) { ready <- a }})
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("agent: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("agent not ready in 20s")
-	}
+	a, code := startAgent(t, cfg)
 	url := "http://" + a.WebAddr() + "/"
 
 	// The browser is set to Russian, as most owners' and installers' are (issue 16).
@@ -133,6 +114,38 @@ func TestPairingPageWithTheRealAgent(t *testing.T) {
 	if !ok || st.VideoFrames == 0 {
 		t.Errorf("the stand-in got nothing on %q: %+v", added, st)
 	}
+}
+
+// startAgent runs the real agent on cfg until the test ends, and returns it with its setup code.
+func startAgent(t *testing.T, cfg agent.Config) (*agent.Agent, string) {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	code, err := agent.PairCode(cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *agent.Agent, 1)
+	a := agent.New(agent.Loaded{Config: cfg}, agent.Options{Logger: slog.New(slog.DiscardHandler), Version: "browsertest",
+		Ready: func(a *agent.Agent) { ready <- a }})
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent stopped with: %v", err)
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("agent: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("agent not ready in 20s")
+	}
+	return a, code
 }
 
 func jsString(s string) string {

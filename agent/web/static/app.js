@@ -313,6 +313,7 @@
     if (c.width && c.height) media.push(c.width + "×" + c.height);
     if (c.relaying && c.bitrate_bps) media.push(fmtBitrate(c.bitrate_bps));
     if (c.needs_credentials) media.push(t("cam.needs_credentials"));
+    if (c.moved_to) media.push(t("cam.moved_to", { addr: c.moved_to }));
     q(".cam-media").textContent = media.join(" · ");
     const added = c.state === "added";
     // What SC's "add camera by parameters" form asks for: the name and the play URL at Flussonic.
@@ -492,7 +493,6 @@
       $("mq-prefix").value = c.mqtt.topic_prefix || "";
       const f = c.flussonic;
       $("fl-url").value = f.publish || "";
-      $("fl-user").value = f.username || "";
       $("fl-pass").value = "";
       $("fl-pass").placeholder = f.password_set ? t("form.unchanged") : "";
       $("fl-stream").value = f.stream_name || "";
@@ -510,7 +510,7 @@
     });
     const body = {
       mqtt: { url: $("mq-url").value.trim(), username: $("mq-user").value.trim(), password: $("mq-pass").value, topic_prefix: $("mq-prefix").value.trim() },
-      flussonic: { publish: $("fl-url").value.trim(), username: $("fl-user").value.trim(), password: $("fl-pass").value, stream_name: $("fl-stream").value.trim(), events },
+      flussonic: { publish: $("fl-url").value.trim(), password: $("fl-pass").value, stream_name: $("fl-stream").value.trim(), events },
     };
     try {
       await api("PUT", "/api/connection", body);
