@@ -177,7 +177,8 @@ func (b *Broker) newConn(nc net.Conn) *brokerConn {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed || len(b.conns) >= b.limits.maxClients {
-		b.log.Warn("mqtt: connection refused", "remote", nc.RemoteAddr().String(), "clients", len(b.conns), "stopping", b.closed)
+		b.log.Warn("mqtt: connection refused",
+			"remote", nc.RemoteAddr().String(), "clients", len(b.conns), "stopping", b.closed)
 		nc.Close()
 		return nil
 	}
@@ -226,7 +227,7 @@ func (c *brokerConn) writeLoop() {
 		case <-c.done:
 			return
 		case p := <-c.out:
-			c.nc.SetWriteDeadline(time.Now().Add(c.b.limits.writeTimeout))
+			_ = c.nc.SetWriteDeadline(time.Now().Add(c.b.limits.writeTimeout)) // fails only once closed; Write says so
 			if _, err := c.nc.Write(p); err != nil {
 				c.close("write: " + err.Error())
 				return
@@ -238,8 +239,9 @@ func (c *brokerConn) writeLoop() {
 // writeNow writes a refusing CONNACK itself, so that it goes out before the connection is closed;
 // nothing else has been queued yet, so the writer is idle.
 func (c *brokerConn) writeNow(p []byte) {
-	c.nc.SetWriteDeadline(time.Now().Add(c.b.limits.writeTimeout))
-	c.nc.Write(p)
+	// A failed write closes nothing here: the reader sees the broken connection and ends it.
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.b.limits.writeTimeout))
+	_, _ = c.nc.Write(p)
 }
 
 // queue hands p to the writer. When the client does not keep up, a droppable packet (QoS 0) is
@@ -289,7 +291,7 @@ var errTakenOver = errors.New("client id taken over by a new connection")
 // readLoop handles packets until the connection fails or the client disconnects (graceful).
 func (b *Broker) readLoop(c *brokerConn) (graceful bool, err error) {
 	r := bufio.NewReader(c.nc)
-	c.nc.SetReadDeadline(time.Now().Add(b.limits.connectTimeout))
+	_ = c.nc.SetReadDeadline(time.Now().Add(b.limits.connectTimeout)) // fails only once closed; the read says so
 	p, err := readPacket(r, b.limits.maxPacket)
 	if err != nil {
 		return false, fmt.Errorf("read CONNECT: %w", err)
@@ -303,9 +305,9 @@ func (b *Broker) readLoop(c *brokerConn) (graceful bool, err error) {
 	}
 	for {
 		if keepAlive > 0 {
-			c.nc.SetReadDeadline(time.Now().Add(keepAlive * 3 / 2))
+			_ = c.nc.SetReadDeadline(time.Now().Add(keepAlive * 3 / 2))
 		} else {
-			c.nc.SetReadDeadline(time.Time{})
+			_ = c.nc.SetReadDeadline(time.Time{})
 		}
 		p, err := readPacket(r, b.limits.maxPacket)
 		if err != nil {
@@ -441,7 +443,8 @@ func (b *Broker) connect(c *brokerConn, p packet) (time.Duration, error) {
 		}
 	}
 	c.queue(encodeConnack(connAccepted), false)
-	c.log.Info("mqtt: client connected", "clean_session", cp.cleanSession, "keep_alive_s", cp.keepAlive, "will", cp.will != nil, "took_over", old != nil)
+	c.log.Info("mqtt: client connected",
+		"clean_session", cp.cleanSession, "keep_alive_s", cp.keepAlive, "will", cp.will != nil, "took_over", old != nil)
 	return time.Duration(cp.keepAlive) * time.Second, nil
 }
 
@@ -680,7 +683,7 @@ func readPacket(r packetReader, maxBody int) (packet, error) {
 }
 
 func noEOF(err error) error {
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		return io.ErrUnexpectedEOF
 	}
 	return err
@@ -802,7 +805,8 @@ func decodeConnect(p packet) (connectPacket, error) {
 			return connectPacket{}, fmt.Errorf("malformed packet: will topic %q", topic)
 		}
 		// A QoS 2 will is delivered at QoS 1, like every other message here.
-		cp.will = &publishPacket{topic: topic, payload: append([]byte(nil), payload...), qos: min(willQoS, 1), retain: flags&flagWillRetain != 0}
+		cp.will = &publishPacket{topic: topic, payload: append([]byte(nil), payload...), qos: min(willQoS, 1),
+			retain: flags&flagWillRetain != 0}
 	}
 	if flags&flagUsername != 0 {
 		cp.username = f.text("user name")

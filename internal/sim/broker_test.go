@@ -120,7 +120,8 @@ func TestBrokerRetainedLimit(t *testing.T) {
 // startBroker runs a broker on loopback for the test; limits, if given, adjusts its bounds.
 func startBroker(t *testing.T, out io.Writer, limits func(*brokerLimits)) *Broker {
 	t.Helper()
-	b, err := NewBroker(BrokerConfig{Addr: "127.0.0.1:0", Out: out, Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	b, err := NewBroker(BrokerConfig{Addr: "127.0.0.1:0", Out: out,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,13 +316,15 @@ func TestBrokerMosquittoRetainedOnly(t *testing.T) {
 	b := startBroker(t, nil, nil)
 	host, port := brokerHostPort(t, b)
 
-	runMosquitto(t, pub, "-h", host, "-p", port, "-q", "1", "-r", "-t", "gw/cameras/porch/config", "-m", `{"name":"Porch"}`)
+	runMosquitto(t, pub, "-h", host, "-p", port, "-q", "1", "-r",
+		"-t", "gw/cameras/porch/config", "-m", `{"name":"Porch"}`)
 	b.Publish("gw/status", []byte("online"), true)
 	b.Publish("gw/events", []byte("not retained"), false)
 
 	// mqttv31 speaks protocol level 3, "MQIsdp".
 	for _, version := range []string{"mqttv311", "mqttv31"} {
-		out := runMosquitto(t, sub, "-V", version, "-h", host, "-p", port, "-t", "gw/#", "-v", "-W", "2", "--retained-only", "-C", "2")
+		out := runMosquitto(t, sub, "-V", version, "-h", host, "-p", port,
+			"-t", "gw/#", "-v", "-W", "2", "--retained-only", "-C", "2")
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		slices.Sort(lines)
 		want := []string{`gw/cameras/porch/config {"name":"Porch"}`, "gw/status online"}
@@ -378,9 +381,11 @@ func TestBrokerBadInput(t *testing.T) {
 		{"garbage instead of CONNECT", false, []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), nil},
 		{"PUBLISH before CONNECT", false, rawPublish("a", "b", 0), nil},
 		{"remaining length over 4 bytes", false, []byte{0x10, 0xff, 0xff, 0xff, 0xff, 0x7f}, nil},
-		{"unsupported protocol level", false, []byte{0x10, 0x0c, 0, 4, 'M', 'Q', 'T', 'T', 5, 2, 0, 60, 0, 0}, encodeConnack(connBadProtocol)},
+		{"unsupported protocol level", false, []byte{0x10, 0x0c, 0, 4, 'M', 'Q', 'T', 'T', 5, 2, 0, 60, 0, 0},
+			encodeConnack(connBadProtocol)},
 		{"unknown protocol name", false, []byte{0x10, 0x0c, 0, 4, 'M', 'Q', 'T', 'X', 4, 2, 0, 60, 0, 0}, nil},
-		{"empty client id without clean session", false, []byte{0x10, 0x0c, 0, 4, 'M', 'Q', 'T', 'T', 4, 0, 0, 60, 0, 0}, encodeConnack(connBadClientID)},
+		{"empty client id without clean session", false, []byte{0x10, 0x0c, 0, 4, 'M', 'Q', 'T', 'T', 4, 0, 0, 60, 0, 0},
+			encodeConnack(connBadClientID)},
 		{"oversized packet", true, []byte{0x30, 0x80, 0x80, 0x80, 0x01}, nil}, // announces a 2 MiB PUBLISH
 		{"reserved packet type 0", true, []byte{0x00, 0x00}, nil},
 		{"reserved packet type 15", true, []byte{0xf0, 0x00}, nil},
@@ -448,7 +453,7 @@ func TestBrokerTakeover(t *testing.T) {
 
 	will := &publishPacket{topic: "gw/status", payload: []byte("offline"), qos: 1, retain: true}
 	old := dialBroker(t, b)
-	old.Write(connectPacketBytes("gw", 60, will))
+	brokerSend(t, old, connectPacketBytes("gw", 60, will))
 	r := bufio.NewReader(old)
 	if p, err := readPacket(r, 1024); err != nil || p.typ != typeConnack {
 		t.Fatalf("first connection: %v, %+v", err, p)
@@ -478,8 +483,8 @@ func TestBrokerTakeover(t *testing.T) {
 func TestBrokerSlowClient(t *testing.T) {
 	b := startBroker(t, nil, func(l *brokerLimits) { l.queue = 4; l.writeTimeout = time.Second })
 	slow := dialBroker(t, b)
-	slow.Write(connectPacketBytes("slow", 0, nil))
-	slow.Write([]byte{0x82, 0x06, 0, 1, 0, 1, '#', 1}) // SUBSCRIBE # QoS 1, then never read
+	brokerSend(t, slow, connectPacketBytes("slow", 0, nil))
+	brokerSend(t, slow, []byte{0x82, 0x06, 0, 1, 0, 1, '#', 1}) // SUBSCRIBE # QoS 1, then never read
 	brokerWaitFor(t, "the subscription", func() bool { return brokerSubscribed(b, "slow", "#") })
 
 	payload := bytes.Repeat([]byte("v"), 64<<10)
@@ -497,7 +502,7 @@ func TestBrokerMaxClients(t *testing.T) {
 	pahoClient(t, b, "one", nil)
 	pahoClient(t, b, "two", nil)
 	c := dialBroker(t, b)
-	c.Write(connectPacketBytes("three", 60, nil))
+	brokerSend(t, c, connectPacketBytes("three", 60, nil))
 	if rest := readUntilBrokerCloses(t, c); len(rest) != 0 {
 		t.Errorf("third client got % x, want the connection closed", rest)
 	}
@@ -520,15 +525,16 @@ func FuzzBrokerPacket(f *testing.F) {
 			if err != nil {
 				return
 			}
+			// The decoders' results do not matter here, only that they return.
 			switch p.typ {
 			case typeConnect:
-				decodeConnect(p)
+				_, _ = decodeConnect(p)
 			case typeSubscribe:
-				decodeSubscribe(p)
+				_, _ = decodeSubscribe(p)
 			case typeUnsubscribe:
-				decodeUnsubscribe(p)
+				_, _ = decodeUnsubscribe(p)
 			case typePuback:
-				decodeAck(p)
+				_, _ = decodeAck(p)
 			case typePublish:
 				m, err := decodePublish(p)
 				if err != nil {
@@ -592,7 +598,9 @@ func handshake(t *testing.T, c net.Conn, id string) {
 	if _, err := c.Write(connectPacketBytes(id, 60, nil)); err != nil {
 		t.Fatal(err)
 	}
-	c.SetReadDeadline(time.Now().Add(brokerWait))
+	if err := c.SetReadDeadline(time.Now().Add(brokerWait)); err != nil {
+		t.Fatal(err)
+	}
 	ack := make([]byte, 4)
 	if _, err := io.ReadFull(c, ack); err != nil || !bytes.Equal(ack, encodeConnack(connAccepted)) {
 		t.Fatalf("CONNACK: % x, %v", ack, err)
@@ -610,10 +618,20 @@ func dialBroker(t *testing.T, b *Broker) net.Conn {
 	return c
 }
 
+// brokerSend writes raw bytes to the broker, failing the test if they cannot be sent.
+func brokerSend(t *testing.T, c net.Conn, b []byte) {
+	t.Helper()
+	if _, err := c.Write(b); err != nil {
+		t.Fatalf("send to the broker: %v", err)
+	}
+}
+
 // readUntilClosed returns what the broker sent before closing c, failing if it keeps it open.
 func readUntilBrokerCloses(t *testing.T, c net.Conn) []byte {
 	t.Helper()
-	c.SetReadDeadline(time.Now().Add(brokerWait))
+	if err := c.SetReadDeadline(time.Now().Add(brokerWait)); err != nil {
+		t.Fatal(err)
+	}
 	data, err := io.ReadAll(c)
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {

@@ -130,7 +130,7 @@ func (c *Camera) Run(ctx context.Context) error {
 		return nil
 	case err := <-errc:
 		cancel()
-		<-played
+		<-played //nolint:errcheck // cancelled just above: the server's error is the one to return
 		return fmt.Errorf("sim camera: rtsp server stopped: %w", err)
 	}
 }
@@ -139,12 +139,16 @@ func (c *Camera) Run(ctx context.Context) error {
 type cameraHandler Camera
 
 // OnDescribe implements gortsplib.ServerHandlerOnDescribe.
-func (c *cameraHandler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (c *cameraHandler) OnDescribe(
+	ctx *gortsplib.ServerHandlerOnDescribeCtx,
+) (*base.Response, *gortsplib.ServerStream, error) {
 	return c.serve(ctx.Conn, ctx.Request, ctx.Path)
 }
 
 // OnSetup implements gortsplib.ServerHandlerOnSetup.
-func (c *cameraHandler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (c *cameraHandler) OnSetup(
+	ctx *gortsplib.ServerHandlerOnSetupCtx,
+) (*base.Response, *gortsplib.ServerStream, error) {
 	return c.serve(ctx.Conn, ctx.Request, ctx.Path)
 }
 
@@ -163,7 +167,9 @@ func (c *cameraHandler) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) 
 	c.log.Debug("sim camera: connection closed", "remote", ctx.Conn.NetConn().RemoteAddr(), "err", ctx.Error)
 }
 
-func (c *cameraHandler) serve(conn *gortsplib.ServerConn, req *base.Request, path string) (*base.Response, *gortsplib.ServerStream, error) {
+func (c *cameraHandler) serve(
+	conn *gortsplib.ServerConn, req *base.Request, path string,
+) (*base.Response, *gortsplib.ServerStream, error) {
 	// Readers are checked on DESCRIBE and again on SETUP, as a client may skip DESCRIBE.
 	if c.cfg.Username != "" && !conn.VerifyCredentials(req, c.cfg.Username, c.cfg.Password) {
 		return &base.Response{StatusCode: base.StatusUnauthorized}, nil, liberrors.ErrServerAuth{}

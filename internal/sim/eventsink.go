@@ -63,7 +63,8 @@ func NewEventSink(cfg EventSinkConfig) (*EventSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &EventSink{cfg: cfg, log: loggerOrDiscard(cfg.Logger), ln: ln, status: http.StatusOK, started: map[string]int64{}}, nil
+	return &EventSink{cfg: cfg, log: loggerOrDiscard(cfg.Logger), ln: ln, status: http.StatusOK,
+		started: map[string]int64{}}, nil
 }
 
 // URL is the full address to POST events to.

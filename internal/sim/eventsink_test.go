@@ -40,8 +40,11 @@ func TestEventSink(t *testing.T) {
 		t.Fatalf("URL() = %s", s.URL())
 	}
 
-	started := `{"event":"stream_motion_started","event_id":1732400000000001,"media":"cam1","utc_ms":1732400000000,"utc":1732400000,"time":"2024-11-23T22:13:20.000Z","server":"fl.example.com","motion_id":"m1","motion_data":"smtp: Motion Detection Alarm"}`
-	stopped := `{"event":"stream_motion_stopped","event_id":1732400005000001,"media":"cam1","utc_ms":1732400005000,"utc":1732400005,"time":"2024-11-23T22:13:25.000Z","server":"fl.example.com","motion_id":"m1","duration":5}`
+	started := `{"event":"stream_motion_started","event_id":1732400000000001,"media":"cam1","utc_ms":1732400000000,` +
+		`"utc":1732400000,"time":"2024-11-23T22:13:20.000Z","server":"fl.example.com","motion_id":"m1",` +
+		`"motion_data":"smtp: Motion Detection Alarm"}`
+	stopped := `{"event":"stream_motion_stopped","event_id":1732400005000001,"media":"cam1","utc_ms":1732400005000,` +
+		`"utc":1732400005,"time":"2024-11-23T22:13:25.000Z","server":"fl.example.com","motion_id":"m1","duration":5}`
 	steps := []struct {
 		name       string
 		status     int // SetStatus before the POST; 0 leaves it
@@ -62,7 +65,8 @@ func TestEventSink(t *testing.T) {
 		{"an object, not an array", 0, "POST", "", started, 400, []string{started, stopped, stopped}},
 		{"an array of non-objects", 0, "POST", "", "[1,2]", 400, []string{started, stopped, stopped}},
 		{"null element", 0, "POST", "", "[null]", 400, []string{started, stopped, stopped}},
-		{"one bad event refuses the batch", 0, "POST", "", "[" + started + `,{"event":"motion_started"}]`, 400, []string{started, stopped, stopped}},
+		{"one bad event refuses the batch", 0, "POST", "", "[" + started + `,{"event":"motion_started"}]`, 400,
+			[]string{started, stopped, stopped}},
 		{"GET is not allowed", 0, "GET", "", "", 405, []string{started, stopped, stopped}},
 		{"another path", 0, "POST", "/other", "[]", 404, []string{started, stopped, stopped}},
 	}
@@ -148,7 +152,8 @@ func TestCheckEvent(t *testing.T) {
 		b, _ := json.Marshal(m)
 		return b
 	}
-	stop := map[string]any{"event": "stream_motion_stopped", "utc_ms": 1732400031400, "utc": 1732400031, "time": "2024-11-23T22:13:51.400Z"}
+	stop := map[string]any{"event": "stream_motion_stopped", "utc_ms": 1732400031400, "utc": 1732400031,
+		"time": "2024-11-23T22:13:51.400Z"}
 	withStop := func(extra map[string]any) json.RawMessage {
 		m := map[string]any{}
 		for k, v := range stop {
@@ -230,18 +235,32 @@ func TestParseEpisode(t *testing.T) {
 	cases := []struct {
 		name, path, body, want string
 	}{
-		{"opened", "1774", `{"episode_id":1774,"media":"cam1","episode_type":"generic","opened_at":1732400000000,"updated_at":1732400000000,"preview":"` + jpg + `"}`, ""},
-		{"closed", "1774", `{"episode_id":1774,"media":"cam1","opened_at":1732400000000,"updated_at":1732400031400,"closed_at":1732400031400}`, ""},
-		{"id not the path's", "1775", `{"episode_id":1774,"media":"cam1","opened_at":1732400000000,"updated_at":1732400000000}`, "not 1775"},
+		{"opened", "1774", `{"episode_id":1774,"media":"cam1","episode_type":"generic","opened_at":1732400000000,` +
+			`"updated_at":1732400000000,"preview":"` + jpg + `"}`, ""},
+		{"closed", "1774",
+			`{"episode_id":1774,"media":"cam1","opened_at":1732400000000,"updated_at":1732400031400,"closed_at":1732400031400}`,
+			""},
+		{"id not the path's", "1775",
+			`{"episode_id":1774,"media":"cam1","opened_at":1732400000000,"updated_at":1732400000000}`, "not 1775"},
 		{"id a uuid", "6f1c-aa", `{}`, "not a snowflake id"},
-		{"id a string in the body", "1774", `{"episode_id":"1774","media":"cam1","opened_at":1732400000000,"updated_at":1732400000000}`, "must be an integer"},
+		{"id a string in the body", "1774",
+			`{"episode_id":"1774","media":"cam1","opened_at":1732400000000,"updated_at":1732400000000}`, "must be an integer"},
 		{"no media", "1774", `{"episode_id":1774,"opened_at":1732400000000,"updated_at":1732400000000}`, "media is required"},
-		{"seconds", "1774", `{"episode_id":1774,"media":"cam1","opened_at":1732400000,"updated_at":1732400000}`, "not utc_ms"},
-		{"closed before opened", "1774", `{"episode_id":1774,"media":"cam1","opened_at":1732400000000,"updated_at":1732400000000,"closed_at":1732300000000}`, "before opened_at"},
+		{"seconds", "1774", `{"episode_id":1774,"media":"cam1","opened_at":1732400000,"updated_at":1732400000}`,
+			"not utc_ms"},
+		{"closed before opened", "1774",
+			`{"episode_id":1774,"media":"cam1","opened_at":1732400000000,"updated_at":1732400000000,"closed_at":1732300000000}`,
+			"before opened_at"},
 		{"no updated_at", "1774", `{"episode_id":1774,"media":"cam1","opened_at":1732400000000}`, "updated_at is required"},
-		{"preview not a JPEG", "1774", `{"episode_id":1774,"media":"cam1","opened_at":1732400000000,"updated_at":1732400000000,"preview":"R0lGODlh"}`, "not base64 of a JPEG"},
-		{"another type", "1774", `{"episode_id":1774,"media":"cam1","episode_type":"face","opened_at":1732400000000,"updated_at":1732400000000}`, "generic"},
-		{"unknown field", "1774", `{"episode_id":1774,"media":"cam1","opened_at":1732400000000,"updated_at":1732400000000,"motion_id":"x"}`, `"motion_id"`},
+		{"preview not a JPEG", "1774",
+			`{"episode_id":1774,"media":"cam1","opened_at":1732400000000,"updated_at":1732400000000,"preview":"R0lGODlh"}`,
+			"not base64 of a JPEG"},
+		{"another type", "1774",
+			`{"episode_id":1774,"media":"cam1","episode_type":"face","opened_at":1732400000000,"updated_at":1732400000000}`,
+			"generic"},
+		{"unknown field", "1774",
+			`{"episode_id":1774,"media":"cam1","opened_at":1732400000000,"updated_at":1732400000000,"motion_id":"x"}`,
+			`"motion_id"`},
 	}
 	for _, tc := range cases {
 		_, err := ParseEpisode(tc.path, []byte(tc.body))
@@ -266,7 +285,8 @@ func FuzzParseEpisode(f *testing.F) {
 }
 
 func FuzzCheckEvent(f *testing.F) {
-	f.Add([]byte(`{"event":"stream_motion_started","event_id":1,"media":"m","utc_ms":1732400000000,"utc":1732400000,"time":"2024-11-23T22:13:20.000Z","server":"s","motion_id":"m1"}`))
+	f.Add([]byte(`{"event":"stream_motion_started","event_id":1,"media":"m","utc_ms":1732400000000,"utc":1732400000,` +
+		`"time":"2024-11-23T22:13:20.000Z","server":"s","motion_id":"m1"}`))
 	f.Add([]byte(`{"event":"stream_motion_stopped","duration":1e3}`))
 	f.Fuzz(func(t *testing.T, e []byte) {
 		_ = CheckEvent(e, map[string]int64{})

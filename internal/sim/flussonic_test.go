@@ -82,7 +82,8 @@ func TestStreamsAPI(t *testing.T) {
 		{"unknown stream", "GET", "cam1", "admin", "pw", "", 404},
 		{"create without name", "PUT", "cam1", "admin", "pw", `{"title":"Door"}`, 400},
 		{"not JSON", "PUT", "cam1", "admin", "pw", `{`, 400},
-		{"create", "PUT", "cam1", "admin", "pw", `{"name":"cam1","title":"Door","inputs":[{"url":"publish://"}],"password":"s"}`, 200},
+		{"create", "PUT", "cam1", "admin", "pw",
+			`{"name":"cam1","title":"Door","inputs":[{"url":"publish://"}],"password":"s"}`, 200},
 		{"update title only", "PUT", "cam1", "admin", "pw", `{"title":"Front door"}`, 200},
 		{"read back", "GET", "cam1", "admin", "pw", "", 200},
 		{"delete is not served", "DELETE", "cam1", "admin", "pw", "", 405},
@@ -93,13 +94,14 @@ func TestStreamsAPI(t *testing.T) {
 		}
 	}
 	s, ok := m.StreamConfig("cam1")
-	if !ok || s.Title != "Front door" || s.Password != "s" || len(s.Inputs) != 1 || s.Inputs[0].URL != "publish://" || s.Updates != 1 {
+	if !ok || s.Title != "Front door" || s.Password != "s" || len(s.Inputs) != 1 || s.Inputs[0].URL != "publish://" ||
+		s.Updates != 1 {
 		t.Errorf("stream after create and update = %+v, %v", s, ok)
 	}
 }
 
-// publishRTMP runs ffmpeg publishing 4 seconds (the reader's 2 s analysis and then some) of H.264 with the audio codec acodec as FLV to url
-// and returns its exit.
+// publishRTMP runs ffmpeg publishing 4 seconds (the reader's 2 s analysis and then some) of H.264
+// with the audio codec acodec as FLV to url and returns its exit.
 func publishRTMP(t *testing.T, url, acodec string) error {
 	t.Helper()
 	bin := needTool(t, "ffmpeg", "ffmpeg")

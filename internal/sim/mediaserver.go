@@ -375,12 +375,16 @@ func (m *mediaHandler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionClose
 }
 
 // OnDescribe implements gortsplib.ServerHandlerOnDescribe.
-func (m *mediaHandler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (m *mediaHandler) OnDescribe(
+	ctx *gortsplib.ServerHandlerOnDescribeCtx,
+) (*base.Response, *gortsplib.ServerStream, error) {
 	return m.play(ctx.Path)
 }
 
 // OnSetup implements gortsplib.ServerHandlerOnSetup.
-func (m *mediaHandler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (m *mediaHandler) OnSetup(
+	ctx *gortsplib.ServerHandlerOnSetupCtx,
+) (*base.Response, *gortsplib.ServerStream, error) {
 	if ctx.Session.State() == gortsplib.ServerSessionStatePreRecord {
 		return &base.Response{StatusCode: base.StatusOK}, nil, nil
 	}

@@ -43,7 +43,7 @@ func publish(t *testing.T, url, transport, vcodec, acodec string, seconds int, e
 	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Kill()
-		<-p.done
+		<-p.done //nolint:errcheck // killed just above: its exit status says only that
 	})
 	return p
 }
@@ -146,7 +146,8 @@ func TestMediaServerCountsWhatFFmpegPublishes(t *testing.T) {
 			}
 			t.Logf("%+v", st)
 			if st.VideoFramesPlayed == 0 || st.VideoFramesPlayed > st.VideoFrames {
-				t.Errorf("VideoFramesPlayed = %d while ffprobe played %d published frames: want some, at most all", st.VideoFramesPlayed, st.VideoFrames)
+				t.Errorf("VideoFramesPlayed = %d while ffprobe played %d published frames: want some, at most all",
+					st.VideoFramesPlayed, st.VideoFrames)
 			}
 			if st.Players != 0 {
 				t.Errorf("Players = %d after ffprobe left, want 0", st.Players)

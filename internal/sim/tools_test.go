@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -76,7 +77,8 @@ func ffprobe(t *testing.T, url, transport string, seconds int) probeResult {
 	out, err := exec.CommandContext(ctx, bin, args...).Output()
 	if err != nil {
 		var stderr string
-		if ee, ok := err.(*exec.ExitError); ok {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
 			stderr = string(ee.Stderr)
 		}
 		t.Fatalf("ffprobe %s: %v: %s", url, err, stderr)

@@ -201,7 +201,7 @@ func (d *Device) Run(ctx context.Context) error {
 	go func() { errc <- srv.Serve(d.ln) }()
 	var discDone chan struct{}
 	if d.cfg.DiscoveryGroup != "" {
-		disc, err := d.openDiscovery()
+		disc, err := d.openDiscovery(ctx)
 		if err != nil {
 			_ = srv.Close()
 			return err
@@ -225,7 +225,7 @@ func (d *Device) Run(ctx context.Context) error {
 		d.disc.close()
 		<-discDone
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
 	return nil
@@ -272,7 +272,7 @@ func (d *Device) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	d.dispatch(w, r, req)
+	d.dispatch(w, r, req) //nolint:contextcheck // push notifications outlive the Subscribe request that starts them
 }
 
 func (d *Device) checkWSSE(req *request) error {
@@ -312,7 +312,8 @@ func (d *Device) checkHTTPDigest(w http.ResponseWriter, r *http.Request) bool {
 	h := r.Header.Get("Authorization")
 	if scheme, params, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Digest") {
 		p := onvif.ParseAuthParams(params)
-		want := onvif.DigestResponse(d.cfg.Username, realm, d.cfg.Password, r.Method, p["uri"], p["nonce"], p["nc"], p["cnonce"], p["qop"])
+		want := onvif.DigestResponse(d.cfg.Username, realm, d.cfg.Password, r.Method, p["uri"], p["nonce"], p["nc"],
+			p["cnonce"], p["qop"])
 		d.mu.Lock()
 		issued, known := d.issued[p["nonce"]]
 		d.mu.Unlock()
@@ -336,7 +337,11 @@ func (d *Device) checkHTTPDigest(w http.ResponseWriter, r *http.Request) bool {
 func (d *Device) fault(w http.ResponseWriter, status int, code, subcode, reason string) {
 	w.Header().Set("Content-Type", "application/soap+xml; charset=utf-8")
 	w.WriteHeader(status)
-	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope" xmlns:ter="http://www.onvif.org/ver10/error"><env:Body><env:Fault><env:Code><env:Value>env:%s</env:Value><env:Subcode><env:Value>%s</env:Value></env:Subcode></env:Code><env:Reason><env:Text xml:lang="en">%s</env:Text></env:Reason></env:Fault></env:Body></env:Envelope>`,
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>`+
+		`<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope" xmlns:ter="http://www.onvif.org/ver10/error">`+
+		`<env:Body><env:Fault><env:Code><env:Value>env:%s</env:Value><env:Subcode>`+
+		`<env:Value>%s</env:Value></env:Subcode></env:Code><env:Reason>`+
+		`<env:Text xml:lang="en">%s</env:Text></env:Reason></env:Fault></env:Body></env:Envelope>`,
 		code, subcode, esc(reason))
 }
 
@@ -346,7 +351,12 @@ func (d *Device) reply(w http.ResponseWriter, body string) {
 }
 
 // The answer envelope uses Dahua-like prefixes on purpose: clients must not depend on them.
-const envelopeStart = `<?xml version="1.0" encoding="utf-8" standalone="yes"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:tt="http://www.onvif.org/ver10/schema" xmlns:tds="http://www.onvif.org/ver10/device/wsdl" xmlns:trt="http://www.onvif.org/ver10/media/wsdl" xmlns:tr2="http://www.onvif.org/ver20/media/wsdl" xmlns:tptz="http://www.onvif.org/ver20/ptz/wsdl" xmlns:tev="http://www.onvif.org/ver10/events/wsdl" xmlns:wsnt="http://docs.oasis-open.org/wsn/b-2" xmlns:wsa5="http://www.w3.org/2005/08/addressing" xmlns:tns1="http://www.onvif.org/ver10/topics"><s:Body>`
+const envelopeStart = `<?xml version="1.0" encoding="utf-8" standalone="yes"?>` +
+	`<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:tt="http://www.onvif.org/ver10/schema" ` +
+	`xmlns:tds="http://www.onvif.org/ver10/device/wsdl" xmlns:trt="http://www.onvif.org/ver10/media/wsdl" ` +
+	`xmlns:tr2="http://www.onvif.org/ver20/media/wsdl" xmlns:tptz="http://www.onvif.org/ver20/ptz/wsdl" ` +
+	`xmlns:tev="http://www.onvif.org/ver10/events/wsdl" xmlns:wsnt="http://docs.oasis-open.org/wsn/b-2" ` +
+	`xmlns:wsa5="http://www.w3.org/2005/08/addressing" xmlns:tns1="http://www.onvif.org/ver10/topics"><s:Body>`
 const envelopeEnd = `</s:Body></s:Envelope>`
 
 func (d *Device) base() string { return "http://" + d.host }
@@ -355,17 +365,24 @@ func (d *Device) dispatch(w http.ResponseWriter, r *http.Request, req *request) 
 	switch req.op {
 	case "GetSystemDateAndTime":
 		t := d.now()
-		d.reply(w, fmt.Sprintf(`<tds:GetSystemDateAndTimeResponse><tds:SystemDateAndTime><tt:DateTimeType>NTP</tt:DateTimeType><tt:DaylightSavings>false</tt:DaylightSavings><tt:TimeZone><tt:TZ>UTC0</tt:TZ></tt:TimeZone><tt:UTCDateTime><tt:Time><tt:Hour>%d</tt:Hour><tt:Minute>%d</tt:Minute><tt:Second>%d</tt:Second></tt:Time><tt:Date><tt:Year>%d</tt:Year><tt:Month>%d</tt:Month><tt:Day>%d</tt:Day></tt:Date></tt:UTCDateTime></tds:SystemDateAndTime></tds:GetSystemDateAndTimeResponse>`,
+		d.reply(w, fmt.Sprintf(`<tds:GetSystemDateAndTimeResponse><tds:SystemDateAndTime>`+
+			`<tt:DateTimeType>NTP</tt:DateTimeType><tt:DaylightSavings>false</tt:DaylightSavings><tt:TimeZone>`+
+			`<tt:TZ>UTC0</tt:TZ></tt:TimeZone><tt:UTCDateTime><tt:Time><tt:Hour>%d</tt:Hour><tt:Minute>%d</tt:Minute>`+
+			`<tt:Second>%d</tt:Second></tt:Time><tt:Date><tt:Year>%d</tt:Year><tt:Month>%d</tt:Month>`+
+			`<tt:Day>%d</tt:Day></tt:Date></tt:UTCDateTime></tds:SystemDateAndTime></tds:GetSystemDateAndTimeResponse>`,
 			t.Hour(), t.Minute(), t.Second(), t.Year(), int(t.Month()), t.Day()))
 	case "GetDeviceInformation":
 		c := d.cfg
-		d.reply(w, fmt.Sprintf(`<tds:GetDeviceInformationResponse><tds:Manufacturer>%s</tds:Manufacturer><tds:Model>%s</tds:Model><tds:FirmwareVersion>%s</tds:FirmwareVersion><tds:SerialNumber>%s</tds:SerialNumber><tds:HardwareId>%s</tds:HardwareId></tds:GetDeviceInformationResponse>`,
+		d.reply(w, fmt.Sprintf(`<tds:GetDeviceInformationResponse><tds:Manufacturer>%s</tds:Manufacturer>`+
+			`<tds:Model>%s</tds:Model><tds:FirmwareVersion>%s</tds:FirmwareVersion><tds:SerialNumber>%s</tds:SerialNumber>`+
+			`<tds:HardwareId>%s</tds:HardwareId></tds:GetDeviceInformationResponse>`,
 			esc(c.Manufacturer), esc(c.Model), esc(c.Firmware), esc(c.Serial), esc(c.HardwareID)))
 	case "GetServices":
 		var b strings.Builder
 		b.WriteString(`<tds:GetServicesResponse>`)
 		svc := func(ns, path string) {
-			fmt.Fprintf(&b, `<tds:Service><tds:Namespace>%s</tds:Namespace><tds:XAddr>%s%s</tds:XAddr><tds:Version><tt:Major>2</tt:Major><tt:Minor>60</tt:Minor></tds:Version></tds:Service>`, ns, d.base(), path)
+			fmt.Fprintf(&b, `<tds:Service><tds:Namespace>%s</tds:Namespace><tds:XAddr>%s%s</tds:XAddr><tds:Version>`+
+				`<tt:Major>2</tt:Major><tt:Minor>60</tt:Minor></tds:Version></tds:Service>`, ns, d.base(), path)
 		}
 		svc("http://www.onvif.org/ver10/device/wsdl", "/onvif/device_service")
 		svc("http://www.onvif.org/ver10/media/wsdl", "/onvif/media_service")
@@ -381,9 +398,15 @@ func (d *Device) dispatch(w http.ResponseWriter, r *http.Request, req *request) 
 		if d.cfg.PTZ {
 			ptz = `<tt:PTZ><tt:XAddr>` + d.base() + `/onvif/ptz_service</tt:XAddr></tt:PTZ>`
 		}
-		d.reply(w, `<tds:GetCapabilitiesResponse><tds:Capabilities><tt:Device><tt:XAddr>`+d.base()+`/onvif/device_service</tt:XAddr></tt:Device><tt:Events><tt:XAddr>`+d.base()+`/onvif/event_service</tt:XAddr><tt:WSPullPointSupport>`+strconv.FormatBool(!d.cfg.NoPullPoint)+`</tt:WSPullPointSupport></tt:Events><tt:Media><tt:XAddr>`+d.base()+`/onvif/media_service</tt:XAddr></tt:Media>`+ptz+`</tds:Capabilities></tds:GetCapabilitiesResponse>`)
+		d.reply(w, `<tds:GetCapabilitiesResponse><tds:Capabilities><tt:Device><tt:XAddr>`+d.base()+
+			`/onvif/device_service</tt:XAddr></tt:Device><tt:Events><tt:XAddr>`+d.base()+
+			`/onvif/event_service</tt:XAddr><tt:WSPullPointSupport>`+strconv.FormatBool(!d.cfg.NoPullPoint)+
+			`</tt:WSPullPointSupport></tt:Events><tt:Media><tt:XAddr>`+d.base()+`/onvif/media_service</tt:XAddr></tt:Media>`+ptz+
+			`</tds:Capabilities></tds:GetCapabilitiesResponse>`)
 	case "GetNetworkInterfaces":
-		d.reply(w, `<tds:GetNetworkInterfacesResponse><tds:NetworkInterfaces token="eth0"><tt:Enabled>true</tt:Enabled><tt:Info><tt:Name>eth0</tt:Name><tt:HwAddress>`+esc(d.cfg.MAC)+`</tt:HwAddress><tt:MTU>1500</tt:MTU></tt:Info></tds:NetworkInterfaces></tds:GetNetworkInterfacesResponse>`)
+		d.reply(w, `<tds:GetNetworkInterfacesResponse><tds:NetworkInterfaces token="eth0"><tt:Enabled>true</tt:Enabled>`+
+			`<tt:Info><tt:Name>eth0</tt:Name><tt:HwAddress>`+esc(d.cfg.MAC)+
+			`</tt:HwAddress><tt:MTU>1500</tt:MTU></tt:Info></tds:NetworkInterfaces></tds:GetNetworkInterfacesResponse>`)
 	case "GetProfiles":
 		d.reply(w, d.profiles(req.ns == nsMedia2))
 	case "GetStreamUri", "GetSnapshotUri":
@@ -439,18 +462,29 @@ func (d *Device) profiles(media2 bool) string {
 	for _, p := range d.profileList() {
 		ptz := ""
 		if d.cfg.PTZ {
-			ptz = `<tt:PTZConfiguration token="ptz0"><tt:Name>PTZ</tt:Name><tt:NodeToken>node0</tt:NodeToken></tt:PTZConfiguration>`
+			ptz = `<tt:PTZConfiguration token="ptz0"><tt:Name>PTZ</tt:Name>` +
+				`<tt:NodeToken>node0</tt:NodeToken></tt:PTZConfiguration>`
 		}
-		venc := fmt.Sprintf(`<tt:Name>%s</tt:Name><tt:UseCount>1</tt:UseCount><tt:Encoding>H264</tt:Encoding><tt:Resolution><tt:Width>%d</tt:Width><tt:Height>%d</tt:Height></tt:Resolution><tt:Quality>5</tt:Quality><tt:RateControl><tt:FrameRateLimit>%d</tt:FrameRateLimit><tt:EncodingInterval>1</tt:EncodingInterval><tt:BitrateLimit>%d</tt:BitrateLimit></tt:RateControl>`,
+		venc := fmt.Sprintf(`<tt:Name>%s</tt:Name><tt:UseCount>1</tt:UseCount><tt:Encoding>H264</tt:Encoding>`+
+			`<tt:Resolution><tt:Width>%d</tt:Width><tt:Height>%d</tt:Height></tt:Resolution><tt:Quality>5</tt:Quality>`+
+			`<tt:RateControl><tt:FrameRateLimit>%d</tt:FrameRateLimit><tt:EncodingInterval>1</tt:EncodingInterval>`+
+			`<tt:BitrateLimit>%d</tt:BitrateLimit></tt:RateControl>`,
 			p.name, p.width, p.height, p.fps, p.kbps)
 		if media2 {
 			if ptz != "" {
 				ptz = `<tr2:PTZ token="ptz0"><tt:Name>PTZ</tt:Name><tt:NodeToken>node0</tt:NodeToken></tr2:PTZ>`
 			}
-			fmt.Fprintf(&b, `<tr2:Profiles token="%s" fixed="true"><tr2:Name>%s</tr2:Name><tr2:Configurations><tr2:VideoEncoder token="venc_%s">%s</tr2:VideoEncoder><tr2:AudioEncoder token="aenc"><tt:Name>audio</tt:Name><tt:Encoding>MP4A-LATM</tt:Encoding><tt:Bitrate>64</tt:Bitrate><tt:SampleRate>48</tt:SampleRate></tr2:AudioEncoder>%s</tr2:Configurations></tr2:Profiles>`,
+			fmt.Fprintf(&b, `<tr2:Profiles token="%s" fixed="true"><tr2:Name>%s</tr2:Name><tr2:Configurations>`+
+				`<tr2:VideoEncoder token="venc_%s">%s</tr2:VideoEncoder><tr2:AudioEncoder token="aenc"><tt:Name>audio</tt:Name>`+
+				`<tt:Encoding>MP4A-LATM</tt:Encoding><tt:Bitrate>64</tt:Bitrate>`+
+				`<tt:SampleRate>48</tt:SampleRate></tr2:AudioEncoder>%s</tr2:Configurations></tr2:Profiles>`,
 				p.token, p.name, p.token, venc, ptz)
 		} else {
-			fmt.Fprintf(&b, `<trt:Profiles token="%s" fixed="true"><tt:Name>%s</tt:Name><tt:VideoEncoderConfiguration token="venc_%s">%s<tt:H264><tt:GovLength>50</tt:GovLength><tt:H264Profile>Main</tt:H264Profile></tt:H264></tt:VideoEncoderConfiguration><tt:AudioEncoderConfiguration token="aenc"><tt:Name>audio</tt:Name><tt:Encoding>AAC</tt:Encoding><tt:Bitrate>64</tt:Bitrate><tt:SampleRate>48</tt:SampleRate></tt:AudioEncoderConfiguration>%s</trt:Profiles>`,
+			fmt.Fprintf(&b, `<trt:Profiles token="%s" fixed="true"><tt:Name>%s</tt:Name>`+
+				`<tt:VideoEncoderConfiguration token="venc_%s">%s<tt:H264><tt:GovLength>50</tt:GovLength>`+
+				`<tt:H264Profile>Main</tt:H264Profile></tt:H264></tt:VideoEncoderConfiguration>`+
+				`<tt:AudioEncoderConfiguration token="aenc"><tt:Name>audio</tt:Name><tt:Encoding>AAC</tt:Encoding>`+
+				`<tt:Bitrate>64</tt:Bitrate><tt:SampleRate>48</tt:SampleRate></tt:AudioEncoderConfiguration>%s</trt:Profiles>`,
 				p.token, p.name, p.token, venc, ptz)
 		}
 	}
@@ -491,7 +525,9 @@ func (d *Device) mediaURI(w http.ResponseWriter, req *request) {
 		d.reply(w, `<tr2:`+req.op+`Response><tr2:Uri>`+esc(uri)+`</tr2:Uri></tr2:`+req.op+`Response>`)
 		return
 	}
-	d.reply(w, `<trt:`+req.op+`Response><trt:MediaUri><tt:Uri>`+esc(uri)+`</tt:Uri><tt:InvalidAfterConnect>false</tt:InvalidAfterConnect><tt:InvalidAfterReboot>false</tt:InvalidAfterReboot><tt:Timeout>PT0S</tt:Timeout></trt:MediaUri></trt:`+req.op+`Response>`)
+	d.reply(w, `<trt:`+req.op+`Response><trt:MediaUri><tt:Uri>`+esc(uri)+`</tt:Uri>`+
+		`<tt:InvalidAfterConnect>false</tt:InvalidAfterConnect><tt:InvalidAfterReboot>false</tt:InvalidAfterReboot>`+
+		`<tt:Timeout>PT0S</tt:Timeout></trt:MediaUri></trt:`+req.op+`Response>`)
 }
 
 func (d *Device) ptz(w http.ResponseWriter, req *request) {
@@ -510,7 +546,8 @@ func (d *Device) ptz(w http.ResponseWriter, req *request) {
 	d.ptzLog = append(d.ptzLog, entry)
 	d.mu.Unlock()
 	if req.op == "GetPresets" {
-		d.reply(w, `<tptz:GetPresetsResponse><tptz:Preset token="1"><tt:Name>Gate</tt:Name></tptz:Preset><tptz:Preset token="2"><tt:Name>Porch</tt:Name></tptz:Preset></tptz:GetPresetsResponse>`)
+		d.reply(w, `<tptz:GetPresetsResponse><tptz:Preset token="1"><tt:Name>Gate</tt:Name></tptz:Preset>`+
+			`<tptz:Preset token="2"><tt:Name>Porch</tt:Name></tptz:Preset></tptz:GetPresetsResponse>`)
 		return
 	}
 	d.reply(w, `<tptz:`+req.op+`Response/>`)
@@ -529,7 +566,10 @@ func (d *Device) events(w http.ResponseWriter, r *http.Request, req *request) {
 			termination: now.Add(life),
 		}
 		d.mu.Unlock()
-		d.reply(w, fmt.Sprintf(`<tev:CreatePullPointSubscriptionResponse><tev:SubscriptionReference><wsa5:Address>%s/onvif/subscription?id=%s</wsa5:Address></tev:SubscriptionReference><wsnt:CurrentTime>%s</wsnt:CurrentTime><wsnt:TerminationTime>%s</wsnt:TerminationTime></tev:CreatePullPointSubscriptionResponse>`,
+		d.reply(w, fmt.Sprintf(`<tev:CreatePullPointSubscriptionResponse><tev:SubscriptionReference>`+
+			`<wsa5:Address>%s/onvif/subscription?id=%s</wsa5:Address></tev:SubscriptionReference>`+
+			`<wsnt:CurrentTime>%s</wsnt:CurrentTime>`+
+			`<wsnt:TerminationTime>%s</wsnt:TerminationTime></tev:CreatePullPointSubscriptionResponse>`,
 			d.base(), id, stamp(now), stamp(now.Add(life))))
 	case "PullMessages":
 		id := r.URL.Query().Get("id")
@@ -583,7 +623,8 @@ func (d *Device) events(w http.ResponseWriter, r *http.Request, req *request) {
 			d.fault(w, http.StatusBadRequest, "Sender", "wsrf-rw:ResourceUnknownFault", "unknown subscription "+id)
 			return
 		}
-		d.reply(w, fmt.Sprintf(`<wsnt:RenewResponse><wsnt:TerminationTime>%s</wsnt:TerminationTime><wsnt:CurrentTime>%s</wsnt:CurrentTime></wsnt:RenewResponse>`, stamp(now.Add(life)), stamp(now)))
+		d.reply(w, fmt.Sprintf(`<wsnt:RenewResponse><wsnt:TerminationTime>%s</wsnt:TerminationTime>`+
+			`<wsnt:CurrentTime>%s</wsnt:CurrentTime></wsnt:RenewResponse>`, stamp(now.Add(life)), stamp(now)))
 	case "Unsubscribe":
 		d.mu.Lock()
 		delete(d.subs, r.URL.Query().Get("id"))
@@ -596,16 +637,31 @@ func (d *Device) events(w http.ResponseWriter, r *http.Request, req *request) {
 // alarm and as the rule engine's cell motion detector.
 func (d *Device) pullAnswer(evs []event, term time.Time) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, `<tev:PullMessagesResponse><tev:CurrentTime>%s</tev:CurrentTime><tev:TerminationTime>%s</tev:TerminationTime>`, stamp(d.now()), stamp(term))
+	fmt.Fprintf(&b,
+		`<tev:PullMessagesResponse><tev:CurrentTime>%s</tev:CurrentTime><tev:TerminationTime>%s</tev:TerminationTime>`,
+		stamp(d.now()), stamp(term))
 	for _, e := range evs {
-		fmt.Fprintf(&b, `<wsnt:NotificationMessage><wsnt:Topic Dialect="http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet">tns1:VideoSource/MotionAlarm</wsnt:Topic><wsnt:Message><tt:Message UtcTime="%s" PropertyOperation="%s"><tt:Source><tt:SimpleItem Name="Source" Value="VideoSource_1"/></tt:Source><tt:Data><tt:SimpleItem Name="State" Value="%t"/></tt:Data></tt:Message></wsnt:Message></wsnt:NotificationMessage>`,
+		fmt.Fprintf(&b, `<wsnt:NotificationMessage>`+
+			`<wsnt:Topic Dialect="`+concreteSet+`">tns1:VideoSource/MotionAlarm</wsnt:Topic>`+
+			`<wsnt:Message><tt:Message UtcTime="%s" PropertyOperation="%s"><tt:Source>`+
+			`<tt:SimpleItem Name="Source" Value="VideoSource_1"/></tt:Source><tt:Data>`+
+			`<tt:SimpleItem Name="State" Value="%t"/></tt:Data></tt:Message></wsnt:Message></wsnt:NotificationMessage>`,
 			stamp(e.when), e.op, e.motion)
-		fmt.Fprintf(&b, `<wsnt:NotificationMessage><wsnt:Topic Dialect="http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet">tns1:RuleEngine/CellMotionDetector/Motion</wsnt:Topic><wsnt:Message><tt:Message UtcTime="%s" PropertyOperation="%s"><tt:Source><tt:SimpleItem Name="VideoSourceConfigurationToken" Value="VideoSource_1"/><tt:SimpleItem Name="VideoAnalyticsConfigurationToken" Value="VideoAnalyticsToken"/><tt:SimpleItem Name="Rule" Value="MyMotionDetectorRule"/></tt:Source><tt:Data><tt:SimpleItem Name="IsMotion" Value="%t"/></tt:Data></tt:Message></wsnt:Message></wsnt:NotificationMessage>`,
+		fmt.Fprintf(&b, `<wsnt:NotificationMessage>`+
+			`<wsnt:Topic Dialect="`+concreteSet+`">tns1:RuleEngine/CellMotionDetector/Motion</wsnt:Topic>`+
+			`<wsnt:Message><tt:Message UtcTime="%s" PropertyOperation="%s"><tt:Source>`+
+			`<tt:SimpleItem Name="VideoSourceConfigurationToken" Value="VideoSource_1"/>`+
+			`<tt:SimpleItem Name="VideoAnalyticsConfigurationToken" Value="VideoAnalyticsToken"/>`+
+			`<tt:SimpleItem Name="Rule" Value="MyMotionDetectorRule"/></tt:Source><tt:Data>`+
+			`<tt:SimpleItem Name="IsMotion" Value="%t"/></tt:Data></tt:Message></wsnt:Message></wsnt:NotificationMessage>`,
 			stamp(e.when), e.op, e.motion)
 	}
 	b.WriteString(`</tev:PullMessagesResponse>`)
 	return b.String()
 }
+
+// concreteSet is the topic expression dialect of every notification the device sends.
+const concreteSet = "http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet"
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z") }
 

@@ -26,7 +26,7 @@ type discovery struct {
 	mu      sync.Mutex
 }
 
-func (d *Device) openDiscovery() (*discovery, error) {
+func (d *Device) openDiscovery(ctx context.Context) (*discovery, error) {
 	group, err := net.ResolveUDPAddr("udp4", d.cfg.DiscoveryGroup)
 	if err != nil || !group.IP.IsMulticast() {
 		return nil, fmt.Errorf("onvifdev: discovery group %q: want a multicast host:port", d.cfg.DiscoveryGroup)
@@ -48,7 +48,7 @@ func (d *Device) openDiscovery() (*discovery, error) {
 		}
 		return serr
 	}}
-	lconn, err := lc.ListenPacket(context.Background(), "udp4", group.String())
+	lconn, err := lc.ListenPacket(ctx, "udp4", group.String())
 	if err != nil {
 		return nil, fmt.Errorf("onvifdev: listen %s: %w", group, err)
 	}
@@ -177,21 +177,30 @@ func (d *Device) discoveryMessage(kind, relatesTo string, s *discovery) []byte {
 	s.mu.Unlock()
 	action := "http://schemas.xmlsoap.org/ws/2005/04/discovery/" + kind
 	var b strings.Builder
-	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><SOAP-ENV:Envelope xmlns:SOAP-ENV="http://www.w3.org/2003/05/soap-envelope" xmlns:wsa="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:d="http://schemas.xmlsoap.org/ws/2005/04/discovery" xmlns:dn="http://www.onvif.org/ver10/network/wsdl" xmlns:tds="http://www.onvif.org/ver10/device/wsdl"><SOAP-ENV:Header>`)
+	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` +
+		`<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://www.w3.org/2003/05/soap-envelope" ` +
+		`xmlns:wsa="http://schemas.xmlsoap.org/ws/2004/08/addressing" ` +
+		`xmlns:d="http://schemas.xmlsoap.org/ws/2005/04/discovery" xmlns:dn="http://www.onvif.org/ver10/network/wsdl" ` +
+		`xmlns:tds="http://www.onvif.org/ver10/device/wsdl"><SOAP-ENV:Header>`)
 	fmt.Fprintf(&b, `<wsa:MessageID>urn:uuid:%s</wsa:MessageID>`, uuid())
 	if relatesTo != "" {
-		fmt.Fprintf(&b, `<wsa:RelatesTo>%s</wsa:RelatesTo><wsa:To>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</wsa:To>`, esc(relatesTo))
+		fmt.Fprintf(&b,
+			`<wsa:RelatesTo>%s</wsa:RelatesTo><wsa:To>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</wsa:To>`,
+			esc(relatesTo))
 	} else {
 		b.WriteString(`<wsa:To>urn:schemas-xmlsoap-org:ws:2005:04:discovery</wsa:To>`)
 	}
-	fmt.Fprintf(&b, `<wsa:Action>%s</wsa:Action><d:AppSequence InstanceId="1" MessageNumber="%d"/></SOAP-ENV:Header><SOAP-ENV:Body>`, action, seq)
+	fmt.Fprintf(&b,
+		`<wsa:Action>%s</wsa:Action><d:AppSequence InstanceId="1" MessageNumber="%d"/></SOAP-ENV:Header><SOAP-ENV:Body>`,
+		action, seq)
 	epr := `<wsa:EndpointReference><wsa:Address>` + esc(d.cfg.EndpointRef) + `</wsa:Address></wsa:EndpointReference>`
 	switch kind {
 	case "Bye":
 		b.WriteString(`<d:Bye>` + epr + `</d:Bye>`)
 	default:
 		inner := epr + `<d:Types>dn:NetworkVideoTransmitter tds:Device</d:Types><d:Scopes>` + esc(d.scopes()) +
-			`</d:Scopes><d:XAddrs>` + esc(d.base()+"/onvif/device_service") + `</d:XAddrs><d:MetadataVersion>1</d:MetadataVersion>`
+			`</d:Scopes><d:XAddrs>` + esc(d.base()+"/onvif/device_service") +
+			`</d:XAddrs><d:MetadataVersion>1</d:MetadataVersion>`
 		if kind == "Hello" {
 			b.WriteString(`<d:Hello>` + inner + `</d:Hello>`)
 		} else {

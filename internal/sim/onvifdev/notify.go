@@ -117,7 +117,8 @@ func (p *pushSubscriptions) post(post notifyPost) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", `application/soap+xml; charset=utf-8; action="http://docs.oasis-open.org/wsn/bw-2/NotificationConsumer/Notify"`)
+	req.Header.Set("Content-Type",
+		`application/soap+xml; charset=utf-8; action="http://docs.oasis-open.org/wsn/bw-2/NotificationConsumer/Notify"`)
 	resp, err := p.client.Do(req)
 	if err != nil {
 		return err
@@ -130,7 +131,12 @@ func (p *pushSubscriptions) post(post notifyPost) error {
 }
 
 func notifyBody(when time.Time, op string, motion bool) []byte {
-	return fmt.Appendf(nil, `%s<wsnt:Notify><wsnt:NotificationMessage><wsnt:Topic Dialect="http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet">tns1:VideoSource/MotionAlarm</wsnt:Topic><wsnt:Message><tt:Message UtcTime="%s" PropertyOperation="%s"><tt:Source><tt:SimpleItem Name="Source" Value="VideoSource_1"/></tt:Source><tt:Data><tt:SimpleItem Name="State" Value="%t"/></tt:Data></tt:Message></wsnt:Message></wsnt:NotificationMessage></wsnt:Notify>%s`,
+	return fmt.Appendf(nil, `%s<wsnt:Notify><wsnt:NotificationMessage>`+
+		`<wsnt:Topic Dialect="`+concreteSet+`">tns1:VideoSource/MotionAlarm</wsnt:Topic>`+
+		`<wsnt:Message><tt:Message UtcTime="%s" PropertyOperation="%s"><tt:Source>`+
+		`<tt:SimpleItem Name="Source" Value="VideoSource_1"/></tt:Source><tt:Data>`+
+		`<tt:SimpleItem Name="State" Value="%t"/></tt:Data></tt:Message></wsnt:Message></wsnt:NotificationMessage>`+
+		`</wsnt:Notify>%s`,
 		envelopeStart, stamp(when), op, motion, envelopeEnd)
 }
 
@@ -187,7 +193,9 @@ func (d *Device) subscribe(w http.ResponseWriter, req *request) {
 	p.subs[id] = &pushSubscription{consumer: consumer, termination: now.Add(life)}
 	p.queue(notifyPost{consumer: consumer, body: notifyBody(now, "Initialized", motion)})
 	p.mu.Unlock()
-	d.reply(w, fmt.Sprintf(`<wsnt:SubscribeResponse><wsnt:SubscriptionReference><wsa5:Address>%s%s?id=%s</wsa5:Address></wsnt:SubscriptionReference><wsnt:CurrentTime>%s</wsnt:CurrentTime><wsnt:TerminationTime>%s</wsnt:TerminationTime></wsnt:SubscribeResponse>`,
+	d.reply(w, fmt.Sprintf(`<wsnt:SubscribeResponse><wsnt:SubscriptionReference>`+
+		`<wsa5:Address>%s%s?id=%s</wsa5:Address></wsnt:SubscriptionReference><wsnt:CurrentTime>%s</wsnt:CurrentTime>`+
+		`<wsnt:TerminationTime>%s</wsnt:TerminationTime></wsnt:SubscribeResponse>`,
 		d.base(), pushManagerPath, id, stamp(now), stamp(now.Add(life))))
 }
 
@@ -218,7 +226,8 @@ func (d *Device) managePush(w http.ResponseWriter, r *http.Request, req *request
 	case !ok:
 		d.fault(w, http.StatusBadRequest, "Sender", "wsrf-rw:ResourceUnknownFault", "unknown subscription "+id)
 	case req.op == "Renew":
-		d.reply(w, fmt.Sprintf(`<wsnt:RenewResponse><wsnt:TerminationTime>%s</wsnt:TerminationTime><wsnt:CurrentTime>%s</wsnt:CurrentTime></wsnt:RenewResponse>`, stamp(now.Add(life)), stamp(now)))
+		d.reply(w, fmt.Sprintf(`<wsnt:RenewResponse><wsnt:TerminationTime>%s</wsnt:TerminationTime>`+
+			`<wsnt:CurrentTime>%s</wsnt:CurrentTime></wsnt:RenewResponse>`, stamp(now.Add(life)), stamp(now)))
 	default:
 		d.reply(w, `<wsnt:UnsubscribeResponse/>`)
 	}

@@ -38,7 +38,7 @@ func readRequest(body io.Reader) (*request, error) {
 	)
 	for {
 		tok, err := d.Token()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
