@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sort"
 	"sync"
@@ -49,8 +50,10 @@ type Agent struct {
 	notify   *notifyRoutes       // cameras' ONVIF notification endpoints on the page's server
 	pacer    *rtsp.Pacer         // shared by every relay: one wake-up a period for all cameras
 	streams  *uplink.StreamSetup // zero-touch stream setup; nil without flussonic.api; set before the loop
+	cache    *rtsp.CacheBudget   // relay.cache_bytes, shared by every relay's GOP cache
 
 	webAddr    atomic.Pointer[string]           // where the pairing page listens, once it does
+	smtpAddr   atomic.Pointer[net.Addr]         // where the SMTP alarm server listens, once it does
 	discoverer atomic.Pointer[onvif.Discoverer] // nil when discovery.onvif is off
 }
 
@@ -63,6 +66,7 @@ func New(l Loaded, opts Options) *Agent {
 		opts.Getenv = os.Getenv
 	}
 	a := &Agent{log: opts.Logger, opts: opts, initial: l, pacer: rtsp.NewPacer(0, 0),
+		cache:    rtsp.NewCacheBudget(l.Config.Relay.CacheBytes),
 		requests: make(chan envelope), loopDone: make(chan struct{}),
 		snaps:  &snapshots{latest: map[string][]byte{}, at: map[string]time.Time{}},
 		notify: &notifyRoutes{routes: map[string]*onvif.NotifyReceiver{}}}
@@ -237,7 +241,8 @@ type cameraView struct {
 	status CameraStatus // without Relay, which is read live from relay
 	relay  *rtsp.Relay  // nil when not relayed
 	onvif  resolution
-	hasRes bool // a stream resolver runs for this camera
+	hasRes bool   // a stream resolver runs for this camera
+	auth   string // the camera's auth mark ("basic" or "")
 }
 
 func (v *view) camera(id string) (cameraView, bool) {
@@ -264,7 +269,10 @@ type CameraStatus struct {
 	PublishURL string     `json:"publish_url"` // without credentials
 	PlayURL    string     `json:"play_url"`    // what SC's "add camera by parameters" form takes
 	Problem    string     `json:"problem,omitempty"`
-	Relay      rtsp.Stats `json:"relay"`
+	// MovedTo is an address a device claiming to be this camera announced itself from, not
+	// followed until the owner confirms it (pinning.go): the page shows the camera as "moved?".
+	MovedTo string     `json:"moved_to,omitempty"`
+	Relay   rtsp.Stats `json:"relay"`
 }
 
 func (c cameraView) live(a *Agent) CameraStatus {

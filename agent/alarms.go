@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,6 +93,9 @@ func (a *Agent) startSMTP(ctx context.Context, cfg *Config, wg *sync.WaitGroup) 
 	if err := srv.Listen(ctx); err != nil {
 		return fmt.Errorf("smtp: %w", err)
 	}
+	if addr := srv.Addr(); addr != nil {
+		a.smtpAddr.Store(&addr)
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -112,6 +116,13 @@ func (a *Agent) handleAlarmMail(ctx context.Context, m smtp.Alarm) error {
 		a.log.Warn("alarm mail from an unknown camera", "recipients", m.Recipients, "from", m.From, "ip", m.RemoteIP.String(), "subject", m.Subject)
 		return nil
 	}
+	if !m.Authenticated && !a.mailFromCamera(id, m) {
+		// 250, not 5xx: an impostor learns nothing from the answer, and a real camera that
+		// sends from another address is found in this log line rather than retrying.
+		a.log.Warn("alarm mail dropped: not authenticated and not from the camera's address",
+			"camera_id", id, "matched_by", how, "ip", m.RemoteIP.String(), "subject", m.Subject)
+		return nil
+	}
 	a.log.Debug("alarm mail", "camera_id", id, "matched_by", how, "motion", m.Motion, "subject", m.Subject, "snapshot_bytes", len(m.Snapshot))
 	// The snapshot first: the episode's started event takes it as its preview.
 	if m.Snapshot != nil {
@@ -125,6 +136,18 @@ func (a *Agent) handleAlarmMail(ctx context.Context, m smtp.Alarm) error {
 		}
 	}
 	return nil
+}
+
+// mailFromCamera says whether an unauthenticated mail came from the camera's own address (issue
+// 13: without an SMTP password a mail counts for a camera only when it comes from that camera's
+// IP). A camera known by a host name, not an address, needs the SMTP password.
+func (a *Agent) mailFromCamera(id string, m smtp.Alarm) bool {
+	c, ok := a.view.Load().camera(id)
+	if !ok || !m.RemoteIP.IsValid() {
+		return false
+	}
+	ip, err := netip.ParseAddr(c.status.Device.IP)
+	return err == nil && ip.Unmap() == m.RemoteIP.Unmap()
 }
 
 func (a *Agent) cameraForMail(m smtp.Alarm) (id, how string) {

@@ -57,7 +57,10 @@ var ErrUnknownCamera = errors.New("no such camera")
 // the file's errors.
 type RequestError struct {
 	Field, Reason string
+	err           error // the cause, when there is one to match (errors.Is)
 }
+
+func (e *RequestError) Unwrap() error { return e.err }
 
 func (e *RequestError) Error() string {
 	if e.Field == "" {
@@ -83,8 +86,14 @@ func (a *Agent) AddCamera(ctx context.Context, r CameraRequest) (CameraStatus, e
 // SetCamera changes a camera added at run time. Cameras from the config file are changed by
 // editing the file, which stays their single source of truth.
 func (a *Agent) SetCamera(ctx context.Context, id string, r CameraRequest) (CameraStatus, error) {
+	st, _, err := a.setCamera(ctx, id, r)
+	return st, err
+}
+
+// setCamera is SetCamera with the reply's notice (NoticePasswordCleared, or "").
+func (a *Agent) setCamera(ctx context.Context, id string, r CameraRequest) (CameraStatus, string, error) {
 	res, err := a.ask(ctx, setCameraRequest{id: id, req: r})
-	return res.status, err
+	return res.status, res.notice, err
 }
 
 // RemoveCamera forgets a camera added at run time: its relay stops and its retained MQTT topics
@@ -123,6 +132,10 @@ func (q addCameraRequest) serve(r *registry) result {
 	if err := checkCamera("", c); err != nil {
 		return result{err: requestError(err)}
 	}
+	// Also a discovered camera's address: it came from an unauthenticated announcement.
+	if err := r.a.checkCameraURL(c.URL); err != nil {
+		return result{err: err}
+	}
 	if e, exists := r.cameras[c.ID]; exists && e.origin != originDiscovered {
 		return result{err: fmt.Errorf("camera %s already exists: use set_camera to change it", c.ID)}
 	}
@@ -145,19 +158,49 @@ func (q setCameraRequest) serve(r *registry) result {
 	if err != nil {
 		return result{err: err}
 	}
+	oldURL := rec.URL
 	q.req.apply(&rec.CameraConfig)
 	if err := checkCamera("", rec.CameraConfig); err != nil {
 		return result{err: requestError(err)}
 	}
-	if q.req.URL != nil {
+	var notice string
+	if q.req.URL != nil && rec.URL != oldURL {
+		if err := r.a.checkCameraURL(rec.URL); err != nil {
+			return result{err: err}
+		}
+		_, _, inURL := splitUserinfo(rec.URL)
+		notice = keepSecretWithHost(&rec.CameraConfig, oldURL, q.req.Password != nil || inURL)
 		rec.Device.IP = hostOf(rec.URL)
 	}
 	if err := r.a.saveCamera(rec); err != nil {
 		return result{err: fmt.Errorf("saving camera: %w", err)}
 	}
 	r.added[q.id] = rec
+	if q.req.URL != nil { // the owner said where the camera is: that answers a "moved?"
+		r.confirmMove(q.id, rec.URL)
+	}
+	if notice != "" {
+		r.a.log.Warn("camera moved to another host without its password: password cleared", "camera_id", q.id,
+			"url", redactURL(rec.URL))
+	}
 	r.reconcile()
-	return r.statusOf(q.id)
+	res := r.statusOf(q.id)
+	res.notice = notice
+	return res
+}
+
+// NoticePasswordCleared is what a reply says when a change of host dropped a stored secret.
+const NoticePasswordCleared = "password cleared: host changed"
+
+// keepSecretWithHost clears c's password when its URL now names another host than oldURL and
+// the request did not give the password again (issue 13: a secret stays with its host), and
+// returns the notice for the reply.
+func keepSecretWithHost(c *CameraConfig, oldURL string, passwordGiven bool) string {
+	if passwordGiven || c.Password == "" || sameHost(oldURL, c.URL) {
+		return ""
+	}
+	c.Password = ""
+	return NoticePasswordCleared
 }
 
 type removeCameraRequest struct{ id string }
@@ -221,7 +264,8 @@ func (r *registry) statusOf(id string) result {
 }
 
 // Commands are the MQTT commands of SPEC §6 that this build serves.
-var knownCommands = []string{"add_camera", "remove_camera", "set_camera", "reboot_relay", "discover", "snapshot", "ptz"}
+var knownCommands = []string{"add_camera", "remove_camera", "set_camera", "reboot_relay", "discover", "snapshot", "ptz",
+	"start_relay", "stop_relay"}
 
 // decodeCommand decodes a command payload, refusing fields the command does not know, so that a
 // misspelt field is an error rather than silently ignored.
@@ -243,6 +287,11 @@ func (a *Agent) HandleCommand(ctx context.Context, name string, payload json.Raw
 		CameraID string `json:"camera_id"`
 		PTZRequest
 	}
+	var window struct {
+		ID       string `json:"id"`
+		CameraID string `json:"camera_id"`
+		Seconds  int    `json:"seconds"`
+	}
 	if !slices.Contains(knownCommands, name) {
 		return nil, fmt.Errorf("unknown command %q (known: %s)", name, strings.Join(knownCommands, ", "))
 	}
@@ -251,6 +300,9 @@ func (a *Agent) HandleCommand(ctx context.Context, name string, payload json.Raw
 	case "ptz":
 		err = decodeCommand(payload, &ptz)
 		req.CameraID = ptz.CameraID
+	case "start_relay", "stop_relay":
+		err = decodeCommand(payload, &window)
+		req.CameraID = window.CameraID
 	default:
 		err = decodeCommand(payload, &req)
 	}
@@ -286,11 +338,15 @@ func (a *Agent) HandleCommand(ctx context.Context, name string, payload json.Raw
 	}
 	switch name {
 	case "set_camera":
-		c, err := a.SetCamera(ctx, req.CameraID, req.CameraRequest)
+		c, notice, err := a.setCamera(ctx, req.CameraID, req.CameraRequest)
 		if err != nil {
 			return nil, err
 		}
-		return map[string]any{"camera_id": c.ID, "agent_id": c.AgentID}, nil
+		reply := map[string]any{"camera_id": c.ID, "agent_id": c.AgentID}
+		if notice != "" {
+			reply["notice"], reply["password_cleared"] = notice, true
+		}
+		return reply, nil
 	case "remove_camera":
 		return map[string]any{"camera_id": req.CameraID}, a.RemoveCamera(ctx, req.CameraID)
 	case "reboot_relay":
@@ -303,6 +359,10 @@ func (a *Agent) HandleCommand(ctx context.Context, name string, payload json.Raw
 		return map[string]any{"camera_id": req.CameraID, "bytes": len(b)}, nil
 	case "ptz":
 		return map[string]any{"camera_id": req.CameraID}, a.PTZ(ctx, req.CameraID, ptz.PTZRequest)
+	case "start_relay":
+		return a.StartRelay(ctx, req.CameraID, time.Duration(window.Seconds)*time.Second)
+	case "stop_relay":
+		return a.StopRelay(ctx, req.CameraID)
 	}
 	return nil, fmt.Errorf("unknown command %q (known: %s)", name, strings.Join(knownCommands, ", "))
 }

@@ -80,11 +80,16 @@ type CameraConfig struct {
 
 // RelayConfig is the gateway-wide relay budget.
 type RelayConfig struct {
+	// CacheBytes is shared by the per-camera GOP caches (rtsp.CacheBudget): 0 turns them off.
 	CacheBytes int64 `yaml:"cache_bytes"`
 }
 
-// DefaultCacheBytes is relay.cache_bytes' default; this version supports no other value yet.
-const DefaultCacheBytes = 8 << 20
+const (
+	// DefaultCacheBytes is relay.cache_bytes' default (SPEC §2).
+	DefaultCacheBytes = 8 << 20 // rtsp.DefaultCacheBudgetBytes
+	// maxCacheBytes bounds relay.cache_bytes: more than the largest gateway's RAM could spare.
+	maxCacheBytes = 256 << 20
+)
 
 type FlussonicConfig struct {
 	// Publish is where each camera publishes, {stream_name} marking the name's place; without
@@ -494,8 +499,8 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	if c.Relay.CacheBytes != DefaultCacheBytes {
-		return bad("relay.cache_bytes", "%d: not supported by this version yet (only the default %d)", c.Relay.CacheBytes, DefaultCacheBytes)
+	if b := c.Relay.CacheBytes; b != 0 && (b < 64<<10 || b > maxCacheBytes) {
+		return bad("relay.cache_bytes", "%d: must be 0 (no GOP cache) or from %d to %d", b, 64<<10, maxCacheBytes)
 	}
 	if err := c.Flussonic.validate(); err != nil {
 		return err
@@ -608,9 +613,9 @@ func checkCamera(key string, cam CameraConfig) error {
 		return bad("priority", "%d: not supported by this version yet (leave it 0)", cam.Priority)
 	}
 	switch cam.Relay {
-	case "", "always":
-	case "motion", "on_demand":
-		return bad("relay", "%s: not supported by this version yet (only always)", cam.Relay)
+	case "", "always", "on_demand":
+	case "motion":
+		return bad("relay", "%s: not supported by this version yet (always or on_demand)", cam.Relay)
 	default:
 		return bad("relay", "must be always, motion or on_demand, not %q", cam.Relay)
 	}

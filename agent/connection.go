@@ -77,7 +77,7 @@ func (cs connectionSettings) overlay(c *Config) {
 type connectionRequest struct{ update web.ConnectionUpdate }
 
 func (q connectionRequest) serve(r *registry) result {
-	cs := r.conn.merge(&r.loaded.Config, q.update)
+	cs, notices := r.conn.merge(&r.loaded.Config, q.update)
 	l := r.loaded
 	cs.overlay(&l.Config)
 	if err := l.Validate(); err != nil {
@@ -96,8 +96,11 @@ func (q connectionRequest) serve(r *registry) result {
 	if !reflect.DeepEqual(old.MQTT, l.MQTT) || !reflect.DeepEqual(old.Flussonic.Events, l.Flussonic.Events) {
 		r.restartUplink()
 	}
+	for _, n := range notices {
+		r.a.log.Warn("connection settings: " + n)
+	}
 	r.reconcile()
-	return result{}
+	return result{notice: strings.Join(notices, "; ")}
 }
 
 // uplinkRun is the running uplink's lifetime, so that new settings can replace it.
@@ -157,22 +160,35 @@ func (q uplinkStopped) serve(r *registry) result {
 }
 
 // merge applies the page's update to the stored settings. A password left empty keeps the
-// one in use (cfg), unless the update clears it.
-func (cs connectionSettings) merge(cfg *Config, u web.ConnectionUpdate) connectionSettings {
+// one in use (cfg), unless the update clears it or moves its URL to another host: a secret stays
+// with the host it was given for (issue 13), and each one dropped so is named in notices.
+func (cs connectionSettings) merge(cfg *Config, u web.ConnectionUpdate) (connectionSettings, []string) {
+	var notices []string
 	if m := u.MQTT; m != nil {
+		newURL := strings.TrimSpace(m.URL)
 		pass := m.Password
 		if pass == "" && !m.ClearPassword {
-			pass = cfg.MQTT.Password
+			if sameHost(cfg.MQTT.URL, newURL) {
+				pass = cfg.MQTT.Password
+			} else if cfg.MQTT.Password != "" {
+				notices = append(notices, "mqtt."+NoticePasswordCleared)
+			}
 		}
-		cs.MQTT = &mqttSettings{URL: strings.TrimSpace(m.URL), Username: m.Username, Password: pass, TopicPrefix: strings.TrimSpace(m.TopicPrefix)}
+		cs.MQTT = &mqttSettings{URL: newURL, Username: m.Username, Password: pass,
+			TopicPrefix: strings.TrimSpace(m.TopicPrefix)}
 	}
 	if f := u.Flussonic; f != nil {
 		_, oldUser, _ := splitUserinfo(cfg.Flussonic.Publish)
+		publish := strings.TrimSpace(f.Publish)
+		moved := !sameHost(cfg.Flussonic.Publish, publish)
 		pass := f.Password
-		if pass == "" && !f.ClearPassword && oldUser == f.Username {
+		if pass == "" && !f.ClearPassword && oldUser == f.Username && !moved {
 			pass = storedPassword(cfg.Flussonic.Publish)
 		}
-		publish := strings.TrimSpace(f.Publish)
+		if moved && f.Password == "" && !f.ClearPassword && hasPublishSecret(cfg.Flussonic.Publish) &&
+			!hasPublishSecret(publish) {
+			notices = append(notices, "flussonic.publish "+NoticePasswordCleared)
+		}
 		if publish != "" {
 			publish = joinUserinfo(publish, f.Username, pass)
 		}
@@ -198,7 +214,17 @@ func (cs connectionSettings) merge(cfg *Config, u web.ConnectionUpdate) connecti
 		}
 		cs.Flussonic = &flussonicSettings{Publish: publish, StreamName: strings.TrimSpace(f.StreamName), Events: events}
 	}
-	return cs
+	return cs, notices
+}
+
+// hasPublishSecret says whether a publish URL carries a password, in its user information or in
+// the query (Flussonic's ?password=, SPEC §4).
+func hasPublishSecret(raw string) bool {
+	if storedPassword(raw) != "" {
+		return true
+	}
+	u, err := url.Parse(raw)
+	return err == nil && u.Query().Get("password") != ""
 }
 
 // splitUserinfo takes credentials out of a URL, for showing it.

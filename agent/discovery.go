@@ -30,7 +30,11 @@ type discovered struct {
 	IP          string    `json:"ip"`
 	MAC         string    `json:"mac,omitempty"`
 	LastSeen    time.Time `json:"last_seen"`
-	present     bool      // heard from and not said Bye since this run started
+	// MovedTo is the address a device claiming this endpoint reference last announced from,
+	// when that announcement was not followed (see pinning.go); MovedMAC is the announcer's MAC.
+	MovedTo  string `json:"moved_to,omitempty"`
+	MovedMAC string `json:"moved_mac,omitempty"`
+	present  bool   // heard from and not said Bye since this run started
 }
 
 const settingDiscovered = "discovered"
@@ -168,10 +172,17 @@ func (q discoveryChange) serve(r *registry) result {
 			r.found[key] = rec
 			r.a.log.Info("camera discovered", "camera_id", rec.CameraID, "xaddr", f.XAddr, "name", f.Name, "hardware", f.Hardware)
 		}
+		if known && rec.XAddr != "" && rec.XAddr != f.XAddr && !r.mayFollow(rec, q.mac) {
+			r.holdMove(rec, f.XAddr, q.mac)
+			break
+		}
 		moved := known && rec.XAddr != "" && rec.XAddr != f.XAddr
 		oldXAddr := rec.XAddr
 		rec.XAddr, rec.Name, rec.Hardware, rec.IP, rec.LastSeen, rec.present = f.XAddr, f.Name, f.Hardware, q.ip, time.Now().UTC(), true
 		if moved {
+			// A "moved?" stays until the device is followed or the owner answers it: an impostor
+			// and the real camera taking turns must not make the warning blink.
+			rec.MovedTo, rec.MovedMAC = "", ""
 			r.a.log.Info("camera moved", "camera_id", rec.CameraID, "from", oldXAddr, "to", f.XAddr)
 			r.followMove(rec.CameraID, oldXAddr, f.XAddr)
 		}
@@ -182,7 +193,8 @@ func (q discoveryChange) serve(r *registry) result {
 }
 
 // followMove points an added camera at its device's new address when the camera was given
-// by that device's ONVIF URL: a DHCP renewal must not cost the owner a visit.
+// by that device's ONVIF URL: a DHCP renewal must not cost the owner a visit. Only called once
+// mayFollow has said the announcer is the pinned device.
 func (r *registry) followMove(id, oldXAddr, newXAddr string) {
 	rec, ok := r.added[id]
 	if !ok || rec.URL != oldXAddr {

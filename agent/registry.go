@@ -43,6 +43,8 @@ type cameraEntry struct {
 	resolver *streamResolver // for enabled cameras given by ONVIF device URL or bare address
 	resolved resolution      // what the resolver last reported
 	problem  string          // why it is not relayed, in words, when that is the agent's doing
+	// publishUntil is an on_demand camera's publishing window (relaymode.go).
+	publishUntil time.Time
 }
 
 const (
@@ -70,6 +72,8 @@ type envelope struct {
 
 type result struct {
 	status CameraStatus
+	notice string         // for the reply, e.g. NoticePasswordCleared
+	window map[string]any // start_relay and stop_relay's reply
 	err    error
 }
 
@@ -125,13 +129,14 @@ func (r *registry) overlay(l *Loaded) {
 func (r *registry) publish() {
 	cfg := &r.loaded.Config
 	v := &view{cfg: r.loaded, cameras: make([]cameraView, 0, len(r.cameras))}
+	moved := r.movedTo()
 	for _, e := range r.cameras {
 		c := cameraView{status: CameraStatus{
 			ID: e.id, AgentID: e.agentID, Name: e.conf.Name, Origin: e.origin, URL: redactURL(e.conf.URL),
 			Username: e.conf.Username, Device: e.device, Substream: e.conf.Substream,
 			Enabled: e.conf.Enabled, Audio: e.conf.Audio, StreamName: cfg.CameraStreamName(e.id, e.conf.StreamName),
-			Problem: e.problem,
-		}, onvif: e.resolved, hasRes: e.resolver != nil}
+			Problem: e.problem, MovedTo: moved[e.id],
+		}, onvif: e.resolved, hasRes: e.resolver != nil, auth: e.conf.Auth}
 		c.status.PublishURL, c.status.PlayURL = redactURL(cfg.PublishURLOf(c.status.StreamName)), cfg.PlayURL(c.status.StreamName)
 		if e.relay != nil {
 			c.relay = e.relay.relay
@@ -248,6 +253,8 @@ func (r *registry) relayConfig(e *cameraEntry) (rtsp.RelayConfig, string) {
 		Publish:   cfg.PublishURLOf(cfg.CameraStreamName(c.ID, c.StreamName)),
 		Logger:    r.a.log.With("camera_id", c.ID),
 		Pacer:     r.a.pacer,
+		Cache:     r.a.cache,
+		Gated:     gated(c),
 	}, ""
 }
 
@@ -272,6 +279,7 @@ func mergeONVIF(e *cameraEntry) {
 func sameRelay(x, y rtsp.RelayConfig) bool {
 	x.Logger, y.Logger = nil, nil
 	x.Pacer, y.Pacer = nil, nil
+	x.Cache, y.Cache = nil, nil
 	return reflect.DeepEqual(x, y)
 }
 
@@ -279,6 +287,7 @@ func sameRelay(x, y rtsp.RelayConfig) bool {
 // asks what changed or is gone to stop (starting the new session once the old one has ended,
 // so one stream never has two publishers) and leaves the rest alone.
 func (r *registry) reconcile() {
+	r.a.cache.SetLimit(r.loaded.Relay.CacheBytes) // a reload may change it; the relays keep running
 	want := r.desiredCameras()
 	for id, e := range r.cameras {
 		if _, ok := want[id]; !ok {
@@ -335,6 +344,7 @@ func (r *registry) startRelay(e *cameraEntry, rc rtsp.RelayConfig) {
 	rctx, cancel := context.WithCancel(r.ctx)
 	run := &relayRun{cfg: rc, relay: rtsp.NewRelay(rc), cancel: cancel, done: make(chan struct{})}
 	e.relay = run
+	r.applyWindow(e)
 	log := r.a.log
 	log.Info("relay starting", "camera_id", e.id, "publish", redactURL(rc.Publish))
 	id := e.id

@@ -25,6 +25,8 @@ func webError(err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &re) && isTargetRefused(err):
+		return &web.BadRequestError{Field: re.Field, Code: web.CodeCameraAddress, Reason: re.Reason}
 	case errors.As(err, &re):
 		return &web.BadRequestError{Field: re.Field, Reason: re.Reason}
 	case errors.Is(err, ErrUnknownCamera):
@@ -114,7 +116,7 @@ func (b webBackend) webCamera(c CameraStatus) web.Camera {
 		StreamName: c.StreamName, PlayURL: c.PlayURL, State: web.CameraAdded, Enabled: c.Enabled, Audio: c.Audio,
 		Relaying: c.Relay.Relaying, Online: c.Relay.Online, Codec: c.Relay.Codec, Width: c.Relay.Width,
 		Height: c.Relay.Height, FPS: c.Relay.FPS, BitrateBPS: c.Relay.BitrateBps, LastError: c.Relay.LastError,
-		Username: c.Username,
+		Username: c.Username, MovedTo: redactURL(c.MovedTo),
 	}
 	if w.LastError == "" {
 		w.LastError = c.Problem
@@ -149,15 +151,18 @@ func (b webBackend) AddCamera(ctx context.Context, req web.AddCamera) (web.Camer
 }
 
 func (b webBackend) UpdateCamera(ctx context.Context, id string, p web.CameraPatch) (web.Camera, error) {
-	r := CameraRequest{Name: p.Name, Enabled: p.Enabled, Audio: p.Audio, Substream: p.Substream, Username: p.Username, Password: p.Password, StreamName: p.StreamName}
+	r := CameraRequest{Name: p.Name, Enabled: p.Enabled, Audio: p.Audio, Substream: p.Substream,
+		Username: p.Username, Password: p.Password, StreamName: p.StreamName, URL: p.URL}
 	if r.Password != nil && *r.Password == "" {
 		r.Password = nil // write-only: empty keeps the stored one
 	}
-	c, err := b.a.SetCamera(ctx, id, r)
+	c, notice, err := b.a.setCamera(ctx, id, r)
 	if err != nil {
 		return web.Camera{}, webError(err)
 	}
-	return b.webCamera(c), nil
+	w := b.webCamera(c)
+	w.Notice, w.PasswordCleared = notice, notice == NoticePasswordCleared
+	return w, nil
 }
 
 func (b webBackend) RemoveCamera(ctx context.Context, id string) error {
@@ -198,30 +203,49 @@ func (b webBackend) TestStream(ctx context.Context, streamURL, username, passwor
 }
 
 func (b webBackend) testStream(ctx context.Context, streamURL, username, password string) (web.StreamInfo, error) {
+	if rest, ok := strings.CutPrefix(streamURL, "onvif://"); ok { // as `camgate probe` takes it
+		streamURL = "http://" + strings.TrimSuffix(rest, "/") + "/onvif/device_service"
+	}
+	if err := b.a.checkCameraURL(streamURL); err != nil {
+		return web.StreamInfo{}, err
+	}
+	auth := b.a.authMarkOf(streamURL)
 	target := streamURL
 	if isONVIFURL(streamURL) {
-		c, err := onvif.NewClient(onvif.ClientConfig{XAddr: streamURL, Username: username, Password: password})
+		c, err := onvif.NewClient(onvif.ClientConfig{XAddr: streamURL, Username: username, Password: password,
+			AllowBasic: auth == "basic"})
 		if err != nil {
 			return web.StreamInfo{}, err
 		}
 		dev, err := onvif.Inventory(ctx, c)
 		if err != nil {
-			return web.StreamInfo{}, err
+			return web.StreamInfo{}, hideProbeError(err)
 		}
 		if dev.MainStream == "" {
 			return web.StreamInfo{}, errors.New("the camera answered ONVIF but reported no RTSP stream")
 		}
 		target = dev.MainStream
-	} else if needsPathProbe(streamURL) {
-		found, err := rtsp.FindStream(ctx, streamURL, username, password, rtsp.FindStreamOptions{Logger: b.a.log})
-		if err != nil {
+		if !sameHost(streamURL, target) {
+			// The password was given for the device's host; a stream elsewhere is tried without it.
+			b.a.log.Warn("test stream: the ONVIF device names a stream on another host: probed without the password",
+				"device", redactURL(streamURL), "stream", redactURL(target))
+			username, password = "", ""
+		}
+		if err := b.a.checkCameraURL(target); err != nil {
 			return web.StreamInfo{}, err
+		}
+	} else if needsPathProbe(streamURL) {
+		found, err := rtsp.FindStream(ctx, streamURL, username, password,
+			rtsp.FindStreamOptions{Logger: b.a.log, Auth: auth})
+		if err != nil {
+			return web.StreamInfo{}, hideProbeError(err)
 		}
 		target = found.URL
 	}
-	res, err := rtsp.Probe(ctx, target, username, password, 3*time.Second)
+	res, err := rtsp.ProbeWith(ctx, target, rtsp.ProbeOptions{Username: username, Password: password, Auth: auth},
+		3*time.Second)
 	if err != nil {
-		return web.StreamInfo{}, err
+		return web.StreamInfo{}, hideProbeError(err)
 	}
 	var info web.StreamInfo
 	for _, t := range res.Tracks {
@@ -247,8 +271,18 @@ func (b webBackend) Connection(ctx context.Context) web.Connection {
 }
 
 func (b webBackend) SetConnection(ctx context.Context, u web.ConnectionUpdate) error {
-	_, err := b.a.ask(ctx, connectionRequest{update: u})
-	return webError(err)
+	_, err := b.SetConnectionNoticed(ctx, u)
+	return err
+}
+
+// SetConnectionNoticed is SetConnection that also says which stored secrets a change of host
+// dropped.
+func (b webBackend) SetConnectionNoticed(ctx context.Context, u web.ConnectionUpdate) ([]string, error) {
+	res, err := b.a.ask(ctx, connectionRequest{update: u})
+	if err != nil || res.notice == "" {
+		return nil, webError(err)
+	}
+	return strings.Split(res.notice, "; "), nil
 }
 
 func storedPassword(raw string) string {

@@ -10,7 +10,13 @@
 // overflow, injects the parameter sets (from the SDP or learned in-band) in front of that
 // keyframe, and rewrites sequence numbers and timestamps in place so that one upstream session
 // survives camera restarts. A slow uplink therefore costs video until the next keyframe, never
-// memory. Codecs pass through untouched: the RTSP path forwards RTP payloads as they came; the
+// memory. Beside the queue, a GOP cache (gopcache.go) keeps what the camera sent since its last
+// keyframe, parameter sets first, in 64 KiB chunks drawn from a CacheBudget that all relays of
+// a process share; over budget the camera with the largest GOP loses its cache and waits for
+// keyframes as without one. A new upstream session is sent the cached GOP at once, with the
+// camera's timestamps and each packet's arrival time (so that sender reports and RTMP times
+// map it to the wall clock it arrived at), and the live stream follows without a gap: the
+// server gets a decodable picture within a round trip instead of within a GOP. Codecs pass through untouched: the RTSP path forwards RTP payloads as they came; the
 // RTMP path depacketizes into frames because RTMP carries frames.
 //
 // Over TCP, the default, the camera session is an own small client (player.go): OPTIONS,

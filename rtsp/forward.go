@@ -18,7 +18,8 @@ type packet struct {
 	track int
 	rtp.Packet
 	buf []byte
-	// at is the wall-clock time the packet's timestamp stands for (see trackState.wallAt).
+	// at is the wall-clock time the packet's timestamp stands for (see trackState.wallTime),
+	// for live packets and those replayed from the GOP cache alike.
 	at time.Time
 }
 
@@ -132,6 +133,14 @@ type forwarder struct {
 
 	framesIn, framesOut, dropped atomic.Uint64
 	bytesIn                      atomic.Uint64
+
+	// cache, when set, keeps the stream since the last keyframe so that a new upstream
+	// session starts at once (gopcache.go); gopBytes counts the current GOP for its rank.
+	cache    *gopCache
+	gopBytes int64
+	// parked: no upstream session is wanted (a shut gate, gate.go), so packets go only to the
+	// cache; restartSink unparks.
+	parked bool
 }
 
 func newForwarder(capacity int) *forwarder {
@@ -170,14 +179,64 @@ func (f *forwarder) setTracks(video videoCodec, clockRates []int, params [3][]by
 	f.rebaseFrom = f.lastOutAt
 	f.flushLocked()
 	f.resync = true
+	if f.cache != nil {
+		// A new camera session: what was cached belongs to the old one.
+		f.cache.reset()
+		f.cache.replaying = false
+	}
 }
 
-// restartSink gates the stream for a new upstream session and forgets what was queued.
-func (f *forwarder) restartSink() {
+// restartSink prepares the stream for a new upstream session and forgets what was queued. With a
+// fresh GOP cached, the session gets that at once, keyframe and parameter sets first, and the
+// live stream right after it; otherwise the stream is gated until the next keyframe.
+func (f *forwarder) restartSink(now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.flushLocked()
-	f.resync = true
+	f.parked = false
+	f.resync = f.cache == nil || !f.cache.beginReplay(now)
+}
+
+// park stops or resumes queueing for the upstream side, which is not wanted meanwhile.
+func (f *forwarder) park(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.parked = on
+	if on {
+		f.flushLocked()
+	}
+}
+
+// cameraGone forgets the GOP cache when the camera session ends, giving its memory back to
+// the budget: a stale GOP is never replayed.
+func (f *forwarder) cameraGone() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cache != nil {
+		if f.cache.replaying {
+			f.resync = true
+		}
+		f.cache.drop()
+	}
+}
+
+// closeCache leaves the cache budget for good.
+func (f *forwarder) closeCache() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cache != nil {
+		f.cache.close()
+	}
+}
+
+// cacheStats is what the GOP cache holds now.
+func (f *forwarder) cacheStats() CacheStats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cache == nil {
+		return CacheStats{}
+	}
+	return f.cache.stats()
 }
 
 // paramSet returns a copy of a remembered parameter set (0 VPS, 1 SPS, 2 PPS) and the
@@ -245,6 +304,12 @@ func (f *forwarder) push(track int, pkt *rtp.Packet, now time.Time) {
 	if !isVideo && !ts.reported && f.awaitReports(now) {
 		return
 	}
+	if f.cache != nil && f.cachePacket(track, pkt, keyframe, now) {
+		return // a replay is under way: the cache is the queue until the upstream side catches up
+	}
+	if f.parked {
+		return
+	}
 	if f.resync {
 		if !keyframe {
 			if isVideo && pkt.Marker {
@@ -278,6 +343,37 @@ func (f *forwarder) push(track int, pkt *rtp.Packet, now time.Time) {
 			f.dropped.Add(1)
 		}
 	}
+}
+
+// cachePacket keeps pkt in the GOP cache, starting the cache afresh at each keyframe, and
+// reports whether a replay is under way, in which case the packet is not queued.
+func (f *forwarder) cachePacket(track int, pkt *rtp.Packet, keyframe bool, now time.Time) bool {
+	c := f.cache
+	ts := &f.tracks[track]
+	out := pkt.Timestamp + ts.tsOffset
+	f.gopBytes += int64(len(pkt.Payload))
+	if keyframe && (!c.active || out != c.keyTS) {
+		c.rank.Store(f.gopBytes - int64(len(pkt.Payload)))
+		f.gopBytes = int64(len(pkt.Payload))
+		needed := 3
+		if f.video == codecH264 {
+			needed = 2
+		}
+		c.start(&pkt.Header, out, f.params[3-needed:], now)
+	}
+	replaying := c.replaying
+	c.add(track, &pkt.Header, out, pkt.Marker, pkt.Payload, now)
+	if !replaying {
+		return false
+	}
+	if !c.replaying {
+		// The cache could not keep up with a slow upstream side: gate as on an overflow.
+		f.resync = true
+		return false
+	}
+	ts.lastTS, ts.started = out, true
+	f.lastOutAt = now
+	return true
 }
 
 // enqueueLocked queues a packet and reports whether there was room for it.
@@ -433,24 +529,20 @@ func (f *forwarder) growLocked(size int) bool {
 func (f *forwarder) pop(dst *packet) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if c := f.cache; c != nil && c.replaying {
+		if c.next(dst) {
+			ts := &f.tracks[dst.track]
+			dst.SequenceNumber = ts.seq
+			ts.seq++
+			dst.at = ts.wallTime(dst.Timestamp)
+			return true
+		}
+	}
 	if f.n == 0 {
 		return false
 	}
 	s := &f.ring[f.head]
-	dst.track = int(s.track)
-	dst.Header = rtp.Header{
-		Version:        2,
-		Marker:         s.marker,
-		PayloadType:    s.pt,
-		SequenceNumber: s.seq,
-		Timestamp:      s.ts,
-		SSRC:           s.ssrc,
-		CSRC:           dst.CSRC[:0],
-		Extensions:     dst.Extensions[:0],
-	}
-	dst.buf = append(dst.buf[:0], f.data[s.off:s.off+s.size]...)
-	dst.Payload = dst.buf
-	dst.PaddingSize = 0
+	dst.set(int(s.track), s.marker, s.pt, s.seq, s.ts, s.ssrc, f.data[s.off:s.off+s.size])
 	dst.at = f.tracks[s.track].wallTime(s.ts)
 	f.head = (f.head + 1) % len(f.ring)
 	f.n--
@@ -461,4 +553,23 @@ func (f *forwarder) pop(dst *packet) bool {
 		f.wrapped = false // the reader has wrapped too
 	}
 	return true
+}
+
+// set makes p a packet of track with these header fields and a copy of payload, reusing p's
+// buffers.
+func (p *packet) set(track int, marker bool, pt uint8, seq uint16, ts, ssrc uint32, payload []byte) {
+	p.track = track
+	p.Header = rtp.Header{
+		Version:        2,
+		Marker:         marker,
+		PayloadType:    pt,
+		SequenceNumber: seq,
+		Timestamp:      ts,
+		SSRC:           ssrc,
+		CSRC:           p.CSRC[:0],
+		Extensions:     p.Extensions[:0],
+	}
+	p.buf = append(p.buf[:0], payload...)
+	p.Payload = p.buf
+	p.PaddingSize = 0
 }

@@ -41,6 +41,14 @@ type RelayConfig struct {
 	// the camera is too slow for a low-water mark (see Pacer). Share one among all relays of a
 	// process; nil reads each camera as its data arrives (see lowWater).
 	Pacer *Pacer
+	// Cache is the GOP caches' budget, shared by all relays of a process like Pacer; nil gives
+	// the relay a budget of its own of DefaultCameraCacheBytes. The relay keeps what its camera
+	// sent since the last keyframe, so that a new upstream session starts with it at once
+	// instead of waiting for the next keyframe (gopcache.go).
+	Cache *CacheBudget
+	// Gated keeps the upstream side shut except while PublishUntil has opened it (relay modes
+	// on_demand and motion); the camera side and its GOP cache run all the same.
+	Gated bool
 	// Logger receives connection state changes; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -80,6 +88,8 @@ type Stats struct {
 	PasswordRefused string
 	// Video frames received from the camera, sent upstream, and dropped (gating, slow uplink).
 	FramesIn, FramesOut, Dropped uint64
+	// Cache is what the GOP cache holds now (bytes, frames) and how often it was lost.
+	Cache CacheStats
 }
 
 // Relay pulls one camera and publishes it upstream, reconnecting either side independently.
@@ -87,6 +97,8 @@ type Relay struct {
 	cfg RelayConfig
 	log *slog.Logger
 	fwd *forwarder
+	// gate, for a Gated relay, says when the upstream side may publish (gate.go).
+	gate *gate
 
 	online   atomic.Bool
 	relaying atomic.Bool
@@ -101,6 +113,11 @@ type Relay struct {
 
 	// authRetry is the backoff after a refused password; tests shorten it.
 	authRetry authBackoff
+
+	// loggedCache is the cache's loss counters as last logged, at loggedCacheAt; the camera
+	// goroutine owns both.
+	loggedCache   CacheStats
+	loggedCacheAt time.Time
 
 	mu          sync.Mutex
 	transport   string // the camera side's, see Stats.Transport
@@ -146,13 +163,24 @@ func NewRelay(cfg RelayConfig) *Relay {
 	if cfg.authRetry != nil {
 		authRetry = *cfg.authRetry
 	}
+	budget := cfg.Cache
+	if budget == nil {
+		budget = NewCacheBudget(DefaultCameraCacheBytes)
+	}
+	fwd := newForwarder(cfg.QueuePackets)
+	fwd.cache = newGOPCache(budget)
+	var g *gate
+	if cfg.Gated {
+		g = newGate()
+	}
 	return &Relay{
+		gate:        g,
 		cfg:         cfg,
 		authRetry:   authRetry,
 		transport:   transport,
 		refused:     map[string]bool{},
 		log:         log.With("source", redact(cfg.Source), "publish", redact(cfg.Publish)),
-		fwd:         newForwarder(cfg.QueuePackets),
+		fwd:         fwd,
 		tracksEvent: make(chan struct{}),
 	}
 }
@@ -173,6 +201,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	default:
 		return fmt.Errorf("upstream: scheme must be rtsp, rtsps, rtmp or rtmps, not %q", dst.Scheme)
 	}
+	defer r.fwd.closeCache()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -206,6 +235,10 @@ func (r *Relay) loop(ctx context.Context, side string, session func(context.Cont
 		}
 		if errors.Is(err, errTracksChanged) {
 			r.log.Info("re-announcing upstream: camera tracks changed")
+			continue
+		}
+		if errors.Is(err, errGateShut) {
+			r.log.Info("upstream session ended: " + err.Error())
 			continue
 		}
 		if err == nil {
@@ -310,21 +343,43 @@ func (r *Relay) currentTracks() (*trackSet, <-chan struct{}) {
 // sampleRates records the camera side's counters at most once a second, for the bitrate and
 // frame rate in Stats. The camera goroutine calls it as packets arrive, so that a relay needs
 // no timer of its own: on a gateway every timer wake-up costs about as much as a batch of video.
-func (r *Relay) sampleRates(now time.Time) {
+func (r *Relay) sampleRates(now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if now.Sub(r.lastSample) < time.Second {
-		return
+		return false
 	}
 	r.lastSample = now
 	copy(r.samples[1:], r.samples[:len(r.samples)-1])
 	r.samples[0] = rateSample{at: now, bytes: r.fwd.bytesIn.Load(), frames: r.fwd.framesIn.Load()}
 	r.nsamples = min(r.nsamples+1, len(r.samples))
+	return true
+}
+
+// cacheLossLogEvery paces the log line of a camera that keeps losing its GOP cache: one that
+// retries at every keyframe and loses again would otherwise log at every GOP.
+const cacheLossLogEvery = time.Minute
+
+// logCacheLoss says in the log when the GOP cache was lost since it last said so, at most
+// once a cacheLossLogEvery. The camera goroutine calls it, with no lock held.
+func (r *Relay) logCacheLoss(now time.Time) {
+	st := r.fwd.cacheStats()
+	if st.Evictions == r.loggedCache.Evictions && st.Overflows == r.loggedCache.Overflows {
+		return
+	}
+	if !r.loggedCacheAt.IsZero() && now.Sub(r.loggedCacheAt) < cacheLossLogEvery {
+		return
+	}
+	r.loggedCache, r.loggedCacheAt = st, now
+	r.log.Info("GOP cache lost: the next upstream start waits for a keyframe",
+		"evictions", st.Evictions, "overflows", st.Overflows,
+		"why", "evictions: relay.cache_bytes is spent and this camera's GOP is the largest; overflows: a GOP over 2 MiB")
 }
 
 // Stats returns a snapshot; it is safe to call at any time from any goroutine.
 func (r *Relay) Stats() Stats {
 	sps, gen := r.fwd.paramSet(1)
+	cache := r.fwd.cacheStats()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := Stats{
@@ -337,6 +392,7 @@ func (r *Relay) Stats() Stats {
 		FramesOut:   r.fwd.framesOut.Load(),
 		Dropped:     r.fwd.dropped.Load(),
 		Transport:   r.transport,
+		Cache:       cache,
 	}
 	for _, side := range []string{"camera", "upstream"} {
 		if r.refused[side] {

@@ -43,6 +43,8 @@ type testStream struct {
 	firstNALs    []uint8  // NAL types of the first few video packets
 	frameTS      []uint32 // RTP timestamp of each video frame, in arrival order
 	lastFrameAt  time.Time
+	recordAt     time.Time // when the latest RECORD was accepted
+	firstVideoAt time.Time // when its first video packet arrived
 }
 
 func newTestServer(t testing.TB) *testServer {
@@ -144,11 +146,15 @@ func (s *testServer) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Re
 	s.mu.Lock()
 	st := s.streams[path]
 	stream := st.stream
+	st.recordAt, st.firstVideoAt = time.Now(), time.Time{}
 	s.mu.Unlock()
 	ctx.Session.OnPacketRTPAny(func(m *description.Media, f format.Format, pkt *rtp.Packet) {
 		s.mu.Lock()
 		switch f.(type) {
 		case *format.H264, *format.H265:
+			if st.firstVideoAt.IsZero() {
+				st.firstVideoAt = time.Now()
+			}
 			if len(st.firstNALs) < 4 && len(pkt.Payload) > 2 {
 				st.firstNALs = append(st.firstNALs, firstNALType(f, pkt.Payload))
 			}

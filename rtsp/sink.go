@@ -18,6 +18,9 @@ func (r *Relay) runSink(ctx context.Context, u *url.URL) error {
 		}
 		tracks, changed = r.currentTracks()
 	}
+	if !r.waitGate(ctx) {
+		return nil
+	}
 	up, index, err := r.dialUpstream(ctx, u, tracks)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -28,7 +31,9 @@ func (r *Relay) runSink(ctx context.Context, u *url.URL) error {
 	defer up.Close()
 	defer context.AfterFunc(ctx, func() { up.Close() })()
 	r.log.Info("upstream session up")
-	r.fwd.restartSink()
+	r.fwd.restartSink(time.Now())
+	gateMoved, gateEnd := r.gateWatch()
+	defer func() { gateEnd.Stop() }()
 
 	readErr := make(chan error, 1)
 	go func() { readErr <- up.ReadLoop(r.fwd.wake) }()
@@ -71,6 +76,14 @@ func (r *Relay) runSink(ctx context.Context, u *url.URL) error {
 		case <-changed:
 			return errTracksChanged
 		case <-r.fwd.notify:
+		case <-gateMoved:
+			if gateMoved, gateEnd = r.regate(gateEnd); gateMoved == nil {
+				return errGateShut
+			}
+		case <-gateEnd.C:
+			if gateMoved, gateEnd = r.regate(gateEnd); gateMoved == nil {
+				return errGateShut
+			}
 		case now := <-due.C:
 			if err := maintain(now); err != nil {
 				return &stepError{"write", err}
@@ -116,7 +129,9 @@ func (r *Relay) drain(up upstream, index []int, now time.Time, block bool) (bool
 // goroutine hand-off less per batch, and a slow uplink still never stalls the camera side.
 func (r *Relay) batchDone(now time.Time) {
 	r.online.Store(true)
-	r.sampleRates(now)
+	if r.sampleRates(now) {
+		r.logCacheLoss(now)
+	}
 	if r.sinkMu.TryLock() {
 		done := false
 		if up := r.inline; up != nil {

@@ -181,6 +181,7 @@ func otherTransport(t string) string {
 // runSource holds one camera session until it fails or ctx ends, over the transport the
 // relay last found to work.
 func (r *Relay) runSource(ctx context.Context, u *url.URL) error {
+	defer r.fwd.cameraGone()
 	o := cameraOptions{audio: r.cfg.Audio, basic: r.cfg.Auth == "basic", timeout: r.cfg.Timeout}
 	o.senderReport = r.fwd.senderReport
 	auto := r.cfg.Transport == "" || r.cfg.Transport == "auto"

@@ -36,12 +36,15 @@ type Alarm struct {
 	Recipients []string   // local parts of RCPT TO (e.g. "cam-001122334455"), as sent
 	From       string     // MAIL FROM address; the header From address when MAIL FROM was empty
 	RemoteIP   netip.Addr // the client that delivered the mail
-	Subject    string     // decoded (RFC 2047, any charset), valid UTF-8
-	Motion     bool       // subject or body names motion, alarm or detection
-	Text       string     // short description for motion_data, e.g. "smtp: Motion Detection Alarm"
-	Snapshot   []byte     // the first JPEG (attachment or inline), nil if none or over MaxSnapshotBytes
-	Snapshots  int        // how many JPEGs the mail carried
-	Received   time.Time  // when the end of the mail was read
+	// Authenticated is true when the session passed AUTH against the configured
+	// smtp.username/password (never when no username is set and any login is taken).
+	Authenticated bool
+	Subject       string    // decoded (RFC 2047, any charset), valid UTF-8
+	Motion        bool      // subject or body names motion, alarm or detection
+	Text          string    // short description for motion_data, e.g. "smtp: Motion Detection Alarm"
+	Snapshot      []byte    // the first JPEG (attachment or inline), nil if none or over MaxSnapshotBytes
+	Snapshots     int       // how many JPEGs the mail carried
+	Received      time.Time // when the end of the mail was read
 }
 
 // motionWords are matched against the lower-cased subject and body. Cameras name motion in

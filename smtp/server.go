@@ -363,6 +363,7 @@ func (s *session) Data(r io.Reader) error {
 		a.From = s.from
 	}
 	a.RemoteIP = s.remote
+	a.Authenticated = s.authed && srv.cfg.Username != ""
 
 	srv.mails.Add(1)
 	srv.log.Debug("alarm mail", "remote", s.remote.String(), "recipients", a.Recipients,

@@ -155,6 +155,9 @@ func TestSwaksCameraMail(t *testing.T) {
 			if a.From != "ipcam@cam.example" || a.RemoteIP.String() != "127.0.0.1" || a.Received.IsZero() {
 				t.Errorf("from %q remote %v received %v", a.From, a.RemoteIP, a.Received)
 			}
+			if !a.Authenticated {
+				t.Error("a mail after a good AUTH is not marked Authenticated")
+			}
 		})
 	}
 	if st := ts.srv.Stats(); st.AuthFailures != 2 || st.Mails != 2 {
@@ -168,8 +171,17 @@ func TestSwaksWithoutAuthWhenNoUsername(t *testing.T) {
 	if err != nil {
 		t.Fatalf("swaks: %v\n%s", err, out)
 	}
-	if a := ts.waitAlarm(t); a.Motion || a.Snapshot != nil {
-		t.Errorf("alarm = %+v, want no motion and no snapshot", a)
+	if a := ts.waitAlarm(t); a.Motion || a.Snapshot != nil || a.Authenticated {
+		t.Errorf("alarm = %+v, want no motion, no snapshot, not authenticated", a)
+	}
+	// With no username set any login is taken; it proves nothing, so the mail is not marked.
+	out, err = swaks(t, ts, "--auth", "LOGIN", "--auth-user", "anyone", "--auth-password", "anything",
+		"--header", "Subject: Motion", "--body", "motion")
+	if err != nil {
+		t.Fatalf("swaks with AUTH: %v\n%s", err, out)
+	}
+	if a := ts.waitAlarm(t); a.Authenticated {
+		t.Error("a login taken without a configured username marked the mail Authenticated")
 	}
 }
 

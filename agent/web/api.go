@@ -428,9 +428,42 @@ func (s *Server) addCamera(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, scrubCamera(cam))
 }
 
+// patchURL checks a PATCH's new camera URL and moves credentials in it into the patch's
+// Username and Password, unless those were given separately.
+func patchURL(p *CameraPatch) error {
+	var user, pass string
+	if p.Username != nil {
+		user = *p.Username
+	}
+	if p.Password != nil {
+		pass = *p.Password
+	}
+	raw := *p.URL
+	if _, err := moveCredentials("url", &raw, &user, &pass, "rtsp", "rtsps", "http", "https"); err != nil {
+		return err
+	}
+	if raw == "" {
+		return &BadRequestError{Field: "url", Code: CodeRequired, Reason: "must not be empty"}
+	}
+	p.URL = &raw
+	if user != "" {
+		p.Username = &user
+	}
+	if pass != "" {
+		p.Password = &pass
+	}
+	return nil
+}
+
 func validatePatch(p *CameraPatch) error {
-	if p.Name == nil && p.Enabled == nil && p.Audio == nil && p.Substream == nil && p.Username == nil && p.Password == nil {
+	if p.Name == nil && p.Enabled == nil && p.Audio == nil && p.Substream == nil && p.Username == nil &&
+		p.Password == nil && p.URL == nil && p.StreamName == nil {
 		return &BadRequestError{Code: CodeNothingToChange, Reason: "nothing to change"}
+	}
+	if p.URL != nil {
+		if err := patchURL(p); err != nil {
+			return err
+		}
 	}
 	if p.Name != nil {
 		n := strings.TrimSpace(*p.Name)
@@ -476,6 +509,9 @@ func (s *Server) updateCamera(w http.ResponseWriter, r *http.Request) {
 	if err := validatePatch(&p); err != nil {
 		writeInvalid(w, err, secret)
 		return
+	}
+	if p.Password != nil {
+		secret = *p.Password // also one that came in the URL
 	}
 	ctx, cancel := s.backendCtx(r)
 	defer cancel()
@@ -665,8 +701,8 @@ func keepPublishPassword(f *FlussonicUpdate, stored string) string {
 	if _, param, found := cutPublishPassword(f.Publish); found {
 		return queryValue(param)
 	}
-	if f.ClearPassword {
-		return ""
+	if f.ClearPassword || !sameURLHost(f.Publish, stored) {
+		return "" // a publish password stays with its host (issue 13)
 	}
 	_, param, found := cutPublishPassword(stored)
 	if !found {
@@ -678,6 +714,13 @@ func keepPublishPassword(f *FlussonicUpdate, stored string) string {
 	}
 	f.Publish += sep + param
 	return queryValue(param)
+}
+
+// sameURLHost says whether two URLs name the same host, case aside; the port is not compared.
+func sameURLHost(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	return errA == nil && errB == nil && ua.Hostname() != "" && strings.EqualFold(ua.Hostname(), ub.Hostname())
 }
 
 // moveCredentials takes user:password@ out of the URL in *raw into *user and *pass, unless the
@@ -794,11 +837,19 @@ func (s *Server) setConnection(w http.ResponseWriter, r *http.Request) {
 		stored := s.cfg.Backend.Connection(ctx).Flussonic.Publish
 		secrets = append(secrets, keepPublishPassword(c.Flussonic, stored))
 	}
-	if err := s.cfg.Backend.SetConnection(ctx, c); err != nil {
+	var notices []string
+	if n, ok := s.cfg.Backend.(ConnectionNoticer); ok {
+		notices, err = n.SetConnectionNoticed(ctx, c)
+	} else {
+		err = s.cfg.Backend.SetConnection(ctx, c)
+	}
+	if err != nil {
 		s.backendError(w, r, err, secrets...)
 		return
 	}
-	writeJSON(w, http.StatusOK, scrubConnection(s.cfg.Backend.Connection(ctx)))
+	reply := scrubConnection(s.cfg.Backend.Connection(ctx))
+	reply.Notices = notices
+	writeJSON(w, http.StatusOK, reply)
 }
 
 func (s *Server) wifiQR(w http.ResponseWriter, r *http.Request) {

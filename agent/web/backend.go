@@ -34,6 +34,13 @@ type Backend interface {
 	SetConnection(ctx context.Context, c ConnectionUpdate) error
 }
 
+// ConnectionNoticer is a Backend whose connection change can say more than ok: a stored
+// secret dropped because its URL moved to another host. The server calls it instead of
+// SetConnection when the Backend has it, and returns the notices in the reply's "notices".
+type ConnectionNoticer interface {
+	SetConnectionNoticed(ctx context.Context, c ConnectionUpdate) (notices []string, err error)
+}
+
 // ErrNotFound is wrapped by Backend errors about a camera or snapshot that does not exist.
 var ErrNotFound = errors.New("not found")
 
@@ -122,6 +129,14 @@ type Camera struct {
 	HasSnapshot      bool        `json:"has_snapshot"`
 	NeedsCredentials bool        `json:"needs_credentials"`
 	Username         string      `json:"username,omitempty"`
+	// MovedTo is set when a device claiming to be this camera announced a new address that was
+	// not followed: the owner confirms it by changing the camera's URL (and giving the password
+	// again). The camera keeps relaying from its old address meanwhile.
+	MovedTo string `json:"moved_to,omitempty"`
+	// PasswordCleared and Notice, in the answer to a PATCH, say that the change of host
+	// dropped the stored password ("password cleared: host changed").
+	PasswordCleared bool   `json:"password_cleared,omitempty"`
+	Notice          string `json:"notice,omitempty"`
 }
 
 // AddCamera is the body of POST /api/cameras: either CameraID of a discovered camera, or URL
@@ -148,6 +163,9 @@ type CameraPatch struct {
 	Password  *string `json:"password,omitempty"`
 	// StreamName is the camera's own stream name at Flussonic; "" goes back to the default.
 	StreamName *string `json:"stream_name,omitempty"`
+	// URL moves the camera (rtsp://, rtsps:// or an ONVIF device service). A URL on another
+	// host without Password clears the stored password: it is never sent to the new host.
+	URL *string `json:"url,omitempty"`
 }
 
 // Track is one media track found by TestStream.
@@ -197,6 +215,8 @@ type FlussonicConnection struct {
 type Connection struct {
 	MQTT      MQTTConnection      `json:"mqtt"`
 	Flussonic FlussonicConnection `json:"flussonic"`
+	// Notices, in the answer to a PUT, e.g. "mqtt.password cleared: host changed".
+	Notices []string `json:"notices,omitempty"`
 }
 
 // MQTTUpdate replaces the MQTT setting. An empty Password keeps the stored one unless

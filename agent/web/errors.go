@@ -44,6 +44,9 @@ const (
 	CodeStreamTestsBusy    ErrorCode = "stream_tests_busy"
 	CodeCameraOrURL        ErrorCode = "camera_or_url"
 	CodeNothingToChange    ErrorCode = "nothing_to_change"
+	// CodeCameraAddress: a camera URL from the page or MQTT names an address that is not a
+	// camera on the home LAN (a host name, a public address, the gateway or camgate itself).
+	CodeCameraAddress ErrorCode = "camera_address"
 
 	// One field of the request (the reply names it in "field").
 	CodeRequired      ErrorCode = "required"

@@ -65,6 +65,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tuneGC()
 	level := new(slog.LevelVar)
 	log := newLogger(stderr, l.Log.Format, level)
 

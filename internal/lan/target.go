@@ -33,17 +33,29 @@ type Gateway struct {
 	Listeners []netip.AddrPort
 }
 
-// SystemGateway returns the gateway's interface addresses (loopback left out) with the given
+// SystemGateway returns the gateway's interface addresses (loopback and the loopback
+// interface's addresses left out) with the given
 // listeners. A listener that is not a TCP or UDP address is ignored.
 func SystemGateway(listeners []net.Addr) (Gateway, error) {
 	var g Gateway
-	ias, err := net.InterfaceAddrs()
+	ifs, err := net.Interfaces()
 	if err != nil {
-		return g, fmt.Errorf("lan: interface addresses: %w", err)
+		return g, fmt.Errorf("lan: interfaces: %w", err)
 	}
-	for _, ia := range ias {
-		if a, ok := addrOf(ia); ok && !a.IsLoopback() {
-			g.Addrs = append(g.Addrs, a)
+	for _, ifc := range ifs {
+		// Addresses on the loopback interface are left out with 127/8: a test namespace puts
+		// its simulated cameras' addresses there.
+		if ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		ias, err := ifc.Addrs()
+		if err != nil {
+			return g, fmt.Errorf("lan: addresses of %s: %w", ifc.Name, err)
+		}
+		for _, ia := range ias {
+			if a, ok := addrOf(ia); ok && !a.IsLoopback() {
+				g.Addrs = append(g.Addrs, a)
+			}
 		}
 	}
 	for _, l := range listeners {

@@ -58,6 +58,14 @@ type StreamStats struct {
 	FirstVideoFrameKey bool
 	Bytes              uint64    // RTP payload bytes, every track and publish
 	LastFrameAt        time.Time // arrival of the latest RTP packet
+	// RecordedAt is when the latest RECORD was accepted, FirstVideoAt when the first video
+	// packet of that publish arrived: how long a publisher kept the server waiting for video.
+	RecordedAt, FirstVideoAt time.Time
+	// VideoTSBackwards counts, in the latest publish, video frames whose RTP timestamp is
+	// before the previous frame's; VideoTSMaxStep is the largest step forward between two
+	// consecutive frames: a receiver sees time go backwards or jump.
+	VideoTSBackwards uint64
+	VideoTSMaxStep   uint32
 	// Players is how many sessions are playing the path now. VideoFramesPlayed counts the video
 	// frames published while at least one was: what a relay reading this path was offered, the
 	// honest denominator for "frames it passed on".
@@ -91,7 +99,8 @@ type publication struct {
 	session *gortsplib.ServerSession
 	stream  *gortsplib.ServerStream
 	desc    *description.Session
-	first   bool // no video frame seen yet
+	first   bool   // no video frame seen yet
+	lastTS  uint32 // RTP timestamp of the last video frame
 }
 
 // NewMediaServer binds the server's listeners; Run serves them.
@@ -279,6 +288,8 @@ func (m *mediaHandler) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.
 	st := m.stats[p.name]
 	st.Publishing = true
 	st.Publishes++
+	st.RecordedAt, st.FirstVideoAt = time.Now(), time.Time{}
+	st.VideoTSBackwards, st.VideoTSMaxStep = 0, 0
 	m.log.Info("sim media server: publishing", "stream", p.name, "codecs", st.Codecs)
 
 	counters := make(map[*description.Media]*frameCounter)
@@ -312,6 +323,9 @@ func (m *mediaHandler) packet(p *publication, fc *frameCounter, medi *descriptio
 	st := m.stats[p.name]
 	st.Bytes += uint64(len(pkt.Payload))
 	st.LastFrameAt = time.Now()
+	if fc != nil && st.FirstVideoAt.IsZero() {
+		st.FirstVideoAt = st.LastFrameAt
+	}
 	switch {
 	case fc != nil:
 		fc.observe(pkt, func(u accessUnit) {
@@ -325,7 +339,12 @@ func (m *mediaHandler) packet(p *publication, fc *frameCounter, medi *descriptio
 			if p.first {
 				p.first = false
 				st.FirstVideoFrameKey = u.key && u.hasParams(fc.isH265)
+			} else if step := int32(fc.ts - p.lastTS); step < 0 {
+				st.VideoTSBackwards++
+			} else {
+				st.VideoTSMaxStep = max(st.VideoTSMaxStep, uint32(step))
 			}
+			p.lastTS = fc.ts // the unit just finished: observe updates ts only after done
 		})
 	case medi.Type == description.MediaTypeAudio:
 		st.AudioPackets++

@@ -313,6 +313,7 @@
     if (c.width && c.height) media.push(c.width + "×" + c.height);
     if (c.relaying && c.bitrate_bps) media.push(fmtBitrate(c.bitrate_bps));
     if (c.needs_credentials) media.push(t("cam.needs_credentials"));
+    if (c.moved_to) media.push(t("cam.moved_to", { addr: c.moved_to }));
     q(".cam-media").textContent = media.join(" · ");
     const added = c.state === "added";
     // What SC's "add camera by parameters" form asks for: the name and the play URL at Flussonic.

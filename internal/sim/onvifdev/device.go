@@ -176,6 +176,14 @@ func (d *Device) PTZLog() []string {
 	return append([]string(nil), d.ptzLog...)
 }
 
+// Requests is how many HTTP requests the device has been sent, so that a test can prove a
+// client never came (an impostor's address, say).
+func (d *Device) Requests() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.requests
+}
+
 // Subscriptions returns the number of live PullPoint subscriptions.
 func (d *Device) Subscriptions() int {
 	d.mu.Lock()
