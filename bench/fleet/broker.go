@@ -32,11 +32,11 @@ func newBroker(dir string) (*broker, error) {
 	}
 	b := &broker{connects: map[int64]int{}}
 	b.m, err = testtool.NewMosquitto(bin, testtool.MosquittoConfig{
-		Dir:      dir,
-		Persist:  true,
+		Dir:     dir,
+		Persist: true,
 		Settings: strings.Join([]string{"max_connections -1", "autosave_interval 5", "max_queued_bytes 0",
 			"sys_interval 1", "log_type notice", "log_timestamp true", "log_timestamp_format %s"}, "\n"),
-		OnLog:    b.logLine,
+		OnLog: b.logLine,
 	})
 	return b, err
 }
