@@ -108,15 +108,6 @@ func publish(t *testing.T, port int, topic, payload string) {
 	}
 }
 
-func dialable(port int) bool {
-	c, err := netDial(port)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
-}
-
 // sendAlarmMails delivers one "Motion Detection Alarm" mail per recipient over a single SMTP
 // session, as a camera NVR would, and returns once the server accepted the last one (by then
 // the agent has queued its event durably: the 250 waits for that).
