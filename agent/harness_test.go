@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -12,7 +11,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -48,62 +46,19 @@ func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) 
 // mosquitto is a real broker on a loopback port. It logs every connection, and publishes its
 // $SYS counters every second, so a test can count the clients at the broker.
 type mosquitto struct {
-	port int
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	log  bytes.Buffer
+	*testtool.Mosquitto
 }
 
 func startMosquitto(t testing.TB) *mosquitto {
 	t.Helper()
-	bin := testtool.Need(t, "mosquitto", "mosquitto")
-	dir := t.TempDir()
-	m := &mosquitto{port: freePort(t)}
-	asUser := ""
-	if os.Geteuid() == 0 {
-		asUser = "user root\n" // else it drops to a user who cannot read the test's directory
-	}
-	conf := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("%slistener %d 127.0.0.1\nallow_anonymous true\nsys_interval 1\n"+
-		"log_dest stdout\nlog_type all\nconnection_messages true\n", asUser, m.port)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	m.cmd = exec.Command(bin, "-c", conf)
-	out, err := m.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.cmd.Stderr = m.cmd.Stdout
-	if err := m.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			m.mu.Lock()
-			m.log.WriteString(sc.Text() + "\n")
-			m.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { m.cmd.Process.Kill(); m.cmd.Wait() })
-	waitFor(t, 10*time.Second, "mosquitto to listen", func() bool {
-		c, err := net.DialTimeout("tcp", m.addr(), time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return m
+	return &mosquitto{testtool.StartMosquitto(t, testtool.MosquittoConfig{
+		Settings: "sys_interval 1\nlog_type all\nconnection_messages true",
+	})}
 }
 
-func (m *mosquitto) addr() string { return fmt.Sprintf("127.0.0.1:%d", m.port) }
-func (m *mosquitto) url() string  { return "mqtt://" + m.addr() }
-
-func (m *mosquitto) logText() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.log.String()
-}
+func (m *mosquitto) addr() string    { return m.Addr() }
+func (m *mosquitto) url() string     { return m.URL() }
+func (m *mosquitto) logText() string { return m.Log() }
 
 // daemon is an Agent running in this process on a config file, as `camgate run -c` runs it.
 type daemon struct {

@@ -1,14 +1,11 @@
 package uplink
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -105,12 +102,11 @@ func peer(t testing.TB, name, debianPackage string) string {
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testtool.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // eventually polls cond until it holds or a generous deadline passes.
@@ -125,129 +121,52 @@ func eventually(t testing.TB, what string, timeout time.Duration, cond func() bo
 	}
 }
 
-// broker is a real mosquitto on a loopback port, with its own config in a temporary directory.
+// broker is a real mosquitto on a loopback port (or, through rabbit.asBroker, only a port the
+// mosquitto_sub and mosquitto_pub helpers talk to).
 type broker struct {
 	t    testing.TB
-	bin  string
-	conf string
 	port int
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  *strings.Builder
+	m    *testtool.Mosquitto
 }
 
 // startBroker starts mosquitto with a listener on a free loopback port; extra is appended to the
 // listener's section of the config (TLS files, protocol websockets).
 func startBroker(t testing.TB, extra string) *broker {
 	t.Helper()
-	bin := peer(t, "mosquitto", "mosquitto")
-	dir := t.TempDir()
-	b := &broker{t: t, bin: bin, conf: filepath.Join(dir, "mosquitto.conf"), port: freePort(t)}
-	conf := fmt.Sprintf("per_listener_settings false\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nlog_dest stderr\nlog_type error\nlog_type warning\nlistener %d 127.0.0.1\n%s\n", b.port, extra)
-	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.start()
-	t.Cleanup(b.stop)
-	return b
+	m := testtool.StartMosquitto(t, testtool.MosquittoConfig{Settings: "per_listener_settings false", Listener: extra})
+	return &broker{t: t, port: m.Port, m: m}
 }
 
 func (b *broker) addr() string { return fmt.Sprintf("127.0.0.1:%d", b.port) }
 
+// start brings a stopped broker back on the same port.
 func (b *broker) start() {
 	b.t.Helper()
-	b.log = &strings.Builder{}
-	b.cmd = exec.Command(b.bin, "-c", b.conf)
-	b.cmd.Stderr = &syncWriter{w: b.log}
-	if err := b.cmd.Start(); err != nil {
-		b.t.Fatalf("start mosquitto: %v", err)
+	if err := b.m.Start(); err != nil {
+		b.t.Fatal(err)
 	}
-	b.done = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(b.cmd, b.done)
-	eventually(b.t, "mosquitto to listen on "+b.addr(), 20*time.Second, func() bool {
-		select {
-		case <-b.done:
-			b.t.Fatalf("mosquitto exited: %s", b.log.String())
-		default:
-		}
-		c, err := net.DialTimeout("tcp", b.addr(), time.Second)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	})
 }
 
-func (b *broker) stop() {
-	if b.cmd == nil {
-		return
-	}
-	_ = b.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-b.done:
-	case <-time.After(10 * time.Second):
-		_ = b.cmd.Process.Kill()
-		<-b.done
-	}
-	b.cmd = nil
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
+func (b *broker) stop() { b.m.Stop() }
 
 // subscriber is mosquitto_sub printing "topic payload" lines.
 type subscriber struct {
-	t     testing.TB
-	mu    sync.Mutex
-	lines []string
-	addr  string
-	extra []string
+	*testtool.Subscriber
 }
 
 // subscribe starts mosquitto_sub on topics and waits until it is subscribed, by publishing probes
 // with mosquitto_pub until one comes back.
 func subscribe(t testing.TB, b *broker, extra []string, topics ...string) *subscriber {
 	t.Helper()
-	bin := peer(t, "mosquitto_sub", "mosquitto-clients")
-	args := append([]string{"-h", "127.0.0.1", "-p", fmt.Sprint(b.port), "-q", "1", "-v", "-t", "uplinktest/probe"}, extra...)
+	args := append([]string{"-q", "1", "-v", "-t", "uplinktest/probe"}, extra...)
 	for _, topic := range topics {
 		args = append(args, "-t", topic)
 	}
-	cmd := exec.Command(bin, args...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start mosquitto_sub: %v", err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	s := &subscriber{t: t, addr: fmt.Sprint(b.port), extra: extra}
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		for sc.Scan() {
-			s.mu.Lock()
-			s.lines = append(s.lines, sc.Text())
-			s.mu.Unlock()
-		}
-	}()
+	s := &subscriber{testtool.Subscribe(t, b.port, args...)}
 	eventually(t, "mosquitto_sub to subscribe", 60*time.Second, func() bool {
 		publish(t, b, extra, "uplinktest/probe", "probe", false)
-		for _, l := range s.snapshot() {
-			if l == "uplinktest/probe probe" {
-				return true
-			}
+		if slices.Contains(s.Lines(), "uplinktest/probe probe") {
+			return true
 		}
 		time.Sleep(200 * time.Millisecond)
 		return false
@@ -255,11 +174,7 @@ func subscribe(t testing.TB, b *broker, extra []string, topics ...string) *subsc
 	return s
 }
 
-func (s *subscriber) snapshot() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.lines...)
-}
+func (s *subscriber) snapshot() []string { return s.Lines() }
 
 // received returns the payloads seen on topic, in arrival order.
 func (s *subscriber) received(topic string) []string {
@@ -276,13 +191,12 @@ func (s *subscriber) received(topic string) []string {
 
 func publish(t testing.TB, b *broker, extra []string, topic, payload string, retain bool) {
 	t.Helper()
-	bin := peer(t, "mosquitto_pub", "mosquitto-clients")
-	args := append([]string{"-h", "127.0.0.1", "-p", fmt.Sprint(b.port), "-q", "1", "-t", topic, "-m", payload}, extra...)
+	args := append([]string{"-q", "1", "-t", topic, "-m", payload}, extra...)
 	if retain {
 		args = append(args, "-r")
 	}
-	if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
-		t.Logf("mosquitto_pub: %v: %s", err, out)
+	if err := testtool.Publish(t, b.port, args...); err != nil {
+		t.Log(err)
 	}
 }
 

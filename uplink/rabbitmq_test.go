@@ -3,7 +3,6 @@ package uplink
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,9 +26,7 @@ type rabbit struct {
 	dir                                    string
 	env                                    []string
 	mqttPort, amqpPort, distPort, epmdPort int
-	cmd                                    *exec.Cmd
-	done                                   chan struct{}
-	log                                    *strings.Builder
+	proc                                   *testtool.Process
 }
 
 func startRabbit(t testing.TB) *rabbit {
@@ -89,48 +86,27 @@ func (r *rabbit) asBroker() *broker { return &broker{t: r.t, port: r.mqttPort} }
 
 func (r *rabbit) start() {
 	r.t.Helper()
-	r.log = &strings.Builder{}
-	r.cmd = exec.Command(r.server)
-	r.cmd.Env = r.env
-	r.cmd.Dir = r.dir
-	w := &syncWriter{w: r.log}
-	r.cmd.Stdout, r.cmd.Stderr = w, w
+	cmd := exec.Command(r.server)
+	cmd.Env = r.env
+	cmd.Dir = r.dir
 	// Its own process group, so that stop reaches the Erlang VM behind the shell script.
-	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatalf("start rabbitmq-server: %v", err)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p, err := testtool.StartProcess(cmd, nil)
+	if err != nil {
+		r.t.Fatal(err)
 	}
-	r.done = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(r.cmd, r.done)
-	eventually(r.t, "RabbitMQ's MQTT listener on "+r.addr(), 120*time.Second, func() bool {
-		select {
-		case <-r.done:
-			r.t.Fatalf("rabbitmq-server exited: %s", r.log.String())
-		default:
-		}
-		c, err := net.DialTimeout("tcp", r.addr(), time.Second)
-		if err != nil {
-			time.Sleep(200 * time.Millisecond)
-			return false
-		}
-		c.Close()
-		return true
-	})
+	r.proc = p
+	if err := p.WaitListening(r.addr(), 120*time.Second); err != nil {
+		r.t.Fatalf("RabbitMQ's MQTT listener: %v", err)
+	}
 }
 
 // stop shuts the node down as a service manager does (SIGTERM makes the Erlang VM stop cleanly).
 func (r *rabbit) stop() {
-	if r.cmd == nil {
-		return
+	if r.proc != nil {
+		r.proc.Stop(syscall.SIGTERM, 60*time.Second)
+		r.proc = nil
 	}
-	_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-r.done:
-	case <-time.After(60 * time.Second):
-		_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
-		<-r.done
-	}
-	r.cmd = nil
 }
 
 // The end-to-end behaviour SPEC §6 needs from a broker, against RabbitMQ: the retained

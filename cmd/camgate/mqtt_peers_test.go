@@ -1,70 +1,37 @@
 package main
 
 import (
-	"bufio"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net/smtp"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
-)
 
-// mosquittoPath finds the broker, which Debian installs in /usr/sbin (often off a user's PATH).
-func mosquittoPath(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("mosquitto"); err == nil {
-		return p
-	}
-	if _, err := os.Stat("/usr/sbin/mosquitto"); err == nil {
-		return "/usr/sbin/mosquitto"
-	}
-	needTool(t, "mosquitto", "mosquitto")
-	return ""
-}
+	"github.com/camgate/camgate/internal/testtool"
+)
 
 // broker is a real mosquitto on a loopback port, with persistence so that a subscriber's session
 // and its queued messages survive a restart, as a production broker's would.
 type broker struct {
 	port int
 	dir  string
-	proc *proc
+	m    *testtool.Mosquitto
 }
 
+// startBroker runs a broker on port (0: a free one) keeping its database in dir (empty: a new
+// temporary directory), so that a second call with the same port and dir is the broker back.
 func startBroker(t *testing.T, port int, dir string) *broker {
 	t.Helper()
-	bin := mosquittoPath(t)
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	conf := filepath.Join(dir, "mosquitto.conf")
-	// Started as root, mosquitto drops to the "mosquitto" user, who cannot write its persistence
-	// file in the test's private directory; keep it as whoever runs the test.
-	asUser := ""
-	if os.Geteuid() == 0 {
-		asUser = "user root\n"
-	}
-	os.WriteFile(conf, []byte(fmt.Sprintf(asUser+`listener %d 127.0.0.1
-allow_anonymous true
-persistence true
-persistence_location %s/
-max_queued_messages 0
-max_inflight_messages 0
-`, port, dir)), 0o600)
-	b := &broker{port: port, dir: dir, proc: start(t, bin, "-c", conf)}
-	waitFor(t, 10*time.Second, "mosquitto to listen", func() bool { return dialable(port) })
-	return b
+	m := testtool.StartMosquitto(t, testtool.MosquittoConfig{Port: port, Dir: dir, Persist: true,
+		Settings: "max_inflight_messages 0"})
+	return &broker{port: m.Port, dir: m.Dir, m: m}
 }
 
-func (b *broker) stop(t *testing.T) { b.proc.stop(t, syscall.SIGTERM, 10*time.Second) }
+func (b *broker) stop(*testing.T) { b.m.Stop() }
 
-func (b *broker) url() string { return fmt.Sprintf("mqtt://127.0.0.1:%d", b.port) }
+func (b *broker) url() string { return b.m.URL() }
 
 // mqttMessage is one message as mosquitto_sub printed it.
 type mqttMessage struct {
@@ -76,55 +43,35 @@ type mqttMessage struct {
 // subscriber collects what a real mosquitto_sub receives. With a client id it keeps a persistent
 // session (QoS 1), so nothing sent while it is disconnected is lost.
 type subscriber struct {
-	mu   sync.Mutex
-	msgs []mqttMessage
+	*testtool.Subscriber
 }
 
 func subscribe(t *testing.T, port int, clientID string, topics ...string) *subscriber {
 	t.Helper()
-	bin := needTool(t, "mosquitto_sub", "mosquitto-clients")
-	args := []string{"-h", "127.0.0.1", "-p", fmt.Sprint(port), "-q", "1", "-F", "%r %t %x"}
+	args := []string{"-q", "1", "-F", "%r %t %x"}
 	if clientID != "" {
 		args = append(args, "-c", "-i", clientID)
 	}
 	for _, tp := range topics {
 		args = append(args, "-t", tp)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	s := &subscriber{}
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 1<<20), 16<<20)
-		for sc.Scan() {
-			parts := strings.SplitN(sc.Text(), " ", 3)
-			if len(parts) < 2 {
-				continue
-			}
-			m := mqttMessage{Retained: parts[0] == "1", Topic: parts[1]}
-			if len(parts) == 3 {
-				m.Payload, _ = hex.DecodeString(parts[2])
-			}
-			s.mu.Lock()
-			s.msgs = append(s.msgs, m)
-			s.mu.Unlock()
-		}
-	}()
-	return s
+	return &subscriber{testtool.Subscribe(t, port, args...)}
 }
 
 func (s *subscriber) all() []mqttMessage {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]mqttMessage(nil), s.msgs...)
+	var msgs []mqttMessage
+	for _, line := range s.Lines() {
+		parts := strings.SplitN(line, " ", 3)
+		if len(parts) < 2 {
+			continue
+		}
+		m := mqttMessage{Retained: parts[0] == "1", Topic: parts[1]}
+		if len(parts) == 3 {
+			m.Payload, _ = hex.DecodeString(parts[2])
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs
 }
 
 // last returns the latest message on topic.
@@ -156,19 +103,9 @@ func retained(t *testing.T, port int, topic string) map[string][]byte {
 
 func publish(t *testing.T, port int, topic, payload string) {
 	t.Helper()
-	bin := needTool(t, "mosquitto_pub", "mosquitto-clients")
-	if out, err := exec.Command(bin, "-h", "127.0.0.1", "-p", fmt.Sprint(port), "-q", "1", "-t", topic, "-m", payload).CombinedOutput(); err != nil {
-		t.Fatalf("mosquitto_pub: %v: %s", err, out)
+	if err := testtool.Publish(t, port, "-q", "1", "-t", topic, "-m", payload); err != nil {
+		t.Fatal(err)
 	}
-}
-
-func dialable(port int) bool {
-	c, err := netDial(port)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
 }
 
 // sendAlarmMails delivers one "Motion Detection Alarm" mail per recipient over a single SMTP

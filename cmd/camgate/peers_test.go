@@ -282,10 +282,6 @@ func runCamgate(t *testing.T, cfg string) (*proc, string) {
 	return start(t, camgateBin, "run", "-c", path), path
 }
 
-func netDial(port int) (net.Conn, error) {
-	return net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
-}
-
 func netDialAddr(addr string) (net.Conn, error) {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err == nil {
