@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"net/netip"
 	"testing"
 	"time"
 )
@@ -24,7 +23,7 @@ func TestListenerClosesDeniedWithoutAByte(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p.uplinkAddrs = func() []netip.Addr { return nil }
+			p.uplinks = func() uplinkSet { return uplinkSet{} }
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			l, err := Listen(ctx, "tcp", "127.0.0.1:0", p, nil)
