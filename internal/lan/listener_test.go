@@ -1,9 +1,15 @@
 package lan
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -65,5 +71,68 @@ func TestListenerClosesDeniedWithoutAByte(t *testing.T) {
 				t.Errorf("Denied() = %d, want %d", d, wantDenied)
 			}
 		})
+	}
+}
+
+// addrConn is one end of a pipe that claims the addresses a real accepted socket would have.
+type addrConn struct {
+	net.Conn
+	remote, local net.Addr
+	closed        chan struct{}
+}
+
+func (c *addrConn) RemoteAddr() net.Addr { return c.remote }
+func (c *addrConn) LocalAddr() net.Addr  { return c.local }
+func (c *addrConn) Close() error {
+	close(c.closed)
+	return c.Conn.Close()
+}
+
+// queueListener hands out the connections queued on it, then reports closed.
+type queueListener struct{ conns chan net.Conn }
+
+func (l queueListener) Accept() (net.Conn, error) {
+	c, ok := <-l.conns
+	if !ok {
+		return nil, net.ErrClosed
+	}
+	return c, nil
+}
+func (l queueListener) Close() error   { return nil }
+func (l queueListener) Addr() net.Addr { return tcp("192.168.1.1:1025") }
+
+// When the interface of a connection cannot be found out, it is refused (fail closed), and the
+// log says so once, not once per connection.
+func TestListenerFailsClosedAndLogsOnce(t *testing.T) {
+	p := gatewayPolicy(t, nil)
+	p.routeOut = func(netip.Addr, netip.Addr) (int, error) { return 0, errors.New("netlink: no buffer space") }
+	var logged bytes.Buffer
+	ql := queueListener{conns: make(chan net.Conn, 3)}
+	var refused []*addrConn
+	for i := range 3 {
+		ours, theirs := net.Pipe()
+		defer theirs.Close()
+		c := &addrConn{Conn: ours, remote: tcp(fmt.Sprintf("192.168.1.%d:5000", 50+i)), local: tcp("192.168.1.1:1025"),
+			closed: make(chan struct{})}
+		refused = append(refused, c)
+		ql.conns <- c
+	}
+	close(ql.conns)
+	l := Wrap(ql, p, slog.New(slog.NewTextHandler(&logged, nil)))
+	if c, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept = %v, %v; want every connection refused", c, err)
+	}
+	for i, c := range refused {
+		select {
+		case <-c.closed:
+		default:
+			t.Errorf("connection %d not closed", i)
+		}
+	}
+	if d := l.Denied(); d != 3 {
+		t.Errorf("Denied() = %d, want 3", d)
+	}
+	if n := strings.Count(logged.String(), "level=WARN"); n != 1 || !strings.Contains(logged.String(), "no buffer space") {
+		t.Errorf("%d warnings, want 1 naming the cause:\n%s", n, logged.String())
 	}
 }

@@ -177,12 +177,17 @@ func (p *Policy) remember(k peerKey, allowed bool) {
 	p.verdicts[k] = verdict{allowed: allowed, at: time.Now()}
 }
 
-// uplink returns the default route's interfaces, re-read at most every uplinkCacheTTL.
+// uplink returns the default route's interfaces, re-read at most every uplinkCacheTTL. While
+// there is no default route (the uplink is down, its interface still there) the last ones seen
+// stay the WAN: an outage must not open the page to the ISP's side.
 func (p *Policy) uplink() uplinkSet {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cached == nil || time.Since(p.cachedAt) > uplinkCacheTTL {
 		u := p.uplinks()
+		if len(u.names) == 0 && p.cached != nil {
+			u = *p.cached
+		}
 		p.cached, p.cachedAt = &u, time.Now()
 	}
 	return *p.cached

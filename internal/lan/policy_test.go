@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 func tcp(s string) net.Addr { return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
@@ -223,5 +224,31 @@ func TestSystemUplinksExcludeLoopback(t *testing.T) {
 	}
 	if len(u.indexes) > len(u.names) {
 		t.Errorf("indexes %v for names %v", u.indexes, u.names)
+	}
+}
+
+// When the default route goes (the WAN link drops, its interface stays), its interface is still
+// the WAN; when a default route appears elsewhere, that one is.
+func TestPolicyKeepsTheWANThroughAnOutage(t *testing.T) {
+	p := gatewayPolicy(t, nil)
+	tables := []uplinkSet{gateway.uplink, {}, {names: []string{"br-lan"}, indexes: []int{3}}}
+	wanPeer, lanPeer, local := tcp("192.168.100.1:5000"), tcp("192.168.1.50:5000"), tcp("192.168.1.1:1025")
+	steps := []struct {
+		name             string
+		wantWAN, wantLAN bool
+	}{
+		{"default route on wan0", false, true},
+		{"no default route: wan0 stays the WAN", false, true},
+		{"default route moved to br-lan", true, false},
+	}
+	for i, st := range steps {
+		p.uplinks = func() uplinkSet { return tables[i] }
+		p.cachedAt, p.verdicts = time.Time{}, nil // as if uplinkCacheTTL had passed
+		if got := p.Allowed(wanPeer, local); got != st.wantWAN {
+			t.Errorf("%s: WAN-side peer allowed = %v, want %v", st.name, got, st.wantWAN)
+		}
+		if got := p.Allowed(lanPeer, local); got != st.wantLAN {
+			t.Errorf("%s: LAN-side peer allowed = %v, want %v", st.name, got, st.wantLAN)
+		}
 	}
 }
