@@ -15,41 +15,17 @@ import (
 	"github.com/camgate/camgate/internal/netnstest"
 )
 
-// Issue 13 acceptance 7: a gateway "gw" with a WAN link holding the default route (10.0.0.2/24,
+// Issue 13 acceptance 7: a gateway with a WAN link holding the default route (10.0.0.2/24,
 // toward "isp" at 10.0.0.1: an ISP that hands out private addresses) and a LAN link (10.1.0.1/24,
-// toward "home" at 10.1.0.2). A real `camgate run` in gw serves the page and SMTP on every
+// toward "home" at 10.1.0.2), as netnstest.HomeGateway draws it. A real `camgate run` in gw serves the page and SMTP on every
 // address. From isp, whatever address it asks for (the LAN's, the WAN's) and whatever its source
 // (private v4, link-local or ULA v6), the connection is accepted by the kernel and closed by
 // camgate without a byte. From home both are served. Every link is a veth between namespaces
 // made by the test: nothing reaches a real interface.
 func TestLANOnlyByIncomingInterface(t *testing.T) {
 	netnstest.Run(t, nil, func(t *testing.T) {
-		isp := netnstest.NewPeer(t, "isp")
-		home := netnstest.NewPeer(t, "home")
-		netnstest.Link(t, "wan", isp, "isp0")
-		netnstest.Link(t, "lan", home, "home0")
-		netnstest.IPScript(t, `addr add 10.0.0.2/24 dev wan
-			addr add fe80::2/64 dev wan nodad
-			addr add 10.1.0.1/24 dev lan
-			addr add fe80::1/64 dev lan nodad
-			addr add fd00:1::1/64 dev lan nodad
-			addr add 2001:db8:1::1/64 dev lan nodad
-			link set wan up
-			link set lan up
-			route add default via 10.0.0.1 dev wan
-			route add ::/0 via fe80::1 dev wan`)
-		isp.IPScript(t, `addr add 10.0.0.1/24 dev isp0
-			addr add fe80::1/64 dev isp0 nodad
-			addr add fd99::1/64 dev isp0 nodad
-			link set isp0 up
-			route add 10.1.0.0/24 via 10.0.0.2
-			route add fd00:1::/64 via fe80::2 dev isp0
-			route add 2001:db8:1::/64 via fe80::2 dev isp0`)
-		home.IPScript(t, `addr add 10.1.0.2/24 dev home0
-			addr add fe80::b/64 dev home0 nodad
-			addr add fd00:1::2/64 dev home0 nodad
-			link set home0 up
-			route add default via 10.1.0.1`)
+		g := netnstest.NewHomeGateway(t)
+		isp, home := g.ISP, g.Home
 
 		// The defaults of SPEC §2: the page on :8080, SMTP on :1025, every address, allow: [].
 		dir := t.TempDir()

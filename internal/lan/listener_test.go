@@ -30,23 +30,7 @@ func TestListenerClosesDeniedWithoutAByte(t *testing.T) {
 				t.Fatal(err)
 			}
 			p.uplinks = func() uplinkSet { return uplinkSet{} }
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			l, err := Listen(ctx, "tcp", "127.0.0.1:0", p, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
-			go func() {
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					_, _ = c.Write([]byte("220 hello\r\n")) // the dialer's read shows whether it came
-					c.Close()
-				}
-			}()
+			l := listenAndGreet(t, "127.0.0.1:0", p)
 
 			c, err := net.Dial("tcp", l.Addr().String())
 			if err != nil {
@@ -135,4 +119,28 @@ func TestListenerFailsClosedAndLogsOnce(t *testing.T) {
 	if n := strings.Count(logged.String(), "level=WARN"); n != 1 || !strings.Contains(logged.String(), "no buffer space") {
 		t.Errorf("%d warnings, want 1 naming the cause:\n%s", n, logged.String())
 	}
+}
+
+// listenAndGreet listens on addr under p and greets every connection it lets through (then
+// closes it), so that a client's read shows whether it was served.
+func listenAndGreet(t *testing.T, addr string, p *Policy) *Listener {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l, err := Listen(ctx, "tcp", addr, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("220 hello\r\n"))
+			c.Close()
+		}
+	}()
+	return l
 }

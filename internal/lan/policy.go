@@ -196,11 +196,11 @@ func (p *Policy) uplink() uplinkSet {
 // systemUplinks reads the default-route interfaces from /proc (IPv4 and IPv6).
 func systemUplinks() uplinkSet {
 	var u uplinkSet
-	if f, err := os.Open("/proc/net/route"); err == nil {
+	if f, err := openProcNet("route"); err == nil {
 		u.names = append(u.names, defaultRouteInterfaces4(f)...)
 		f.Close()
 	}
-	if f, err := os.Open("/proc/net/ipv6_route"); err == nil {
+	if f, err := openProcNet("ipv6_route"); err == nil {
 		for _, name := range defaultRouteInterfaces6(f) {
 			u.names = appendUnique(u.names, name)
 		}
@@ -212,6 +212,17 @@ func systemUplinks() uplinkSet {
 		}
 	}
 	return u
+}
+
+// openProcNet opens a file of /proc/net as the calling thread sees it. /proc/net is the main
+// thread's view, which differs from ours when the main thread has entered another network
+// namespace (setns is per thread); kernels before 3.17 have no /proc/thread-self.
+func openProcNet(name string) (*os.File, error) {
+	f, err := os.Open("/proc/thread-self/net/" + name)
+	if err != nil {
+		return os.Open("/proc/net/" + name)
+	}
+	return f, nil
 }
 
 // zoneOf returns the IPv6 zone (the interface, by name or index) of a link-local address.

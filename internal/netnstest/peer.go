@@ -162,3 +162,51 @@ func (p *Peer) dialHere(ctx context.Context, network, from, addr string) (net.Co
 }
 
 func (p *Peer) nsPath() string { return "/proc/" + strconv.Itoa(p.pid) + "/ns/net" }
+
+// HomeGateway is the network of a home gateway, built inside Run's namespace, which plays the
+// gateway:
+//
+//	isp  (isp0: 10.0.0.1/24, fe80::1, fd99::1/64)
+//	  |  an ISP that hands out private addresses; routes to the home's prefixes via the gateway
+//	wan  (10.0.0.2/24, fe80::2): holds the IPv4 and IPv6 default routes
+//	gateway
+//	lan  (10.1.0.1/24, fe80::1, fd00:1::1/64, 2001:db8:1::1/64)
+//	  |
+//	home (home0: 10.1.0.2/24, fe80::b, fd00:1::2/64; default route via the gateway)
+//
+// Every link is a veth between namespaces of the test's own; no real interface is involved.
+type HomeGateway struct {
+	ISP, Home *Peer
+}
+
+// NewHomeGateway builds the network HomeGateway describes.
+func NewHomeGateway(t *testing.T) *HomeGateway {
+	t.Helper()
+	g := &HomeGateway{ISP: NewPeer(t, "isp"), Home: NewPeer(t, "home")}
+	Link(t, "wan", g.ISP, "isp0")
+	Link(t, "lan", g.Home, "home0")
+	// ip -batch infers the family from the addresses.
+	IPScript(t, `addr add 10.0.0.2/24 dev wan
+		addr add fe80::2/64 dev wan nodad
+		addr add 10.1.0.1/24 dev lan
+		addr add fe80::1/64 dev lan nodad
+		addr add fd00:1::1/64 dev lan nodad
+		addr add 2001:db8:1::1/64 dev lan nodad
+		link set wan up
+		link set lan up
+		route add default via 10.0.0.1 dev wan
+		route add ::/0 via fe80::1 dev wan`)
+	g.ISP.IPScript(t, `addr add 10.0.0.1/24 dev isp0
+		addr add fe80::1/64 dev isp0 nodad
+		addr add fd99::1/64 dev isp0 nodad
+		link set isp0 up
+		route add 10.1.0.0/24 via 10.0.0.2
+		route add fd00:1::/64 via fe80::2 dev isp0
+		route add 2001:db8:1::/64 via fe80::2 dev isp0`)
+	g.Home.IPScript(t, `addr add 10.1.0.2/24 dev home0
+		addr add fe80::b/64 dev home0 nodad
+		addr add fd00:1::2/64 dev home0 nodad
+		link set home0 up
+		route add default via 10.1.0.1`)
+	return g
+}
