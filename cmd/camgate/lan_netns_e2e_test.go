@@ -61,6 +61,7 @@ func TestLANOnlyByIncomingInterface(t *testing.T) {
 			{"WAN link-local to the WAN link-local", isp, "fe80::1%isp0", "fe80::2%isp0", page, false},
 			{"WAN ULA source to the LAN's ULA", isp, "fd99::1", "fd00:1::1", page, false},
 		}
+		refusedPage := 0
 		for _, tt := range tests {
 			t.Run(tt.service+": "+tt.name, func(t *testing.T) {
 				got := exchange(t, tt.from, tt.src, tt.addr, tt.service == page)
@@ -73,6 +74,23 @@ func TestLANOnlyByIncomingInterface(t *testing.T) {
 					t.Errorf("refused connection got %d bytes back: %q", len(got), got)
 				}
 			})
+			if !tt.wantServed && tt.service == page {
+				refusedPage++
+			}
+		}
+
+		// Counted, as SPEC §8 says; the page's owner reads it from the gateway itself (logged in,
+		// in case /metrics ever needs a session).
+		owner := loginPage(t, "http://127.0.0.1:8080", dir)
+		resp, err := owner.c.Get(owner.base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := fmt.Sprintf("camgate_web_denied_connections_total %d\n", refusedPage)
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, body)
 		}
 	})
 }
