@@ -17,11 +17,12 @@ import (
 
 // Issue 13 acceptance 7: a gateway with a WAN link holding the default route (10.0.0.2/24,
 // toward "isp" at 10.0.0.1: an ISP that hands out private addresses) and a LAN link (10.1.0.1/24,
-// toward "home" at 10.1.0.2), as netnstest.HomeGateway draws it. A real `camgate run` in gw serves the page and SMTP on every
-// address. From isp, whatever address it asks for (the LAN's, the WAN's) and whatever its source
-// (private v4, link-local or ULA v6), the connection is accepted by the kernel and closed by
-// camgate without a byte. From home both are served. Every link is a veth between namespaces
-// made by the test: nothing reaches a real interface.
+// toward "home" at 10.1.0.2), as netnstest.HomeGateway draws it. A real `camgate run` on the
+// gateway serves the page and SMTP on every address. From isp, whatever address it asks for (the
+// LAN's, the WAN's) and whatever its source (private v4, link-local or ULA v6), the connection is
+// accepted by the kernel and closed by camgate without a byte, and counted. From home both are
+// served. Every link is a veth between namespaces made by the test: nothing reaches a real
+// interface.
 func TestLANOnlyByIncomingInterface(t *testing.T) {
 	netnstest.Run(t, nil, func(t *testing.T) {
 		g := netnstest.NewHomeGateway(t)
