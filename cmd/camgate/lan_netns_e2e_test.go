@@ -62,7 +62,7 @@ func TestLANOnlyByIncomingInterface(t *testing.T) {
 			{"WAN link-local to the WAN link-local", isp, "fe80::1%isp0", "fe80::2%isp0", page, false},
 			{"WAN ULA source to the LAN's ULA", isp, "fd99::1", "fd00:1::1", page, false},
 		}
-		refusedPage := 0
+		refused := map[string]int{}
 		for _, tt := range tests {
 			t.Run(tt.service+": "+tt.name, func(t *testing.T) {
 				got := exchange(t, tt.from, tt.src, tt.addr, tt.service == page)
@@ -75,8 +75,8 @@ func TestLANOnlyByIncomingInterface(t *testing.T) {
 					t.Errorf("refused connection got %d bytes back: %q", len(got), got)
 				}
 			})
-			if !tt.wantServed && tt.service == page {
-				refusedPage++
+			if !tt.wantServed {
+				refused[tt.service]++
 			}
 		}
 
@@ -89,9 +89,13 @@ func TestLANOnlyByIncomingInterface(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		want := fmt.Sprintf("camgate_web_denied_connections_total %d\n", refusedPage)
-		if !strings.Contains(string(body), want) {
-			t.Errorf("/metrics lacks %q:\n%s", want, body)
+		for _, want := range []string{
+			fmt.Sprintf("camgate_web_denied_connections_total %d\n", refused[page]),
+			fmt.Sprintf("camgate_smtp_denied_connections_total %d\n", refused[smtp]),
+		} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("/metrics lacks %q:\n%s", want, body)
+			}
 		}
 	})
 }
