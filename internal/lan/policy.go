@@ -57,6 +57,9 @@ type Policy struct {
 type uplinkSet struct {
 	names   []string
 	indexes []int
+	// unknown names an interface of the routing table whose index could not be read: then no
+	// route can be told apart from it, and connections are refused until it can.
+	unknown string
 }
 
 func (u uplinkSet) hasName(name string) bool { return slices.Contains(u.names, name) }
@@ -146,7 +149,11 @@ func (p *Policy) check(remote, local net.Addr) (bool, error) {
 	case err != nil:
 		return false, fmt.Errorf("lan: finding the interface of %v: %w", ra, err)
 	}
-	allowed := !p.uplink().hasIndex(oif)
+	up := p.uplink()
+	if up.unknown != "" {
+		return false, fmt.Errorf("lan: the default route's interface %s has no index", up.unknown)
+	}
+	allowed := !up.hasIndex(oif)
 	p.remember(key, allowed)
 	return allowed, nil
 }
@@ -207,9 +214,12 @@ func systemUplinks() uplinkSet {
 		f.Close()
 	}
 	for _, name := range u.names {
-		if ifi, err := net.InterfaceByName(name); err == nil {
-			u.indexes = append(u.indexes, ifi.Index)
+		ifi, err := net.InterfaceByName(name)
+		if err != nil {
+			u.unknown = name // gone between the two reads, or unreadable: fail closed
+			continue
 		}
+		u.indexes = append(u.indexes, ifi.Index)
 	}
 	return u
 }

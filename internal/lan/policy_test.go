@@ -125,11 +125,15 @@ func TestPolicyRouteLookupFailures(t *testing.T) {
 	}{
 		{"lookup failed: fail closed", errors.New("netlink: no buffer space"), false, true},
 		{"no route lookup on this platform", errNoRouteLookup, true, false},
+		{"the default route's interface has no index", nil, false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := gatewayPolicy(t, nil)
-			p.routeOut = func(netip.Addr, netip.Addr) (int, error) { return 0, tt.err }
+			p.routeOut = func(netip.Addr, netip.Addr) (int, error) { return 3, tt.err }
+			if tt.err == nil {
+				p.uplinks = func() uplinkSet { return uplinkSet{names: []string{"wan0"}, unknown: "wan0"} }
+			}
 			got, err := p.check(tcp("192.168.1.50:5000"), tcp("192.168.1.1:1025"))
 			if got != tt.want || (err != nil) != tt.wantErr {
 				t.Errorf("check = %v, %v; want %v, error %v", got, err, tt.want, tt.wantErr)
@@ -222,8 +226,8 @@ func TestSystemUplinksExcludeLoopback(t *testing.T) {
 	if u.hasName("lo") {
 		t.Errorf("loopback reported as an uplink: %v", u.names)
 	}
-	if len(u.indexes) > len(u.names) {
-		t.Errorf("indexes %v for names %v", u.indexes, u.names)
+	if len(u.indexes) != len(u.names) || u.unknown != "" {
+		t.Errorf("indexes %v for names %v (unknown %q)", u.indexes, u.names, u.unknown)
 	}
 }
 
