@@ -65,3 +65,41 @@ func FuzzSMTPSession(f *testing.F) {
 		}
 	})
 }
+
+// FuzzHeaderMeter: the meter's verdict on a mail does not depend on how the reads cut it, it
+// never lets a header block past its bounds, and what it passes is the input unchanged.
+func FuzzHeaderMeter(f *testing.F) {
+	f.Add([]byte("Subject: x\r\n\r\n--b\r\nA: 1\r\n\r\nbody\r\n--b--\r\n"), uint8(1))
+	f.Add([]byte("X:\r\n"+strings.Repeat("Y:\n", maxHeaderLines+1)+"\r\n"), uint8(7))
+	f.Add([]byte("\r\n--\r\n"+strings.Repeat("z", maxHeaderBytes+1)), uint8(200))
+	f.Fuzz(func(t *testing.T, data []byte, step uint8) {
+		whole := newHeaderMeter(bytes.NewReader(data), nil)
+		wholeOut, wholeErr := io.ReadAll(whole)
+		cut := newHeaderMeter(&stepReader{data: data, step: max(int(step), 1)}, nil)
+		cutOut, cutErr := io.ReadAll(cut)
+		if (wholeErr == nil) != (cutErr == nil) || !bytes.Equal(wholeOut, cutOut) {
+			t.Fatalf("whole: %d bytes, %v; cut every %d: %d bytes, %v", len(wholeOut), wholeErr, step, len(cutOut), cutErr)
+		}
+		if !bytes.HasPrefix(data, wholeOut) {
+			t.Fatal("the meter changed what it passed")
+		}
+		if whole.blockBytes > maxHeaderBytes+1 || whole.blockLines > maxHeaderLines+1 {
+			t.Fatalf("a header block of %d bytes, %d lines passed", whole.blockBytes, whole.blockLines)
+		}
+	})
+}
+
+// stepReader hands out data step bytes at a time.
+type stepReader struct {
+	data []byte
+	step int
+}
+
+func (r *stepReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), r.step)], r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
