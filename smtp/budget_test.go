@@ -243,7 +243,7 @@ func TestOverBudgetRefusesCleanly(t *testing.T) {
 	})
 
 	t.Run("mail gets 452", func(t *testing.T) {
-		srv, replied, release := serverWithMailInHandler(t, oneMail + sessionCost)
+		srv, replied, release := serverWithMailInHandler(t, oneMail+sessionCost)
 
 		second, secondR, err := startMail(srv.Addr().String())
 		if err != nil {

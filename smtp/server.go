@@ -77,6 +77,9 @@ type Stats struct {
 	TooLarge     uint64 // mails refused with 552
 	Deferred     uint64 // mails the Handler could not store, answered 451
 	AuthFailures uint64
+	// AuthThrottled counts AUTH attempts refused (454) unexamined: their address had too many
+	// recent failures.
+	AuthThrottled uint64
 	// OverBudget counts connections refused (421) and mails refused (452) because the memory
 	// budget was spent even after evicting stale sessions; SnapshotsDropped, snapshots not kept
 	// for it; MemoryInUse is the budget's bytes held now.
@@ -97,9 +100,10 @@ type Server struct {
 	handlerCtx context.Context // set by Run before any session starts
 	inData     sync.WaitGroup
 	budget     *memBudget
+	throttle   *authThrottle
 
 	accepted, evicted, mails, tooLarge, deferred, authFailures atomic.Uint64
-	overBudget, snapshotsDropped                               atomic.Uint64
+	overBudget, snapshotsDropped, authThrottled                atomic.Uint64
 }
 
 // NewServer checks cfg and fills in its defaults. It does not listen yet.
@@ -153,6 +157,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		log:      log.With("component", "smtp"),
 		sessions: make(map[*sessionConn]struct{}),
 		budget:   &memBudget{max: cfg.MemoryBudget},
+		throttle: newAuthThrottle(time.Now),
 	}, nil
 }
 
@@ -241,6 +246,8 @@ func (s *Server) Stats() Stats {
 		TooLarge:     s.tooLarge.Load(),
 		Deferred:     s.deferred.Load(),
 		AuthFailures: s.authFailures.Load(),
+
+		AuthThrottled: s.authThrottled.Load(),
 
 		OverBudget:       s.overBudget.Load(),
 		SnapshotsDropped: s.snapshotsDropped.Load(),
@@ -358,6 +365,10 @@ var _ gosmtp.AuthSession = (*session)(nil)
 func (s *session) AuthMechanisms() []string { return []string{sasl.Plain, loginMechanism} }
 
 func (s *session) Auth(mech string) (sasl.Server, error) {
+	if !s.srv.throttle.allowed(s.remote) {
+		s.srv.authThrottled.Add(1)
+		return nil, errAuthThrottled
+	}
 	switch mech {
 	case sasl.Plain:
 		return sasl.NewPlainServer(func(identity, username, password string) error {
@@ -378,8 +389,22 @@ func (s *session) login(username, password string) error {
 		s.authed = true
 		return nil
 	}
+	if !s.srv.throttle.allowed(s.remote) { // another session of the same address failed meanwhile
+		s.srv.authThrottled.Add(1)
+		return errAuthThrottled
+	}
 	s.srv.authFailures.Add(1)
-	s.srv.log.Warn("SMTP authentication failed", "remote", s.remote.String(), "username", username)
+	// One line when an address starts failing and one when it is throttled: a camera with a
+	// wrong password shows in the log, a guesser does not fill it.
+	switch n := s.srv.throttle.failed(s.remote); n {
+	case 1:
+		s.srv.log.Warn("SMTP authentication failed", "remote", s.remote.String(), "username", username)
+	case authFailuresAllowed:
+		s.srv.log.Warn("SMTP authentication failing repeatedly: address throttled", "remote", s.remote.String(),
+			"failures", n, "window", authWindow)
+	default:
+		s.srv.log.Debug("SMTP authentication failed", "remote", s.remote.String(), "failures", n)
+	}
 	return gosmtp.ErrAuthFailed
 }
 
