@@ -54,6 +54,7 @@ type Agent struct {
 
 	webAddr    atomic.Pointer[string]           // where the pairing page listens, once it does
 	smtpAddr   atomic.Pointer[net.Addr]         // where the SMTP alarm server listens, once it does
+	smtpLogin  atomic.Pointer[smtpLogin]        // what cameras log in to it with, once it listens
 	discoverer atomic.Pointer[onvif.Discoverer] // nil when discovery.onvif is off
 }
 

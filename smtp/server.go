@@ -38,6 +38,10 @@ type Config struct {
 	// Username, when set, makes AUTH (PLAIN or LOGIN) required before MAIL. When empty, AUTH is
 	// still offered and any credentials pass: many cameras cannot send without logging in.
 	Username, Password string
+	// AuthOptional lets a client send without AUTH although Username is set: a login that is
+	// tried must still be right (535 otherwise), and only a mail that logged in comes with
+	// Alarm.Authenticated. It serves a gateway-generated password that cameras may not know yet.
+	AuthOptional bool
 
 	MaxMessageBytes int64 // larger mails are refused with 552
 	// MaxSessions bounds concurrent sessions. When full, a new connection evicts the session that
@@ -213,7 +217,8 @@ func (s *Server) Run(ctx context.Context) error {
 
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(&sessionListener{Listener: s.ln, srv: s}) }()
-	s.log.Info("SMTP alarm server listening", "addr", s.ln.Addr().String(), "auth_required", s.cfg.Username != "")
+	s.log.Info("SMTP alarm server listening", "addr", s.ln.Addr().String(),
+		"auth_required", s.cfg.Username != "" && !s.cfg.AuthOptional)
 
 	select {
 	case <-ctx.Done():
@@ -408,7 +413,9 @@ func (s *session) login(username, password string) error {
 	return gosmtp.ErrAuthFailed
 }
 
-func (s *session) authRequired() bool { return s.srv.cfg.Username != "" && !s.authed }
+func (s *session) authRequired() bool {
+	return s.srv.cfg.Username != "" && !s.srv.cfg.AuthOptional && !s.authed
+}
 
 func (s *session) Mail(from string, _ *gosmtp.MailOptions) error {
 	if s.authRequired() {
