@@ -319,3 +319,27 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A server stopped right after it started returns: go-smtp's Close misses a listener that its
+// Serve had not registered yet, so Run closes its own (an agent stopped at once hung on it).
+func TestRunStopsRightAfterStart(t *testing.T) {
+	for range 50 {
+		srv, err := NewServer(Config{Addr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+			func(context.Context, Alarm) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- srv.Run(ctx) }()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("Run did not return after its context ended")
+		}
+	}
+}

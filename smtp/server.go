@@ -222,14 +222,31 @@ func (s *Server) Run(ctx context.Context) error {
 
 	select {
 	case <-ctx.Done():
-		gs.Close()
+		s.stop(gs)
 		<-served
 		s.inData.Wait()
 		return nil
 	case err := <-served:
-		gs.Close()
+		s.stop(gs)
 		s.inData.Wait()
 		return fmt.Errorf("smtp: serve: %w", err)
+	}
+}
+
+// stop closes go-smtp, the listener and every session. go-smtp alone is not enough: its Close
+// closes only the listeners its Serve has registered, and a Serve goroutine that starts after
+// Close would accept forever (seen when a daemon stops right after it started).
+func (s *Server) stop(gs *gosmtp.Server) {
+	_ = gs.Close()
+	_ = s.ln.Close()
+	s.mu.Lock()
+	open := make([]*sessionConn, 0, len(s.sessions))
+	for sc := range s.sessions {
+		open = append(open, sc)
+	}
+	s.mu.Unlock()
+	for _, sc := range open {
+		_ = sc.Close()
 	}
 }
 
