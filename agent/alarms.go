@@ -101,6 +101,7 @@ func (a *Agent) startSMTP(ctx context.Context, cfg *Config, wg *sync.WaitGroup) 
 		a.smtpAddr.Store(&addr)
 	}
 	a.smtpLogin.Store(&login)
+	a.smtpServer.Store(srv)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
