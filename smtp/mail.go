@@ -188,7 +188,7 @@ func (p *mailParser) walk(e *message.Entity, depth int) error {
 		}
 		for p.parts < maxParts {
 			part, err := mr.NextPart()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			if part == nil {
@@ -219,7 +219,7 @@ func (p *mailParser) readBinary(body io.Reader) error {
 	var magic [3]byte
 	n, err := io.ReadFull(body, magic[:])
 	if n < 3 || magic != [3]byte{0xFF, 0xD8, 0xFF} {
-		if err == io.ErrUnexpectedEOF || err == io.EOF {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			return nil
 		}
 		return err

@@ -223,7 +223,9 @@ func (s *Server) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		s.stop(gs)
-		<-served
+		if err := <-served; err != nil {
+			s.log.Debug("SMTP server stopped", "err", err)
+		}
 		s.inData.Wait()
 		return nil
 	case err := <-served:
