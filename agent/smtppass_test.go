@@ -114,3 +114,16 @@ func TestGeneratedSMTPPassword(t *testing.T) {
 		t.Fatalf("the generated password against a configured login: want 535, got %v\n%s", err, out)
 	}
 }
+
+// The SMTP server checks the login it started with: a reload that changes smtp.username or
+// password says it waits for the next start instead of seeming to take it.
+func TestReloadOfSMTPLoginWarns(t *testing.T) {
+	smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	d := startDaemon(t, smtpDaemonConfig("", smtpAddr, "", "http://127.0.0.1:9/events"))
+	d.writeConfig(t, smtpDaemonConfig(d.dir, smtpAddr, ", username: alarm, password: 'mail-secret'",
+		"http://127.0.0.1:9/events"))
+	d.reload <- struct{}{}
+	waitFor(t, 15*time.Second, "the reload's warning", func() bool {
+		return strings.Contains(d.logs.String(), `key=smtp.username/password`)
+	})
+}

@@ -36,8 +36,9 @@ type Alarm struct {
 	Recipients []string   // local parts of RCPT TO (e.g. "cam-001122334455"), as sent
 	From       string     // MAIL FROM address; the header From address when MAIL FROM was empty
 	RemoteIP   netip.Addr // the client that delivered the mail
-	// Authenticated is true when the session passed AUTH against the configured
-	// smtp.username/password (never when no username is set and any login is taken).
+	// Authenticated is true when the session passed AUTH against Config.Username/Password (the
+	// configured smtp login or the gateway's generated one); never when no username is set and
+	// any login is taken.
 	Authenticated bool
 	Subject       string    // decoded (RFC 2047, any charset), valid UTF-8
 	Motion        bool      // subject or body names motion, alarm or detection
