@@ -47,7 +47,7 @@ func TestGeneratedSMTPPassword(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go sink.Run(ctx)
+	go func() { _ = sink.Run(ctx) }()
 	smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	host, port, _ := strings.Cut(smtpAddr, ":")
 	mail := func(from string, auth ...string) (string, error) {
