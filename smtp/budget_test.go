@@ -343,3 +343,39 @@ func TestRunStopsRightAfterStart(t *testing.T) {
 		}
 	}
 }
+
+// Mail content counts as progress, every progressBytes: a camera uploading its snapshot is
+// fresher than a session that only said EHLO after the camera's DATA, so it is not the one
+// closed to make room.
+func TestUploadCountsAsProgress(t *testing.T) {
+	srv := runServer(t, Config{}, func(context.Context, Alarm) error { return nil })
+	camera, _, err := startMail(srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer camera.Close()
+	time.Sleep(20 * time.Millisecond)
+	idle := dial(t, srv.Addr().String())
+	idle.cmd("EHLO idle", "250")
+	progressOf := func(local net.Addr) int64 {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		for sc := range srv.sessions {
+			if sc.RemoteAddr().String() == local.String() {
+				return sc.progress.Load()
+			}
+		}
+		t.Fatalf("no session for %s", local)
+		return 0
+	}
+	if progressOf(camera.LocalAddr()) >= progressOf(idle.conn.LocalAddr()) {
+		t.Fatal("the camera's session is fresher before it sent anything")
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := writeJPEGMail(camera, 4*progressBytes); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the upload counted as progress", func() bool {
+		return progressOf(camera.LocalAddr()) > progressOf(idle.conn.LocalAddr())
+	})
+}

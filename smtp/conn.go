@@ -49,6 +49,7 @@ type sessionConn struct {
 	inData     bool
 	dataState  int
 	chunkLeft  int64 // BDAT bytes still to pass
+	content    int   // mail content bytes since the last progress mark
 	lineLen    int
 	lineHead   []byte
 	errReplies int
@@ -96,12 +97,14 @@ func (c *sessionConn) scan(b []byte) error {
 			k := min(int64(len(b)), c.chunkLeft)
 			c.chunkLeft -= k
 			b = b[k:]
+			c.addContent(int(k))
 			if c.chunkLeft == 0 {
 				c.markProgress()
 			}
 		case c.inData:
 			ch := b[0]
 			b = b[1:]
+			c.addContent(1)
 			switch c.dataState {
 			case dataBeginLine:
 				switch ch {
@@ -244,7 +247,21 @@ func (c *sessionConn) SetWriteDeadline(t time.Time) error {
 	return c.Conn.SetWriteDeadline(clamp(t, c.end.Add(writeGrace)))
 }
 
-func (c *sessionConn) markProgress() { c.progress.Store(time.Now().UnixNano()) }
+func (c *sessionConn) markProgress() {
+	c.content = 0
+	c.progress.Store(time.Now().UnixNano())
+}
+
+// progressBytes of mail content count as progress, like a completed command: a camera
+// uploading its snapshot stays fresher than sessions that trickle or stall, and is not the one
+// closed to make room, while a trickler at a byte a second needs most of a day for one mark.
+const progressBytes = 64 << 10
+
+func (c *sessionConn) addContent(n int) {
+	if c.content += n; c.content >= progressBytes {
+		c.markProgress()
+	}
+}
 
 // reserve charges n bytes to the server's memory budget for this session; it fails when the
 // budget is spent or the session is closed.
