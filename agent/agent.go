@@ -56,8 +56,8 @@ type Agent struct {
 	webAddr    atomic.Pointer[string]           // where the pairing page listens, once it does
 	smtpAddr   atomic.Pointer[net.Addr]         // where the SMTP alarm server listens, once it does
 	smtpLogin  atomic.Pointer[smtpLogin]        // what cameras log in to it with, once it listens
-	smtpServer atomic.Pointer[smtp.Server]      // its counters for /metrics, once it listens
 	discoverer atomic.Pointer[onvif.Discoverer] // nil when discovery.onvif is off
+	smtpServer atomic.Pointer[smtp.Server]      // the alarm mail server once it listens, for /metrics
 }
 
 // New checks nothing beyond what LoadConfig already validated; all I/O happens in Run.

@@ -49,6 +49,8 @@ func (a *Agent) writePrometheus(w io.Writer, perCamera bool) {
 		metrics.WriteCounterUint64(w, "camgate_smtp_auth_throttled_total", st.AuthThrottled)
 		metrics.WriteCounterUint64(w, "camgate_smtp_over_budget_total", st.OverBudget)
 		metrics.WriteCounterUint64(w, "camgate_smtp_evicted_total", st.Evicted)
+		// Connections the LAN policy closed before the banner (SPEC §8: "closed ... and counted").
+		metrics.WriteCounterUint64(w, "camgate_smtp_denied_connections_total", st.Denied)
 	}
 	if a.db != nil {
 		st := a.db.Outbox().Stats()
