@@ -55,6 +55,7 @@ type Agent struct {
 
 	webAddr    atomic.Pointer[string]           // where the pairing page listens, once it does
 	smtpAddr   atomic.Pointer[net.Addr]         // where the SMTP alarm server listens, once it does
+	smtpLogin  atomic.Pointer[smtpLogin]        // what cameras log in to it with, once it listens
 	discoverer atomic.Pointer[onvif.Discoverer] // nil when discovery.onvif is off
 	smtpServer atomic.Pointer[smtp.Server]      // the alarm mail server once it listens, for /metrics
 }

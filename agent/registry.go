@@ -159,6 +159,7 @@ func (q reloadRequest) serve(r *registry) result {
 		"gateway_id": old.GatewayID == l.GatewayID, "data_dir": old.DataDir == l.DataDir,
 		"web.listen": old.Web.Listen == l.Web.Listen, "smtp.listen": old.SMTP.Listen == l.SMTP.Listen,
 		"outbox.max_bytes": old.Outbox.MaxBytes == l.Outbox.MaxBytes, "motion.hold": old.Motion.Hold == l.Motion.Hold,
+		"smtp.username/password": old.SMTP.Username == l.SMTP.Username && old.SMTP.Password == l.SMTP.Password,
 	} {
 		if !same {
 			r.a.log.Warn("reload: this key takes effect at the next restart", "key", key)

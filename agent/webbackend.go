@@ -100,6 +100,7 @@ func (b webBackend) Status(ctx context.Context) web.GatewayStatus {
 	}
 	ob := a.db.Outbox().Stats()
 	st.OutboxDepth, st.OutboxBytes, st.OutboxDrops = ob.Depth, ob.Bytes, ob.DroppedEvents+ob.DroppedTelemetry
+	st.SMTP = a.smtpLoginStatus()
 	return st
 }
 

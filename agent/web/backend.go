@@ -92,6 +92,17 @@ type GatewayStatus struct {
 	OutboxDepth int    `json:"outbox_depth"`
 	OutboxBytes int64  `json:"outbox_bytes"`
 	OutboxDrops uint64 `json:"outbox_drops"` // messages dropped because the queue was full, ever
+	// SMTP is the login cameras use for alarm mail; nil while the SMTP server is off.
+	SMTP *SMTPLogin `json:"smtp,omitempty"`
+}
+
+// SMTPLogin is what cameras log in to the SMTP alarm server with. The password is shown only
+// when the gateway generated it (the owner must copy it into the cameras); one the owner set in
+// the config stays write-only like every other secret.
+type SMTPLogin struct {
+	Username  string `json:"username"`
+	Password  string `json:"password,omitempty"`
+	Generated bool   `json:"generated"`
 }
 
 // CameraState says whether a camera was only discovered or has been added.
