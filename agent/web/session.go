@@ -20,12 +20,16 @@ const (
 	// goes first.
 	maxSessions = 64
 
-	// A client may fail loginFailures-1 times in loginWindow; the next attempt is refused
-	// without looking at the code. The same bound applies to all clients together, so that a
-	// device with many addresses (IPv6) cannot guess faster.
-	loginFailures = 10
-	loginWindow   = time.Minute
-	// maxLimitedClients bounds the per-client failure table.
+	// A client may get clientFailures wrong codes in loginWindow; its next attempt is refused
+	// without looking at the code. allFailures bounds all clients together: far above one
+	// client's share, so that one LAN device's guesses cannot lock the owner out (issue 13), yet
+	// a device with many addresses (IPv6, or many IPv4 addresses taken on the LAN) cannot guess
+	// faster than that either: 10^8 codes at 300 a minute take over a hundred days on average.
+	clientFailures = 9
+	allFailures    = 300
+	loginWindow    = time.Minute
+	// maxLimitedClients bounds the per-client failure table; a client that finds it full of
+	// live entries is held by the global bound alone.
 	maxLimitedClients = 1024
 )
 
@@ -144,15 +148,7 @@ func (l *loginLimiter) attempt(client netip.Addr, now time.Time) (ok bool, retry
 	k := clientKey(client)
 	l.all = recent(l.all, now)
 	c := recent(l.perClient[k], now)
-	wait := time.Duration(0)
-	for _, ts := range [][]time.Time{l.all, c} {
-		if len(ts) >= loginFailures-1 {
-			// Allowed again when enough failures have left the window.
-			w := ts[len(ts)-(loginFailures-1)].Add(loginWindow).Sub(now)
-			wait = max(wait, w)
-		}
-	}
-	if wait > 0 {
+	if wait := max(waitFor(l.all, allFailures, now), waitFor(c, clientFailures, now)); wait > 0 {
 		l.store(k, c)
 		return false, wait
 	}
@@ -189,6 +185,15 @@ func (l *loginLimiter) prune(now time.Time) {
 	for k, ts := range l.perClient {
 		l.store(k, recent(ts, now))
 	}
+}
+
+// waitFor returns how long until fewer than limit of the failures ts are inside the window, 0
+// when they already are.
+func waitFor(ts []time.Time, limit int, now time.Time) time.Duration {
+	if len(ts) < limit {
+		return 0
+	}
+	return ts[len(ts)-limit].Add(loginWindow).Sub(now)
 }
 
 // removeTime removes the last occurrence of at.
