@@ -282,6 +282,7 @@ func (c cameraView) live(a *Agent) CameraStatus {
 	}
 	if c.relay != nil {
 		s.Relay = c.relay.Stats()
+		s.Relay.LastError = withheldNote(s.Username, s.URL, c.onvif.stream, s.Relay.LastError)
 	}
 	return s
 }

@@ -26,6 +26,9 @@ type credTrap struct {
 	ln       net.Listener
 	secret   string
 	redirect string
+	// digest makes the 401 ask for Digest as well, the challenge a well-behaved client answers:
+	// any Authorization header it then gets is a credential sent to this host.
+	digest bool
 
 	mu                                 sync.Mutex
 	requests, auths, tokens, cleartext int
@@ -117,6 +120,9 @@ func (tr *credTrap) answer(first string, hdr textproto.MIMEHeader) string {
 		}
 	} else {
 		fmt.Fprintf(&b, "%s 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"trap\"\r\n", proto)
+		if tr.digest {
+			fmt.Fprintf(&b, "WWW-Authenticate: Digest realm=\"trap\", nonce=\"0123456789abcdef\"\r\n")
+		}
 	}
 	if cseq := hdr.Get("CSeq"); cseq != "" {
 		fmt.Fprintf(&b, "CSeq: %s\r\n", cseq)

@@ -243,10 +243,11 @@ func (r *registry) relayConfig(e *cameraEntry) (rtsp.RelayConfig, string) {
 		}
 		source = e.resolved.stream
 	}
+	user, pass := streamCredentials(c, source)
 	return rtsp.RelayConfig{
 		Source:    source,
-		Username:  c.Username,
-		Password:  c.Password,
+		Username:  user,
+		Password:  pass,
 		Transport: c.Transport,
 		Auth:      c.Auth,
 		Audio:     c.Audio,
