@@ -103,11 +103,38 @@ func (s *Server) sessionID(r *http.Request) string {
 	return c.Value
 }
 
+// setupCode returns the setup code now, or answers 500 when there is none: nobody logs in
+// then. A code other than the last one seen ends every session (a rotation), and says so once.
+func (s *Server) setupCode(w http.ResponseWriter) (string, codeTag, bool) {
+	code, err := s.cfg.Code()
+	if err == nil && normalizeCode(code) == "" {
+		err = errors.New("the setup code is empty")
+	}
+	if err != nil {
+		msg := err.Error()
+		if prev := s.codeErr.Swap(&msg); prev == nil || *prev != msg {
+			s.log.Error("pairing page: no setup code, nobody can log in: `camgate pair-code` makes one", "err", err)
+		}
+		writeCoded(w, http.StatusInternalServerError, CodeInternal, "the setup code cannot be read: see the gateway's log")
+		return "", codeTag{}, false
+	}
+	s.codeErr.Store(nil)
+	tag := tagOf(code)
+	if s.sessions.rekey(tag) {
+		s.log.Info("pairing page: the setup code changed: every session ended")
+	}
+	return code, tag, true
+}
+
 // requireSession answers 401 without a live session and 403 for a state change whose
 // X-CSRF-Token does not match the session's.
 func (s *Server) requireSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		csrf, ok := s.sessions.lookup(s.sessionID(r), s.now())
+		_, tag, ok := s.setupCode(w)
+		if !ok {
+			return
+		}
+		csrf, ok := s.sessions.lookup(s.sessionID(r), s.now(), tag)
 		if !ok {
 			writeCoded(w, http.StatusUnauthorized, CodeLoginRequired, "log in with the setup code first")
 			return
@@ -141,7 +168,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.limiter.forgive(client, at) // no code was tried
 		return
 	}
-	if len(req.Code) > maxCodeLen || !codeMatches(req.Code, s.cfg.PairCode) {
+	want, tag, ok := s.setupCode(w)
+	if !ok {
+		s.limiter.forgive(client, at)
+		return
+	}
+	if len(req.Code) > maxCodeLen || !codeMatches(req.Code, want) {
 		s.loginFailed.Add(1)
 		s.log.Warn("pairing page: wrong setup code", "client", client.String())
 		writeCoded(w, http.StatusUnauthorized, CodeWrongSetupCode, "wrong setup code")
@@ -152,7 +184,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if old := s.sessionID(r); old != "" {
 		s.sessions.remove(old)
 	}
-	id, csrf := s.sessions.create(s.now())
+	id, csrf := s.sessions.create(s.now(), tag)
 	http.SetCookie(w, &http.Cookie{
 		Name:     sessionCookie,
 		Value:    id,
@@ -170,7 +202,11 @@ type sessionInfo struct {
 }
 
 func (s *Server) session(w http.ResponseWriter, r *http.Request) {
-	csrf, ok := s.sessions.lookup(s.sessionID(r), s.now())
+	_, tag, ok := s.setupCode(w)
+	if !ok {
+		return
+	}
+	csrf, ok := s.sessions.lookup(s.sessionID(r), s.now(), tag)
 	writeJSON(w, http.StatusOK, sessionInfo{LoggedIn: ok, CSRFToken: csrf})
 }
 

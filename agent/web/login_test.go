@@ -3,9 +3,13 @@ package web
 import (
 	"bytes"
 	"context"
+	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -90,4 +94,47 @@ func TestLoginLimiterTableIsBounded(t *testing.T) {
 	if n := len(l.perClient); n > maxLimitedClients {
 		t.Errorf("table holds %d, bound %d", n, maxLimitedClients)
 	}
+}
+
+// A new setup code (camgate pair-code --rotate) ends every session at the next request, the old
+// code no longer logs in and the new one does; without a readable code nobody logs in.
+func TestNewSetupCodeEndsEverySession(t *testing.T) {
+	var mu sync.Mutex
+	code, codeErr := testCode, error(nil)
+	s, err := NewServer(Config{Addr: "127.0.0.1:0", Backend: newFakeBackend(), Logger: slog.New(slog.DiscardHandler),
+		Code: func() (string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return code, codeErr
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := func(c string, e error) {
+		mu.Lock()
+		defer mu.Unlock()
+		code, codeErr = c, e
+	}
+	owner, other := newClient(t, s), newClient(t, s)
+	other.remote = "192.168.1.11:1000"
+	mustStatus(t, owner.login(testCode), http.StatusOK)
+	mustStatus(t, other.login(testCode), http.StatusOK)
+	mustStatus(t, owner.do("GET", "/api/status", nil), http.StatusOK)
+
+	const rotated = "8765-4321"
+	set(rotated, nil)
+	mustStatus(t, owner.do("GET", "/api/status", nil), http.StatusUnauthorized)
+	if w := other.do("GET", "/api/session", nil); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"logged_in":false`) {
+		t.Errorf("GET /api/session after the code changed: %d %s, want logged_in false", w.Code, w.Body.String())
+	}
+	if n := s.sessions.count(); n != 0 {
+		t.Errorf("%d sessions live after the code changed, want 0", n)
+	}
+	mustStatus(t, owner.login(testCode), http.StatusUnauthorized)
+	mustStatus(t, owner.login(rotated), http.StatusOK)
+	mustStatus(t, owner.do("GET", "/api/status", nil), http.StatusOK)
+
+	set("", errors.New("setup-code: no such file"))
+	mustStatus(t, owner.do("GET", "/api/status", nil), http.StatusInternalServerError)
+	mustStatus(t, other.login(rotated), http.StatusInternalServerError)
 }

@@ -43,8 +43,12 @@ const (
 type Config struct {
 	Addr     string   // web.listen, e.g. ":8080"
 	Allow    []string // web.allow: client CIDRs; empty = LAN only (see internal/lan)
-	PairCode string   // the setup code that logs in
-	Backend  Backend
+	PairCode string   // the setup code that logs in, when Code is nil
+	// Code, when set, returns the setup code now; it is asked at every login and session
+	// check, so it must be cheap. A different code than before ends every session (camgate
+	// pair-code --rotate); an error refuses logins and sessions until it reads again.
+	Code    func() (string, error)
+	Backend Backend
 	// Metrics writes Prometheus text for GET /metrics (e.g. metrics.WritePrometheus); nil
 	// serves only the page's own counters.
 	Metrics func(w io.Writer)
@@ -69,8 +73,9 @@ type Server struct {
 	pages    map[string][]byte // index.html rendered per language; read-only after NewServer
 	now      func() time.Time
 
-	loginFailed  atomic.Uint64 // wrong codes
-	loginRefused atomic.Uint64 // attempts refused by the rate limit
+	loginFailed  atomic.Uint64          // wrong codes
+	loginRefused atomic.Uint64          // attempts refused by the rate limit
+	codeErr      atomic.Pointer[string] // the last error reading the setup code, logged once
 
 	mu sync.Mutex
 	ln *lan.Listener
@@ -81,8 +86,12 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Backend == nil {
 		return nil, errors.New("web: no backend")
 	}
-	if normalizeCode(cfg.PairCode) == "" {
-		return nil, errors.New("web: empty setup code")
+	if cfg.Code == nil {
+		if normalizeCode(cfg.PairCode) == "" {
+			return nil, errors.New("web: empty setup code")
+		}
+		fixed := cfg.PairCode
+		cfg.Code = func() (string, error) { return fixed, nil }
 	}
 	policy, err := lan.NewPolicy(cfg.Allow)
 	if err != nil {

@@ -39,10 +39,17 @@ type session struct {
 	used    time.Time
 }
 
-// sessions is the server-side session table.
+// codeTag names a setup code without keeping it: sessions are valid for one code.
+type codeTag [sha256.Size]byte
+
+func tagOf(code string) codeTag { return sha256.Sum256([]byte(normalizeCode(code))) }
+
+// sessions is the server-side session table. Every session belongs to the setup code it was
+// created under; a new code ends them all.
 type sessions struct {
-	mu sync.Mutex
-	m  map[string]*session
+	mu   sync.Mutex
+	m    map[string]*session
+	code codeTag // the code the sessions in m were made with; zero before the first
 }
 
 func newSessions() *sessions { return &sessions{m: make(map[string]*session)} }
@@ -54,10 +61,29 @@ func randomToken() string {
 	return hex.EncodeToString(b[:])
 }
 
-// create starts a session and returns its id and CSRF token.
-func (s *sessions) create(now time.Time) (id, csrf string) {
+// rekey makes code the one sessions are valid for; ended reports that it replaced another
+// code, ending every session.
+func (s *sessions) rekey(code codeTag) (ended bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.rekeyLocked(code)
+}
+
+func (s *sessions) rekeyLocked(code codeTag) bool {
+	if code == s.code {
+		return false
+	}
+	ended := s.code != codeTag{}
+	s.code = code
+	clear(s.m)
+	return ended
+}
+
+// create starts a session under the setup code code and returns its id and CSRF token.
+func (s *sessions) create(now time.Time, code codeTag) (id, csrf string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rekeyLocked(code)
 	s.expire(now)
 	for len(s.m) >= maxSessions {
 		var oldest string
@@ -75,13 +101,16 @@ func (s *sessions) create(now time.Time) (id, csrf string) {
 }
 
 // lookup returns the session's CSRF token and marks it used; ok is false for an unknown or
-// expired id.
-func (s *sessions) lookup(id string, now time.Time) (csrf string, ok bool) {
+// expired id, and for every session when the setup code is no longer code.
+func (s *sessions) lookup(id string, now time.Time, code codeTag) (csrf string, ok bool) {
 	if id == "" {
 		return "", false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.rekeyLocked(code) {
+		return "", false
+	}
 	v, ok := s.m[id]
 	if !ok {
 		return "", false
