@@ -189,3 +189,24 @@ func (tr *rawTrap) seen() (conns, secrets int) {
 	defer tr.mu.Unlock()
 	return tr.conns, tr.secrets
 }
+
+// hangupPort is a loopback port that takes every connection and closes it at once, as a LAN
+// service that is not a camera might; it returns host:port.
+func hangupPort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
