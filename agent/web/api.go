@@ -36,7 +36,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	_, _ = w.Write(append(b, '\n')) // a write error is a client gone: nothing to tell it
 }
 
 // decodeJSON reads one JSON value of bounded size into v, refusing unknown fields and
@@ -216,10 +216,6 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *Server) backendCtx(r *http.Request) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(r.Context(), backendTimeout)
-}
-
 // backendError answers err from the Backend with a status that fits, never repeating a secret
 // the request carried.
 func (s *Server) backendError(w http.ResponseWriter, r *http.Request, err error, secrets ...string) {
@@ -260,7 +256,7 @@ func redact(msg string, secrets ...string) string {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := s.backendCtx(r)
+	ctx, cancel := context.WithTimeout(r.Context(), backendTimeout)
 	defer cancel()
 	st := s.cfg.Backend.Status(ctx)
 	if st.Version == "" {
@@ -270,7 +266,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) cameras(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := s.backendCtx(r)
+	ctx, cancel := context.WithTimeout(r.Context(), backendTimeout)
 	defer cancel()
 	cams := s.cfg.Backend.Cameras(ctx)
 	if cams == nil {
@@ -456,7 +452,7 @@ func (s *Server) addCamera(w http.ResponseWriter, r *http.Request) {
 		writeInvalid(w, err, secret, req.Password)
 		return
 	}
-	ctx, cancel := s.backendCtx(r)
+	ctx, cancel := context.WithTimeout(r.Context(), backendTimeout)
 	defer cancel()
 	cam, err := s.cfg.Backend.AddCamera(ctx, req)
 	if err != nil {
@@ -551,7 +547,7 @@ func (s *Server) updateCamera(w http.ResponseWriter, r *http.Request) {
 	if p.Password != nil {
 		secret = *p.Password // also one that came in the URL
 	}
-	ctx, cancel := s.backendCtx(r)
+	ctx, cancel := context.WithTimeout(r.Context(), backendTimeout)
 	defer cancel()
 	cam, err := s.cfg.Backend.UpdateCamera(ctx, id, p)
 	if err != nil {
@@ -567,7 +563,7 @@ func (s *Server) removeCamera(w http.ResponseWriter, r *http.Request) {
 		writeInvalid(w, err)
 		return
 	}
-	ctx, cancel := s.backendCtx(r)
+	ctx, cancel := context.WithTimeout(r.Context(), backendTimeout)
 	defer cancel()
 	if err := s.cfg.Backend.RemoveCamera(ctx, id); err != nil {
 		s.backendError(w, r, err)
@@ -582,7 +578,7 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 		writeInvalid(w, err)
 		return
 	}
-	ctx, cancel := s.backendCtx(r)
+	ctx, cancel := context.WithTimeout(r.Context(), backendTimeout)
 	defer cancel()
 	jpeg, err := s.cfg.Backend.Snapshot(ctx, id)
 	if err != nil {
@@ -592,11 +588,11 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "image/jpeg")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Length", strconv.Itoa(len(jpeg)))
-	w.Write(jpeg)
+	_, _ = w.Write(jpeg) // a client gone hears nothing
 }
 
 func (s *Server) discover(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := s.backendCtx(r)
+	ctx, cancel := context.WithTimeout(r.Context(), backendTimeout)
 	defer cancel()
 	if err := s.cfg.Backend.Discover(ctx); err != nil {
 		s.backendError(w, r, err)
@@ -671,7 +667,7 @@ func (s *Server) testStream(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) connection(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := s.backendCtx(r)
+	ctx, cancel := context.WithTimeout(r.Context(), backendTimeout)
 	defer cancel()
 	writeJSON(w, http.StatusOK, scrubConnection(s.cfg.Backend.Connection(ctx)))
 }
@@ -890,7 +886,7 @@ func (s *Server) setConnection(w http.ResponseWriter, r *http.Request) {
 		writeInvalid(w, err, secrets...)
 		return
 	}
-	ctx, cancel := s.backendCtx(r)
+	ctx, cancel := context.WithTimeout(r.Context(), backendTimeout)
 	defer cancel()
 	if c.Flussonic != nil {
 		stored := s.cfg.Backend.Connection(ctx).Flussonic.Publish
@@ -937,7 +933,7 @@ func (s *Server) wifiQR(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "image/png")
 	w.Header().Set("Cache-Control", "no-store") // it holds the Wi-Fi password
-	w.Write(png)
+	_, _ = w.Write(png) // a client gone hears nothing
 }
 
 // metrics serves Prometheus text without a login: scrapers cannot log in, the listener admits

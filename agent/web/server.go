@@ -188,7 +188,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
 	}
-	<-done
+	<-done //nolint:errcheck // Serve's ErrServerClosed: the shutdown asked for it
 	return nil
 }
 
@@ -226,7 +226,7 @@ func (s *Server) routes() http.Handler {
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
+		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /metrics", s.metrics)
 	if s.cfg.Notify != nil {

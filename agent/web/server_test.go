@@ -40,7 +40,7 @@ func newTestServer(t *testing.T, b Backend) (*Server, *testClock) {
 	t.Helper()
 	s, err := NewServer(Config{Addr: "127.0.0.1:0", PairCode: testCode, Backend: b, Version: "v9.9.9-test",
 		Logger:  slog.New(slog.DiscardHandler),
-		Metrics: func(w io.Writer) { io.WriteString(w, "camgate_up 1\n") }})
+		Metrics: func(w io.Writer) { _, _ = io.WriteString(w, "camgate_up 1\n") }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +126,14 @@ func mustStatus(t *testing.T, w *httptest.ResponseRecorder, want int) {
 	t.Helper()
 	if w.Code != want {
 		t.Fatalf("status %d, want %d; body %s", w.Code, want, w.Body.String())
+	}
+}
+
+// decodeBody decodes a JSON response body into v, failing when it is not one.
+func decodeBody(t *testing.T, w *httptest.ResponseRecorder, v any) {
+	t.Helper()
+	if err := json.Unmarshal(w.Body.Bytes(), v); err != nil {
+		t.Fatalf("response body %q: %v", w.Body.String(), err)
 	}
 }
 
@@ -284,7 +292,7 @@ func TestSessionCookie(t *testing.T) {
 
 	w = c.do("GET", "/api/session", nil)
 	var si sessionInfo
-	json.Unmarshal(w.Body.Bytes(), &si)
+	decodeBody(t, w, &si)
 	if !si.LoggedIn || si.CSRFToken != c.csrf {
 		t.Errorf("GET /api/session = %s, want logged in with the login's token", w.Body.String())
 	}
@@ -475,7 +483,7 @@ func TestNoResponseEverContainsAPassword(t *testing.T) {
 	}
 	// The backend got the credentials that the URLs carried, and the connection kept its shape.
 	var conn Connection
-	json.Unmarshal(c.do("GET", "/api/connection", nil).Body.Bytes(), &conn)
+	decodeBody(t, c.do("GET", "/api/connection", nil), &conn)
 	if !conn.MQTT.PasswordSet || !conn.Flussonic.PasswordSet || conn.Flussonic.Username != "" {
 		t.Errorf("connection %+v: want both passwords set and no publish user", conn)
 	}
@@ -509,7 +517,7 @@ func TestPublishPasswordInTheQueryIsWriteOnly(t *testing.T) {
 	var conn Connection
 	w := c.do("GET", "/api/connection", nil)
 	mustStatus(t, w, 200)
-	json.Unmarshal(w.Body.Bytes(), &conn)
+	decodeBody(t, w, &conn)
 	if want := "rtsp://stream.example.com:554/{stream_name}?proto=tcp"; conn.Flussonic.Publish != want || !conn.Flussonic.PasswordSet {
 		t.Errorf("GET shows publish %q (password_set %v), want %q and password_set", conn.Flussonic.Publish, conn.Flussonic.PasswordSet, want)
 	}

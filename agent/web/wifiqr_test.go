@@ -94,7 +94,9 @@ func TestWiFiQRDecodes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			f.Write(w.Body.Bytes())
+			if _, err := f.Write(w.Body.Bytes()); err != nil {
+				t.Fatal(err)
+			}
 			f.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
