@@ -52,7 +52,12 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	if err := decodeStrict(r.Body, v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeCoded(w, http.StatusRequestEntityTooLarge, CodeBodyTooLarge, fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes))
+			writeCoded(
+				w,
+				http.StatusRequestEntityTooLarge,
+				CodeBodyTooLarge,
+				fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes),
+			)
 			return false
 		}
 		writeCoded(w, http.StatusBadRequest, CodeBadBody, "bad request body: "+err.Error())
@@ -158,7 +163,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.loginRefused.Add(1)
 		secs := int((wait + 999_999_999) / 1_000_000_000)
 		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
-		writeCoded(w, http.StatusTooManyRequests, CodeTooManyAttempts, fmt.Sprintf("too many wrong codes: try again in %d s", max(secs, 1)))
+		writeCoded(
+			w,
+			http.StatusTooManyRequests,
+			CodeTooManyAttempts,
+			fmt.Sprintf("too many wrong codes: try again in %d s", max(secs, 1)),
+		)
 		return
 	}
 	var req struct {
@@ -212,7 +222,17 @@ func (s *Server) session(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	s.sessions.remove(s.sessionID(r))
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(
+		w,
+		&http.Cookie{
+			Name:     sessionCookie,
+			Value:    "",
+			Path:     "/",
+			MaxAge:   -1,
+			HttpOnly: true,
+			SameSite: http.SameSiteStrictMode,
+		},
+	)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -344,7 +364,11 @@ func splitCredentials(field, raw string, schemes ...string) (clean, user, pass s
 		ok = ok || u.Scheme == sc
 	}
 	if !ok {
-		return "", "", "", &BadRequestError{Field: field, Code: CodeBadScheme, Reason: "scheme must be " + strings.Join(schemes, ", ")}
+		return "", "", "", &BadRequestError{
+			Field:  field,
+			Code:   CodeBadScheme,
+			Reason: "scheme must be " + strings.Join(schemes, ", "),
+		}
 	}
 	if u.Host == "" {
 		return "", "", "", &BadRequestError{Field: field, Code: CodeBadURL, Reason: "has no host"}
@@ -396,7 +420,11 @@ func checkText(field, v string, maxLen int) error {
 
 func checkPassword(field, v string) error {
 	if len(v) > maxPasswordLen {
-		return &BadRequestError{Field: field, Code: CodeTooLong, Reason: fmt.Sprintf("is longer than %d bytes", maxPasswordLen)}
+		return &BadRequestError{
+			Field:  field,
+			Code:   CodeTooLong,
+			Reason: fmt.Sprintf("is longer than %d bytes", maxPasswordLen),
+		}
 	}
 	return nil
 }
@@ -640,7 +668,12 @@ func (s *Server) testStream(w http.ResponseWriter, r *http.Request) {
 		defer func() { <-s.tests }()
 	default:
 		w.Header().Set("Retry-After", "5")
-		writeCoded(w, http.StatusTooManyRequests, CodeStreamTestsBusy, "other stream tests are running: try again in a few seconds")
+		writeCoded(
+			w,
+			http.StatusTooManyRequests,
+			CodeStreamTestsBusy,
+			"other stream tests are running: try again in a few seconds",
+		)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), testStreamTimeout)
@@ -812,7 +845,11 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 			return secrets, err
 		}
 		if strings.ContainsAny(m.TopicPrefix, "#+") {
-			return secrets, &BadRequestError{Field: "mqtt.topic_prefix", Code: CodeTopicWildcard, Reason: "must not contain the wildcards # or +"}
+			return secrets, &BadRequestError{
+				Field:  "mqtt.topic_prefix",
+				Code:   CodeTopicWildcard,
+				Reason: "must not contain the wildcards # or +",
+			}
 		}
 		if err := checkPassword("mqtt.password", m.Password); err != nil {
 			return secrets, err
@@ -827,7 +864,16 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 		if f.Username == "" {
 			userField = "flussonic.publish" // a user, if any, can only come from the URL
 		}
-		pass, err := moveCredentials("flussonic.publish", &f.Publish, &f.Username, &f.Password, "rtsp", "rtsps", "rtmp", "rtmps")
+		pass, err := moveCredentials(
+			"flussonic.publish",
+			&f.Publish,
+			&f.Username,
+			&f.Password,
+			"rtsp",
+			"rtsps",
+			"rtmp",
+			"rtmps",
+		)
 		secrets = append(secrets, pass)
 		if err != nil {
 			return secrets, err
@@ -849,7 +895,11 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 		}
 		if f.Events != nil {
 			if len(*f.Events) > maxEventSinks {
-				return secrets, &BadRequestError{Field: "flussonic.events", Code: CodeTooManySinks, Reason: fmt.Sprintf("at most %d sinks", maxEventSinks)}
+				return secrets, &BadRequestError{
+					Field:  "flussonic.events",
+					Code:   CodeTooManySinks,
+					Reason: fmt.Sprintf("at most %d sinks", maxEventSinks),
+				}
 			}
 			for i := range *f.Events {
 				e := &(*f.Events)[i]
@@ -868,7 +918,11 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 					e.Format = "event_sink"
 				case "event_sink", "episodes":
 				default:
-					return secrets, &BadRequestError{Field: field + ".format", Code: CodeBadValue, Reason: "must be event_sink or episodes"}
+					return secrets, &BadRequestError{
+						Field:  field + ".format",
+						Code:   CodeBadValue,
+						Reason: "must be event_sink or episodes",
+					}
 				}
 			}
 		}
@@ -933,7 +987,7 @@ func (s *Server) wifiQR(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "image/png")
 	w.Header().Set("Cache-Control", "no-store") // it holds the Wi-Fi password
-	_, _ = w.Write(png) // a client gone hears nothing
+	_, _ = w.Write(png)                         // a client gone hears nothing
 }
 
 // metrics serves Prometheus text without a login: scrapers cannot log in, the listener admits

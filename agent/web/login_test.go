@@ -124,7 +124,8 @@ func TestNewSetupCodeEndsEverySession(t *testing.T) {
 	const rotated = "8765-4321"
 	set(rotated, nil)
 	mustStatus(t, owner.do("GET", "/api/status", nil), http.StatusUnauthorized)
-	if w := other.do("GET", "/api/session", nil); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"logged_in":false`) {
+	if w := other.do("GET", "/api/session", nil); w.Code != http.StatusOK ||
+		!strings.Contains(w.Body.String(), `"logged_in":false`) {
 		t.Errorf("GET /api/session after the code changed: %d %s, want logged_in false", w.Code, w.Body.String())
 	}
 	if n := s.sessions.count(); n != 0 {

@@ -264,7 +264,12 @@ func (s *Server) routes() http.Handler {
 func localHostOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isLocalHost(r.Host) {
-			writeCoded(w, http.StatusMisdirectedRequest, CodeWrongHost, "open this page by the gateway's address, e.g. http://192.168.1.1:8080/")
+			writeCoded(
+				w,
+				http.StatusMisdirectedRequest,
+				CodeWrongHost,
+				"open this page by the gateway's address, e.g. http://192.168.1.1:8080/",
+			)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -287,7 +292,8 @@ func isLocalHost(host string) bool {
 	if !strings.Contains(host, ".") {
 		return true // "localhost", "router", "camgate"
 	}
-	for _, suffix := range []string{".local", ".lan", ".home", ".home.arpa", ".internal", ".localdomain", ".localhost", ".intranet", ".corp", ".private"} {
+	for _, suffix := range []string{".local", ".lan", ".home", ".home.arpa", ".internal", ".localdomain", ".localhost",
+		".intranet", ".corp", ".private"} {
 		if strings.HasSuffix(host, suffix) {
 			return true
 		}
@@ -300,7 +306,8 @@ func isLocalHost(host string) bool {
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; "+
+			"frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")

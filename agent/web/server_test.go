@@ -216,7 +216,8 @@ func TestStateChangesNeedTheCSRFToken(t *testing.T) {
 			mustStatus(t, c.do(call.method, call.path, call.body), http.StatusForbidden)
 
 			c.csrf = good
-			if w := c.do(call.method, call.path, call.body); w.Code == http.StatusForbidden || w.Code == http.StatusUnauthorized {
+			if w := c.do(call.method, call.path, call.body); w.Code == http.StatusForbidden ||
+				w.Code == http.StatusUnauthorized {
 				t.Fatalf("with the token: status %d, body %s", w.Code, w.Body.String())
 			}
 		})
@@ -400,7 +401,13 @@ func TestJSONIsStrictAndBounded(t *testing.T) {
 		{"not JSON", `url=rtsp://10.0.0.2/`, nil, 400, "bad request body"},
 		{"empty", ``, nil, 400, "empty body"},
 		{"wrong type", `{"url":5}`, nil, 400, "bad request body"},
-		{"form content type", `{"url":"rtsp://10.0.0.2/"}`, []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, "application/json"},
+		{
+			"form content type",
+			`{"url":"rtsp://10.0.0.2/"}`,
+			[]string{"Content-Type", "application/x-www-form-urlencoded"},
+			415,
+			"application/json",
+		},
 		{"too big", `{"url":"rtsp://10.0.0.2/","name":"` + strings.Repeat("a", maxBodyBytes) + `"}`, nil, 413, "larger than"},
 		{"both camera_id and url", `{"url":"rtsp://10.0.0.2/","camera_id":"x"}`, nil, 400, "either"},
 		{"bad scheme", `{"url":"file:///etc/passwd"}`, nil, 400, "scheme"},
@@ -442,26 +449,65 @@ func TestNoResponseEverContainsAPassword(t *testing.T) {
 	c := newClient(t, s)
 	mustStatus(t, c.login(testCode), http.StatusOK)
 
-	mustStatus(t, c.do("POST", "/api/test-stream", map[string]any{"url": "rtsp://10.0.0.20/live", "username": "admin", "password": camPass}), 200)
+	mustStatus(
+		t,
+		c.do(
+			"POST",
+			"/api/test-stream",
+			map[string]any{"url": "rtsp://10.0.0.20/live", "username": "admin", "password": camPass},
+		),
+		200,
+	)
 	fb.testErr = true
 	w := c.do("POST", "/api/test-stream", map[string]any{"url": "rtsp://admin:" + urlPass + "@10.0.0.20/live"})
 	mustStatus(t, w, http.StatusUnprocessableEntity)
 	fb.testErr = false
-	mustStatus(t, c.do("POST", "/api/cameras", map[string]any{"url": "rtsp://10.0.0.20/live", "name": "Porch", "username": "admin", "password": camPass}), 201)
-	mustStatus(t, c.do("POST", "/api/cameras", map[string]any{"url": "rtsp://admin:" + urlPass + "@10.0.0.21/live", "name": "Yard"}), 201)
-	mustStatus(t, c.do("POST", "/api/cameras", map[string]any{"camera_id": "cam-a0b1c2d3e4f5", "username": "admin", "password": camPass}), 201)
+	mustStatus(
+		t,
+		c.do(
+			"POST",
+			"/api/cameras",
+			map[string]any{"url": "rtsp://10.0.0.20/live", "name": "Porch", "username": "admin", "password": camPass},
+		),
+		201,
+	)
+	mustStatus(
+		t,
+		c.do("POST", "/api/cameras", map[string]any{"url": "rtsp://admin:" + urlPass + "@10.0.0.21/live", "name": "Yard"}),
+		201,
+	)
+	mustStatus(
+		t,
+		c.do(
+			"POST",
+			"/api/cameras",
+			map[string]any{"camera_id": "cam-a0b1c2d3e4f5", "username": "admin", "password": camPass},
+		),
+		201,
+	)
 	mustStatus(t, c.do("PATCH", "/api/cameras/cam-a0b1c2d3e4f5", map[string]any{"password": camPass, "name": "Gate"}), 200)
 	mustStatus(t, c.do("PUT", "/api/connection", map[string]any{
-		"mqtt": map[string]any{"url": "mqtts://sc.example.com:8883", "username": "gw", "password": mqttPass, "topic_prefix": "camgate/gw"},
+		"mqtt": map[string]any{
+			"url":          "mqtts://sc.example.com:8883",
+			"username":     "gw",
+			"password":     mqttPass,
+			"topic_prefix": "camgate/gw",
+		},
 		"flussonic": map[string]any{"publish": "rtsp://:" + fluPass + "@stream.example.com:554/",
 			"stream_name": "{camera_id}",
-			"events":      []map[string]string{{"url": "http://hook:" + sinkPass + "@watcher.example.com/events", "format": "episodes"}}},
+			"events": []map[string]string{
+				{"url": "http://hook:" + sinkPass + "@watcher.example.com/events", "format": "episodes"},
+			}},
 	}), 200)
 	mustStatus(t, c.do("PUT", "/api/connection", map[string]any{
 		"flussonic": map[string]any{"publish": "rtsp://pub:" + fluPass + "@stream.example.com:554/",
 			"stream_name": "{camera_id}"},
 	}), http.StatusBadRequest)
-	w = c.do("PUT", "/api/connection", map[string]any{"mqtt": map[string]any{"url": "mqtt://reject.example", "username": "gw", "password": mqttPass}})
+	w = c.do(
+		"PUT",
+		"/api/connection",
+		map[string]any{"mqtt": map[string]any{"url": "mqtt://reject.example", "username": "gw", "password": mqttPass}},
+	)
 	mustStatus(t, w, http.StatusInternalServerError)
 	mustStatus(t, c.do("GET", "/api/connection", nil), 200)
 	mustStatus(t, c.do("GET", "/api/cameras", nil), 200)
@@ -510,7 +556,15 @@ func TestPublishPasswordInTheQueryIsWriteOnly(t *testing.T) {
 	mustStatus(t, c.login(testCode), http.StatusOK)
 
 	stored := "rtsp://stream.example.com:554/{stream_name}?password=" + url.QueryEscape(pubPass) + "&proto=tcp"
-	mustStatus(t, c.do("PUT", "/api/connection", map[string]any{"flussonic": map[string]any{"publish": stored, "stream_name": "{camera_id}"}}), 200)
+	mustStatus(
+		t,
+		c.do(
+			"PUT",
+			"/api/connection",
+			map[string]any{"flussonic": map[string]any{"publish": stored, "stream_name": "{camera_id}"}},
+		),
+		200,
+	)
 	if got := fb.conn.Flussonic.Publish; got != stored {
 		t.Fatalf("backend got publish %q, want %q", got, stored)
 	}
@@ -518,21 +572,43 @@ func TestPublishPasswordInTheQueryIsWriteOnly(t *testing.T) {
 	w := c.do("GET", "/api/connection", nil)
 	mustStatus(t, w, 200)
 	decodeBody(t, w, &conn)
-	if want := "rtsp://stream.example.com:554/{stream_name}?proto=tcp"; conn.Flussonic.Publish != want || !conn.Flussonic.PasswordSet {
-		t.Errorf("GET shows publish %q (password_set %v), want %q and password_set", conn.Flussonic.Publish, conn.Flussonic.PasswordSet, want)
+	if want := "rtsp://stream.example.com:554/{stream_name}?proto=tcp"; conn.Flussonic.Publish != want ||
+		!conn.Flussonic.PasswordSet {
+		t.Errorf(
+			"GET shows publish %q (password_set %v), want %q and password_set",
+			conn.Flussonic.Publish,
+			conn.Flussonic.PasswordSet,
+			want,
+		)
 	}
 
 	// The page saves what it was shown: the stored password stays.
-	mustStatus(t, c.do("PUT", "/api/connection", map[string]any{"flussonic": map[string]any{"publish": conn.Flussonic.Publish, "stream_name": "{camera_id}"}}), 200)
-	if got, want := fb.conn.Flussonic.Publish, "rtsp://stream.example.com:554/{stream_name}?proto=tcp&password="+url.QueryEscape(pubPass); got != want {
+	mustStatus(
+		t,
+		c.do(
+			"PUT",
+			"/api/connection",
+			map[string]any{"flussonic": map[string]any{"publish": conn.Flussonic.Publish, "stream_name": "{camera_id}"}},
+		),
+		200,
+	)
+	want := "rtsp://stream.example.com:554/{stream_name}?proto=tcp&password=" + url.QueryEscape(pubPass)
+	if got := fb.conn.Flussonic.Publish; got != want {
 		t.Errorf("a save without the password gave the backend %q, want %q", got, want)
 	}
 	// A failing save does not quote it either.
-	w = c.do("PUT", "/api/connection", map[string]any{"flussonic": map[string]any{"publish": "ftp://stream.example.com/?password=" + url.QueryEscape(pubPass)}})
+	w = c.do(
+		"PUT",
+		"/api/connection",
+		map[string]any{
+			"flussonic": map[string]any{"publish": "ftp://stream.example.com/?password=" + url.QueryEscape(pubPass)},
+		},
+	)
 	mustStatus(t, w, http.StatusBadRequest)
 	// clear_password drops it.
 	mustStatus(t, c.do("PUT", "/api/connection", map[string]any{"flussonic": map[string]any{
-		"publish": "rtsp://stream.example.com:554/{stream_name}", "clear_password": true, "stream_name": "{camera_id}"}}), 200)
+		"publish": "rtsp://stream.example.com:554/{stream_name}", "clear_password": true,
+		"stream_name": "{camera_id}"}}), 200)
 	if got := fb.conn.Flussonic.Publish; got != "rtsp://stream.example.com:554/{stream_name}" {
 		t.Errorf("clear_password gave the backend %q, want the URL without its password", got)
 	}
@@ -717,7 +793,8 @@ func TestPublicEndpointsAndHeaders(t *testing.T) {
 				}
 			}
 			csp := h.Get("Content-Security-Policy")
-			for _, d := range []string{"default-src 'self'", "img-src 'self' data: blob:", "object-src 'none'", "frame-ancestors 'none'"} {
+			for _, d := range []string{"default-src 'self'", "img-src 'self' data: blob:", "object-src 'none'",
+				"frame-ancestors 'none'"} {
 				if !strings.Contains(csp, d) {
 					t.Errorf("CSP %q lacks %q", csp, d)
 				}
@@ -736,7 +813,8 @@ func TestPageHasNoInlineCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	html := strings.ToLower(string(page))
-	for _, bad := range []string{"<script>", "<style", " style=", " onclick=", " onload=", " onerror=", " onsubmit=", "javascript:", `src="http`, `href="http`, "//" + "fonts."} {
+	for _, bad := range []string{"<script>", "<style", " style=", " onclick=", " onload=", " onerror=", " onsubmit=",
+		"javascript:", `src="http`, `href="http`, "//" + "fonts."} {
 		if strings.Contains(html, bad) {
 			t.Errorf("index.html contains %q", bad)
 		}
