@@ -262,6 +262,6 @@ func startMediaServer(ctx context.Context, t testing.TB) (ms *sim.MediaServer, p
 	if err != nil {
 		t.Fatal(err)
 	}
-	go ms.Run(ctx)
+	go func() { _ = ms.Run(ctx) }() // ends with ctx
 	return ms, strings.TrimSuffix(ms.URL(), "/") + "/{stream_name}"
 }

@@ -122,7 +122,8 @@ func (q resolverStopped) serve(r *registry) result {
 func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, show func(error) error,
 	report func(resolution)) {
 	log := a.log.With("camera_id", id, "onvif", conf.URL)
-	client, err := onvif.NewClient(onvif.ClientConfig{XAddr: conf.URL, Username: conf.Username, Password: conf.Password, AllowBasic: conf.Auth == "basic", Logger: log})
+	client, err := onvif.NewClient(onvif.ClientConfig{XAddr: conf.URL, Username: conf.Username,
+		Password: conf.Password, AllowBasic: conf.Auth == "basic", Logger: log})
 	if err != nil {
 		report(resolution{err: "ONVIF: " + err.Error()})
 		return
@@ -285,7 +286,8 @@ func (a *Agent) runPathProbe(ctx context.Context, id string, conf CameraConfig, 
 	delay := 5 * time.Second
 	lastErr := ""
 	for {
-		res, err := rtsp.FindStream(ctx, conf.URL, conf.Username, conf.Password, rtsp.FindStreamOptions{Logger: log, Auth: conf.Auth})
+		res, err := rtsp.FindStream(ctx, conf.URL, conf.Username, conf.Password,
+			rtsp.FindStreamOptions{Logger: log, Auth: conf.Auth})
 		if ctx.Err() != nil {
 			return
 		}

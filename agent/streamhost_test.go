@@ -28,14 +28,14 @@ func TestStreamURIOnAnotherHostGetsNoCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go stream.Run(ctx)
+	go func() { _ = stream.Run(ctx) }() // ends with ctx
 	device, err := onvifdev.New(onvifdev.Config{Addr: "127.0.0.1:0", Manufacturer: "Hikvision", Model: "DS-2CD2043G2-I",
 		RTSPURL: "rtsp://" + elsewhere.addr() + "/stream1", Auth: onvifdev.AuthWSSecurity, Username: "admin",
 		Password: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go device.Run(ctx)
+	go func() { _ = device.Run(ctx) }()
 	flussonic, publish := startMediaServer(ctx, t)
 	d := startDaemon(t, fmt.Sprintf(`gateway_id: gws
 data_dir: DATA_DIR
@@ -105,8 +105,8 @@ func TestStreamCredentialsStayWithTheCamerasHost(t *testing.T) {
 
 	const onvifURL = "http://192.168.1.20/onvif/device_service"
 	refused := "camera: DESCRIBE: bad status code: 401 (Unauthorized)"
-	if got := withheldNote("admin", onvifURL, "rtsp://192.168.1.21/live", refused); !strings.Contains(got, "192.168.1.21") ||
-		!strings.Contains(got, "no credentials") || !strings.HasPrefix(got, refused) {
+	got := withheldNote("admin", onvifURL, "rtsp://192.168.1.21/live", refused)
+	if !strings.Contains(got, "192.168.1.21") || !strings.Contains(got, "no credentials") || !strings.HasPrefix(got, refused) {
 		t.Errorf("a 401 from a stream on another host: last_error %q, want it to say why no credentials went there", got)
 	}
 	for _, tt := range []struct{ stream, lastError string }{

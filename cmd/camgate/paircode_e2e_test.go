@@ -31,7 +31,8 @@ func pairCodeCmd(t *testing.T, cfgPath string, args ...string) string {
 func loginStatus(t *testing.T, base, code string) int {
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"code": code})
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Post(base+"/api/login", "application/json", bytes.NewReader(body))
+	hc := &http.Client{Timeout: 10 * time.Second}
+	resp, err := hc.Post(base+"/api/login", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatalf("login: %v", err)
 	}
