@@ -9,7 +9,8 @@
 //     refused, and after 300 from all clients together everyone is, so that one device cannot
 //     lock the owner out and many addresses cannot guess fast;
 //   - sessions live on the server behind a 256-bit HttpOnly, SameSite=Strict cookie; every state
-//     change needs the session's CSRF token and a same-origin request;
+//     change needs the session's CSRF token and a same-origin request; a new setup code
+//     (Config.Code, `camgate pair-code --rotate`) ends every session;
 //   - bodies are bounded and decoded strictly; text from devices is shown as text, and the
 //     Content-Security-Policy allows no inline code;
 //   - secrets are write-only: the server strips credentials from URLs and passwords from errors
