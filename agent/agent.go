@@ -95,7 +95,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer db.Close()
 	a.db = db
-	code, err := PairCode(cfg.DataDir)
+	code, created, err := EnsurePairCode(cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("pairing code: %w", err)
 	}
@@ -107,7 +107,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.log.Info("camgate started", "version", a.opts.Version, "gateway_id", cfg.GatewayID,
-		"config", cfg.sourceName(cfg.Path), "data_dir", cfg.DataDir, "setup_code", code)
+		"config", cfg.sourceName(cfg.Path), "data_dir", cfg.DataDir)
+	logCreatedPairCode(a.log, code, created)
 	if r.loaded.Flussonic.Publish == "" {
 		a.log.Warn("flussonic.publish is not set: cameras are registered but not relayed")
 	}
@@ -144,7 +145,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.runDiscovery(runCtx, &cfg.Config, &background)
-	if err := a.startWeb(runCtx, &cfg.Config, code, &background); err != nil {
+	if err := a.startWeb(runCtx, &cfg.Config, &background); err != nil {
 		return err
 	}
 	background.Add(3)
@@ -286,6 +287,7 @@ func (c cameraView) live(a *Agent) CameraStatus {
 	}
 	if c.relay != nil {
 		s.Relay = c.relay.Stats()
+		s.Relay.LastError = withheldNote(s.Username, s.URL, c.onvif.stream, s.Relay.LastError)
 	}
 	return s
 }

@@ -246,15 +246,17 @@ func (r *registry) relayConfig(e *cameraEntry) (rtsp.RelayConfig, string) {
 		}
 		source = e.resolved.stream
 	}
+	user, pass := streamCredentials(c, source)
 	return rtsp.RelayConfig{
 		Source:    source,
-		Username:  c.Username,
-		Password:  c.Password,
+		Username:  user,
+		Password:  pass,
 		Transport: c.Transport,
 		Auth:      c.Auth,
 		Audio:     c.Audio,
 		Publish:   cfg.PublishURLOf(cfg.CameraStreamName(c.ID, c.StreamName)),
 		Logger:    r.a.log.With("camera_id", c.ID),
+		ShowError: shownError(e.origin),
 		Pacer:     r.a.pacer,
 		Cache:     r.a.cache,
 		Gated:     gated(c),
@@ -283,6 +285,7 @@ func sameRelay(x, y rtsp.RelayConfig) bool {
 	x.Logger, y.Logger = nil, nil
 	x.Pacer, y.Pacer = nil, nil
 	x.Cache, y.Cache = nil, nil
+	x.ShowError, y.ShowError = nil, nil
 	return reflect.DeepEqual(x, y)
 }
 

@@ -300,12 +300,12 @@ func storedPassword(raw string) string {
 }
 
 // startWeb serves the pairing page when web.listen is set.
-func (a *Agent) startWeb(ctx context.Context, cfg *Config, code string, wg *sync.WaitGroup) error {
+func (a *Agent) startWeb(ctx context.Context, cfg *Config, wg *sync.WaitGroup) error {
 	if cfg.Web.Listen == "" {
 		return nil
 	}
 	srv, err := web.NewServer(web.Config{
-		Addr: cfg.Web.Listen, Allow: cfg.Web.Allow, PairCode: code, Backend: webBackend{a},
+		Addr: cfg.Web.Listen, Allow: cfg.Web.Allow, Code: newPairCodeReader(cfg.DataDir).Code, Backend: webBackend{a},
 		Metrics: a.WritePrometheus, Notify: a.notify, Version: a.opts.Version, Logger: a.log.With("part", "web"),
 	})
 	if err != nil {

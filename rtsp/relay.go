@@ -51,6 +51,10 @@ type RelayConfig struct {
 	Gated bool
 	// Logger receives connection state changes; nil means slog.Default().
 	Logger *slog.Logger
+	// ShowError, when set, turns a camera-side error into the one Stats.LastError shows (the
+	// log keeps the real one): the agent hides the network's words for a camera named from the
+	// page or MQTT, so that last_error cannot tell a closed port from an open one.
+	ShowError func(error) error
 
 	// QueuePackets bounds the packets waiting for the upstream side; 0 means 256
 	// (about a second of a 2-3 Mbit/s stream). Their payloads are bounded too, to QueuePackets
@@ -287,7 +291,11 @@ func (r *Relay) setTransport(t string) {
 }
 
 func (r *Relay) fail(side string, err error, repeated bool) {
-	msg := side + ": " + err.Error()
+	shown := err
+	if side == "camera" && r.cfg.ShowError != nil {
+		shown = r.cfg.ShowError(err)
+	}
+	msg := side + ": " + shown.Error()
 	r.mu.Lock()
 	changed := msg != r.lastErr
 	r.lastErr = msg

@@ -11,8 +11,8 @@ import (
 // Methods get the request's context: they should return when it ends. Errors that the user
 // caused should wrap ErrNotFound (HTTP 404) or ErrExists (HTTP 409), or be a *BadRequestError
 // (HTTP 400); an error that means the camera refused its credentials should wrap
-// ErrCameraUnauthorized (HTTP 422, code camera_unauthorized); any other error is shown to the user as it is (HTTP 422 for TestStream,
-// 500 otherwise), so it must not contain a secret.
+// ErrCameraUnauthorized (HTTP 422, code camera_unauthorized); any other error is shown to the
+// user as it is (HTTP 422 for TestStream, 500 otherwise), so it must not contain a secret.
 type Backend interface {
 	Status(ctx context.Context) GatewayStatus
 	// Cameras returns discovered and added cameras.
