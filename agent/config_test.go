@@ -49,7 +49,6 @@ func TestParseConfigRejectsBadInputNamingTheKey(t *testing.T) {
 		{"camera auth", "cameras:\n  - {url: 'rtsp://h/1', auth: plain}\n", `config: cameras[0].auth: must be "" (digest only) or basic`},
 		{"camera stream name", "cameras:\n  - {url: 'rtsp://h/1', stream_name: 'a b'}\n", `config: cameras[0].stream_name: "a b": no spaces`},
 		{"two cameras one stream", "cameras:\n  - {id: a, url: 'rtsp://h/1', stream_name: s}\n  - {id: b, url: 'rtsp://h/2', stream_name: s}\n", `config: cameras[1].stream_name: "s" is already the stream of cameras[0]`},
-		{"relay motion not yet", "cameras:\n  - {url: 'rtsp://h/1', relay: motion}\n", "config: cameras[0].relay: motion: not supported by this version yet"},
 		{"relay unknown", "cameras:\n  - {url: 'rtsp://h/1', relay: never}\n", `config: cameras[0].relay: must be always, motion or on_demand, not "never"`},
 		{"substream_url not yet", "cameras:\n  - {url: 'rtsp://h/1', substream_url: 'rtsp://h/2'}\n", "config: cameras[0].substream_url: not supported by this version yet"},
 		{"substream_url bad", "cameras:\n  - {url: 'rtsp://h/1', substream_url: 'http://h/2'}\n", "config: cameras[0].substream_url: must be an rtsp:// or rtsps:// URL"},

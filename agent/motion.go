@@ -24,6 +24,7 @@ type motionOwner struct {
 	tracker *motion.Tracker
 	alarms  chan motionAlarm
 	done    chan struct{} // closed when run has returned
+	seq     uint64        // numbers the episode changes told to relays in mode motion
 }
 
 // motionAlarm is motion (on) or its end (off) from a source, for one camera.
@@ -133,6 +134,9 @@ func (m *motionOwner) emit(c motion.Change) error {
 		ev.Kind, ev.At = uplink.MotionStopped, c.End
 		a.log.Info("motion stopped", "camera_id", ep.Camera, "motion_id", ep.MotionID, "duration", c.Duration().Round(time.Millisecond), "why", c.Why)
 	}
+	m.seq++
+	m.a.tellMotionWindow(motionWindowRequest{id: ep.Camera, seq: m.seq, started: c.Kind == motion.Started,
+		start: ep.Start, end: c.End})
 	// The JPEG of the alarm that started the episode (kept just before the alarm was reported).
 	if jpg, ok := a.freshSnapshot(ep.Camera, time.Since(ep.Start)+time.Minute); ok {
 		ev.Snapshot = jpg
