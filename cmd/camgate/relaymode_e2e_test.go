@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -192,4 +193,114 @@ func checkWindowEnd(t *testing.T, id string, st sim.StreamStats, end time.Time) 
 	if st.Publishes != 1 {
 		t.Errorf("%s: %d publishes, want one session per window", id, st.Publishes)
 	}
+}
+
+// motionEvent is the part of a stream_motion_* event (SPEC §5) this test reads.
+type motionEvent struct {
+	Event    string `json:"event"`
+	UTCMs    int64  `json:"utc_ms"`
+	MotionID string `json:"motion_id"`
+}
+
+// motionEvents are the events of a camera on MQTT, by name.
+func motionEvents(sub *subscriber, topic string) map[string]motionEvent {
+	got := map[string]motionEvent{}
+	for _, m := range sub.all() {
+		var e motionEvent
+		if m.Topic == topic && json.Unmarshal(m.Payload, &e) == nil {
+			got[e.Event] = e
+		}
+	}
+	return got
+}
+
+// Acceptance 3 of issue 15: a camera with `relay: motion` (pre_roll 3 s, post_roll 4 s,
+// motion.hold 2 s; the session outlasts the first sender report, due 5 s after it starts)
+// relayed by `camgate run` from the sim camera (1 s GOPs), an alarm mail from swaks at t.
+// Nothing is published before the mail; then the server, placing each frame in time by
+// camgate's sender reports as a recorder does, gets frames from the keyframe at or before
+// t − pre_roll (at most one GOP earlier) until the episode's stop plus post_roll, within 1 s,
+// in one session with timestamps running on one frame at a time.
+func TestRunRelaysMotionFromPreRollToPostRoll(t *testing.T) {
+	const (
+		preRoll  = 3 * time.Second
+		postRoll = 4 * time.Second
+		gop      = time.Second // the sim clip's
+	)
+	swaks := needTool(t, "swaks", "swaks")
+	b := startBroker(t, freePort(t), "")
+	const p = "camgate/gwv"
+	sub := subscribe(t, b.port, "", p+"/#")
+	camURL := clipCamera(t)
+	flussonic, _ := mediaServer(t, "127.0.0.1:0")
+	smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	runCamgate(t, relayModeConfig("gwv", flussonic.URL(), b.url(), smtpAddr, "motion: {hold: 2s}\n",
+		fmt.Sprintf("  - {id: porch, url: '%s', relay: motion, pre_roll: 3s, post_roll: 4s}\n", camURL)))
+	waitFor(t, 20*time.Second, "the camera online, not relaying", func() bool {
+		relaying, online, _ := relayingState(sub, p, "porch")
+		return online && !relaying
+	})
+	time.Sleep(preRoll + 2*gop) // the pre-roll fills; nothing may leak meanwhile
+	if st, ok := flussonic.Stream("gwv-porch"); ok {
+		t.Fatalf("published before any motion: %+v", st)
+	}
+
+	host, port, _ := strings.Cut(smtpAddr, ":")
+	mailAt := time.Now()
+	out, err := exec.Command(swaks, "--server", host, "--port", port, "--to", "porch@gw", "--from", "camera@lan",
+		"--header", "Subject: Motion Detection Alarm", "--body", "Alarm event: Motion Detection").CombinedOutput()
+	if err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	mailed := time.Now()
+	events := p + "/cameras/porch/events"
+	waitFor(t, 20*time.Second, "motion started and stopped on MQTT", func() bool {
+		_, ok := motionEvents(sub, events)["stream_motion_stopped"]
+		return ok
+	})
+	waitFor(t, 10*time.Second, "the publish over", func() bool {
+		st, ok := flussonic.Stream("gwv-porch")
+		return ok && !st.Publishing
+	})
+	evs := motionEvents(sub, events)
+	start := time.UnixMilli(evs["stream_motion_started"].UTCMs)
+	stop := time.UnixMilli(evs["stream_motion_stopped"].UTCMs)
+	if start.Before(mailAt.Add(-time.Second)) || start.After(mailed.Add(time.Second)) {
+		t.Fatalf("motion started at %v, the mail went from %v to %v", start, mailAt, mailed)
+	}
+
+	st, _ := flussonic.Stream("gwv-porch")
+	frames := flussonic.VideoFrames("gwv-porch")
+	if len(frames) == 0 || frames[0].NTP.IsZero() || frames[len(frames)-1].NTP.IsZero() {
+		t.Fatalf("%d frames, not all placed in time by sender reports: %+v", len(frames), st)
+	}
+	first, last := frames[0], frames[len(frames)-1]
+	t.Logf("motion %s .. %s; frames %s .. %s (pre-roll %s, post-roll %s); first arrived %s after the start; %d frames",
+		start.Format("15:04:05.000"), stop.Format("15:04:05.000"),
+		first.NTP.Format("15:04:05.000"), last.NTP.Format("15:04:05.000"),
+		start.Sub(first.NTP), last.NTP.Sub(stop), first.Arrived.Sub(start), len(frames))
+	if !first.Key || !st.FirstVideoFrameKey {
+		t.Error("the first frame is not a keyframe with its parameter sets")
+	}
+	const tick = 50 * time.Millisecond // NTP is in ms at the event, frames are 40 ms apart
+	if from := start.Add(-preRoll); first.NTP.After(from.Add(tick)) || first.NTP.Before(from.Add(-gop-tick)) {
+		t.Errorf("the first frame is %s before the motion, want pre_roll %s to pre_roll + one GOP",
+			start.Sub(first.NTP), preRoll)
+	}
+	if end := stop.Add(postRoll); last.NTP.Before(end.Add(-5*tick)) || last.NTP.After(end.Add(time.Second)) {
+		t.Errorf("the last frame is %s after the motion stopped, want post_roll %s (within 1 s)",
+			last.NTP.Sub(stop), postRoll)
+	}
+	if d := first.Arrived.Sub(start); d > time.Second {
+		t.Errorf("the pre-roll reached the server %s after the alarm, want within 1 s", d)
+	}
+	if st.Publishes != 1 || st.VideoTSBackwards != 0 || st.VideoTSMaxStep != 3600 {
+		t.Errorf("%d publishes, %d frames back in time, largest step %d; want one session stepping 3600 (25 fps)",
+			st.Publishes, st.VideoTSBackwards, st.VideoTSMaxStep)
+	}
+	waitFor(t, 5*time.Second, "state relaying false, online after the episode", func() bool {
+		relaying, online, _ := relayingState(sub, p, "porch")
+		return !relaying && online
+	})
+	t.Logf("bytes at the server for one episode of %s: %d", last.NTP.Sub(first.NTP).Round(100*time.Millisecond), st.Bytes)
 }
