@@ -53,6 +53,8 @@ func newMotionOwner(a *Agent, hold time.Duration) (*motionOwner, error) {
 	}
 	for _, ep := range t.Open() {
 		a.log.Info("motion episode continues from the previous run", "camera_id", ep.Camera, "motion_id", ep.MotionID)
+		m.seq++ // a camera in relay mode motion goes on publishing until the episode stops
+		a.tellMotionWindow(motionWindowRequest{id: ep.Camera, seq: m.seq, started: true, start: ep.Start})
 	}
 	return m, nil
 }
