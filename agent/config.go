@@ -616,9 +616,7 @@ func checkCamera(key string, cam CameraConfig) error {
 		return bad("priority", "%d: not supported by this version yet (leave it 0)", cam.Priority)
 	}
 	switch cam.Relay {
-	case "", "always", "on_demand":
-	case "motion":
-		return bad("relay", "%s: not supported by this version yet (always or on_demand)", cam.Relay)
+	case "", "always", "on_demand", "motion":
 	default:
 		return bad("relay", "must be always, motion or on_demand, not %q", cam.Relay)
 	}

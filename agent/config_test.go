@@ -71,8 +71,6 @@ func TestParseConfigRejectsBadInputNamingTheKey(t *testing.T) {
 		{"two cameras one stream",
 			"cameras:\n  - {id: a, url: 'rtsp://h/1', stream_name: s}\n  - {id: b, url: 'rtsp://h/2', stream_name: s}\n",
 			`config: cameras[1].stream_name: "s" is already the stream of cameras[0]`},
-		{"relay motion not yet", "cameras:\n  - {url: 'rtsp://h/1', relay: motion}\n",
-			"config: cameras[0].relay: motion: not supported by this version yet"},
 		{"relay unknown", "cameras:\n  - {url: 'rtsp://h/1', relay: never}\n",
 			`config: cameras[0].relay: must be always, motion or on_demand, not "never"`},
 		{"substream_url not yet", "cameras:\n  - {url: 'rtsp://h/1', substream_url: 'rtsp://h/2'}\n",

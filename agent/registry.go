@@ -45,6 +45,10 @@ type cameraEntry struct {
 	problem  string          // why it is not relayed, in words, when that is the agent's doing
 	// publishUntil is an on_demand camera's publishing window (relaymode.go).
 	publishUntil time.Time
+	// motionFrom..motionUntil is a motion camera's window, motionSeq the last episode change
+	// applied (relaymode.go).
+	motionFrom, motionUntil time.Time
+	motionSeq               uint64
 }
 
 const (
@@ -260,6 +264,7 @@ func (r *registry) relayConfig(e *cameraEntry) (rtsp.RelayConfig, string) {
 		Pacer:     r.a.pacer,
 		Cache:     r.a.cache,
 		Gated:     gated(c),
+		PreRoll:   preRollOf(c),
 	}, ""
 }
 

@@ -81,6 +81,19 @@ func (t *trackState) wallTime(ts uint32) time.Time {
 	return t.wallAt.Add(time.Duration(d * int64(time.Second) / int64(t.clockRate)))
 }
 
+// mapWallClock fixes the track's mapping at its first packet, queued or only cached (a shut
+// gate), and keeps its reference near the outgoing timestamp out.
+func (t *trackState) mapWallClock(out uint32, now time.Time) {
+	if !t.mapped {
+		t.wallTS, t.wallAt, t.mapped = out, now, true
+	} else if d := int64(int32(out - t.wallTS)); t.clockRate > 0 && (d > 1<<30 || d < -1<<30) {
+		// Move the reference by whole seconds, which is exact, to stay within wallTime's range.
+		k := d / int64(t.clockRate)
+		t.wallTS += uint32(k * int64(t.clockRate))
+		t.wallAt = t.wallAt.Add(time.Duration(k) * time.Second)
+	}
+}
+
 // maxClockStep is the largest disagreement between a camera's sender report and the mapping so
 // far that is taken as the camera's word on its tracks' timing. A larger one is its clock
 // being set (NTP on the camera, a reboot to 1970): the mapping then stays continuous and
@@ -188,13 +201,15 @@ func (f *forwarder) setTracks(video videoCodec, clockRates []int, params [3][]by
 
 // restartSink prepares the stream for a new upstream session and forgets what was queued. With a
 // fresh GOP cached, the session gets that at once, keyframe and parameter sets first, and the
-// live stream right after it; otherwise the stream is gated until the next keyframe.
-func (f *forwarder) restartSink(now time.Time) {
+// live stream right after it; otherwise the stream is gated until the next keyframe. A session
+// that opens a window with a pre-roll (from set) starts at the newest cached keyframe at or
+// before from.
+func (f *forwarder) restartSink(now, from time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.flushLocked()
 	f.parked = false
-	f.resync = f.cache == nil || !f.cache.beginReplay(now)
+	f.resync = f.cache == nil || !f.cache.beginReplay(now, from)
 }
 
 // park stops or resumes queueing for the upstream side, which is not wanted meanwhile.
@@ -304,6 +319,7 @@ func (f *forwarder) push(track int, pkt *rtp.Packet, now time.Time) {
 	if !isVideo && !ts.reported && f.awaitReports(now) {
 		return
 	}
+	ts.mapWallClock(pkt.Timestamp+ts.tsOffset, now)
 	if f.cache != nil && f.cachePacket(track, pkt, keyframe, now) {
 		return // a replay is under way: the cache is the queue until the upstream side catches up
 	}
@@ -397,14 +413,6 @@ func (f *forwarder) enqueueLocked(track int, h *rtp.Header, payload []byte, now 
 	}
 	ts.seq++
 	ts.lastTS = h.Timestamp + ts.tsOffset
-	if !ts.mapped {
-		ts.wallTS, ts.wallAt, ts.mapped = ts.lastTS, now, true
-	} else if d := int64(int32(ts.lastTS - ts.wallTS)); d > 1<<30 || d < -1<<30 {
-		// Move the reference by whole seconds, which is exact, to stay within wallTime's range.
-		k := d / int64(ts.clockRate)
-		ts.wallTS += uint32(k * int64(ts.clockRate))
-		ts.wallAt = ts.wallAt.Add(time.Duration(k) * time.Second)
-	}
 	ts.started = true
 	f.lastOutAt = now
 	f.n++

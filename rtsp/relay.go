@@ -49,6 +49,10 @@ type RelayConfig struct {
 	// Gated keeps the upstream side shut except while PublishUntil has opened it (relay modes
 	// on_demand and motion); the camera side and its GOP cache run all the same.
 	Gated bool
+	// PreRoll, for a gated relay, is how far back its GOP cache keeps whole GOPs, so that
+	// PublishWindow can start a session that far in the past (relay mode motion). The cache's
+	// bounds come first: over them the pre-roll shrinks, a GOP at a time, and says so once.
+	PreRoll time.Duration
 	// Logger receives connection state changes; nil means slog.Default().
 	Logger *slog.Logger
 	// ShowError, when set, turns a camera-side error into the one Stats.LastError shows (the
@@ -117,6 +121,7 @@ type Relay struct {
 	// goroutine owns both.
 	loggedCache   CacheStats
 	loggedCacheAt time.Time
+	loggedShrink  bool
 
 	mu          sync.Mutex
 	transport   string // the camera side's, see Stats.Transport
@@ -168,6 +173,9 @@ func NewRelay(cfg RelayConfig) *Relay {
 	}
 	fwd := newForwarder(cfg.QueuePackets)
 	fwd.cache = newGOPCache(budget)
+	if cfg.Gated {
+		fwd.cache.preRoll = cfg.PreRoll
+	}
 	var g *gate
 	if cfg.Gated {
 		g = newGate()
