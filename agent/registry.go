@@ -243,7 +243,7 @@ func (r *registry) relayConfig(e *cameraEntry) (rtsp.RelayConfig, string) {
 		}
 		source = e.resolved.stream
 	}
-	return rtsp.RelayConfig{
+	return r.a.withQuality(rtsp.RelayConfig{
 		Source:    source,
 		Username:  c.Username,
 		Password:  c.Password,
@@ -255,7 +255,7 @@ func (r *registry) relayConfig(e *cameraEntry) (rtsp.RelayConfig, string) {
 		Pacer:     r.a.pacer,
 		Cache:     r.a.cache,
 		Gated:     gated(c),
-	}, ""
+	}, e), ""
 }
 
 // mergeONVIF copies what the camera told us over ONVIF into its device info.
@@ -280,6 +280,7 @@ func sameRelay(x, y rtsp.RelayConfig) bool {
 	x.Logger, y.Logger = nil, nil
 	x.Pacer, y.Pacer = nil, nil
 	x.Cache, y.Cache = nil, nil
+	x.Quality, y.Quality = nil, nil
 	return reflect.DeepEqual(x, y)
 }
 

@@ -9,6 +9,11 @@ import (
 // timer for the whole process however many cameras.
 const qualityTick = time.Second
 
+// backlogShare: a send queue holding this share of its packets or more is behind. An uplink
+// that carries the stream takes every batch as it comes; a keyframe's burst fills a few
+// percent of the queue.
+const backlogShare = 8
+
 // QualityGovernor steps cameras down to their substreams when the uplink they share cannot
 // carry their main streams, and probes them back once it can (issue 15, adaptive quality).
 // Each Relay whose RelayConfig names it and has a substream takes part; share one among all
@@ -104,7 +109,8 @@ func (g *QualityGovernor) run(stop <-chan struct{}, tick *time.Ticker) {
 // step measures every member and applies the policy's decision, if any.
 func (g *QualityGovernor) step(p *qualityPolicy, members map[*Relay]*qualityMember, now time.Time) {
 	for _, m := range members {
-		p.observe(&m.cam, m.relay.fwd.dropped.Load(), now)
+		queued, capacity := m.relay.fwd.queueDepth()
+		p.observe(&m.cam, m.relay.fwd.dropped.Load(), queued >= capacity/backlogShare, now)
 	}
 	c, sub := p.decide(now)
 	if c == nil {
@@ -115,7 +121,7 @@ func (g *QualityGovernor) step(p *qualityPolicy, members map[*Relay]*qualityMemb
 			st := m.relay.Stats()
 			m.relay.log.Info("uplink quality: switching camera", "quality", qualityName(sub),
 				"priority", c.priority, "switches", c.switches, "uplink_bps", st.UplinkBps,
-				"queued", m.relay.fwd.queueDepth(), "dropped", st.Dropped, "next_probe_after", c.probeWait)
+				"dropped", st.Dropped, "next_probe_after", c.probeWait)
 			m.relay.wantQuality(sub)
 		}
 	}

@@ -9,11 +9,12 @@ import (
 // are ours, chosen so that a 1 s GOP camera behind a shaped uplink settles within seconds and
 // does not flap.
 const (
-	// shortAfter: a camera whose upstream has dropped frames for this long is short.
+	// shortAfter: a camera whose upstream has been behind for this long, dropping frames, is
+	// short.
 	shortAfter = 5 * time.Second
-	// dropGap ends a run of drops: this long without one and the uplink carried the stream.
-	// It is longer than the gap between two queue overflows of a stream a little over what
-	// the uplink carries, which drops only every few seconds.
+	// dropGap ends a run: this long neither dropping nor backlogged and the uplink carried
+	// the stream. It is longer than the gap between two queue overflows of a stream a little
+	// over what the uplink carries, which drops only every few seconds.
 	dropGap = 5 * time.Second
 	// switchEvery is the least time between two switches on one uplink: only one camera steps
 	// down per decision, and the next decision waits for what the last one did.
@@ -37,9 +38,12 @@ type qualityCamera struct {
 	hasSub   bool
 	onSub    bool
 
-	dropped  uint64    // the forwarder's drop counter at the last observation
-	runStart time.Time // first drop of the current run, zero when there is none
-	lastDrop time.Time
+	dropped uint64 // the forwarder's drop counter at the last observation
+	// A run is a time the upstream is behind: frames dropped, or a backlog in the send queue
+	// (the earlier sign, as delay is to loss in WebRTC's congestion control), with no gap of
+	// dropGap. runStart is its first observation, zero when there is none; lastBehind its
+	// latest, lastDrop the latest with drops.
+	runStart, lastBehind, lastDrop time.Time
 	// probeWait is how long the camera stays on its substream, steady, before the next probe;
 	// probedAt is when it was last stepped up, while that probe is on trial.
 	probeWait time.Duration
@@ -47,9 +51,10 @@ type qualityCamera struct {
 	switches  int
 }
 
-// short reports whether the camera's upstream has been dropping for shortAfter.
+// short reports whether the camera's upstream has been behind for shortAfter, and dropping.
 func (c *qualityCamera) short(now time.Time) bool {
-	return !c.runStart.IsZero() && now.Sub(c.lastDrop) < dropGap && c.lastDrop.Sub(c.runStart) >= shortAfter
+	return !c.runStart.IsZero() && now.Sub(c.lastDrop) < dropGap && !c.lastDrop.Before(c.runStart) &&
+		c.lastBehind.Sub(c.runStart) >= shortAfter
 }
 
 // qualityPolicy decides, for the cameras sharing one uplink, which steps down to its substream
@@ -75,17 +80,21 @@ func (p *qualityPolicy) remove(c *qualityCamera) {
 	p.cams = slices.DeleteFunc(p.cams, func(x *qualityCamera) bool { return x == c })
 }
 
-// observe takes c's drop counter at now. Drops within settleAfter of a switch do not count.
-func (p *qualityPolicy) observe(c *qualityCamera, dropped uint64, now time.Time) {
+// observe takes c's drop counter and whether its send queue is backlogged at now. What
+// happens within settleAfter of a switch does not count.
+func (p *qualityPolicy) observe(c *qualityCamera, dropped uint64, backlog bool, now time.Time) {
 	grew := dropped != c.dropped
 	c.dropped = dropped
-	if !grew || now.Sub(p.lastSwitch) < settleAfter {
+	if (!grew && !backlog) || now.Sub(p.lastSwitch) < settleAfter {
 		return
 	}
-	if c.runStart.IsZero() || now.Sub(c.lastDrop) >= dropGap {
+	if c.runStart.IsZero() || now.Sub(c.lastBehind) >= dropGap {
 		c.runStart = now
 	}
-	c.lastDrop, p.lastDrop = now, now
+	c.lastBehind = now
+	if grew {
+		c.lastDrop, p.lastDrop = now, now
+	}
 }
 
 // decide returns the camera to switch at now and whether to its substream, or nil. At most

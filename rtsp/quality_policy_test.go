@@ -13,6 +13,8 @@ type policyRun struct {
 	cams    []*qualityCamera
 	t0, now time.Time
 	log     []policySwitch
+	// backlog, when set, says whether camera i's send queue is backlogged at at.
+	backlog func(i int, at time.Duration) bool
 }
 
 type policySwitch struct {
@@ -41,7 +43,7 @@ func (r *policyRun) run(d time.Duration, dropping func(i int, at time.Duration) 
 			if dropping(i, at) {
 				n++
 			}
-			r.p.observe(c, n, r.now)
+			r.p.observe(c, n, r.backlog != nil && r.backlog(i, at), r.now)
 		}
 		if c, sub := r.p.decide(r.now); c != nil {
 			r.log = append(r.log, policySwitch{at, c.id, sub})
@@ -182,4 +184,27 @@ func TestQualityPolicyShortDropsAreNotShort(t *testing.T) {
 	// A burst of drops every ten seconds (say, a neighbour's upload) never lasts five.
 	r.run(2*time.Minute, func(_ int, at time.Duration) bool { return at%(10*time.Second) < 3*time.Second })
 	r.want()
+}
+
+func TestQualityPolicyTakesABackloggedQueueAsTheStartOfBeingShort(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		backlog bool
+		want    []policySwitch
+	}{
+		// The queue grows for five seconds before it overflows: short at the first drop.
+		{"backlog then drops", true, []policySwitch{{6 * time.Second, "yard", true}}},
+		// Without the backlog the same single drop is a blip.
+		{"a drop alone", false, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			yard := &qualityCamera{id: "yard", hasSub: true}
+			r := newPolicyRun(t, yard)
+			if tc.backlog {
+				r.backlog = func(_ int, at time.Duration) bool { return at < 6*time.Second }
+			}
+			r.run(20*time.Second, func(_ int, at time.Duration) bool { return at == 6*time.Second })
+			r.want(tc.want...)
+		})
+	}
 }

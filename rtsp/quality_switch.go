@@ -311,9 +311,9 @@ func (f *forwarder) senderReportFrom(src uint64, track int, ntp time.Time, rtpTi
 	}
 }
 
-// queueDepth is how many packets wait for the upstream side.
-func (f *forwarder) queueDepth() int {
+// queueDepth is how many packets wait for the upstream side, and how many may.
+func (f *forwarder) queueDepth() (queued, capacity int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.n
+	return f.n, len(f.ring)
 }
