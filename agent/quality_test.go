@@ -37,7 +37,8 @@ func TestSubstreamOfACamera(t *testing.T) {
 }
 
 func TestSubstreamURLAndPriorityAreTaken(t *testing.T) {
-	cfg, err := ParseConfig([]byte("cameras:\n  - {id: yard, url: 'rtsp://h/1', substream_url: 'rtsp://h/2', priority: 3}\n"))
+	cfg, err := ParseConfig([]byte(
+		"cameras:\n  - {id: yard, url: 'rtsp://h/1', substream_url: 'rtsp://h/2', priority: 3}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -87,9 +88,12 @@ func (r *Relay) startSource(ctx context.Context, u *url.URL, sub, standby bool) 
 	return s
 }
 
-func (s *sourceRun) stop() {
-	s.cancel()
-	<-s.done
+// stop ends the session and waits for it; how a session ended on purpose is no news, so its
+// error only reaches the debug log.
+func (s *sourceRun) stop(log *slog.Logger) {
+	if err := s.waitErr(); err != nil {
+		log.Debug("camera session stopped", "quality", qualityName(s.sub), "err", err)
+	}
 }
 
 // runCamera holds the camera session that feeds the relay, the main stream or the substream
@@ -117,7 +121,7 @@ func (r *Relay) runCamera(ctx context.Context, main, sub *url.URL) error {
 	for {
 		select {
 		case <-ctx.Done():
-			cur.stop()
+			cur.stop(r.log)
 			return nil
 		case err := <-cur.done:
 			cur.cancel()
@@ -135,7 +139,7 @@ func (r *Relay) runCamera(ctx context.Context, main, sub *url.URL) error {
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				cur.stop()
+				cur.stop(r.log)
 				return nil
 			}
 			r.log.Warn("uplink quality: switch failed, staying", "quality", qualityName(cur.sub), "err", err,
@@ -159,7 +163,7 @@ func (r *Relay) switchSource(ctx context.Context, cur *sourceRun, u *url.URL, su
 	defer timeout.Stop()
 	select {
 	case <-next.active:
-		cur.stop()
+		cur.stop(r.log)
 		return next, nil
 	case err := <-next.done:
 		next.cancel()
@@ -168,14 +172,14 @@ func (r *Relay) switchSource(ctx context.Context, cur *sourceRun, u *url.URL, su
 		}
 		return nil, err
 	case err := <-cur.done:
-		next.stop()
+		next.stop(r.log)
 		cur.done <- err
 		return nil, errSwitchCurrentEnded
 	case <-timeout.C:
-		next.stop()
+		next.stop(r.log)
 		return nil, fmt.Errorf("no keyframe within %s", switchWait)
 	case <-ctx.Done():
-		next.stop()
+		next.stop(r.log)
 		return nil, ctx.Err()
 	}
 }
