@@ -28,6 +28,8 @@ func (a *Agent) WritePrometheus(w io.Writer) {
 		metrics.WriteGaugeUint64(w, "camgate_camera_online"+l, b2u(c.Relay.Online))
 		metrics.WriteGaugeUint64(w, "camgate_camera_bitrate_bps"+l, uint64(max(c.Relay.BitrateBps, 0)))
 		metrics.WriteGaugeFloat64(w, "camgate_camera_fps"+l, c.Relay.FPS)
+		metrics.WriteGaugeUint64(w, "camgate_camera_uplink_bps"+l, uint64(max(c.Relay.UplinkBps, 0)))
+		metrics.WriteGaugeUint64(w, "camgate_camera_substream"+l, b2u(c.Relay.Quality == "sub"))
 		metrics.WriteCounterUint64(w, "camgate_camera_reconnects_total"+l, uint64(max(c.Relay.Reconnects, 0)))
 		metrics.WriteCounterUint64(w, "camgate_camera_frames_out_total"+l, c.Relay.FramesOut)
 		metrics.WriteCounterUint64(w, "camgate_camera_frames_dropped_total"+l, c.Relay.Dropped)

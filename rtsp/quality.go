@@ -109,6 +109,12 @@ func (g *QualityGovernor) run(stop <-chan struct{}, tick *time.Ticker) {
 // step measures every member and applies the policy's decision, if any.
 func (g *QualityGovernor) step(p *qualityPolicy, members map[*Relay]*qualityMember, now time.Time) {
 	for _, m := range members {
+		if !m.relay.relaying.Load() {
+			// No upstream session: what the queue drops meanwhile is the outage's, not a
+			// short uplink's, and stepping down would not bring the server back.
+			m.cam.dropped = m.relay.fwd.dropped.Load()
+			continue
+		}
 		queued, capacity := m.relay.fwd.queueDepth()
 		p.observe(&m.cam, m.relay.fwd.dropped.Load(), queued >= capacity/backlogShare, now)
 	}
