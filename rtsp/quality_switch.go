@@ -227,7 +227,7 @@ func (r *Relay) playSource(ctx context.Context, u *url.URL, src uint64, active c
 		r.fwd.pushFrom(src, track, pkt, now)
 	}
 	used, err := playCamera(ctx, u, o, r.transportNow(), auto, r.cfg.Pacer, started, push, r.batchDone)
-	if auto && (errors.Is(err, errTransportRefused) || errors.Is(err, errUDPSilent)) {
+	if auto && otherMayWork(err) {
 		// Both failed: the next attempt starts where this one ended.
 		r.setTransport(otherTransport(used))
 	}
