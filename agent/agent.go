@@ -69,7 +69,7 @@ func New(l Loaded, opts Options) *Agent {
 		opts.Getenv = os.Getenv
 	}
 	a := &Agent{log: opts.Logger, opts: opts, initial: l, pacer: rtsp.NewPacer(0, 0),
-		cache:    rtsp.NewCacheBudget(l.Config.Relay.CacheBytes),
+		cache:    rtsp.NewCacheBudget(l.Relay.CacheBytes),
 		quality:  rtsp.NewQualityGovernor(),
 		requests: make(chan envelope), loopDone: make(chan struct{}),
 		snaps:  &snapshots{latest: map[string][]byte{}, at: map[string]time.Time{}},
@@ -112,7 +112,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if r.loaded.Flussonic.Publish == "" {
 		a.log.Warn("flussonic.publish is not set: cameras are registered but not relayed")
 	}
-	loopCtx, stopLoop := context.WithCancel(context.Background())
+	// The loop and motion outlive ctx: they are stopped last, in order, by the deferred shutdown.
+	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(ctx))
 	go func() { defer close(a.loopDone); r.run(loopCtx) }()
 
 	a.motion, err = newMotionOwner(a, r.loaded.Motion.Hold.Std())
@@ -121,7 +122,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		<-a.loopDone
 		return err
 	}
-	motionCtx, stopMotion := context.WithCancel(context.Background())
+	motionCtx, stopMotion := context.WithCancel(context.WithoutCancel(ctx))
 	motionDone := make(chan struct{})
 	go func() { defer close(motionDone); a.motion.run(motionCtx) }()
 
