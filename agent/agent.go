@@ -48,10 +48,11 @@ type Agent struct {
 	link     atomic.Pointer[uplinkParts] // MQTT and event sinks; swapped when the page changes them
 	motion   *motionOwner
 	snaps    *snapshots
-	notify   *notifyRoutes       // cameras' ONVIF notification endpoints on the page's server
-	pacer    *rtsp.Pacer         // shared by every relay: one wake-up a period for all cameras
-	streams  *uplink.StreamSetup // zero-touch stream setup; nil without flussonic.api; set before the loop
-	cache    *rtsp.CacheBudget   // relay.cache_bytes, shared by every relay's GOP cache
+	notify   *notifyRoutes         // cameras' ONVIF notification endpoints on the page's server
+	pacer    *rtsp.Pacer           // shared by every relay: one wake-up a period for all cameras
+	streams  *uplink.StreamSetup   // zero-touch stream setup; nil without flussonic.api; set before the loop
+	cache    *rtsp.CacheBudget     // relay.cache_bytes, shared by every relay's GOP cache
+	quality  *rtsp.QualityGovernor // substream fallback, shared by every relay as they share the uplink
 
 	webAddr    atomic.Pointer[string]           // where the pairing page listens, once it does
 	smtpAddr   atomic.Pointer[net.Addr]         // where the SMTP alarm server listens, once it does
@@ -70,6 +71,7 @@ func New(l Loaded, opts Options) *Agent {
 	}
 	a := &Agent{log: opts.Logger, opts: opts, initial: l, pacer: rtsp.NewPacer(0, 0),
 		cache:    rtsp.NewCacheBudget(l.Relay.CacheBytes),
+		quality:  rtsp.NewQualityGovernor(),
 		requests: make(chan envelope), loopDone: make(chan struct{}),
 		snaps:  &snapshots{latest: map[string][]byte{}, at: map[string]time.Time{}},
 		notify: &notifyRoutes{routes: map[string]*onvif.NotifyReceiver{}}}

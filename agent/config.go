@@ -610,10 +610,6 @@ func checkCamera(key string, cam CameraConfig) error {
 		if u, err := url.Parse(cam.SubstreamURL); err != nil || (u.Scheme != "rtsp" && u.Scheme != "rtsps") || u.Host == "" {
 			return bad("substream_url", "must be an rtsp:// or rtsps:// URL, not %q", cam.SubstreamURL)
 		}
-		return bad("substream_url", "not supported by this version yet (leave it empty)")
-	}
-	if cam.Priority != 0 {
-		return bad("priority", "%d: not supported by this version yet (leave it 0)", cam.Priority)
 	}
 	switch cam.Relay {
 	case "", "always", "on_demand", "motion":

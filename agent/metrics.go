@@ -21,11 +21,13 @@ func (a *Agent) WritePrometheus(w io.Writer) { a.writePrometheus(w, false) }
 func (a *Agent) writePrometheus(w io.Writer, perCamera bool) {
 	link := a.link.Load()
 	cams := a.Cameras()
-	var relaying, online, bitrate, reconnects, framesOut, dropped uint64
+	var relaying, online, bitrate, uplink, substream, reconnects, framesOut, dropped uint64
 	for _, c := range cams {
 		relaying += b2u(c.Relay.Relaying)
 		online += b2u(c.Relay.Online)
 		bitrate += uint64(max(c.Relay.BitrateBps, 0))
+		uplink += uint64(max(c.Relay.UplinkBps, 0))
+		substream += b2u(c.Relay.Quality == "sub")
 		reconnects += uint64(max(c.Relay.Reconnects, 0))
 		framesOut += c.Relay.FramesOut
 		dropped += c.Relay.Dropped
@@ -34,6 +36,8 @@ func (a *Agent) writePrometheus(w io.Writer, perCamera bool) {
 	metrics.WriteGaugeUint64(w, "camgate_cameras_relaying", relaying)
 	metrics.WriteGaugeUint64(w, "camgate_cameras_online", online)
 	metrics.WriteGaugeUint64(w, "camgate_relay_bitrate_bps", bitrate)
+	metrics.WriteGaugeUint64(w, "camgate_relay_uplink_bps", uplink)
+	metrics.WriteGaugeUint64(w, "camgate_cameras_substream", substream)
 	metrics.WriteCounterUint64(w, "camgate_relay_reconnects_total", reconnects)
 	metrics.WriteCounterUint64(w, "camgate_relay_frames_out_total", framesOut)
 	metrics.WriteCounterUint64(w, "camgate_relay_frames_dropped_total", dropped)
@@ -83,6 +87,8 @@ func writeCameraSeries(w io.Writer, cams []CameraStatus) {
 		metrics.WriteGaugeUint64(w, "camgate_camera_online"+l, b2u(c.Relay.Online))
 		metrics.WriteGaugeUint64(w, "camgate_camera_bitrate_bps"+l, uint64(max(c.Relay.BitrateBps, 0)))
 		metrics.WriteGaugeFloat64(w, "camgate_camera_fps"+l, c.Relay.FPS)
+		metrics.WriteGaugeUint64(w, "camgate_camera_uplink_bps"+l, uint64(max(c.Relay.UplinkBps, 0)))
+		metrics.WriteGaugeUint64(w, "camgate_camera_substream"+l, b2u(c.Relay.Quality == "sub"))
 		metrics.WriteCounterUint64(w, "camgate_camera_reconnects_total"+l, uint64(max(c.Relay.Reconnects, 0)))
 		metrics.WriteCounterUint64(w, "camgate_camera_frames_out_total"+l, c.Relay.FramesOut)
 		metrics.WriteCounterUint64(w, "camgate_camera_frames_dropped_total"+l, c.Relay.Dropped)

@@ -251,7 +251,7 @@ func (r *registry) relayConfig(e *cameraEntry) (rtsp.RelayConfig, string) {
 		source = e.resolved.stream
 	}
 	user, pass := streamCredentials(c, source)
-	return rtsp.RelayConfig{
+	return r.a.withQuality(rtsp.RelayConfig{
 		Source:    source,
 		Username:  user,
 		Password:  pass,
@@ -265,7 +265,7 @@ func (r *registry) relayConfig(e *cameraEntry) (rtsp.RelayConfig, string) {
 		Cache:     r.a.cache,
 		Gated:     gated(c),
 		PreRoll:   preRollOf(c),
-	}, ""
+	}, e), ""
 }
 
 // mergeONVIF copies what the camera told us over ONVIF into its device info.
@@ -291,6 +291,7 @@ func sameRelay(x, y rtsp.RelayConfig) bool {
 	x.Pacer, y.Pacer = nil, nil
 	x.Cache, y.Cache = nil, nil
 	x.ShowError, y.ShowError = nil, nil
+	x.Quality, y.Quality = nil, nil
 	return reflect.DeepEqual(x, y)
 }
 

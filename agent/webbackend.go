@@ -119,7 +119,7 @@ func (b webBackend) webCamera(c CameraStatus) web.Camera {
 		StreamName: c.StreamName, PlayURL: c.PlayURL, State: web.CameraAdded, Enabled: c.Enabled, Audio: c.Audio,
 		Relaying: c.Relay.Relaying, Online: c.Relay.Online, Codec: c.Relay.Codec, Width: c.Relay.Width,
 		Height: c.Relay.Height, FPS: c.Relay.FPS, BitrateBPS: c.Relay.BitrateBps, LastError: c.Relay.LastError,
-		Username: c.Username, MovedTo: redactURL(c.MovedTo),
+		Username: c.Username, MovedTo: redactURL(c.MovedTo), Quality: c.Relay.Quality, UplinkBPS: c.Relay.UplinkBps,
 	}
 	if w.LastError == "" {
 		w.LastError = c.Problem

@@ -146,6 +146,14 @@ type forwarder struct {
 
 	framesIn, framesOut, dropped atomic.Uint64
 	bytesIn                      atomic.Uint64
+	// bytesOut counts the payload bytes handed to the upstream session: what the uplink
+	// carried, for the quality governor (quality.go).
+	bytesOut atomic.Uint64
+
+	// source is the camera session whose packets are taken (pushFrom); 0 until one is adopted.
+	// A switch to the substream adopts the new session at its first keyframe, and packets the
+	// old one still delivers are then left out (quality_switch.go).
+	source uint64
 
 	// cache, when set, keeps the stream since the last keyframe so that a new upstream
 	// session starts at once (gopcache.go); gopBytes counts the current GOP for its rank.
@@ -284,10 +292,16 @@ func (f *forwarder) flushLocked() {
 // push queues one packet from the camera. It never blocks and never allocates once the ring's
 // buffers have grown to the stream's packet size.
 func (f *forwarder) push(track int, pkt *rtp.Packet, now time.Time) {
+	f.pushFrom(0, track, pkt, now)
+}
+
+// pushFrom is push for the camera session src; a packet of a session other than the adopted
+// one is left out. src 0 is whichever session is adopted.
+func (f *forwarder) pushFrom(src uint64, track int, pkt *rtp.Packet, now time.Time) {
 	f.bytesIn.Add(uint64(len(pkt.Payload)))
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if track >= len(f.tracks) {
+	if track >= len(f.tracks) || (src != 0 && src != f.source) {
 		return
 	}
 	isVideo := track == 0

@@ -140,6 +140,8 @@ type Camera struct {
 	Height           int         `json:"height,omitempty"`
 	FPS              float64     `json:"fps,omitempty"`
 	BitrateBPS       int64       `json:"bitrate_bps"`
+	Quality          string      `json:"quality,omitempty"` // main, or sub while the uplink is short
+	UplinkBPS        int64       `json:"uplink_bps"`
 	LastError        string      `json:"last_error,omitempty"`
 	HasSnapshot      bool        `json:"has_snapshot"`
 	NeedsCredentials bool        `json:"needs_credentials"`
