@@ -170,6 +170,13 @@ func TestRabbitMQ(t *testing.T) {
 		eventually(t, "the outbox to empty", 30*time.Second, func() bool { return q.depth("mqtt") == 0 })
 	})
 
+	t.Run("retained Last Will", func(t *testing.T) {
+		if got := retainedAfterLoss(t, b, p, m); got != "offline" {
+			t.Errorf("retained status after an abrupt loss: %q, want offline", got)
+		}
+		eventually(t, "connected again", 30*time.Second, m.Connected)
+	})
+
 	t.Run("client id takeover", func(t *testing.T) {
 		// Where RabbitMQ 3.10 differs from mosquitto: the connection it closes for the newer
 		// one does not publish its Last Will, so SC sees no offline in between.

@@ -9,6 +9,9 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
+// What SC sees of a gateway differs between brokers where MQTT leaves room; these helpers show
+// it the same way against each one (README, "Brokers").
+
 // takeOver connects a second client with m's client id, as a gateway cloned from another's
 // backup would, and returns the states published on m's status topic from then until m is
 // connected again with the intruder gone. MQTT 3.1.1 §3.1.4 makes the broker close the older
@@ -60,4 +63,42 @@ func TestClientIDTakeoverMosquitto(t *testing.T) {
 	if got := takeOver(t, b.addr(), m, status); got != "offline online" {
 		t.Errorf("status after a client id takeover: %q, want %q", got, "offline online")
 	}
+}
+
+// retainedAfterLoss cuts m's connection abruptly and keeps it from reconnecting, and returns the
+// status a subscriber arriving afterwards gets: "offline" if the broker retained the Last Will
+// (camgate sets the Will's retain flag), "online" if it kept the last retained status instead.
+func retainedAfterLoss(t *testing.T, b *broker, p *proxy, m *MQTT) string {
+	t.Helper()
+	p.setRefuse(true)
+	defer p.setRefuse(false)
+	p.cut()
+	eventually(t, "the client to notice the loss", 30*time.Second, func() bool { return !m.Connected() })
+	// The Will goes out a moment after the broker notices the dead socket: ask again until it
+	// shows or 10 s have passed.
+	last := ""
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		late := subscribe(t, b, nil, prefix+"/status")
+		time.Sleep(500 * time.Millisecond)
+		if st := statuses(t, late); len(st) > 0 {
+			last = st[len(st)-1].State
+		}
+		if last == "offline" {
+			break
+		}
+	}
+	return last
+}
+
+func TestLastWillIsRetainedMosquitto(t *testing.T) {
+	b := startBroker(t, "")
+	p := startProxy(t, b.addr())
+	m := newTestMQTT(t, "mqtt://"+p.addr(), newMemQueue(), nil)
+	runMQTT(t, m)
+	eventually(t, "connected", 30*time.Second, m.Connected)
+	if got := retainedAfterLoss(t, b, p, m); got != "offline" {
+		t.Errorf("retained status after an abrupt loss: %q, want offline", got)
+	}
+	eventually(t, "connected again", 30*time.Second, m.Connected)
 }
