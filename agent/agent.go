@@ -14,6 +14,7 @@ import (
 
 	"github.com/camgate/camgate/onvif"
 	"github.com/camgate/camgate/rtsp"
+	"github.com/camgate/camgate/smtp"
 	"github.com/camgate/camgate/store"
 	"github.com/camgate/camgate/uplink"
 )
@@ -55,6 +56,7 @@ type Agent struct {
 	webAddr    atomic.Pointer[string]           // where the pairing page listens, once it does
 	smtpAddr   atomic.Pointer[net.Addr]         // where the SMTP alarm server listens, once it does
 	discoverer atomic.Pointer[onvif.Discoverer] // nil when discovery.onvif is off
+	smtpServer atomic.Pointer[smtp.Server]      // the alarm mail server once it listens, for /metrics
 }
 
 // New checks nothing beyond what LoadConfig already validated; all I/O happens in Run.
@@ -66,7 +68,7 @@ func New(l Loaded, opts Options) *Agent {
 		opts.Getenv = os.Getenv
 	}
 	a := &Agent{log: opts.Logger, opts: opts, initial: l, pacer: rtsp.NewPacer(0, 0),
-		cache:    rtsp.NewCacheBudget(l.Config.Relay.CacheBytes),
+		cache:    rtsp.NewCacheBudget(l.Relay.CacheBytes),
 		requests: make(chan envelope), loopDone: make(chan struct{}),
 		snaps:  &snapshots{latest: map[string][]byte{}, at: map[string]time.Time{}},
 		notify: &notifyRoutes{routes: map[string]*onvif.NotifyReceiver{}}}
@@ -108,7 +110,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if r.loaded.Flussonic.Publish == "" {
 		a.log.Warn("flussonic.publish is not set: cameras are registered but not relayed")
 	}
-	loopCtx, stopLoop := context.WithCancel(context.Background())
+	// The loop and motion outlive ctx: they are stopped last, in order, by the deferred shutdown.
+	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(ctx))
 	go func() { defer close(a.loopDone); r.run(loopCtx) }()
 
 	a.motion, err = newMotionOwner(a, r.loaded.Motion.Hold.Std())
@@ -117,7 +120,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		<-a.loopDone
 		return err
 	}
-	motionCtx, stopMotion := context.WithCancel(context.Background())
+	motionCtx, stopMotion := context.WithCancel(context.WithoutCancel(ctx))
 	motionDone := make(chan struct{})
 	go func() { defer close(motionDone); a.motion.run(motionCtx) }()
 

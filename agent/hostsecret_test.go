@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/camgate/camgate/internal/sim"
+	"github.com/camgate/camgate/internal/testtool"
 )
 
 // Issue 13 acceptance 4, cameras: set_camera (MQTT) or the page's PATCH moving a camera to
@@ -23,7 +24,7 @@ func TestSetCameraOnAnotherHostDropsThePassword(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go flussonic.Run(ctx)
+	testtool.Go(ctx, t, "flussonic", flussonic.Run)
 	d := startDaemon(t, fmt.Sprintf(`gateway_id: gwh
 data_dir: DATA_DIR
 web: {listen: "127.0.0.1:0"}
@@ -125,7 +126,7 @@ func TestConnectionOnAnotherHostDropsTheSecret(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go camera.Run(ctx)
+	testtool.Go(ctx, t, "camera", camera.Run)
 	d := startDaemon(t, fmt.Sprintf(`gateway_id: gwk
 data_dir: DATA_DIR
 web: {listen: "127.0.0.1:0"}

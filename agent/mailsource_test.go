@@ -38,7 +38,7 @@ func TestMailFromAnotherHostStartsNoMotion(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			go sink.Run(ctx)
+			testtool.Go(ctx, t, "sink", sink.Run)
 			smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 			d := startDaemon(t, fmt.Sprintf(`gateway_id: gwmail
 data_dir: DATA_DIR

@@ -131,7 +131,8 @@ func (m *motionOwner) emit(c motion.Change) error {
 		a.log.Info("motion started", "camera_id", ep.Camera, "motion_id", ep.MotionID)
 	case motion.Stopped:
 		ev.Kind, ev.At = uplink.MotionStopped, c.End
-		a.log.Info("motion stopped", "camera_id", ep.Camera, "motion_id", ep.MotionID, "duration", c.Duration().Round(time.Millisecond), "why", c.Why)
+		a.log.Info("motion stopped",
+			"camera_id", ep.Camera, "motion_id", ep.MotionID, "duration", c.Duration().Round(time.Millisecond), "why", c.Why)
 	}
 	// The JPEG of the alarm that started the episode (kept just before the alarm was reported).
 	if jpg, ok := a.freshSnapshot(ep.Camera, time.Since(ep.Start)+time.Minute); ok {
@@ -163,7 +164,7 @@ func (s episodeStore) Episodes() ([]motion.Episode, error) {
 	for cam, b := range all {
 		var ep motion.Episode
 		if err := json.Unmarshal(b, &ep); err != nil || ep.Camera != cam {
-			errs = append(errs, fmt.Errorf("episode of %s does not parse: %v", cam, err))
+			errs = append(errs, fmt.Errorf("episode of %s does not parse: %w", cam, err))
 			continue
 		}
 		out = append(out, ep)

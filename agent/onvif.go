@@ -121,7 +121,8 @@ func (q resolverStopped) serve(r *registry) result {
 // booting), then follows its events until ctx ends.
 func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, report func(resolution)) {
 	log := a.log.With("camera_id", id, "onvif", conf.URL)
-	client, err := onvif.NewClient(onvif.ClientConfig{XAddr: conf.URL, Username: conf.Username, Password: conf.Password, AllowBasic: conf.Auth == "basic", Logger: log})
+	client, err := onvif.NewClient(onvif.ClientConfig{XAddr: conf.URL, Username: conf.Username, Password: conf.Password,
+		AllowBasic: conf.Auth == "basic", Logger: log})
 	if err != nil {
 		report(resolution{err: "ONVIF: " + err.Error()})
 		return
@@ -145,7 +146,8 @@ func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, repo
 			if stream != "" {
 				found := dev
 				report(resolution{client: client, dev: &found, stream: stream})
-				log.Info("ONVIF camera resolved", "vendor", dev.Manufacturer, "model", dev.Model, "stream", redactURL(stream), "events", dev.HasEvents, "clock_offset", dev.ClockOffset.Round(time.Second))
+				log.Info("ONVIF camera resolved", "vendor", dev.Manufacturer, "model", dev.Model, "stream", redactURL(stream),
+					"events", dev.HasEvents, "clock_offset", dev.ClockOffset.Round(time.Second))
 				break
 			}
 			err = errors.New("the device reported no RTSP stream")
@@ -191,14 +193,20 @@ func (a *Agent) followEvents(ctx context.Context, id string, client *onvif.Clien
 			return
 		}
 		defer stop()
-		bn, err := onvif.NewBasicNotification(onvif.BasicNotificationConfig{Client: client, Consumer: consumer, Logger: log.With("part", "basic-notification")})
+		bn, err := onvif.NewBasicNotification(onvif.BasicNotificationConfig{Client: client, Consumer: consumer,
+			Logger: log.With("part", "basic-notification")})
 		if err != nil {
 			log.Warn("ONVIF events unavailable", "err", err)
 			return
 		}
 		log.Info("ONVIF events by Basic Notification (no PullPoint)", "consumer", consumer)
 		wg.Add(1)
-		go func() { defer wg.Done(); bn.Run(ctx) }()
+		go func() {
+			defer wg.Done()
+			if err := bn.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("ONVIF Basic Notification stopped", "err", err)
+			}
+		}()
 		notes = rcv.Notifications()
 	default:
 		// Other probe errors (a camera busy booting) are left to the PullPoint loop's retries.
@@ -208,7 +216,12 @@ func (a *Agent) followEvents(ctx context.Context, id string, client *onvif.Clien
 			return
 		}
 		wg.Add(1)
-		go func() { defer wg.Done(); pp.Run(ctx) }()
+		go func() {
+			defer wg.Done()
+			if err := pp.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("ONVIF PullPoint stopped", "err", err)
+			}
+		}()
 		notes = pp.Notifications()
 	}
 	for {
@@ -283,7 +296,8 @@ func (a *Agent) runPathProbe(ctx context.Context, id string, conf CameraConfig, 
 	delay := 5 * time.Second
 	lastErr := ""
 	for {
-		res, err := rtsp.FindStream(ctx, conf.URL, conf.Username, conf.Password, rtsp.FindStreamOptions{Logger: log, Auth: conf.Auth})
+		res, err := rtsp.FindStream(ctx, conf.URL, conf.Username, conf.Password,
+			rtsp.FindStreamOptions{Logger: log, Auth: conf.Auth})
 		if ctx.Err() != nil {
 			return
 		}
@@ -345,7 +359,10 @@ func (a *Agent) TakeSnapshot(ctx context.Context, id string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("camera %s: snapshot: %w", id, err)
 	}
-	a.keepSnapshot(ctx, id, b)
+	if err := a.keepSnapshot(ctx, id, b); err != nil {
+		// The caller still gets the picture; only its retained MQTT copy is missing.
+		a.log.Warn("snapshot not queued for MQTT", "camera_id", id, "err", err)
+	}
 	return b, nil
 }
 

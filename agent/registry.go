@@ -95,8 +95,9 @@ func newRegistry(a *Agent, ctx context.Context, l Loaded) (*registry, error) {
 	}
 	r.overlay(&l)
 	r.loaded = l
-	r.startUplink(&r.loaded.Config)
-	r.reconcile()
+	// Both use r.ctx, which is ctx: the linter cannot see it through the struct.
+	r.startUplink(&r.loaded.Config) //nolint:contextcheck // see above
+	r.reconcile()                   //nolint:contextcheck // see above
 	r.publish()
 	return r, nil
 }
@@ -137,7 +138,8 @@ func (r *registry) publish() {
 			Enabled: e.conf.Enabled, Audio: e.conf.Audio, StreamName: cfg.CameraStreamName(e.id, e.conf.StreamName),
 			Problem: e.problem, MovedTo: moved[e.id],
 		}, onvif: e.resolved, hasRes: e.resolver != nil, auth: e.conf.Auth}
-		c.status.PublishURL, c.status.PlayURL = redactURL(cfg.PublishURLOf(c.status.StreamName)), cfg.PlayURL(c.status.StreamName)
+		c.status.PublishURL, c.status.PlayURL = redactURL(cfg.PublishURLOf(c.status.StreamName)),
+			cfg.PlayURL(c.status.StreamName)
 		if e.relay != nil {
 			c.relay = e.relay.relay
 		}

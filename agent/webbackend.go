@@ -30,12 +30,12 @@ func webError(err error) error {
 	case errors.As(err, &re):
 		return &web.BadRequestError{Field: re.Field, Reason: re.Reason}
 	case errors.Is(err, ErrUnknownCamera):
-		return fmt.Errorf("%w: %v", web.ErrNotFound, err)
+		return fmt.Errorf("%w: %w", web.ErrNotFound, err)
 	case errors.Is(err, ErrCameraExists):
-		return fmt.Errorf("%w: %v", web.ErrExists, err)
+		return fmt.Errorf("%w: %w", web.ErrExists, err)
 	case isPasswordRefused(err):
 		// The page says so in its own language (code camera_unauthorized), not in ours.
-		return fmt.Errorf("%w: %v", web.ErrCameraUnauthorized, err)
+		return fmt.Errorf("%w: %w", web.ErrCameraUnauthorized, err)
 	}
 	return err
 }
@@ -180,7 +180,7 @@ func (b webBackend) Snapshot(ctx context.Context, id string) ([]byte, error) {
 		if old, ok := b.a.Snapshot(id); ok {
 			return old, nil
 		}
-		return nil, fmt.Errorf("%w: %v", web.ErrNotFound, err)
+		return nil, fmt.Errorf("%w: %w", web.ErrNotFound, err)
 	}
 	return jpeg, nil
 }
@@ -251,7 +251,8 @@ func (b webBackend) testStream(ctx context.Context, streamURL, username, passwor
 	}
 	var info web.StreamInfo
 	for _, t := range res.Tracks {
-		info.Tracks = append(info.Tracks, web.Track{Kind: t.Type, Codec: t.Codec, Width: t.Width, Height: t.Height, FPS: t.FPS, SampleRate: t.ClockRate})
+		info.Tracks = append(info.Tracks, web.Track{Kind: t.Type, Codec: t.Codec, Width: t.Width, Height: t.Height,
+			FPS: t.FPS, SampleRate: t.ClockRate})
 		info.BitrateBPS += t.BitrateBps
 	}
 	return info, nil
@@ -261,7 +262,8 @@ func (b webBackend) Connection(ctx context.Context) web.Connection {
 	cfg := b.a.config()
 	pub, user, hasPass := splitUserinfo(cfg.Flussonic.Publish)
 	c := web.Connection{
-		MQTT: web.MQTTConnection{URL: redactURL(cfg.MQTT.URL), Username: cfg.MQTT.Username, PasswordSet: cfg.MQTT.Password != "", TopicPrefix: cfg.MQTT.TopicPrefix},
+		MQTT: web.MQTTConnection{URL: redactURL(cfg.MQTT.URL), Username: cfg.MQTT.Username,
+			PasswordSet: cfg.MQTT.Password != "", TopicPrefix: cfg.MQTT.TopicPrefix},
 		Flussonic: web.FlussonicConnection{Publish: pub, Username: user, PasswordSet: hasPass,
 			StreamName: cfg.Flussonic.StreamName, Events: []web.EventSink{}},
 	}
