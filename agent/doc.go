@@ -1,7 +1,34 @@
-// Package agent is the one place that knows every part of camgate: the camera registry and its
-// lifecycle (desired versus actual state), config load, validation and reload, motion debounce,
-// telemetry and the wiring between the protocol packages, the store and the uplink.
+// Package agent is the one place that knows every part of camgate: it loads and validates the
+// config, keeps the camera registry, and wires the protocol packages (rtsp, rtmp, onvif, mdns,
+// smtp), motion, the store and the uplink together. It decides; it speaks no protocol itself,
+// and no protocol package may import it.
 //
-// It decides; it does not speak protocols itself. Protocol packages (rtsp, onvif, smtp) must never
-// import it.
+// # Who owns what
+//
+// One goroutine, the registry loop (registry.go), owns the camera registry, the loaded config
+// and the pairing page's connection settings, and starts and stops every relay, every ONVIF
+// stream resolver and the uplink (the MQTT client and event sinks). Nothing else touches those
+// fields, and there is no mutex around them.
+//
+// A change travels as a typed request on Agent.requests: reload (SIGHUP), add, set (rename,
+// enable, disable), remove, reboot_relay, connection settings, publish window, discovery found
+// or lost, stream resolved, and the loop's own "a relay, resolver or uplink has stopped". ask
+// sends one and waits for its answer; tell sends one nobody waits for. The loop serves each in
+// turn, reconciles the running relays with what is wanted, publishes a fresh view and answers.
+//
+// Readers (the page, /metrics, telemetry, MQTT state, the mail intake) read that view through
+// an atomic.Pointer: an immutable copy of the registry and config, used with no lock held.
+// Relay statistics are read live from each relay.
+//
+// The loop does no network I/O and waits for nothing: a relay, resolver or uplink is asked to
+// stop (its context is cancelled) and a goroutine of its own reports its end as a request, so a
+// reboot_relay never blocks the page, SMTP or MQTT. A new uplink starts only once the old one
+// has ended, so two MQTT clients with one client id never run at once. The loop does write the
+// store (registrations queued for MQTT, discovered devices, agent ids): short bbolt
+// transactions on the local disk, each with its fsync.
+//
+// Motion is a goroutine of its own (motion.go) around a motion.Tracker, which has an injected
+// clock: mail and ONVIF alarms are requests to it, and it answers only once the alarm's event
+// is in the outbox, so a mail whose alarm could not be stored is refused with a 4xx. It never
+// waits for the registry loop or a relay.
 package agent

@@ -8,10 +8,20 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"hash"
 	"strings"
 	"sync"
 	"time"
+)
+
+// The OASIS WS-Security 1.0 names a UsernameToken uses.
+const (
+	wsseNS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+	wsuNS  = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+
+	wssePasswordDigest = "http://docs.oasis-open.org/wss/2004/01/" +
+		"oasis-200401-wss-username-token-profile-1.0#PasswordDigest"
+	wsseBase64Binary = "http://docs.oasis-open.org/wss/2004/01/" +
+		"oasis-200401-wss-soap-message-security-1.0#Base64Binary"
 )
 
 // wsseHeader builds a WS-Security UsernameToken with PasswordDigest. created is the device's clock
@@ -27,12 +37,12 @@ func wsseHeader(username, password string, created time.Time) string {
 	h.Write([]byte(password))
 	digest := base64.StdEncoding.EncodeToString(h.Sum(nil))
 	var b strings.Builder
-	b.WriteString(`<wsse:Security s:mustUnderstand="1" xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd" xmlns:wsu="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd">`)
+	b.WriteString(`<wsse:Security s:mustUnderstand="1" xmlns:wsse="` + wsseNS + `" xmlns:wsu="` + wsuNS + `">`)
 	b.WriteString(`<wsse:UsernameToken><wsse:Username>`)
 	b.WriteString(xmlEscape(username))
-	b.WriteString(`</wsse:Username><wsse:Password Type="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordDigest">`)
+	b.WriteString(`</wsse:Username><wsse:Password Type="` + wssePasswordDigest + `">`)
 	b.WriteString(digest)
-	b.WriteString(`</wsse:Password><wsse:Nonce EncodingType="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary">`)
+	b.WriteString(`</wsse:Password><wsse:Nonce EncodingType="` + wsseBase64Binary + `">`)
 	b.WriteString(base64.StdEncoding.EncodeToString(nonce))
 	b.WriteString(`</wsse:Nonce><wsu:Created>`)
 	b.WriteString(ts)
@@ -136,7 +146,7 @@ func (d *digestChallenge) authorization(method, uri, username, password string) 
 	d.nc++
 	nc := fmt.Sprintf("%08x", d.nc)
 	d.mu.Unlock()
-	var newHash func() hash.Hash = md5.New
+	newHash := md5.New
 	if strings.EqualFold(d.algorithm, "SHA-256") {
 		newHash = sha256.New
 	}

@@ -134,7 +134,8 @@ func (c *Client) call(ctx context.Context, endpoint, ns, op, body string, opts .
 	resynced, freshDigest := false, false
 	var tried []string
 	for attempt := 0; attempt < 4; attempt++ {
-		res, status, hdr, err := c.roundTrip(ctx, endpoint, action, c.envelope(withCreds, o.header, body), op, o.anonymous && c.username == "", o.extra)
+		res, status, hdr, err := c.roundTrip(ctx, endpoint, action, c.envelope(withCreds, o.header, body), op,
+			o.anonymous && c.username == "", o.extra)
 		if err != nil {
 			return nil, err
 		}
@@ -263,7 +264,9 @@ func (c *Client) envelope(withCreds bool, header, body string) []byte {
 
 // roundTrip posts one envelope. It returns the parsed answer (*element or *Fault), or nil with the
 // status when there was none worth parsing.
-func (c *Client) roundTrip(ctx context.Context, endpoint, action string, env []byte, op string, noHTTPAuth bool, extra time.Duration) (any, int, http.Header, error) {
+func (c *Client) roundTrip(
+	ctx context.Context, endpoint, action string, env []byte, op string, noHTTPAuth bool, extra time.Duration,
+) (any, int, http.Header, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout+extra)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(env))

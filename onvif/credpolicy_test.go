@@ -14,7 +14,8 @@ import (
 	"github.com/camgate/camgate/internal/testtool"
 )
 
-const deviceInfoAnswer = `<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body><GetDeviceInformationResponse><Manufacturer>Old</Manufacturer></GetDeviceInformationResponse></s:Body></s:Envelope>`
+const deviceInfoAnswer = `<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body>` +
+	`<GetDeviceInformationResponse><Manufacturer>Old</Manufacturer></GetDeviceInformationResponse></s:Body></s:Envelope>`
 
 // basicOnlyDevice answers only requests carrying HTTP Basic admin:pw and counts every Basic
 // header it was sent (the password in cleartext).
@@ -101,7 +102,8 @@ func TestRedirectToAnotherHostCarriesNoCredentials(t *testing.T) {
 	camera := testtool.ServeHTTP(t, "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "http://"+thief+r.URL.Path, http.StatusTemporaryRedirect)
 	}))
-	c, err := NewClient(ClientConfig{XAddr: "http://" + camera + "/onvif/device_service", Username: "admin", Password: "pw", AllowBasic: true})
+	c, err := NewClient(ClientConfig{XAddr: "http://" + camera + "/onvif/device_service", Username: "admin",
+		Password: "pw", AllowBasic: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,7 +73,8 @@ func parseSystemDateAndTime(res *element) (time.Time, error) {
 		return n, nil
 	}
 	var vals [6]int
-	for i, f := range [][2]string{{"Date", "Year"}, {"Date", "Month"}, {"Date", "Day"}, {"Time", "Hour"}, {"Time", "Minute"}, {"Time", "Second"}} {
+	for i, f := range [][2]string{{"Date", "Year"}, {"Date", "Month"}, {"Date", "Day"}, {"Time", "Hour"},
+		{"Time", "Minute"}, {"Time", "Second"}} {
 		n, err := num(f[0], f[1])
 		if err != nil {
 			return time.Time{}, err
@@ -214,7 +215,9 @@ func normalizeMAC(s string) string {
 	}
 	clean := strings.NewReplacer(":", "", "-", "", ".", "").Replace(s)
 	if len(clean) == 12 {
-		if hw, err := net.ParseMAC(strings.Join([]string{clean[0:2], clean[2:4], clean[4:6], clean[6:8], clean[8:10], clean[10:12]}, ":")); err == nil {
+		if hw, err := net.ParseMAC(strings.Join([]string{
+			clean[0:2], clean[2:4], clean[4:6], clean[6:8], clean[8:10], clean[10:12],
+		}, ":")); err == nil {
 			return hw.String()
 		}
 	}

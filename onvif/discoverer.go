@@ -147,7 +147,7 @@ func (d *Discoverer) Run(ctx context.Context) error {
 
 	// Without the group socket there are no Hello/Bye, but probing still works: another
 	// WS-Discovery daemon may hold the port without SO_REUSEADDR.
-	listener, err := listenMulticast(d.group)
+	listener, err := listenMulticast(ctx, d.group)
 	if err != nil {
 		d.log.Warn("ws-discovery: not listening for Hello and Bye", "err", err)
 	} else {
@@ -391,7 +391,7 @@ func Discover(ctx context.Context, cfg DiscovererConfig, timeout time.Duration) 
 
 // listenMulticast binds the group address and port with SO_REUSEADDR, so that other WS-Discovery
 // users on the gateway (and simulated devices in tests) can share the port.
-func listenMulticast(group *net.UDPAddr) (*net.UDPConn, error) {
+func listenMulticast(ctx context.Context, group *net.UDPAddr) (*net.UDPConn, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
@@ -402,7 +402,7 @@ func listenMulticast(group *net.UDPAddr) (*net.UDPConn, error) {
 		}
 		return serr
 	}}
-	c, err := lc.ListenPacket(context.Background(), "udp4", group.String())
+	c, err := lc.ListenPacket(ctx, "udp4", group.String())
 	if err != nil {
 		return nil, fmt.Errorf("onvif: ws-discovery listen %s: %w", group, err)
 	}

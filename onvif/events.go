@@ -88,7 +88,9 @@ func (c *Client) CreatePullPointSubscription(ctx context.Context, lifetime time.
 }
 
 // PullMessages waits up to timeout for at most limit messages on a subscription.
-func (c *Client) PullMessages(ctx context.Context, sub *Subscription, timeout time.Duration, limit int) ([]Notification, error) {
+func (c *Client) PullMessages(
+	ctx context.Context, sub *Subscription, timeout time.Duration, limit int,
+) ([]Notification, error) {
 	if limit <= 0 {
 		limit = 100
 	}

@@ -111,7 +111,8 @@ func TestInventoryOfRecordedCameras(t *testing.T) {
 			}
 			srvURL, _ := url.Parse(srv.URL)
 			if d.Manufacturer != tt.manufacturer || d.Model != tt.model || d.Serial != tt.serial {
-				t.Errorf("device = %q %q %q, want %q %q %q", d.Manufacturer, d.Model, d.Serial, tt.manufacturer, tt.model, tt.serial)
+				t.Errorf("device = %q %q %q, want %q %q %q",
+					d.Manufacturer, d.Model, d.Serial, tt.manufacturer, tt.model, tt.serial)
 			}
 			if d.MAC != tt.mac {
 				t.Errorf("MAC = %q, want %q", d.MAC, tt.mac)
@@ -132,7 +133,8 @@ func TestInventoryOfRecordedCameras(t *testing.T) {
 				if d.SnapshotURI != "" {
 					t.Errorf("snapshot URI %q from an unusable answer", d.SnapshotURI)
 				}
-			} else if snap, err := url.Parse(d.SnapshotURI); err != nil || snap.Host != srvURL.Host || snap.RequestURI() != tt.snapshotPath {
+			} else if snap, err := url.Parse(d.SnapshotURI); err != nil || snap.Host != srvURL.Host ||
+				snap.RequestURI() != tt.snapshotPath {
 				t.Errorf("snapshot URI %q, want http://%s%s", d.SnapshotURI, srvURL.Host, tt.snapshotPath)
 			}
 			if d.HasEvents != tt.events || (d.HasEvents && !strings.HasPrefix(d.EventsXAddr, srv.URL)) {
@@ -172,7 +174,8 @@ func TestRecordedProfilesOfPartialSets(t *testing.T) {
 					break
 				}
 			}
-			if video == nil || video.Codec != tt.codec || video.Width != tt.width || video.AudioCodec != tt.audioCodec || video.Token == "" {
+			if video == nil || video.Codec != tt.codec || video.Width != tt.width || video.AudioCodec != tt.audioCodec ||
+				video.Token == "" {
 				t.Errorf("first video profile %+v in %+v", video, ps)
 			}
 		})

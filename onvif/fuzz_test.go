@@ -32,7 +32,8 @@ func FuzzParseResponse(f *testing.F) {
 }
 
 func FuzzParseDiscovery(f *testing.F) {
-	f.Add([]byte(`<e:Envelope xmlns:e="x"><e:Body><Bye><EndpointReference><Address>urn:uuid:1</Address></EndpointReference></Bye></e:Body></e:Envelope>`))
+	f.Add([]byte(`<e:Envelope xmlns:e="x"><e:Body><Bye><EndpointReference>` +
+		`<Address>urn:uuid:1</Address></EndpointReference></Bye></e:Body></e:Envelope>`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, found, err := parseDiscovery(data, net.IPv4(10, 0, 0, 9))
 		if err != nil {

@@ -46,7 +46,8 @@ func Inventory(ctx context.Context, c *Client) (Device, error) {
 	if err != nil {
 		return d, err
 	}
-	d.Manufacturer, d.Model, d.Firmware, d.Serial, d.HardwareID = info.Manufacturer, info.Model, info.Firmware, info.Serial, info.HardwareID
+	d.Manufacturer, d.Model, d.Firmware, d.Serial, d.HardwareID = info.Manufacturer, info.Model, info.Firmware,
+		info.Serial, info.HardwareID
 
 	svc, err := c.GetServices(ctx)
 	if err != nil || (svc.Media == "" && svc.Media2 == "") {

@@ -31,7 +31,8 @@ type Profile struct {
 
 // GetProfiles lists the profiles of the Media (ver10) service.
 func (c *Client) GetProfiles(ctx context.Context) ([]Profile, error) {
-	res, err := c.call(ctx, c.service(func(s Services) string { return s.Media }), nsMedia, "GetProfiles", `<trt:GetProfiles/>`)
+	res, err := c.call(ctx, c.service(func(s Services) string { return s.Media }), nsMedia, "GetProfiles",
+		`<trt:GetProfiles/>`)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +121,8 @@ func audioCodec(s string) string {
 // GetStreamURI asks Media (ver10) for the RTP-Unicast over RTSP URI of a profile. The URI is
 // returned as the device sent it; Inventory rewrites bad hosts.
 func (c *Client) GetStreamURI(ctx context.Context, profileToken string) (string, error) {
-	body := `<trt:GetStreamUri><trt:StreamSetup><tt:Stream>RTP-Unicast</tt:Stream><tt:Transport><tt:Protocol>RTSP</tt:Protocol></tt:Transport></trt:StreamSetup><trt:ProfileToken>` +
+	body := `<trt:GetStreamUri><trt:StreamSetup><tt:Stream>RTP-Unicast</tt:Stream><tt:Transport>` +
+		`<tt:Protocol>RTSP</tt:Protocol></tt:Transport></trt:StreamSetup><trt:ProfileToken>` +
 		xmlEscape(profileToken) + `</trt:ProfileToken></trt:GetStreamUri>`
 	return c.uriCall(ctx, c.service(func(s Services) string { return s.Media }), nsMedia, "GetStreamUri", body)
 }

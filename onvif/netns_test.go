@@ -63,7 +63,8 @@ func TestDiscoveryFindsTwentyCamerasAndFollowsHelloAndBye(t *testing.T) {
 			devs = append(devs, start(i, announce))
 		}
 
-		d, err := onvif.NewDiscoverer(onvif.DiscovererConfig{Interfaces: []string{"lo"}, Group: group, ProbeInterval: time.Hour})
+		d, err := onvif.NewDiscoverer(onvif.DiscovererConfig{Interfaces: []string{"lo"}, Group: group,
+			ProbeInterval: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +106,8 @@ func TestDiscoveryFindsTwentyCamerasAndFollowsHelloAndBye(t *testing.T) {
 				t.Errorf("camera %d at %s not found; found %v", i, dev.XAddr(), keys(found))
 				continue
 			}
-			if f.Hardware != m.model || f.Name != fmt.Sprintf("%s cam %d", m.manufacturer, i) || f.EndpointRef != dev.EndpointRef() {
+			if f.Hardware != m.model || f.Name != fmt.Sprintf("%s cam %d", m.manufacturer, i) ||
+				f.EndpointRef != dev.EndpointRef() {
 				t.Errorf("camera %d: found %+v", i, f)
 			}
 			c, err := onvif.NewClient(onvif.ClientConfig{XAddr: f.XAddr})

@@ -211,7 +211,8 @@ func (b *BasicNotification) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.log.Info("onvif: subscribed for notifications", "consumer", b.cfg.Consumer, "manager", sub.Address, "until", sub.TerminationTime)
+	b.log.Info("onvif: subscribed for notifications",
+		"consumer", b.cfg.Consumer, "manager", sub.Address, "until", sub.TerminationTime)
 	renewIn := b.renewIn(sub)
 	for {
 		t := time.NewTimer(renewIn)

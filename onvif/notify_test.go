@@ -70,7 +70,8 @@ func TestCameraWithoutPullPointSaysNotSupported(t *testing.T) {
 }
 
 func TestSubscribedCameraPostsMotionToTheReceiver(t *testing.T) {
-	dev := startDevice(t, onvifdev.Config{NoPullPoint: true, Auth: onvifdev.AuthWSSecurity, Username: "u", Password: "p", ClockSkew: 5 * time.Hour})
+	dev := startDevice(t, onvifdev.Config{NoPullPoint: true, Auth: onvifdev.AuthWSSecurity, Username: "u", Password: "p",
+		ClockSkew: 5 * time.Hour})
 	c := newClient(t, dev.XAddr(), "u", "p")
 	ctx := testContext(t)
 	if _, err := onvif.Inventory(ctx, c); err != nil {
@@ -93,7 +94,8 @@ func TestSubscribedCameraPostsMotionToTheReceiver(t *testing.T) {
 		t.Fatalf("Renew: %v", err)
 	}
 	if dev.Subscriptions() != 0 || dev.NotifySubscriptions() != 1 {
-		t.Errorf("device has %d pull point and %d notify subscriptions, want 0 and 1", dev.Subscriptions(), dev.NotifySubscriptions())
+		t.Errorf("device has %d pull point and %d notify subscriptions, want 0 and 1",
+			dev.Subscriptions(), dev.NotifySubscriptions())
 	}
 }
 
@@ -132,7 +134,8 @@ func TestBasicNotificationRenewsAndSubscribesAgainAfterARestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	rcv, consumer := serveReceiver(t)
-	bn, err := onvif.NewBasicNotification(onvif.BasicNotificationConfig{Client: c, Consumer: consumer, Lifetime: 2 * time.Second})
+	bn, err := onvif.NewBasicNotification(onvif.BasicNotificationConfig{Client: c, Consumer: consumer,
+		Lifetime: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +180,8 @@ func TestBasicNotificationStopsWhenTheCameraHasNoEvents(t *testing.T) {
 	}))
 	defer srv.Close()
 	c := newClient(t, srv.URL+"/onvif/device_service", "", "")
-	bn, err := onvif.NewBasicNotification(onvif.BasicNotificationConfig{Client: c, Consumer: "http://127.0.0.1:8080/onvif/notify/x/y"})
+	bn, err := onvif.NewBasicNotification(onvif.BasicNotificationConfig{Client: c,
+		Consumer: "http://127.0.0.1:8080/onvif/notify/x/y"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,9 +202,25 @@ func TestNewBasicNotificationWantsAnHTTPConsumer(t *testing.T) {
 	}
 }
 
-const notify12 = `<?xml version="1.0" encoding="UTF-8"?><env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope" xmlns:wsnt="http://docs.oasis-open.org/wsn/b-2" xmlns:tt="http://www.onvif.org/ver10/schema" xmlns:tns1="http://www.onvif.org/ver10/topics"><env:Header><wsa:Action xmlns:wsa="http://www.w3.org/2005/08/addressing">http://docs.oasis-open.org/wsn/bw-2/NotificationConsumer/Notify</wsa:Action></env:Header><env:Body><wsnt:Notify><wsnt:NotificationMessage><wsnt:Topic Dialect="http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet">tns1:RuleEngine/CellMotionDetector/Motion</wsnt:Topic><wsnt:Message><tt:Message UtcTime="2024-05-01T10:00:00Z" PropertyOperation="Changed"><tt:Source><tt:SimpleItem Name="VideoSourceConfigurationToken" Value="VideoSource_1"/></tt:Source><tt:Data><tt:SimpleItem Name="IsMotion" Value="true"/></tt:Data></tt:Message></wsnt:Message></wsnt:NotificationMessage></wsnt:Notify></env:Body></env:Envelope>`
+const notify12 = `<?xml version="1.0" encoding="UTF-8"?>` +
+	`<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope" xmlns:wsnt="http://docs.oasis-open.org/wsn/b-2" ` +
+	`xmlns:tt="http://www.onvif.org/ver10/schema" xmlns:tns1="http://www.onvif.org/ver10/topics">` +
+	`<env:Header><wsa:Action xmlns:wsa="http://www.w3.org/2005/08/addressing">` +
+	`http://docs.oasis-open.org/wsn/bw-2/NotificationConsumer/Notify</wsa:Action></env:Header>` +
+	`<env:Body><wsnt:Notify><wsnt:NotificationMessage>` +
+	`<wsnt:Topic Dialect="http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet">` +
+	`tns1:RuleEngine/CellMotionDetector/Motion</wsnt:Topic>` +
+	`<wsnt:Message><tt:Message UtcTime="2024-05-01T10:00:00Z" PropertyOperation="Changed">` +
+	`<tt:Source><tt:SimpleItem Name="VideoSourceConfigurationToken" Value="VideoSource_1"/></tt:Source>` +
+	`<tt:Data><tt:SimpleItem Name="IsMotion" Value="true"/></tt:Data></tt:Message></wsnt:Message>` +
+	`</wsnt:NotificationMessage></wsnt:Notify></env:Body></env:Envelope>`
 
-const notify11 = `<?xml version="1.0"?><SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><Notify xmlns="http://docs.oasis-open.org/wsn/b-2"><NotificationMessage><Topic>tns1:VideoSource/MotionAlarm</Topic><Message><Message xmlns="http://www.onvif.org/ver10/schema" UtcTime="2024-05-01T10:00:01" PropertyOperation="Changed"><Source/><Data><SimpleItem Name="State" Value="false"/></Data></Message></Message></NotificationMessage></Notify></SOAP-ENV:Body></SOAP-ENV:Envelope>`
+const notify11 = `<?xml version="1.0"?><SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/">` +
+	`<SOAP-ENV:Body><Notify xmlns="http://docs.oasis-open.org/wsn/b-2"><NotificationMessage>` +
+	`<Topic>tns1:VideoSource/MotionAlarm</Topic><Message>` +
+	`<Message xmlns="http://www.onvif.org/ver10/schema" UtcTime="2024-05-01T10:00:01" PropertyOperation="Changed">` +
+	`<Source/><Data><SimpleItem Name="State" Value="false"/></Data></Message></Message>` +
+	`</NotificationMessage></Notify></SOAP-ENV:Body></SOAP-ENV:Envelope>`
 
 func TestNotifyReceiverTakesNotifiesAndRefusesTheRest(t *testing.T) {
 	tests := []struct {
@@ -212,22 +232,32 @@ func TestNotifyReceiverTakesNotifiesAndRefusesTheRest(t *testing.T) {
 	}{
 		{"SOAP 1.2 cell motion on", "POST", notify12, http.StatusOK, []bool{true}},
 		{"SOAP 1.1 motion alarm off", "POST", notify11, http.StatusOK, []bool{false}},
-		{"two messages in one Notify", "POST", strings.Replace(notify12, "</wsnt:Notify>", notifyMessageOff+"</wsnt:Notify>", 1), http.StatusOK, []bool{true, false}},
+		{"two messages in one Notify", "POST",
+			strings.Replace(notify12, "</wsnt:Notify>", notifyMessageOff+"</wsnt:Notify>", 1),
+			http.StatusOK, []bool{true, false}},
 		{"empty Notify", "POST", `<e:Envelope xmlns:e="x"><e:Body><Notify/></e:Body></e:Envelope>`, http.StatusOK, nil},
 		{"not XML", "POST", "motion!", http.StatusBadRequest, nil},
 		{"empty body", "POST", "", http.StatusBadRequest, nil},
 		{"truncated", "POST", notify12[:len(notify12)/2], http.StatusBadRequest, nil},
-		{"envelope without Notify", "POST", `<e:Envelope xmlns:e="x"><e:Body><PullMessagesResponse/></e:Body></e:Envelope>`, http.StatusBadRequest, nil},
-		{"a fault", "POST", `<e:Envelope xmlns:e="x"><e:Body><e:Fault><faultcode>Server</faultcode></e:Fault></e:Body></e:Envelope>`, http.StatusBadRequest, nil},
-		{"too deep", "POST", `<e:Envelope xmlns:e="x"><e:Body><Notify>` + strings.Repeat("<a>", 5000) + strings.Repeat("</a>", 5000) + `</Notify></e:Body></e:Envelope>`, http.StatusBadRequest, nil},
-		{"over 1 MiB", "POST", strings.Replace(notify12, "<wsnt:Notify>", "<wsnt:Notify><!--"+strings.Repeat("x", 1<<20)+"-->", 1), http.StatusRequestEntityTooLarge, nil},
+		{"envelope without Notify", "POST", `<e:Envelope xmlns:e="x"><e:Body><PullMessagesResponse/></e:Body></e:Envelope>`,
+			http.StatusBadRequest, nil},
+		{"a fault", "POST",
+			`<e:Envelope xmlns:e="x"><e:Body><e:Fault><faultcode>Server</faultcode></e:Fault></e:Body></e:Envelope>`,
+			http.StatusBadRequest, nil},
+		{"too deep", "POST",
+			`<e:Envelope xmlns:e="x"><e:Body><Notify>` + strings.Repeat("<a>", 5000) + strings.Repeat("</a>", 5000) +
+				`</Notify></e:Body></e:Envelope>`,
+			http.StatusBadRequest, nil},
+		{"over 1 MiB", "POST", strings.Replace(notify12, "<wsnt:Notify>",
+			"<wsnt:Notify><!--"+strings.Repeat("x", 1<<20)+"-->", 1), http.StatusRequestEntityTooLarge, nil},
 		{"GET", "GET", "", http.StatusMethodNotAllowed, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rcv := onvif.NewNotifyReceiver(nil)
 			w := httptest.NewRecorder()
-			rcv.ServeHTTP(w, httptest.NewRequest(tt.method, "http://192.168.1.1:8080/onvif/notify/cam1/t", strings.NewReader(tt.body)))
+			rcv.ServeHTTP(w, httptest.NewRequest(tt.method, "http://192.168.1.1:8080/onvif/notify/cam1/t",
+				strings.NewReader(tt.body)))
 			if w.Code != tt.status {
 				t.Errorf("status %d, want %d", w.Code, tt.status)
 			}
@@ -240,14 +270,17 @@ func TestNotifyReceiverTakesNotifiesAndRefusesTheRest(t *testing.T) {
 				}
 				got = append(got, on)
 			}
-			if len(got) != len(tt.motion) || (len(got) > 0 && got[0] != tt.motion[0]) || (len(got) > 1 && got[1] != tt.motion[1]) {
+			if len(got) != len(tt.motion) || (len(got) > 0 && got[0] != tt.motion[0]) ||
+				(len(got) > 1 && got[1] != tt.motion[1]) {
 				t.Errorf("motion %v, want %v", got, tt.motion)
 			}
 		})
 	}
 }
 
-const notifyMessageOff = `<wsnt:NotificationMessage><wsnt:Topic>tns1:VideoSource/MotionAlarm</wsnt:Topic><wsnt:Message><tt:Message UtcTime="2024-05-01T10:00:05Z" PropertyOperation="Changed"><tt:Data><tt:SimpleItem Name="State" Value="false"/></tt:Data></tt:Message></wsnt:Message></wsnt:NotificationMessage>`
+const notifyMessageOff = `<wsnt:NotificationMessage><wsnt:Topic>tns1:VideoSource/MotionAlarm</wsnt:Topic>` +
+	`<wsnt:Message><tt:Message UtcTime="2024-05-01T10:00:05Z" PropertyOperation="Changed"><tt:Data>` +
+	`<tt:SimpleItem Name="State" Value="false"/></tt:Data></tt:Message></wsnt:Message></wsnt:NotificationMessage>`
 
 func TestNotifyReceiverDropsRatherThanWaitForASlowReader(t *testing.T) {
 	rcv := onvif.NewNotifyReceiver(nil)

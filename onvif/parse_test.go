@@ -188,11 +188,13 @@ func TestHostileAnswersGiveClearErrors(t *testing.T) {
 	}{
 		{"larger than 1 MiB", 200, env + strings.Repeat("<a>x</a>", 200000) + `</s:Body></s:Envelope>`, "larger than 1 MiB"},
 		{"nested 100000 deep", 200, env + strings.Repeat("<a>", 100000), "nested deeper than 64"},
-		{"too many elements", 200, env + strings.Repeat("<a/>", 30000) + `</s:Body></s:Envelope>`, "more than 20000 elements"},
+		{"too many elements", 200, env + strings.Repeat("<a/>", 30000) + `</s:Body></s:Envelope>`,
+			"more than 20000 elements"},
 		{"an HTML login page", 200, `<html><body>Login</body></html>`, "not a SOAP envelope (root element <html>)"},
 		{"no Body", 200, `<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"/>`, "without a Body"},
 		{"truncated", 200, env + `<tds:GetDeviceInformationResponse><tds:Manu`, "malformed XML"},
-		{"entity expansion", 200, `<!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>` + env + `&b;</s:Body></s:Envelope>`, "malformed XML"},
+		{"entity expansion", 200, `<!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>` + env +
+			`&b;</s:Body></s:Envelope>`, "malformed XML"},
 		{"empty", 200, ``, "malformed XML: no root element"},
 		{"HTTP 500 without SOAP", 500, `Internal Server Error`, "HTTP 500"},
 		{"empty body element", 200, env + `</s:Body></s:Envelope>`, "empty SOAP body"},
@@ -235,7 +237,8 @@ func TestForeignNamespacesAndPrefixesAreTolerated(t *testing.T) {
 func TestNotAuthorizedFaultNamesTheDevice(t *testing.T) {
 	c := hostileServer(t, 400, string(readFixture(t, "faults", "Fault_NotAuthorized.xml")))
 	_, err := c.GetDeviceInformation(context.Background())
-	if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), c.XAddr()) || !strings.Contains(err.Error(), "refused") {
+	if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), c.XAddr()) ||
+		!strings.Contains(err.Error(), "refused") {
 		t.Errorf("err = %v", err)
 	}
 }
@@ -260,7 +263,8 @@ func TestSlowDeviceTimesOut(t *testing.T) {
 }
 
 func TestHTTPBasicIsUsedWhenThatIsAllTheDeviceOffers(t *testing.T) {
-	info := `<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body><GetDeviceInformationResponse><Manufacturer>Old</Manufacturer></GetDeviceInformationResponse></s:Body></s:Envelope>`
+	info := `<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body><GetDeviceInformationResponse>` +
+		`<Manufacturer>Old</Manufacturer></GetDeviceInformationResponse></s:Body></s:Envelope>`
 	var sawBasic bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if u, p, ok := r.BasicAuth(); !ok || u != "admin" || p != "pw" {

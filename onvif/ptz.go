@@ -17,7 +17,9 @@ func (c *Client) ptzAddr() string { return c.service(func(s Services) string { r
 
 // ContinuousMove starts moving at the given velocities (-1..1); timeout > 0 asks the device to
 // stop by itself after that long, so a lost Stop does not leave the camera spinning.
-func (c *Client) ContinuousMove(ctx context.Context, profileToken string, pan, tilt, zoom float64, timeout time.Duration) error {
+func (c *Client) ContinuousMove(
+	ctx context.Context, profileToken string, pan, tilt, zoom float64, timeout time.Duration,
+) error {
 	f := func(v float64) string { return strconv.FormatFloat(clamp(v), 'f', -1, 64) }
 	body := `<tptz:ContinuousMove><tptz:ProfileToken>` + xmlEscape(profileToken) + `</tptz:ProfileToken><tptz:Velocity>` +
 		`<tt:PanTilt x="` + f(pan) + `" y="` + f(tilt) + `"/><tt:Zoom x="` + f(zoom) + `"/></tptz:Velocity>`

@@ -118,7 +118,8 @@ func TestWrongPasswordIsRefusedByName(t *testing.T) {
 		auth onvifdev.AuthMode
 	}{{"WS-Security", onvifdev.AuthWSSecurity}, {"HTTP digest", onvifdev.AuthHTTPDigest}} {
 		t.Run(mode.name, func(t *testing.T) {
-			dev := startDevice(t, onvifdev.Config{Auth: mode.auth, Username: "admin", Password: "right", ClockSkew: 24 * time.Hour})
+			dev := startDevice(t, onvifdev.Config{Auth: mode.auth, Username: "admin", Password: "right",
+				ClockSkew: 24 * time.Hour})
 			c := newClient(t, dev.XAddr(), "admin", "wrong")
 			_, err := onvif.Inventory(testContext(t), c)
 			if !errors.Is(err, onvif.ErrUnauthorized) {
@@ -136,7 +137,8 @@ func TestWrongPasswordIsRefusedByName(t *testing.T) {
 func TestURIsWithBadHostsPointAtTheDevice(t *testing.T) {
 	for _, announced := range []string{"0.0.0.0", "127.0.0.1", "192.168.77.3"} {
 		t.Run(announced, func(t *testing.T) {
-			dev := startDevice(t, onvifdev.Config{AnnounceHost: announced, RTSPURL: "rtsp://10.1.1.1:554/live", Addr: "127.0.0.2:0"})
+			dev := startDevice(t, onvifdev.Config{AnnounceHost: announced, RTSPURL: "rtsp://10.1.1.1:554/live",
+				Addr: "127.0.0.2:0"})
 			d, err := onvif.Inventory(testContext(t), newClient(t, dev.XAddr(), "", ""))
 			if err != nil {
 				t.Fatal(err)
@@ -215,7 +217,8 @@ func TestPTZCommandsReachTheDevice(t *testing.T) {
 }
 
 func TestPullMessagesDeliversMotionAndFailsOnAForgottenSubscription(t *testing.T) {
-	dev := startDevice(t, onvifdev.Config{Auth: onvifdev.AuthWSSecurity, Username: "u", Password: "p", ClockSkew: -30 * time.Hour})
+	dev := startDevice(t, onvifdev.Config{Auth: onvifdev.AuthWSSecurity, Username: "u", Password: "p",
+		ClockSkew: -30 * time.Hour})
 	c := newClient(t, dev.XAddr(), "u", "p")
 	ctx := testContext(t)
 	if _, err := onvif.Inventory(ctx, c); err != nil {
@@ -315,7 +318,8 @@ func TestPullPointFollowsMotionAcrossADeviceRestart(t *testing.T) {
 }
 
 func TestExpiredDigestNonceIsAnsweredAgain(t *testing.T) {
-	dev := startDevice(t, onvifdev.Config{Auth: onvifdev.AuthHTTPDigest, Username: "u", Password: "p", DigestNonceLifetime: 300 * time.Millisecond})
+	dev := startDevice(t, onvifdev.Config{Auth: onvifdev.AuthHTTPDigest, Username: "u", Password: "p",
+		DigestNonceLifetime: 300 * time.Millisecond})
 	c := newClient(t, dev.XAddr(), "u", "p")
 	ctx := testContext(t)
 	for i := range 3 {

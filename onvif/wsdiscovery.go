@@ -52,8 +52,9 @@ const (
 func probeMessage(messageID, types string) []byte {
 	var b strings.Builder
 	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>`)
-	b.WriteString(`<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="` + wsaNS + `" xmlns:d="` + wsdNS +
-		`" xmlns:dn="http://www.onvif.org/ver10/network/wsdl" xmlns:tds="http://www.onvif.org/ver10/device/wsdl">`)
+	b.WriteString(`<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="` + wsaNS +
+		`" xmlns:d="` + wsdNS + `" xmlns:dn="http://www.onvif.org/ver10/network/wsdl"` +
+		` xmlns:tds="http://www.onvif.org/ver10/device/wsdl">`)
 	b.WriteString(`<s:Header><a:Action s:mustUnderstand="1">` + actionProbe + `</a:Action>`)
 	b.WriteString(`<a:MessageID>uuid:` + messageID + `</a:MessageID>`)
 	b.WriteString(`<a:ReplyTo><a:Address>` + wsaNS + `/role/anonymous</a:Address></a:ReplyTo>`)

@@ -1,56 +1,58 @@
-// Package rtsp pulls video from cameras and publishes it upstream over RTSP or RTMP, joining the
-// two with reconnect, keyframe gating and statistics (Relay), and probes a camera URL (Probe).
+// Package rtsp pulls video from cameras and publishes it upstream (Relay), and reads a camera
+// URL to see what it sends (Probe, ProbeWith: `camgate probe` and the pairing page's "Test
+// stream") or finds its stream among the common vendors' paths (FindStream).
 //
-// A Relay runs two independent loops. The camera side (source.go) holds a camera session: the
-// first H.264/H.265 video track and, unless audio is off, the first AAC, G.711 or
-// Opus track; ONVIF metadata and back channels are never set up. The upstream side (sink.go,
-// sink_rtmp.go) announces those tracks with RTSP ANNOUNCE/RECORD over TCP interleaved, or publishes
-// them over RTMP. Between the two sits a forwarder (forward.go): a fixed ring of packet headers whose
-// payloads lie back to back in one byte arena that grows only as far as the queue fills. It drops everything until a keyframe after any restart of either side or an
-// overflow, injects the parameter sets (from the SDP or learned in-band) in front of that
-// keyframe, and rewrites sequence numbers and timestamps in place so that one upstream session
-// survives camera restarts. A slow uplink therefore costs video until the next keyframe, never
-// memory. Beside the queue, a GOP cache (gopcache.go) keeps what the camera sent since its last
-// keyframe, parameter sets first, in 64 KiB chunks drawn from a CacheBudget that all relays of
-// a process share; over budget the camera with the largest GOP loses its cache and waits for
-// keyframes as without one. A new upstream session is sent the cached GOP at once, with the
-// camera's timestamps and each packet's arrival time (so that sender reports and RTMP times
-// map it to the wall clock it arrived at), and the live stream follows without a gap: the
-// server gets a decodable picture within a round trip instead of within a GOP. Codecs pass through untouched: the RTSP path forwards RTP payloads as they came; the
-// RTMP path depacketizes into frames because RTMP carries frames.
+// # One RTSP client
 //
-// Over TCP, the default, the camera session is an own small client (player.go): OPTIONS,
-// DESCRIBE (following redirects on the camera's own host only), SETUP per relayed track, PLAY,
-// then interleaved frames parsed where they lie in the read buffer, with RTCP receiver reports
-// and keep-alives written from the same goroutine between reads. How that goroutine waits
-// between reads is one type, readWait (wait.go): plainly on the socket; with the socket's
-// low-water mark (SO_RCVLOWAT, lowwater.go) set to about a Pacer period's worth of the stream, so
-// that the kernel wakes it once per batch instead of per packet burst; or, for cameras too slow
-// for a mark once there are enough of them, for the tick of a Pacer shared by all relays of a
-// process (pacer.go), reading without waiting. After each read the camera goroutine writes what
-// it queued straight to the upstream socket if that takes it without waiting; upstreamWriter
-// (writer.go) is the only way to that socket, from either goroutine, and owns its lock. Reads
-// of the camera socket and these writes are system calls that never block (rawio_linux.go), so
-// a batch usually costs one wake-up, one read and one write, and no wake-up of the runtime's
-// sysmon thread. Over UDP the camera session is gortsplib's client, whose port handling the
-// player does not repeat.
+// Every RTSP exchange with a camera or a server goes through one small client, rtspConn
+// (conn.go): requests with CSeq and Session, one Basic or Digest challenge answered, answers
+// read past interleaved frames, buffered writes. The camera session (player.go), the upstream
+// session (publisher.go) and FindStream's DESCRIBEs (pathprobe.go) all use it, so there is one
+// redirect policy (follow only to the camera's own host), one auth policy (Digest, Basic only
+// over TLS or for a camera marked auth: basic, no credentials to a path that did not ask) and
+// one place for camera quirks. Probe runs the same camera session as a Relay.
 //
-// The RTSP upstream session (publisher.go) is an own small client rather than gortsplib's:
-// ANNOUNCE, SETUP per track and RECORD (answering one Basic or Digest challenge), then the
-// goroutine that drains the forwarder frames every packet queued when it wakes into one buffer
-// and writes them together when the camera goroutine could not (see above). conn.go holds
-// what the two clients share: requests, answers, authentication and buffered writes. It sends
-// RTCP sender reports and OPTIONS keep-alives within the server's session timeout, and discards
-// what the server sends.
+// # The camera side
 //
-// Each side reconnects forever with the backoff in backoff.go: jittered attempts under a second
-// apart during the first minute of an outage, then doubling to 30 s. The camera's track set is
-// compared by codec parameters; only a change makes the upstream side announce again, and an
-// upstream failure never touches the camera session.
+// playCamera (source.go) is the one way a camera is played, for relays and probes alike. Over
+// TCP (player.go): OPTIONS, DESCRIBE, SETUP per relayed track (the first H.264/H.265 video and,
+// unless audio is off, the first AAC, G.711 or Opus track; never metadata or back channels),
+// PLAY, then interleaved frames parsed where they lie in the read buffer, with RTCP receiver
+// reports and keep-alives written from the same goroutine between reads. Over UDP our client
+// still asks OPTIONS and DESCRIBE; gortsplib's client then asks SETUP and PLAY, dialling only
+// the camera's configured host and port. With transport auto (the default) a camera that
+// answers 461 Unsupported Transport is tried at once over the other transport, and a UDP
+// session that delivers nothing for 3 s moves to TCP; the relay remembers what worked
+// (Stats.Transport).
 //
-// RTMP publishing is package rtmp (sink_rtmp.go hands it the queued packets). FindStream
-// (pathprobe.go) finds the stream of a camera given only by address among the common vendors'
-// paths, paced, sending credentials only to a path that asked for them.
+// How the camera goroutine waits between reads is one type, readWait (wait.go): plainly on the
+// socket; with the socket's low-water mark (lowwater.go) set to about a Pacer period's worth of
+// the stream; or, for cameras too slow for a mark, for the tick of a Pacer shared by every relay
+// of a process (pacer.go). Reads and writes are system calls that never block (rawio_linux.go),
+// so a batch usually costs one wake-up, one read and one write.
 //
-// The package knows nothing of ONVIF, MQTT or the agent.
+// # Between the sides, and upstream
+//
+// A forwarder (forward.go) is a fixed ring of packet headers whose payloads lie back to back in
+// one arena. It drops everything until a keyframe after a restart of either side or an
+// overflow, injects the parameter sets in front of that keyframe, and rewrites sequence numbers
+// and timestamps so that one upstream session survives camera restarts: a slow uplink costs
+// video until the next keyframe, never memory. A GOP cache (gopcache.go) keeps what the camera
+// sent since its last keyframe, in chunks mapped outside the Go heap (on unix) and drawn from a
+// CacheBudget that all relays share (over budget the largest GOP loses its cache), so that a
+// new upstream session gets a decodable picture within a round trip.
+//
+// The upstream side (sink.go) publishes through the upstream interface (upstream.go): RTSP
+// ANNOUNCE/RECORD over TCP interleaved (publisher.go), or RTMP (package rtmp), by the publish
+// URL's scheme. upstreamWriter (writer.go) is the only way to the upstream socket and owns its
+// lock: the upstream goroutine drains with blocking writes, and the camera goroutine after each
+// batch writes what the socket takes without waiting for the lock or the socket. A gate
+// (gate.go) holds a gated relay's upstream shut while the camera side keeps running. Each side
+// reconnects forever with the backoff in backoff.go; an upstream failure never touches the
+// camera session, and only a change of the camera's tracks makes upstream announce again.
+//
+// The package must not know ONVIF, MQTT, the store or the agent; it imports rtmp, never the
+// other way round. What a camera or server sends is hostile: answers are parsed by gortsplib's
+// bounded parser (255 headers, 128 KiB bodies), interleaved frames are at most 64 KiB by their
+// format, and a malformed message ends that session, not the process.
 package rtsp

@@ -1,5 +1,5 @@
-// Package store is the only package that opens the bbolt database: cameras, settings and the
-// durable outbox.
+// Package store is the only package that opens the bbolt database: cameras, settings, open
+// motion episodes and the durable outbox.
 //
 // It imports nothing of camgate's and interprets no payload: it remembers bytes safely and in
 // order, with group commit so that flash is not worn by one fsync per message.
@@ -11,6 +11,7 @@
 //	meta            schema version, persisted drop counters
 //	cameras         camera_id -> opaque value (the agent's JSON)
 //	settings        key -> opaque value
+//	motion_episodes camera_id -> opaque value (the agent's open motion episode)
 //	outbox:<queue>  8-byte big-endian seq -> record (class, flags, enqueue time, topic, payload)
 //
 // Queues are top-level buckets, not children of one "outbox" bucket, because every level of
@@ -31,6 +32,13 @@
 // load a burst of concurrent Enqueues costs one fsync; a lone Enqueue costs no added delay, as
 // there is no timer. Enqueue returns only after the commit, so what it returned for survives
 // SIGKILL (tested by killing a child process mid-stream).
+//
+// # Keep-latest
+//
+// A message enqueued with Latest replaces, in the same commit, the queued Latest message of the
+// same queue and topic, on disk and in the queue: retained topics (alarm snapshots, state) whose
+// receiver keeps only the newest cost one message, not one per alarm. An index in memory (topic
+// to seq, rebuilt at Open) finds the one to replace without a scan.
 //
 // # Bound
 //

@@ -20,7 +20,9 @@ func BenchmarkDrainQoS1(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	payload := []byte(`{"event":"stream_motion_started","event_id":"0123456789abcdef","media":"gw1-porch","utc_ms":1732400000000,"server":"gw1","motion_id":"6f1c2a4e-0000-4000-8000-000000000000","motion_data":"smtp: Motion Detection Alarm"}`)
+	payload := []byte(`{"event":"stream_motion_started","event_id":"0123456789abcdef","media":"gw1-porch",` +
+		`"utc_ms":1732400000000,"server":"gw1","motion_id":"6f1c2a4e-0000-4000-8000-000000000000",` +
+		`"motion_data":"smtp: Motion Detection Alarm"}`)
 	const chunk = 1000
 	for i := 0; i < b.N; i += chunk {
 		msgs := make([]store.Message, 0, chunk)

@@ -20,7 +20,7 @@ func (m *MQTT) command(ctx context.Context, handlers *inflight, c paho.Client, t
 	id, raw, err := parseCommand(payload)
 	if err != nil {
 		log.Warn("rejecting mqtt command", "err", err, "bytes", len(payload))
-		m.reply(c, name, id, nil, err)
+		m.reply(ctx, c, name, id, nil, err)
 		return
 	}
 	select {
@@ -28,7 +28,7 @@ func (m *MQTT) command(ctx context.Context, handlers *inflight, c paho.Client, t
 	default:
 		err := fmt.Errorf("busy: %d commands already running", cap(m.cmdSlots))
 		log.Warn("rejecting mqtt command", "err", err)
-		m.reply(c, name, id, nil, err)
+		m.reply(ctx, c, name, id, nil, err)
 		return
 	}
 	if !handlers.add() {
@@ -74,7 +74,7 @@ func (m *MQTT) command(ctx context.Context, handlers *inflight, c paho.Client, t
 		if r.err != nil {
 			log.Warn("mqtt command failed", "id", string(id), "err", r.err)
 		}
-		m.reply(c, name, id, r.fields, r.err)
+		m.reply(ctx, c, name, id, r.fields, r.err)
 	}()
 }
 
@@ -105,7 +105,12 @@ func parseCommand(payload []byte) (id json.RawMessage, raw json.RawMessage, err 
 }
 
 // reply publishes {"id","ok",...} on P/cmd/<name>/reply.
-func (m *MQTT) reply(c paho.Client, name string, id json.RawMessage, fields map[string]any, cmdErr error) {
+//
+// The reply goes out even when ctx has ended (a command cut off by its timeout or by Run stopping
+// still says so), bounded by controlTimeout instead.
+func (m *MQTT) reply(
+	ctx context.Context, c paho.Client, name string, id json.RawMessage, fields map[string]any, cmdErr error,
+) {
 	out := make(map[string]any, len(fields)+3)
 	for k, v := range fields {
 		out[k] = v
@@ -120,7 +125,7 @@ func (m *MQTT) reply(c paho.Client, name string, id json.RawMessage, fields map[
 		b, _ = json.Marshal(map[string]any{"id": id, "ok": false, "error": "reply not encodable: " + err.Error()})
 	}
 	t := c.Publish(m.prefix+"/cmd/"+name+"/reply", 1, false, b)
-	if err := wait(context.Background(), t, controlTimeout, nil); err != nil {
+	if err := wait(context.WithoutCancel(ctx), t, controlTimeout, nil); err != nil {
 		m.log.Warn("cannot send mqtt command reply", "command", name, "id", string(id), "err", err)
 	}
 }

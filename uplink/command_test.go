@@ -99,15 +99,18 @@ func TestCommands(t *testing.T) {
 		want          reply
 		wantErr       string
 	}{
-		{"valid", "echo", []byte(`{"id":"a1","x":1}`), reply{ID: "a1", OK: true, Echo: map[string]any{"id": "a1", "x": 1.0}}, ""},
-		{"numeric id comes back as a number", "echo", []byte(`{"id":42}`), reply{ID: 42.0, OK: true, Echo: map[string]any{"id": 42.0}}, ""},
+		{"valid", "echo", []byte(`{"id":"a1","x":1}`),
+			reply{ID: "a1", OK: true, Echo: map[string]any{"id": "a1", "x": 1.0}}, ""},
+		{"numeric id comes back as a number", "echo", []byte(`{"id":42}`),
+			reply{ID: 42.0, OK: true, Echo: map[string]any{"id": 42.0}}, ""},
 		{"invalid JSON", "bad1", []byte(`{"id":"x1",`), reply{ID: ""}, "not a JSON object"},
 		{"not an object", "bad2", []byte(`["id"]`), reply{ID: ""}, "not a JSON object"},
 		{"missing id", "bad3", []byte(`{"camera_id":"c1"}`), reply{ID: ""}, `no "id"`},
 		{"null id", "bad4", []byte(`{"id":null}`), reply{ID: ""}, `no "id"`},
 		{"object id", "bad5", []byte(`{"id":{}}`), reply{ID: ""}, `string or a number`},
 		{"unknown command", "frobnicate", []byte(`{"id":"u1"}`), reply{ID: "u1"}, `unknown command "frobnicate"`},
-		{"1 MB payload", "add_camera", append(append([]byte(`{"id":"big","pad":"`), strings.Repeat("x", 1<<20)...), `"}`...), reply{ID: ""}, "over the 64 KiB limit"},
+		{"1 MB payload", "add_camera", append(append([]byte(`{"id":"big","pad":"`), strings.Repeat("x", 1<<20)...), `"}`...),
+			reply{ID: ""}, "over the 64 KiB limit"},
 		{"handler panics", "panic", []byte(`{"id":"p1"}`), reply{ID: "p1"}, "handler bug"},
 	}
 	for _, tt := range tests {
@@ -165,14 +168,16 @@ func TestParseCommand(t *testing.T) {
 	}
 	for _, tt := range tests {
 		id, _, err := parseCommand([]byte(tt.payload))
-		if string(id) != tt.wantID || (err == nil) != (tt.wantErr == nil) || err != nil && !strings.Contains(err.Error(), tt.wantErr.Error()) {
+		if string(id) != tt.wantID || (err == nil) != (tt.wantErr == nil) ||
+			err != nil && !strings.Contains(err.Error(), tt.wantErr.Error()) {
 			t.Errorf("parseCommand(%q) = %s, %v; want %s, %v", tt.payload, id, err, tt.wantID, tt.wantErr)
 		}
 	}
 }
 
 func FuzzParseCommand(f *testing.F) {
-	for _, s := range []string{`{"id":"a"}`, `{"id":1}`, `{"id":null}`, `{`, `[]`, `{"id":{"a":[1,2]}}`, "{\"id\":\"\xff\"}"} {
+	for _, s := range []string{`{"id":"a"}`, `{"id":1}`, `{"id":null}`, `{`, `[]`, `{"id":{"a":[1,2]}}`,
+		"{\"id\":\"\xff\"}"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {

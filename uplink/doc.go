@@ -1,10 +1,12 @@
 // Package uplink carries everything that leaves the gateway besides video: the MQTT client for
-// Eltex SC, the Flussonic/Watcher event-sink HTTP client, and the loops that drain store's outbox
-// into them.
+// Eltex SC, the Flussonic/Watcher event-sink HTTP client, the loops that drain store's outbox
+// into them, and the zero-touch stream setup at the Flussonic Media Server API.
 //
-// A message leaves the outbox only once the far side acknowledged it. This package does not decide
-// what to say; the agent does: it renders payloads (Event.MarshalEventSink or MarshalEpisode for sinks, JSON for MQTT)
-// and enqueues them, and uplink delivers them in order, at least once.
+// A message leaves the outbox only once the far side acknowledged it. This package does not
+// decide what to say; the agent does: it renders payloads (Event.MarshalEventSink or
+// MarshalEpisode for sinks, JSON for MQTT, Preview for an episode's JPEG) and enqueues them, and
+// uplink delivers them in order, at least once. Everything it reads from the network is bounded:
+// MQTT packets by a cap on the connection (packetcap.go), HTTP answers by size.
 //
 // # MQTT
 //
@@ -34,6 +36,13 @@
 // concatenating the payloads as they are; in the episodes format it PUTs each queued episode to
 // <url>/<episode_id>. A 2xx answer acknowledges; anything else keeps it and the same request is
 // retried with capped, jittered backoff, so order holds. The sink's headers go on every request.
+//
+// # Media Server API
+//
+// StreamSetup.Run creates or updates each wanted stream with PUT <api>/streams/<name> and a
+// publish:// input, retried with backoff until it succeeds. Want hands it the latest set and
+// never waits, so neither the agent's loop nor a relay waits for the API; a stream no longer
+// wanted is left alone (its archive lives there).
 //
 // EventIDs hands out event_id values that increase across restarts; it must not be used for
 // anything else, and nothing here decides what an event says.

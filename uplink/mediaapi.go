@@ -185,7 +185,8 @@ type streamInput struct {
 }
 
 func (s *StreamSetup) put(ctx context.Context, sp StreamSpec) error {
-	body, err := json.Marshal(streamBody{Name: sp.Name, Title: sp.Title, Inputs: []streamInput{{URL: "publish://"}}, Password: sp.Password})
+	body, err := json.Marshal(streamBody{Name: sp.Name, Title: sp.Title, Inputs: []streamInput{{URL: "publish://"}},
+		Password: sp.Password})
 	if err != nil {
 		return err
 	}
@@ -216,7 +217,8 @@ func (s *StreamSetup) put(ctx context.Context, sp StreamSpec) error {
 	case resp.StatusCode >= 200 && resp.StatusCode <= 299:
 		return nil
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return fmt.Errorf(StreamSetupErrorPrefix+"PUT streams/%s: %s: check flussonic.api username and password (edit_auth)", sp.Name, resp.Status)
+		return fmt.Errorf(StreamSetupErrorPrefix+"PUT streams/%s: %s: check flussonic.api username and password (edit_auth)",
+			sp.Name, resp.Status)
 	default:
 		return fmt.Errorf(StreamSetupErrorPrefix+"PUT streams/%s: %s: %q", sp.Name, resp.Status, bytes.TrimSpace(snippet))
 	}

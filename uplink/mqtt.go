@@ -115,7 +115,8 @@ func NewMQTT(cfg MQTTConfig, q Queue) (*MQTT, error) {
 			return nil, err
 		}
 	} else if cfg.CAFile != "" || cfg.CertFile != "" || cfg.KeyFile != "" {
-		return nil, fmt.Errorf("mqtt: ca_file/cert_file/key_file are set but url scheme %s is not TLS (use mqtts or wss)", u.Scheme)
+		return nil, fmt.Errorf("mqtt: ca_file/cert_file/key_file are set but url scheme %s is not TLS (use mqtts or wss)",
+			u.Scheme)
 	}
 	clientID := cfg.ClientID
 	if clientID == "" {
@@ -245,7 +246,8 @@ func (m *MQTT) Run(ctx context.Context) error {
 		}
 		d := policy.delay(time.Since(down))
 		m.setLastError(err.Error())
-		m.log.Warn("mqtt connection failed, will retry", "err", err, "retry_in", d, "outage", time.Since(down).Round(time.Second))
+		m.log.Warn("mqtt connection failed, will retry",
+			"err", err, "retry_in", d, "outage", time.Since(down).Round(time.Second))
 		if !sleep(ctx, d) {
 			return nil
 		}
@@ -322,7 +324,8 @@ func (m *MQTT) session(ctx context.Context, handlers *inflight, catchUp bool) er
 	err := m.drain(ctx, c, lost, catchUp)
 	if ctx.Err() != nil {
 		// Say goodbye explicitly: a clean DISCONNECT does not fire the Last Will.
-		_ = wait(context.Background(), c.Publish(statusTopic, 1, true, m.statusPayload("offline")), offlineTimeout, lost)
+		_ = wait(context.WithoutCancel(ctx), c.Publish(statusTopic, 1, true, m.statusPayload("offline")),
+			offlineTimeout, lost)
 		c.Disconnect(250)
 		m.log.Info("mqtt disconnected")
 		return nil

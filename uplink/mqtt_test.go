@@ -199,7 +199,9 @@ func TestConnectionCutMidDrainResendsInOrder(t *testing.T) {
 
 	numbered(t, q, 0, 5000)
 	for range 3 {
-		eventually(t, "some progress", 30*time.Second, func() bool { return len(sub.received(prefix+"/cameras/c1/events")) > 0 })
+		eventually(t, "some progress", 30*time.Second, func() bool {
+			return len(sub.received(prefix+"/cameras/c1/events")) > 0
+		})
 		p.cut()
 	}
 	eventually(t, "5000 messages in order", 60*time.Second, func() bool {
@@ -251,11 +253,13 @@ func TestUndeliverableTopicIsDroppedNotBlocking(t *testing.T) {
 	m := newTestMQTT(t, "mqtt://"+b.addr(), q, nil)
 	runMQTT(t, m)
 	for _, topic := range []string{"", "cameras/+/config", "a#"} {
-		if err := q.Enqueue(context.Background(), "mqtt", store.Message{Class: store.ClassEvent, Topic: topic, Payload: []byte("{}")}); err != nil {
+		if err := q.Enqueue(context.Background(), "mqtt",
+			store.Message{Class: store.ClassEvent, Topic: topic, Payload: []byte("{}")}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := q.Enqueue(context.Background(), "mqtt", store.Message{Class: store.ClassEvent, Topic: "after", Payload: []byte(`{"ok":1}`)}); err != nil {
+	if err := q.Enqueue(context.Background(), "mqtt",
+		store.Message{Class: store.ClassEvent, Topic: "after", Payload: []byte(`{"ok":1}`)}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the good message behind the bad ones", 20*time.Second, func() bool {
@@ -273,8 +277,10 @@ func TestNewMQTTRejectsBadConfig(t *testing.T) {
 		{"scheme", func(c *MQTTConfig) { c.URL = "http://sc.example.com" }, "scheme must be mqtt, mqtts, ws or wss"},
 		{"no host", func(c *MQTTConfig) { c.URL = "mqtt://" }, "no host"},
 		{"unparsable", func(c *MQTTConfig) { c.URL = "mqtt://[::1" }, "mqtt: url"},
-		{"missing ca file", func(c *MQTTConfig) { c.URL = "mqtts://sc.example.com"; c.CAFile = "/nonexistent/ca.pem" }, "mqtt: ca_file"},
-		{"cert without key", func(c *MQTTConfig) { c.URL = "mqtts://sc.example.com"; c.CertFile = "/x.pem" }, "cert_file and key_file must be set together"},
+		{"missing ca file", func(c *MQTTConfig) { c.URL = "mqtts://sc.example.com"; c.CAFile = "/nonexistent/ca.pem" },
+			"mqtt: ca_file"},
+		{"cert without key", func(c *MQTTConfig) { c.URL = "mqtts://sc.example.com"; c.CertFile = "/x.pem" },
+			"cert_file and key_file must be set together"},
 		{"tls files without tls", func(c *MQTTConfig) { c.CAFile = "/x.pem" }, "is not TLS"},
 		{"no prefix", func(c *MQTTConfig) { c.TopicPrefix = "" }, "topic_prefix"},
 		{"wildcard prefix", func(c *MQTTConfig) { c.TopicPrefix = "camgate/+" }, "topic_prefix"},
@@ -356,7 +362,8 @@ func TestCutWindow(t *testing.T) {
 }
 
 func FuzzBrokerURL(f *testing.F) {
-	for _, s := range []string{"mqtt://h", "mqtts://u:p@h:8883", "ws://h/mqtt", "wss://[::1]/x", "mqtt://[::1", "http://h", "mqtt://:0", "mqtt://%zz"} {
+	for _, s := range []string{"mqtt://h", "mqtts://u:p@h:8883", "ws://h/mqtt", "wss://[::1]/x", "mqtt://[::1", "http://h",
+		"mqtt://:0", "mqtt://%zz"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {

@@ -25,7 +25,8 @@ type PacketTooLargeError struct {
 }
 
 func (e *PacketTooLargeError) Error() string {
-	return fmt.Sprintf("mqtt: the broker sent a packet of at least %d bytes, over the %d-byte cap: connection closed", e.Size, e.Max)
+	return fmt.Sprintf("mqtt: the broker sent a packet of at least %d bytes, over the %d-byte cap: connection closed",
+		e.Size, e.Max)
 }
 
 // errMalformedLength is a remaining length longer than the four bytes MQTT 3.1.1 §2.2.3 allows.
@@ -96,7 +97,7 @@ func (c *packetCapConn) Read(p []byte) (int, error) {
 		c.mu.Lock()
 		c.err = err
 		c.mu.Unlock()
-		c.Conn.Close()
+		_ = c.Close() // the scan error is what the caller must see
 		return 0, err
 	}
 	return n, rerr

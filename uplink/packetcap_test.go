@@ -80,8 +80,10 @@ func TestPacketCapConn(t *testing.T) {
 	}{
 		{"packets under the cap pass untouched", bytes.Join([][]byte{small, ping, small}, nil), nil, 2*len(small) + 2},
 		{"a packet at the cap passes", atCap, nil, len(atCap)},
-		{"a header over the cap closes before it is passed on", append(append([]byte{}, small...), overCap...), &PacketTooLargeError{}, len(small) + len(overCap) - 1},
-		{"a fifth length byte is malformed", append(append([]byte{}, ping...), 0x30, 0x80, 0x80, 0x80, 0x80, 0x01), errMalformedLength, 2 + 5},
+		{"a header over the cap closes before it is passed on", append(append([]byte{}, small...), overCap...),
+			&PacketTooLargeError{}, len(small) + len(overCap) - 1},
+		{"a fifth length byte is malformed", append(append([]byte{}, ping...), 0x30, 0x80, 0x80, 0x80, 0x80, 0x01),
+			errMalformedLength, 2 + 5},
 	}
 	for _, tt := range tests {
 		for _, chunk := range []int{1, 3, 1 << 16} {
@@ -93,7 +95,7 @@ func TestPacketCapConn(t *testing.T) {
 					t.Fatalf("err = %v", err)
 				case errors.As(tt.wantErr, &tooLarge) && !errors.As(err, &tooLarge):
 					t.Fatalf("err = %v, want a PacketTooLargeError", err)
-				case tt.wantErr == errMalformedLength && err != errMalformedLength:
+				case errors.Is(tt.wantErr, errMalformedLength) && !errors.Is(err, errMalformedLength):
 					t.Fatalf("err = %v, want %v", err, errMalformedLength)
 				}
 				// The reader never gets a bad header's whole length field, so it cannot act on it.

@@ -80,7 +80,8 @@ func TestReconnectFleetSpreadsItselfOverTheWindow(t *testing.T) {
 				peak = max(peak, n)
 			}
 			bound := 2 * fleet / w.Seconds()
-			t.Logf("outage %v: window %v, peak %d CONNECTs in one second, N/W = %.0f, bound 2N/W = %.0f", outage, w, peak, fleet/w.Seconds(), bound)
+			t.Logf("outage %v: window %v, peak %d CONNECTs in one second, N/W = %.0f, bound 2N/W = %.0f",
+				outage, w, peak, fleet/w.Seconds(), bound)
 			if float64(peak) > bound {
 				t.Errorf("peak %d CONNECTs/s beyond the bound 2N/W = %.0f", peak, bound)
 			}

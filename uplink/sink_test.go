@@ -67,7 +67,10 @@ func runSink(t *testing.T, s *EventSink) {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run after its context ended = %v, want nil", err)
+			}
 		case <-time.After(30 * time.Second):
 			t.Error("Run did not return after its context ended")
 		}
@@ -90,7 +93,9 @@ func TestEventSinkRetriesThroughRefusalsInOrderAndBatches(t *testing.T) {
 	srv := httptest.NewServer(w)
 	defer srv.Close()
 	q := newMemQueue()
-	s, err := NewEventSink(EventSinkConfig{URL: srv.URL + "/vsaas/api/v2/streamer_events", Queue: "sink:0", Logger: testLogger(t)}, q)
+	s, err := NewEventSink(EventSinkConfig{
+		URL: srv.URL + "/vsaas/api/v2/streamer_events", Queue: "sink:0", Logger: testLogger(t),
+	}, q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +179,9 @@ func TestEventSinkNoAnswerIsRetried(t *testing.T) {
 	defer srv.Close()
 	defer close(release)
 	q := newMemQueue()
-	s, err := NewEventSink(EventSinkConfig{URL: srv.URL, Queue: "sink:0", Logger: testLogger(t), Client: &http.Client{Timeout: 200 * time.Millisecond}}, q)
+	s, err := NewEventSink(EventSinkConfig{
+		URL: srv.URL, Queue: "sink:0", Logger: testLogger(t), Client: &http.Client{Timeout: 200 * time.Millisecond},
+	}, q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +245,8 @@ func TestEpisodeSinkPutsEachEpisodeWithHeaders(t *testing.T) {
 	s.retryMin, s.retryMax = 10*time.Millisecond, 50*time.Millisecond
 	_, open, _ := started.MarshalEpisode()
 	id, closed, _ := stoppedAfter(5 * time.Second).MarshalEpisode()
-	if err := q.Enqueue(context.Background(), "sink:e", store.Message{Payload: open}, store.Message{Payload: closed}); err != nil {
+	if err := q.Enqueue(context.Background(), "sink:e",
+		store.Message{Payload: open}, store.Message{Payload: closed}); err != nil {
 		t.Fatal(err)
 	}
 	runSink(t, s)
@@ -262,7 +270,9 @@ func TestEventSinkSendsHeaders(t *testing.T) {
 	}))
 	defer srv.Close()
 	q := newMemQueue()
-	s, err := NewEventSink(EventSinkConfig{URL: srv.URL, Header: http.Header{"Authorization": {"Bearer t0k"}}, Queue: "sink:0", Logger: testLogger(t)}, q)
+	s, err := NewEventSink(EventSinkConfig{
+		URL: srv.URL, Header: http.Header{"Authorization": {"Bearer t0k"}}, Queue: "sink:0", Logger: testLogger(t),
+	}, q)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,9 @@ import (
 // the batch nor the API key re-sent there, however often the sink retries.
 func TestEventSinkRedirectToAnotherHostSendsNothingThere(t *testing.T) {
 	var stolen, asked atomic.Int64
-	thief := testtool.ServeHTTP(t, "127.0.0.2:0", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { stolen.Add(1) }))
+	thief := testtool.ServeHTTP(t, "127.0.0.2:0", http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		stolen.Add(1)
+	}))
 	sink := testtool.ServeHTTP(t, "127.0.0.1:0", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		asked.Add(1)
 		http.Redirect(rw, r, "http://"+thief+r.URL.Path, http.StatusTemporaryRedirect)

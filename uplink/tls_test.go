@@ -99,7 +99,8 @@ func TestMQTTS(t *testing.T) {
 	other := newAuthority(t, dir, "other-ca")
 	serverCert, serverKey := ca.issue(t, dir, "server", 2)
 	clientCert, clientKey := ca.issue(t, dir, "client", 3)
-	b := startBroker(t, fmt.Sprintf("cafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n", ca.file, serverCert, serverKey))
+	b := startBroker(t, fmt.Sprintf("cafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n",
+		ca.file, serverCert, serverKey))
 	tlsArgs := []string{"--cafile", ca.file, "--cert", clientCert, "--key", clientKey}
 	url := "mqtts://" + b.addr()
 

@@ -1,12 +1,3 @@
-// Command discovery measures the time from starting camgate's ONVIF discovery to the full
-// inventory (device information, profiles, stream URIs) of 20 simulated cameras.
-//
-// The cameras are internal/sim/onvifdev devices, each on its own address, answering
-// WS-Discovery and requiring WS-Security credentials like real cameras. Everything runs in a
-// child process inside a network namespace of its own holding only loopback (re-executed with
-// CLONE_NEWNET), so no multicast can reach a real network.
-//
-//	go run ./bench/discovery -rounds 5
 package main
 
 import (
@@ -68,14 +59,15 @@ func child(n, rounds int, oneshot time.Duration) error {
 		return fmt.Errorf("not in a fresh network namespace (interfaces %v): refusing to send multicast", ifs)
 	}
 	addrs := make([]string, n)
-	setup := [][]string{{"link", "set", "lo", "up"}, {"link", "set", "lo", "multicast", "on"}, {"route", "add", "224.0.0.0/4", "dev", "lo"}}
+	setup := [][]string{{"link", "set", "lo", "up"}, {"link", "set", "lo", "multicast", "on"},
+		{"route", "add", "224.0.0.0/4", "dev", "lo"}}
 	for i := range addrs {
 		addrs[i] = fmt.Sprintf("10.77.0.%d", 10+i)
 		setup = append(setup, []string{"addr", "add", addrs[i] + "/24", "dev", "lo"})
 	}
 	for _, args := range setup {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+			return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, out)
 		}
 	}
 
@@ -96,7 +88,12 @@ func child(n, rounds int, oneshot time.Duration) error {
 			return err
 		}
 		wg.Add(1)
-		go func() { defer wg.Done(); dev.Run(ctx) }()
+		go func() {
+			defer wg.Done()
+			if err := dev.Run(ctx); err != nil && ctx.Err() == nil {
+				fmt.Fprintf(os.Stderr, "camera %s: %v\n", a, err)
+			}
+		}()
 	}
 	// Let the cameras' Hello go by: the discoverer must find them by probing, as at boot.
 	time.Sleep(time.Second)
@@ -108,17 +105,20 @@ func child(n, rounds int, oneshot time.Duration) error {
 		if err != nil {
 			return fmt.Errorf("round %d: %w", r, err)
 		}
-		fmt.Printf("round %d: all %d found after %s, full inventory after %s\n", r, n, found.Round(time.Millisecond), total.Round(time.Millisecond))
+		fmt.Printf("round %d: all %d found after %s, full inventory after %s\n",
+			r, n, found.Round(time.Millisecond), total.Round(time.Millisecond))
 		totals = append(totals, total)
 	}
 	slices.Sort(totals)
-	fmt.Printf("RESULT event-driven: full inventory of %d cameras: median %s, worst %s (target < 3s; go2rtc waits 5s per probe)\n",
+	fmt.Printf("RESULT event-driven: full inventory of %d cameras: median %s, worst %s "+
+		"(target < 3s; go2rtc waits 5s per probe)\n",
 		n, totals[len(totals)/2].Round(time.Millisecond), totals[len(totals)-1].Round(time.Millisecond))
 
 	// The one-shot scan (as `camgate discover` does) waits out its probe window, then
 	// inventories everything it heard in parallel.
 	start := time.Now()
-	found, err := onvif.Discover(ctx, onvif.DiscovererConfig{Interfaces: []string{"lo"}, Group: group, Logger: quiet()}, oneshot)
+	found, err := onvif.Discover(ctx, onvif.DiscovererConfig{Interfaces: []string{"lo"}, Group: group, Logger: quiet()},
+		oneshot)
 	if err != nil {
 		return fmt.Errorf("one-shot discover: %w", err)
 	}
@@ -142,12 +142,18 @@ func round(parent context.Context, n int, group string) (allFound, total time.Du
 	ctx, cancel := context.WithTimeout(parent, 60*time.Second)
 	defer cancel()
 	start := time.Now()
-	d, err := onvif.NewDiscoverer(onvif.DiscovererConfig{Interfaces: []string{"lo"}, Group: group, ProbeInterval: time.Hour, Logger: quiet()})
+	d, err := onvif.NewDiscoverer(onvif.DiscovererConfig{Interfaces: []string{"lo"}, Group: group,
+		ProbeInterval: time.Hour, Logger: quiet()})
 	if err != nil {
 		return 0, 0, err
 	}
 	runDone := make(chan struct{})
-	go func() { defer close(runDone); d.Run(ctx) }()
+	go func() {
+		defer close(runDone)
+		if err := d.Run(ctx); err != nil && ctx.Err() == nil {
+			fmt.Fprintf(os.Stderr, "discoverer: %v\n", err)
+		}
+	}()
 	defer func() { cancel(); <-runDone }()
 
 	results := make(chan error, n)

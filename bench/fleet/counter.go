@@ -46,7 +46,7 @@ func newCounter(addr string) (*counter, error) {
 	k.c = paho.NewClient(opts)
 	t := k.c.Connect()
 	if !t.WaitTimeout(30*time.Second) || t.Error() != nil {
-		return nil, fmt.Errorf("counting subscriber: connect: %v", t.Error())
+		return nil, fmt.Errorf("counting subscriber: connect: %w", t.Error())
 	}
 	return k, nil
 }
@@ -129,7 +129,7 @@ func retained(addr string) (n int, bytes int64, err error) {
 		SetOrderMatters(false)
 	c := paho.NewClient(opts)
 	if t := c.Connect(); !t.WaitTimeout(30*time.Second) || t.Error() != nil {
-		return 0, 0, fmt.Errorf("retained reader: connect: %v", t.Error())
+		return 0, 0, fmt.Errorf("retained reader: connect: %w", t.Error())
 	}
 	defer c.Disconnect(250)
 	t := c.Subscribe("camgate/#", 0, func(_ paho.Client, m paho.Message) {
@@ -143,7 +143,7 @@ func retained(addr string) (n int, bytes int64, err error) {
 		mu.Unlock()
 	})
 	if !t.WaitTimeout(30*time.Second) || t.Error() != nil {
-		return 0, 0, fmt.Errorf("retained reader: subscribe: %v", t.Error())
+		return 0, 0, fmt.Errorf("retained reader: subscribe: %w", t.Error())
 	}
 	// The broker sends the retained store right after SUBACK; two quiet seconds mean it is done.
 	for {

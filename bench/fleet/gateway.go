@@ -67,7 +67,8 @@ func (g *gateway) run(ctx context.Context, client chan<- error) {
 	for c := range g.load.cameras {
 		start = append(start, g.config(c), g.state(c))
 		if g.load.seedSnapshots && len(g.load.snapshot) > 0 {
-			start = append(start, store.Message{Class: store.ClassEvent, Topic: "cameras/" + g.camera(c) + "/snapshot", Retain: true, Payload: g.load.snapshot})
+			start = append(start, store.Message{Class: store.ClassEvent, Topic: "cameras/" + g.camera(c) + "/snapshot",
+				Retain: true, Payload: g.load.snapshot})
 		}
 	}
 	g.enqueue(ctx, start...)
@@ -123,7 +124,8 @@ func (g *gateway) motion(ctx context.Context) {
 		MotionID: fmt.Sprintf("%s-%s-%d", g.id, cam, began.UnixNano()), MotionData: "smtp: Motion Detection Alarm"}
 	msgs := []store.Message{g.event(ev, cam)}
 	if len(g.load.snapshot) > 0 {
-		msgs = append(msgs, store.Message{Class: store.ClassEvent, Topic: "cameras/" + cam + "/snapshot", Retain: true, Payload: g.load.snapshot})
+		msgs = append(msgs, store.Message{Class: store.ClassEvent, Topic: "cameras/" + cam + "/snapshot", Retain: true,
+			Payload: g.load.snapshot})
 	}
 	g.enqueue(ctx, msgs...)
 	ev.Kind, ev.At = uplink.MotionStopped, began.Add(g.load.motionLength)
@@ -146,11 +148,13 @@ func (g *gateway) config(c int) store.Message {
 	cam := g.camera(c)
 	b, _ := json.Marshal(map[string]any{
 		"camera_id": cam, "agent_id": g.id + "-" + cam, "name": "Camera " + cam, "stream_name": g.id + "-" + cam,
-		"publish_url": "rtsp://flussonic.example.net:5554/" + g.id + "-" + cam, "play_url": "https://flussonic.example.net/" + g.id + "-" + cam + "/index.m3u8",
-		"vendor": "Hikvision", "model": "DS-2CD2143G2-I", "serial": "DS-2CD2143G2-I20230101AAWRK12345678",
+		"publish_url": "rtsp://flussonic.example.net:5554/" + g.id + "-" + cam,
+		"play_url":    "https://flussonic.example.net/" + g.id + "-" + cam + "/index.m3u8",
+		"vendor":      "Hikvision", "model": "DS-2CD2143G2-I", "serial": "DS-2CD2143G2-I20230101AAWRK12345678",
 		"mac": fmt.Sprintf("44:19:b6:%02x:%02x:%02x", c, len(g.id), c*7), "ip": fmt.Sprintf("192.168.1.%d", 100+c),
-		"onvif": fmt.Sprintf("http://192.168.1.%d/onvif/device_service", 100+c), "snapshot": true, "ptz": false, "audio": true,
-		"enabled": true, "motion_sources": []string{"smtp", "onvif"}, "ts": time.Now().UnixMilli(),
+		"onvif":    fmt.Sprintf("http://192.168.1.%d/onvif/device_service", 100+c),
+		"snapshot": true, "ptz": false, "audio": true, "enabled": true,
+		"motion_sources": []string{"smtp", "onvif"}, "ts": time.Now().UnixMilli(),
 	})
 	return store.Message{Class: store.ClassRegistration, Topic: "cameras/" + cam + "/config", Retain: true, Payload: b}
 }

@@ -1,19 +1,3 @@
-// Command fleet measures what a fleet of camgate gateways costs one MQTT broker, and what a
-// broker outage does when the whole fleet comes back (issue 17).
-//
-// It runs N simulated gateways in this one process against a real mosquitto it starts on a
-// loopback port. Each gateway is camgate's real uplink: its own bbolt outbox (store.Open) and
-// camgate's MQTT client (uplink.MQTT) with a distinct client id and topic prefix, and 4 cameras
-// whose registration, state, telemetry and motion events it queues as the agent does. One
-// counting subscriber receives everything, as Eltex SC does; mosquitto's $SYS counters, its log
-// (one line per accepted CONNECT) and /proc give the broker's side.
-//
-//	go run ./bench/fleet -n 1000 -for 60s              # steady-state table
-//	go run ./bench/fleet -n 1000 -for 60s -storm 30s   # and the storm table
-//	go run ./bench/fleet -n 100,1000 -storm 30s,5m
-//
-// Nothing leaves loopback. The outboxes live on /dev/shm when it exists, so the shared disk is
-// not what is measured (fsync on tmpfs costs nothing): the broker is.
 package main
 
 import (
@@ -48,16 +32,19 @@ func main() {
 	flag.StringVar(&counts, "n", "1000", "gateways, or a comma-separated list of counts to run one after another")
 	flag.DurationVar(&o.window, "for", 60*time.Second, "steady-state measurement window")
 	flag.StringVar(&storms, "storm", "", "broker outages to make after the steady state, e.g. 30s or 30s,5m")
-	flag.DurationVar(&o.stormMax, "storm-max", 10*time.Minute, "give up waiting for the fleet this long after the broker's return")
+	flag.DurationVar(&o.stormMax, "storm-max", 10*time.Minute,
+		"give up waiting for the fleet this long after the broker's return")
 	flag.IntVar(&o.ramp, "ramp", 200, "gateways started per second")
 	flag.StringVar(&o.dir, "dir", "", "where the outboxes and the broker's files go (default /dev/shm, else the temp dir)")
 	flag.IntVar(&o.load.cameras, "cameras", 4, "cameras per gateway")
 	flag.DurationVar(&o.load.telemetryInterval, "telemetry", 60*time.Second, "telemetry_interval")
-	flag.DurationVar(&o.load.stateRefresh, "state", time.Minute, "how often each camera's state is queued (the agent's stateRefresh)")
+	flag.DurationVar(&o.load.stateRefresh, "state", time.Minute,
+		"how often each camera's state is queued (the agent's stateRefresh)")
 	flag.Float64Var(&o.load.motionPerHour, "motion", 6, "motion episodes per camera per hour")
 	flag.DurationVar(&o.load.motionLength, "motion-length", 20*time.Second, "time from motion_started to motion_stopped")
 	flag.IntVar(&snapshotBytes, "snapshot", 30_000, "bytes of the alarm JPEG retained per episode (0 = no snapshots)")
-	flag.BoolVar(&o.load.seedSnapshots, "seed-snapshots", true, "start with a retained snapshot per camera, as a broker holds after a day of alarms")
+	flag.BoolVar(&o.load.seedSnapshots, "seed-snapshots", true,
+		"start with a retained snapshot per camera, as a broker holds after a day of alarms")
 	flag.Parse()
 
 	for f := range strings.SplitSeq(counts, ",") {
@@ -143,9 +130,12 @@ func raiseFileLimit() error {
 
 func printMachine(o options) {
 	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("fleet bench: %s, %d cores, GOMAXPROCS %d, load average %s", time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), runtime.GOMAXPROCS(0), load)
-	fmt.Printf("per gateway: %d cameras, telemetry every %v (QoS 0), state every %v, %.1f motion episodes/camera/hour (%v long), snapshot %d B, seeded snapshots %v; outboxes in %s\n\n",
-		o.load.cameras, o.load.telemetryInterval, o.load.stateRefresh, o.load.motionPerHour, o.load.motionLength, len(o.load.snapshot), o.load.seedSnapshots, o.dir)
+	fmt.Printf("fleet bench: %s, %d cores, GOMAXPROCS %d, load average %s",
+		time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), runtime.GOMAXPROCS(0), load)
+	fmt.Printf("per gateway: %d cameras, telemetry every %v (QoS 0), state every %v, %.1f motion episodes/camera/hour "+
+		"(%v long), snapshot %d B, seeded snapshots %v; outboxes in %s\n\n",
+		o.load.cameras, o.load.telemetryInterval, o.load.stateRefresh, o.load.motionPerHour, o.load.motionLength,
+		len(o.load.snapshot), o.load.seedSnapshots, o.dir)
 }
 
 type fleet struct {
@@ -334,11 +324,13 @@ type steadyRow struct {
 
 func printSteady(rows []steadyRow) {
 	fmt.Println("\nSteady state (broker side; rates per 1,000 gateways)")
-	fmt.Println("| gateways | window | MQTT packets/s in | bytes/s in | bytes/s out | msgs/s at subscriber | retained msgs/gw | retained bytes/gw | broker RSS | broker CPU | bench heap+stacks/gw | bench RSS/gw | goroutines/gw |")
+	fmt.Println("| gateways | window | MQTT packets/s in | bytes/s in | bytes/s out | msgs/s at subscriber | retained " +
+		"msgs/gw | retained bytes/gw | broker RSS | broker CPU | bench heap+stacks/gw | bench RSS/gw | goroutines/gw |")
 	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
 		per := 1000 / float64(r.n)
-		fmt.Printf("| %d | %v | %.1f | %.0f | %.0f | %.1f | %.2f | %.0f | %.1f MiB | %.1f %% | %.1f KiB | %.1f KiB | %.1f |\n",
+		fmt.Printf("| %d | %v | %.1f | %.0f | %.0f | %.1f | %.2f | %.0f | "+
+			"%.1f MiB | %.1f %% | %.1f KiB | %.1f KiB | %.1f |\n",
 			r.n, r.window, r.pktIn*per, r.bytesIn*per, r.bytesOut*per, r.appMsgs*per,
 			float64(r.retained)/float64(r.n), float64(r.retainedBytes)/float64(r.n),
 			float64(r.brokerRSS)/(1<<20), r.brokerCPU, r.goBytesPerGW/1024, r.rssPerGW/1024, r.goroutinesPerGW)
@@ -444,7 +436,8 @@ func buckets(series []int, width int) string {
 
 func printStorm(rows []stormRow) {
 	fmt.Println("\nStorm (broker killed with every gateway connected, restarted after the outage)")
-	fmt.Println("| gateways | outage | peak CONNECT/s (second) | CONNECTs | 50% online | all online | all drained | queued at return | msgs delivered | events queued / missing / duplicates |")
+	fmt.Println("| gateways | outage | peak CONNECT/s (second) | CONNECTs | 50% online | all online | all drained | " +
+		"queued at return | msgs delivered | events queued / missing / duplicates |")
 	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
 		fmt.Printf("| %d | %v | %d (%d s) | %d | %s | %s | %s | %d | %d | %d / %d / %d |\n",

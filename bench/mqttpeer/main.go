@@ -1,8 +1,3 @@
-// Command mqttpeer is the peer figure for uplink's BenchmarkDrainQoS1: it starts mosquitto on a
-// free loopback port and times `mosquitto_pub -l -q 1` publishing the same number of the same
-// event messages, read from a file, each one acknowledged (PUBACK) before mosquitto_pub exits.
-//
-//	go run ./bench/mqttpeer -n 20000 -rounds 3
 package main
 
 import (
@@ -20,7 +15,9 @@ import (
 )
 
 // payload is the event BenchmarkDrainQoS1 drains.
-const payload = `{"event":"stream_motion_started","event_id":"0123456789abcdef","media":"gw1-porch","utc_ms":1732400000000,"server":"gw1","motion_id":"6f1c2a4e-0000-4000-8000-000000000000","motion_data":"smtp: Motion Detection Alarm"}`
+const payload = `{"event":"stream_motion_started","event_id":"0123456789abcdef","media":"gw1-porch",` +
+	`"utc_ms":1732400000000,"server":"gw1","motion_id":"6f1c2a4e-0000-4000-8000-000000000000",` +
+	`"motion_data":"smtp: Motion Detection Alarm"}`
 
 func main() {
 	n := flag.Int("n", 20000, "messages")
@@ -54,14 +51,15 @@ func run(n int) error {
 	}
 	_, port, _ := net.SplitHostPort(addr)
 	conf := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\n"), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+		0o600); err != nil {
 		return err
 	}
 	b := exec.Command(broker, "-c", conf)
 	if err := b.Start(); err != nil {
 		return fmt.Errorf("start mosquitto: %w", err)
 	}
-	defer func() { b.Process.Kill(); b.Wait() }()
+	defer func() { _ = b.Process.Kill(); _ = b.Wait() }() // the broker is killed, so Wait reports that
 	if err := waitDial(addr, 10*time.Second); err != nil {
 		return fmt.Errorf("mosquitto did not listen on %s: %w", addr, err)
 	}
@@ -73,7 +71,7 @@ func run(n int) error {
 	}
 	w := bufio.NewWriter(f)
 	for range n {
-		w.WriteString(payload + "\n")
+		_, _ = w.WriteString(payload + "\n") // a write error sticks: Flush below reports it
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -94,7 +92,8 @@ func run(n int) error {
 		return fmt.Errorf("mosquitto_pub: %w: %s", err, stderr.String())
 	}
 	elapsed := time.Since(start)
-	fmt.Printf("mosquitto_pub -l -q 1: %d msgs in %s = %.0f msgs/s\n", n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+	fmt.Printf("mosquitto_pub -l -q 1: %d msgs in %s = %.0f msgs/s\n",
+		n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
 	return nil
 }
 

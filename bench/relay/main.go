@@ -1,12 +1,3 @@
-// Command relay measures camgate's relay against ffmpeg -c copy on loopback: for each stream
-// count it publishes a 720p25 H.264+AAC clip (~2 Mbit/s, or -bitrate) N times into a stand-in camera server,
-// relays every stream to a stand-in Flussonic once with camgate's rtsp.Relay (in a child
-// process, so its CPU and RSS are its own) and once with one `ffmpeg -c copy` per stream, and
-// prints CPU% per stream, RSS and the share of frames that arrived upstream, for both.
-//
-//	go run ./bench/relay -n 1,10,40 -dur 20s
-//
-// Nothing leaves loopback. Needs ffmpeg.
 package main
 
 import (
@@ -39,7 +30,8 @@ func main() {
 	reps := flag.Int("reps", 1, "measure every way this many times per stream count, interleaved, and print the medians")
 	child := flag.Bool("child", false, "internal: run the relays (src and dst base URLs, -n streams)")
 	bin := flag.String("bin", "", "camgate binary: also measure `camgate run` relaying the same streams")
-	profile := flag.String("profile", "", "write CPU and heap profiles of the rtsp.Relay child to PREFIX-N.cpu and PREFIX-N.heap")
+	profile := flag.String("profile", "",
+		"write CPU and heap profiles of the rtsp.Relay child to PREFIX-N.cpu and PREFIX-N.heap")
 	src := flag.String("src", "", "internal: camera server base URL")
 	dst := flag.String("dst", "", "internal: upstream base URL")
 	paceMins := flag.String("pace-min", "0", "comma-separated: relays before the rtsp.Relay child's "+
@@ -127,7 +119,8 @@ func run(counts string, dur time.Duration, reps int, bin, profile, bitrate strin
 		return err
 	}
 
-	fmt.Printf("%-8s %-14s %12s %10s %9s %8s %10s %10s %9s\n", "streams", "relay", "cpu%/stream", "rss MiB", "frames%", "cam fps", "cpu/ffmpeg", "rss/ffmpeg", "srv drops")
+	fmt.Printf("%-8s %-14s %12s %10s %9s %8s %10s %10s %9s\n",
+		"streams", "relay", "cpu%/stream", "rss MiB", "frames%", "cam fps", "cpu/ffmpeg", "rss/ffmpeg", "srv drops")
 	for _, s := range strings.Split(counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n <= 0 {
@@ -173,10 +166,12 @@ func run(counts string, dur time.Duration, reps int, bin, profile, bitrate strin
 			peer := measure(n, "ffmpeg", copies, cams, up, "ffmpeg", dur, complaints)
 			stopAll(copies)
 			for _, r := range append(rows, peer) {
-				fmt.Printf("%-8d %-14s %12.2f %10.1f %9.1f %8.1f %10.2f %10.3f %9d\n", r.n, r.name, r.cpuPct, r.rssMiB, r.framesPct, r.camFPS,
+				fmt.Printf("%-8d %-14s %12.2f %10.1f %9.1f %8.1f %10.2f %10.3f %9d\n",
+					r.n, r.name, r.cpuPct, r.rssMiB, r.framesPct, r.camFPS,
 					r.cpuPct/peer.cpuPct, r.rssMiB/peer.rssMiB, r.srvDrops)
 				if r.camFPS < 24 || r.srvDrops > 0 {
-					fmt.Printf("# INVALID row above (%d %s): cameras at %.1f fps, %d complaints of dropped or lost packets from the stand-in servers: the machine was starved, not only the relay\n",
+					fmt.Printf("# INVALID row above (%d %s): cameras at %.1f fps, %d complaints of dropped or lost "+
+						"packets from the stand-in servers: the machine was starved, not only the relay\n",
 						r.n, r.name, r.camFPS, r.srvDrops)
 					continue
 				}
@@ -298,7 +293,10 @@ func (c *complaintCounter) Write(p []byte) (int, error) {
 
 // measure warms up, then measures the relay processes' CPU and RSS over dur and the frames that
 // reached upstream against the frames the cameras published meanwhile.
-func measure(n int, name string, procs []*exec.Cmd, cams, up *sim.MediaServer, prefix string, dur time.Duration, complaints *complaintCounter) row {
+func measure(
+	n int, name string, procs []*exec.Cmd, cams, up *sim.MediaServer, prefix string, dur time.Duration,
+	complaints *complaintCounter,
+) row {
 	time.Sleep(3 * time.Second)
 	drops0 := complaints.n.Load()
 	cpu0 := cpuNanos(procs)

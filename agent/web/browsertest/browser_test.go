@@ -50,7 +50,9 @@ func startServer(t *testing.T, b web.Backend) string {
 	go func() { done <- s.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("pairing page: %v", err)
+		}
 	})
 	return "http://" + s.Addr().String() + "/"
 }
@@ -61,8 +63,9 @@ func startServer(t *testing.T, b web.Backend) string {
 // The profile is not a t.TempDir: Chromium's helper processes can still be writing to it for a
 // moment after the browser itself has gone, and TempDir's cleanup fails the test on the first
 // "directory not empty" (it did in CI). Cleanup stops the browser (cancelling the allocator
-// waits for its process) and then removes the profile, retrying while the helpers finish. (A graceful Browser.close was tried:
-// Chromium exits without answering it, so it only adds a timeout.)
+// waits for its process) and then removes the profile, retrying while the helpers finish. (A
+// graceful Browser.close was tried: Chromium exits without answering it, so it only adds a
+// timeout.)
 func browser(t *testing.T) context.Context {
 	t.Helper()
 	return browserIn(t, "en-US,en;q=0.9")
@@ -136,7 +139,16 @@ func steps(t *testing.T, ctx context.Context) func(step string, actions ...chrom
 
 // waitJS polls a JavaScript expression until it is true.
 func waitJS(expr string) chromedp.Action {
-	return chromedp.Poll(expr, nil, chromedp.WithPollingTimeout(45*time.Second), chromedp.WithPollingInterval(100*time.Millisecond))
+	return chromedp.Poll(expr, nil,
+		chromedp.WithPollingTimeout(45*time.Second), chromedp.WithPollingInterval(100*time.Millisecond))
+}
+
+// camCards is a JavaScript array of the page's camera cards.
+const camCards = `[...document.querySelectorAll("#cameras .cam")]`
+
+// camNamed is a JavaScript expression for the camera card with that name (undefined if none).
+func camNamed(name string) string {
+	return camCards + `.find(c => c.querySelector(".cam-name").textContent === ` + jsString(name) + `)`
 }
 
 // clearInput empties a text field as selecting all and deleting would.
@@ -145,7 +157,7 @@ func clearInput(sel string) chromedp.Action {
 }
 
 func TestPairingPage(t *testing.T) {
-	fb := newFakeBackend()
+	fb := newFakeBackend(t)
 	url := startServer(t, fb)
 	ctx := browser(t)
 
@@ -158,7 +170,8 @@ func TestPairingPage(t *testing.T) {
 			mu.Lock()
 			dialogs = append(dialogs, e.Type.String()+": "+e.Message)
 			mu.Unlock()
-			go chromedp.Run(ctx, page.HandleJavaScriptDialog(false))
+			// A dialog left open fails the test below: the page stops answering.
+			go func() { _ = chromedp.Run(ctx, page.HandleJavaScriptDialog(false)) }()
 		case *runtime.EventExceptionThrown:
 			mu.Lock()
 			exceptions = append(exceptions, e.ExceptionDetails.Error())
@@ -168,7 +181,8 @@ func TestPairingPage(t *testing.T) {
 	// Record CSP violations from the first byte on: the page must work under its own policy.
 	run0 := chromedp.ActionFunc(func(ctx context.Context) error {
 		_, err := page.AddScriptToEvaluateOnNewDocument(`window.cspViolations = [];
-			document.addEventListener("securitypolicyviolation", e => window.cspViolations.push(e.violatedDirective + " " + e.blockedURI));`).Do(ctx)
+			document.addEventListener("securitypolicyviolation",
+				e => window.cspViolations.push(e.violatedDirective + " " + e.blockedURI));`).Do(ctx)
 		return err
 	})
 	if err := chromedp.Run(ctx, run0); err != nil {
@@ -215,7 +229,9 @@ func TestPairingPage(t *testing.T) {
 	var injected bool
 	run("a hostile camera name stays text",
 		chromedp.Text(`.cam[data-id="cam-001122334455"] .cam-name`, &shownName, chromedp.ByQuery),
-		chromedp.Evaluate(`document.querySelector('img[src="x"]') !== null || document.querySelector("#cameras b") !== null`, &injected),
+		chromedp.Evaluate(
+			`document.querySelector('img[src="x"]') !== null || document.querySelector("#cameras b") !== null`,
+			&injected),
 	)
 	if shownName != xssName {
 		t.Errorf("hostile name shown as %q, want the literal %q", shownName, xssName)
@@ -238,11 +254,12 @@ func TestPairingPage(t *testing.T) {
 		chromedp.SendKeys("#add-name", "Garage", chromedp.ByID),
 		chromedp.Click("#add-submit", chromedp.ByID),
 		waitJS(`document.getElementById("add-result").textContent.startsWith("Added")`),
-		waitJS(`[...document.querySelectorAll("#cameras .cam")].some(c => c.querySelector(".cam-name").textContent === "Garage")`),
+		waitJS(camCards+`.some(c => c.querySelector(".cam-name").textContent === "Garage")`),
 	)
 	run("its relay comes up",
-		waitJS(`[...document.querySelectorAll("#cameras .cam")].some(c => c.querySelector(".cam-name").textContent === "Garage" &&
-			c.querySelector(".cam-state").textContent === "relaying" && c.querySelector(".cam-media").textContent.includes("2.3 Mb/s"))`),
+		waitJS(camCards+`.some(c => c.querySelector(".cam-name").textContent === "Garage" &&
+			c.querySelector(".cam-state").textContent === "relaying" &&
+			c.querySelector(".cam-media").textContent.includes("2.3 Mb/s"))`),
 	)
 	run("make a Wi-Fi QR code",
 		chromedp.SendKeys("#wf-ssid", `Home;Net`, chromedp.ByID),
@@ -251,7 +268,8 @@ func TestPairingPage(t *testing.T) {
 		waitJS(`!document.getElementById("wifi-img").hidden && document.getElementById("wifi-img").naturalWidth > 0`),
 	)
 	run("snapshots load",
-		waitJS(`[...document.querySelectorAll("#cameras .thumb img")].filter(i => !i.hidden && i.naturalWidth > 0).length >= 1`),
+		waitJS(`[...document.querySelectorAll("#cameras .thumb img")].filter(i => !i.hidden && i.naturalWidth > 0)`+
+			`.length >= 1`),
 	)
 
 	var text string
@@ -268,7 +286,7 @@ func TestPairingPage(t *testing.T) {
 
 	screenshots(t, ctx, "pairing")
 
-	garage := `[...document.querySelectorAll("#cameras .cam")].find(c => c.querySelector(".cam-name").textContent === "Garage")`
+	garage := camNamed("Garage")
 	run("disable a camera",
 		chromedp.Evaluate(garage+`.querySelector(".act-toggle").click()`, nil),
 		waitJS(garage+`.querySelector(".cam-state").textContent === "disabled"`),
@@ -280,7 +298,7 @@ func TestPairingPage(t *testing.T) {
 		chromedp.Evaluate(garage+`.querySelector(".rename button[type=submit]").click()`, nil),
 		waitJS(`[...document.querySelectorAll("#cameras .cam-name")].some(n => n.textContent === "Garage door")`),
 	)
-	door := `[...document.querySelectorAll("#cameras .cam")].find(c => c.querySelector(".cam-name").textContent === "Garage door")`
+	door := camNamed("Garage door")
 	run("remove a camera with two taps",
 		chromedp.Evaluate(door+`.querySelector(".act-remove").click()`, nil),
 		waitJS(door+`.querySelector(".act-remove").textContent.startsWith("Tap again")`),
@@ -291,7 +309,8 @@ func TestPairingPage(t *testing.T) {
 		chromedp.SendKeys("#mq-pass", "mqtt-pa55", chromedp.ByID),
 		chromedp.Click(`#conn-form button[type="submit"]`, chromedp.ByQuery),
 		waitJS(`document.getElementById("conn-result").textContent === "Saved."`),
-		waitJS(`document.getElementById("mq-pass").value === "" && document.getElementById("mq-pass").placeholder === "unchanged"`),
+		waitJS(`document.getElementById("mq-pass").value === "" && `+
+			`document.getElementById("mq-pass").placeholder === "unchanged"`),
 	)
 	run("log out",
 		chromedp.Click("#logout", chromedp.ByID),

@@ -9,6 +9,7 @@ import (
 	"image/jpeg"
 	"sort"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/camgate/camgate/agent/web"
@@ -31,7 +32,8 @@ type fakeBackend struct {
 	relayIn time.Duration
 }
 
-func newFakeBackend() *fakeBackend {
+func newFakeBackend(t *testing.T) *fakeBackend {
+	t.Helper()
 	img := image.NewRGBA(image.Rect(0, 0, 320, 180))
 	for y := 0; y < 180; y++ {
 		for x := 0; x < 320; x++ {
@@ -39,22 +41,31 @@ func newFakeBackend() *fakeBackend {
 		}
 	}
 	var buf bytes.Buffer
-	jpeg.Encode(&buf, img, nil)
+	if err := jpeg.Encode(&buf, img, nil); err != nil {
+		t.Fatal(err)
+	}
 	f := &fakeBackend{
 		cams: map[string]*web.Camera{
 			"porch": {CameraID: "porch", AgentID: "4815162342", Name: "Porch", Vendor: "HIKVISION", Model: "DS-2CD2043G2-I",
-				IP: "192.168.1.64", URL: "rtsp://192.168.1.64:554/Streaming/Channels/101", State: web.CameraAdded, Enabled: true,
-				Audio: true, Relaying: true, Online: true, Codec: "H264", Width: 2688, Height: 1520, BitrateBPS: 4_100_000, HasSnapshot: true,
+				IP: "192.168.1.64", URL: "rtsp://192.168.1.64:554/Streaming/Channels/101", State: web.CameraAdded,
+				Enabled: true, Audio: true, Relaying: true, Online: true,
+				Codec: "H264", Width: 2688, Height: 1520, BitrateBPS: 4_100_000, HasSnapshot: true,
 				StreamName: "eltex-7f3a21-porch", PlayURL: porchPlayURL},
-			"cam-001122334455": {CameraID: "cam-001122334455", Name: xssName, Vendor: `<b>Evil</b> "Corp"`, Model: "IPC-HFW1230S",
-				IP: "192.168.1.108", URL: "http://192.168.1.108/onvif/device_service", State: web.CameraDiscovered, NeedsCredentials: true},
+			"cam-001122334455": {CameraID: "cam-001122334455", Name: xssName, Vendor: `<b>Evil</b> "Corp"`,
+				Model: "IPC-HFW1230S", IP: "192.168.1.108", URL: "http://192.168.1.108/onvif/device_service",
+				State: web.CameraDiscovered, NeedsCredentials: true},
 			"cam-66778899aabb": {CameraID: "cam-66778899aabb", Name: "Dahua IPC", Vendor: "Dahua", Model: "IPC-HDW2431T",
-				IP: "192.168.1.109", URL: "http://192.168.1.109/onvif/device_service", State: web.CameraDiscovered, NeedsCredentials: true},
+				IP: "192.168.1.109", URL: "http://192.168.1.109/onvif/device_service", State: web.CameraDiscovered,
+				NeedsCredentials: true},
 		},
 		pass: map[string]string{},
 		conn: web.Connection{
-			MQTT:      web.MQTTConnection{URL: "mqtts://sc.example.com:8883", Username: "gw-1", PasswordSet: true, TopicPrefix: "camgate/{gateway_id}"},
-			Flussonic: web.FlussonicConnection{Publish: "rtsp://stream.example.com:554/", StreamName: "{gateway_id}-{camera_id}"},
+			MQTT: web.MQTTConnection{
+				URL: "mqtts://sc.example.com:8883", Username: "gw-1", PasswordSet: true, TopicPrefix: "camgate/{gateway_id}",
+			},
+			Flussonic: web.FlussonicConnection{
+				Publish: "rtsp://stream.example.com:554/", StreamName: "{gateway_id}-{camera_id}",
+			},
 		},
 		jpeg:    buf.Bytes(),
 		relayIn: 1500 * time.Millisecond,
@@ -163,7 +174,13 @@ func (f *fakeBackend) TestStream(ctx context.Context, url, username, password st
 		// As the Backend documents it: a refused password wraps web.ErrCameraUnauthorized.
 		return web.StreamInfo{}, fmt.Errorf("DESCRIBE %s: 401 Unauthorized: %w", url, web.ErrCameraUnauthorized)
 	}
-	return web.StreamInfo{Tracks: []web.Track{{Kind: "video", Codec: "H264", Width: 1920, Height: 1080}, {Kind: "audio", Codec: "AAC"}}, BitrateBPS: 2_300_000}, nil
+	return web.StreamInfo{
+		Tracks: []web.Track{
+			{Kind: "video", Codec: "H264", Width: 1920, Height: 1080},
+			{Kind: "audio", Codec: "AAC"},
+		},
+		BitrateBPS: 2_300_000,
+	}, nil
 }
 
 func (f *fakeBackend) Connection(ctx context.Context) web.Connection {
@@ -176,7 +193,8 @@ func (f *fakeBackend) SetConnection(ctx context.Context, c web.ConnectionUpdate)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if m := c.MQTT; m != nil {
-		f.conn.MQTT = web.MQTTConnection{URL: m.URL, Username: m.Username, PasswordSet: f.conn.MQTT.PasswordSet || m.Password != "", TopicPrefix: m.TopicPrefix}
+		f.conn.MQTT = web.MQTTConnection{URL: m.URL, Username: m.Username,
+			PasswordSet: f.conn.MQTT.PasswordSet || m.Password != "", TopicPrefix: m.TopicPrefix}
 	}
 	return nil
 }

@@ -84,8 +84,10 @@ func englishLeft(t *testing.T, shown []string) []string {
 const overflowing = `(() => {
 	const out = [];
 	if (document.documentElement.scrollWidth > document.documentElement.clientWidth)
-		out.push("the page scrolls sideways: " + document.documentElement.scrollWidth + " > " + document.documentElement.clientWidth);
-	for (const el of document.querySelectorAll(".card, .cam, .sc, button, label, .badge, h1, h2, h3, dt, dd, p, output, select, legend")) {
+		out.push("the page scrolls sideways: " + document.documentElement.scrollWidth + " > " +
+			document.documentElement.clientWidth);
+	for (const el of document.querySelectorAll(".card, .cam, .sc, button, label, .badge, h1, h2, h3, dt, dd, p, output, " +
+		"select, legend")) {
 		if (!el.checkVisibility() || el.clientWidth === 0) continue;
 		if (el.scrollWidth > el.clientWidth)
 			out.push((el.id ? "#" + el.id : el.tagName.toLowerCase() + "." + el.className) + " " +
@@ -120,14 +122,15 @@ func checkLayout(t *testing.T, ctx context.Context, lang string) {
 // Acceptance 4: a failed add (a wrong camera password) is explained in the page's language.
 func TestPageInRussianAndEnglish(t *testing.T) {
 	ru, en := words(t, "ru"), words(t, "en")
-	url := startServer(t, newFakeBackend())
+	url := startServer(t, newFakeBackend(t))
 	ctx := browserIn(t, "ru-RU,ru;q=0.9,en-US;q=0.8,en;q=0.7")
 	run := steps(t, ctx)
 	run("open the page: Russian from the first paint",
 		chromedp.EmulateViewport(390, 844),
 		chromedp.Navigate(url),
 		chromedp.WaitVisible("#login-code", chromedp.ByID),
-		waitJS(`document.documentElement.lang === "ru" && document.querySelector("#login-view h2").textContent === `+jsString(ru["login.title"])),
+		waitJS(`document.documentElement.lang === "ru" && document.querySelector("#login-view h2").textContent === `+
+			jsString(ru["login.title"])),
 	)
 	run("a wrong setup code is refused in Russian",
 		chromedp.SendKeys("#login-code", "0000-0000", chromedp.ByID),
@@ -140,7 +143,8 @@ func TestPageInRussianAndEnglish(t *testing.T) {
 		chromedp.Click(`#login-form button[type="submit"]`, chromedp.ByQuery),
 		chromedp.WaitVisible("#app-view", chromedp.ByID),
 		waitJS(`document.querySelectorAll("#cameras .cam").length === 3`),
-		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-state').textContent === `+jsString(ru["cam.state_relaying"])),
+		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-state').textContent === `+
+			jsString(ru["cam.state_relaying"])),
 		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-media').textContent.includes("4,1 Мбит/")`),
 		waitJS(`document.getElementById("mq-pass").placeholder === `+jsString(ru["form.unchanged"])),
 	)
@@ -173,15 +177,18 @@ func TestPageInRussianAndEnglish(t *testing.T) {
 	)
 	run("the longest button state fits: tap Remove once",
 		chromedp.Evaluate(`document.querySelector('.cam[data-id="porch"] .act-remove').click()`, nil),
-		waitJS(`document.querySelector('.cam[data-id="porch"] .act-remove').textContent === `+jsString(ru["cam.remove_confirm"])),
+		waitJS(`document.querySelector('.cam[data-id="porch"] .act-remove').textContent === `+
+			jsString(ru["cam.remove_confirm"])),
 	)
 	checkLayout(t, ctx, "ru")
 
 	run("the switch goes to English",
 		chromedp.EmulateViewport(390, 844),
 		chromedp.Click("#lang-switch", chromedp.ByID),
-		waitJS(`document.documentElement.lang === "en" && document.querySelector("#status-card h2").textContent === `+jsString(en["status.title"])),
-		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-state').textContent === `+jsString(en["cam.state_relaying"])),
+		waitJS(`document.documentElement.lang === "en" && document.querySelector("#status-card h2").textContent === `+
+			jsString(en["status.title"])),
+		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-state').textContent === `+
+			jsString(en["cam.state_relaying"])),
 		waitJS(`document.getElementById("st-uptime").textContent === "1 day 2 hr"`),
 	)
 	// The check above must be able to fail: on the English page it finds English everywhere.
@@ -192,8 +199,10 @@ func TestPageInRussianAndEnglish(t *testing.T) {
 	run("and stays English after a reload",
 		chromedp.Reload(),
 		chromedp.WaitVisible("#app-view", chromedp.ByID),
-		waitJS(`document.documentElement.lang === "en" && document.querySelector("#status-card h2").textContent === `+jsString(en["status.title"])),
-		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-state').textContent === `+jsString(en["cam.state_relaying"])),
+		waitJS(`document.documentElement.lang === "en" && document.querySelector("#status-card h2").textContent === `+
+			jsString(en["status.title"])),
+		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-state').textContent === `+
+			jsString(en["cam.state_relaying"])),
 		waitJS(`localStorage.getItem("camgate.lang") === "en"`),
 	)
 	run("a failed add is explained in English now",

@@ -23,18 +23,18 @@ func TestPairingPageWithTheRealAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go flussonic.Run(ctx)
+	goRun(ctx, t, flussonic.Run)
 	seen, err := sim.NewCamera(sim.CameraConfig{Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go seen.Run(ctx)
+	goRun(ctx, t, seen.Run)
 	const camUser, camPassword = "viewer", "Real-pa55:word"
 	toAdd, err := sim.NewCamera(sim.CameraConfig{Addr: "127.0.0.1:0", Username: camUser, Password: camPassword})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go toAdd.Run(ctx)
+	goRun(ctx, t, toAdd.Run)
 
 	dataDir := t.TempDir()
 	cfg := agent.DefaultConfig()
@@ -60,7 +60,8 @@ func TestPairingPageWithTheRealAgent(t *testing.T) {
 		waitJS(`document.getElementById("st-id").textContent === "gwp"`),
 	)
 	run("the configured camera relays, its hostile name shown as text",
-		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-state').textContent === `+jsString(ru["cam.state_relaying"])),
+		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-state').textContent === `+
+			jsString(ru["cam.state_relaying"])),
 		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-name').textContent === `+jsString(xssName)),
 	)
 	var injected bool
@@ -78,7 +79,8 @@ func TestPairingPageWithTheRealAgent(t *testing.T) {
 		chromedp.SendKeys("#add-user", camUser, chromedp.ByID),
 		chromedp.SendKeys("#add-pass", "not-"+camPassword, chromedp.ByID),
 		chromedp.Click("#add-submit", chromedp.ByID),
-		waitJS(`!document.getElementById("add-submit").disabled && document.getElementById("add-result").classList.contains("error")`),
+		waitJS(`!document.getElementById("add-submit").disabled && `+
+			`document.getElementById("add-result").classList.contains("error")`),
 		chromedp.Text("#add-result", &failed, chromedp.ByID),
 	)
 	if failed != ru["err.camera_unauthorized"] {
@@ -94,7 +96,7 @@ func TestPairingPageWithTheRealAgent(t *testing.T) {
 		waitJS(`document.getElementById("add-result").textContent.startsWith(`+jsString(addedWords)+`)`),
 	)
 	run("its relay becomes relaying",
-		waitJS(`[...document.querySelectorAll("#cameras .cam")].some(c => c.querySelector(".cam-name").textContent === "Garage" &&
+		waitJS(camCards+`.some(c => c.querySelector(".cam-name").textContent === "Garage" &&
 			c.querySelector(".cam-state").textContent === `+jsString(ru["cam.state_relaying"])+`)`),
 	)
 	var html string
@@ -151,4 +153,14 @@ func startAgent(t *testing.T, cfg agent.Config) (*agent.Agent, string) {
 func jsString(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 	return `"` + r.Replace(s) + `"`
+}
+
+// goRun runs a stand-in until ctx ends and fails the test if it stops early with an error (a
+// port it could not take, say), which would otherwise show only as a page that never fills.
+func goRun(ctx context.Context, t *testing.T, run func(context.Context) error) {
+	go func() {
+		if err := run(ctx); err != nil && ctx.Err() == nil {
+			t.Errorf("stand-in stopped: %v", err)
+		}
+	}()
 }
