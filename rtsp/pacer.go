@@ -27,9 +27,10 @@ const (
 // wake-up costs the process a scheduler round trip; with it the whole process wakes once a
 // period. It is for cameras too slow for a low-water mark (lowWater): a relay whose socket has
 // one already wakes about once a period's worth of video without any clock, which measured
-// cheaper than pacing at every camera count, so it leaves the Pacer once the mark is set. The price is at most one period of added latency, which a recorder does not see.
-// Below a number of relays a Pacer stands aside and its relays read as packets arrive: the
-// clock runs only while it pays. The zero value is not usable; use NewPacer.
+// cheaper than pacing at every camera count, so it leaves the Pacer once the mark is set. The
+// price is at most one period of added latency, which a recorder does not see. Below a number
+// of relays (DefaultPaceMinRelays) a Pacer stands aside and its relays read as packets arrive:
+// the clock runs only while it pays. The zero value is not usable; use NewPacer.
 type Pacer struct {
 	period    time.Duration
 	minRelays int

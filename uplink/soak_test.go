@@ -71,7 +71,8 @@ func TestSoakFlappingBroker(t *testing.T) {
 		// Down for about fifty refused attempts, then back.
 		from := attempts.Load()
 		eventually(t, "refused attempts", 60*time.Second, func() bool { return attempts.Load() >= from+50 })
-		if err := q.Enqueue(context.Background(), "mqtt", store.Message{Topic: prefix + "/soak", Payload: []byte("x")}); err != nil {
+		msg := store.Message{Topic: prefix + "/soak", Payload: []byte("x")}
+		if err := q.Enqueue(context.Background(), "mqtt", msg); err != nil {
 			t.Fatal(err)
 		}
 		if attempts.Load() >= marks[0].attempts {
