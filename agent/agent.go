@@ -14,6 +14,7 @@ import (
 
 	"github.com/camgate/camgate/onvif"
 	"github.com/camgate/camgate/rtsp"
+	"github.com/camgate/camgate/smtp"
 	"github.com/camgate/camgate/store"
 	"github.com/camgate/camgate/uplink"
 )
@@ -55,6 +56,7 @@ type Agent struct {
 	webAddr    atomic.Pointer[string]           // where the pairing page listens, once it does
 	smtpAddr   atomic.Pointer[net.Addr]         // where the SMTP alarm server listens, once it does
 	discoverer atomic.Pointer[onvif.Discoverer] // nil when discovery.onvif is off
+	smtpServer atomic.Pointer[smtp.Server]      // the alarm mail server once it listens, for /metrics
 }
 
 // New checks nothing beyond what LoadConfig already validated; all I/O happens in Run.

@@ -96,6 +96,7 @@ func (a *Agent) startSMTP(ctx context.Context, cfg *Config, wg *sync.WaitGroup) 
 	if addr := srv.Addr(); addr != nil {
 		a.smtpAddr.Store(&addr)
 	}
+	a.smtpServer.Store(srv)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

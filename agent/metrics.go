@@ -51,6 +51,10 @@ func (a *Agent) WritePrometheus(w io.Writer) {
 	if link != nil && link.mqtt != nil {
 		metrics.WriteGaugeUint64(w, "camgate_mqtt_connected", b2u(link.mqtt.Connected()))
 	}
+	if srv := a.smtpServer.Load(); srv != nil {
+		// Connections the LAN policy closed before the banner (SPEC §8: "closed ... and counted").
+		metrics.WriteCounterUint64(w, "camgate_smtp_denied_connections_total", srv.Stats().Denied)
+	}
 	metrics.WriteGaugeFloat64(w, "camgate_uptime_seconds", a.uptime().Seconds())
 	metrics.WriteProcessMetrics(w)
 }

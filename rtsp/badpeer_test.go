@@ -114,7 +114,8 @@ func TestBadPeers(t *testing.T) {
 			name: "broken SDP",
 			camera: answerRequests(func(cseq string) string {
 				body := "v=0\r\nm=video banana RTP/AVP 96\r\n\x00\xff"
-				return fmt.Sprintf("RTSP/1.0 200 OK\r\nCSeq: %s\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", cseq, len(body), body)
+				return fmt.Sprintf("RTSP/1.0 200 OK\r\nCSeq: %s\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
+					cseq, len(body), body)
 			}),
 			wantErr: "camera: DESCRIBE: ",
 		},

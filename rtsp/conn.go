@@ -301,7 +301,8 @@ func (c *rtspConn) tryFlush() bool {
 		return false
 	}
 	n := 0
-	c.raw.Write(func(fd uintptr) bool {
+	// An error here means the socket is closed: nothing was written, and the next flush says so.
+	_ = c.raw.Write(func(fd uintptr) bool {
 		for n < len(c.out) {
 			m, errno := writeNow(int(fd), c.out[n:])
 			if errno == syscall.EINTR {

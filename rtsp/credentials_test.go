@@ -127,7 +127,8 @@ func (c *scriptedCamera) received() []seenRequest {
 // digestChallenge is a 401 asking for Digest (MD5), as nearly every camera sends.
 func digestChallenge() *base.Response {
 	return &base.Response{StatusCode: base.StatusUnauthorized, Header: base.Header{
-		"WWW-Authenticate": auth.GenerateWWWAuthenticate([]auth.VerifyMethod{auth.VerifyMethodDigestMD5}, testRealm, testNonce),
+		"WWW-Authenticate": auth.GenerateWWWAuthenticate(
+			[]auth.VerifyMethod{auth.VerifyMethodDigestMD5}, testRealm, testNonce),
 	}}
 }
 
@@ -136,7 +137,8 @@ func digestChallenge() *base.Response {
 func trustedWith(next func(req *base.Request) *base.Response) func(req *base.Request) *base.Response {
 	return func(req *base.Request) *base.Response {
 		if req.Method == base.Options {
-			return &base.Response{StatusCode: base.StatusOK, Header: base.Header{"Public": base.HeaderValue{"DESCRIBE, SETUP, PLAY"}}}
+			return &base.Response{StatusCode: base.StatusOK,
+				Header: base.Header{"Public": base.HeaderValue{"DESCRIBE, SETUP, PLAY"}}}
 		}
 		if len(req.Header["Authorization"]) == 0 {
 			return digestChallenge()
@@ -181,7 +183,8 @@ func TestNoCredentialsAcrossARedirect(t *testing.T) {
 			msg := c.run(t)
 			t.Logf("error: %s", msg)
 			if conns, requests, withAuth := trap.seen(); withAuth != 0 || requests != 0 || conns != 0 {
-				t.Fatalf("the other host got %d connections, %d requests, %d with credentials; want none", conns, requests, withAuth)
+				t.Fatalf("the other host got %d connections, %d requests, %d with credentials; want none",
+					conns, requests, withAuth)
 			}
 			got := camera.received()[before:]
 			if !answeredChallenge(got, user) {
@@ -272,7 +275,8 @@ func TestBasicOnlyForAMarkedCamera(t *testing.T) {
 			stop()
 			_, _, withAuth := cam.seen()
 			if got := withAuth > 0; got != tt.wantAuth {
-				t.Fatalf("camera got %d requests with credentials, want credentials %v (LastError %q)", withAuth, tt.wantAuth, st.LastError)
+				t.Fatalf("camera got %d requests with credentials, want credentials %v (LastError %q)",
+					withAuth, tt.wantAuth, st.LastError)
 			}
 			if tt.wantAuth {
 				if !strings.Contains(st.LastError, "DESCRIBE refused: 404") {
@@ -293,7 +297,8 @@ func TestBasicOnlyForAMarkedCamera(t *testing.T) {
 		if !strings.Contains(errText(err), "auth: basic") {
 			t.Errorf("Probe error = %v, want it to name auth: basic", err)
 		}
-		_, err = FindStream(context.Background(), cam.url(""), user, pass, FindStreamOptions{Paths: paths("/cam"), Interval: time.Millisecond})
+		_, err = FindStream(context.Background(), cam.url(""), user, pass,
+			FindStreamOptions{Paths: paths("/cam"), Interval: time.Millisecond})
 		if !strings.Contains(errText(err), "auth: basic") {
 			t.Errorf("FindStream error = %v, want it to name auth: basic", err)
 		}
@@ -334,7 +339,8 @@ func TestRefusedPasswordIsRetriedSlowly(t *testing.T) {
 	}
 	if st.PasswordRefused != "camera" || !strings.HasPrefix(st.LastError, "camera: ") ||
 		!strings.Contains(st.LastError, `password refused for user "admin"`) {
-		t.Errorf("PasswordRefused %q, LastError %q; want the camera's password for admin refused", st.PasswordRefused, st.LastError)
+		t.Errorf("PasswordRefused %q, LastError %q; want the camera's password for admin refused",
+			st.PasswordRefused, st.LastError)
 	}
 
 	// The owner types the right password: the agent restarts the relay with it.
@@ -373,7 +379,8 @@ func TestPinnedDialer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	req := "SETUP rtsp://" + cam.ln.Addr().String() + "/cam RTSP/1.0\r\nCSeq: 1\r\nAuthorization: Basic YWRtaW46c2VjcmV0\r\n\r\n"
+	req := "SETUP rtsp://" + cam.ln.Addr().String() +
+		"/cam RTSP/1.0\r\nCSeq: 1\r\nAuthorization: Basic YWRtaW46c2VjcmV0\r\n\r\n"
 	if _, err := c.Write([]byte(req)); err == nil {
 		t.Fatal("a Basic password was written")
 	}

@@ -15,11 +15,13 @@ var (
 )
 
 func videoPkt(ts uint32, marker bool, payload ...byte) *rtp.Packet {
-	return &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, Timestamp: ts, Marker: marker, SequenceNumber: 5000}, Payload: payload}
+	return &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, Timestamp: ts, Marker: marker,
+		SequenceNumber: 5000}, Payload: payload}
 }
 
 func audioPkt(ts uint32) *rtp.Packet {
-	return &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 97, Timestamp: ts, Marker: true}, Payload: []byte{1, 2, 3}}
+	return &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 97, Timestamp: ts, Marker: true},
+		Payload: []byte{1, 2, 3}}
 }
 
 // drain pops everything queued and returns it as (track, first NAL type, seq, ts) records.
@@ -266,7 +268,8 @@ func TestForwarderMapsTimestampsToWallClock(t *testing.T) {
 		{name: "a camera clock set to 1970 is a step, not the camera's word", ts: 500 + 900, sr: at(time.Unix(0, 0), ms(10))},
 		{name: "so video holds after it", ts: 500 + 3600, arrival: ms(2130), want: ms(2120)},
 		{name: "audio after the restart continues too", track: 1, ts: 100, arrival: ms(2100), want: ms(2055)},
-		{name: "and moves to what the restarted camera states: 15 ms after video", track: 1, ts: 100 + 80, sr: at(time.Unix(0, 0), ms(25))},
+		{name: "and moves to what the restarted camera states: 15 ms after video", track: 1, ts: 100 + 80,
+			sr: at(time.Unix(0, 0), ms(25))},
 		{name: "15 ms after video, as the camera says", track: 1, ts: 100 + 160, arrival: ms(2140), want: ms(2115)},
 	}
 	f := newForwarder(64)
@@ -330,11 +333,14 @@ func TestForwarderHoldsAudioForTheCamerasSenderReports(t *testing.T) {
 		{name: "audio waits", track: 1, ts: 800, arrival: 50 * time.Millisecond},
 		{name: "its report before video's is kept", track: 1, ts: 1600, sr: 300 * time.Millisecond},
 		{name: "video's report gives the clock", ts: 9000 + 9000, sr: 200 * time.Millisecond},
-		{name: "audio goes with the camera's timing", track: 1, ts: 1760, arrival: 90 * time.Millisecond, want: true, wantAt: 220 * time.Millisecond},
-		{name: "after a restart audio waits again", restart: true, ts: 100, arrival: 20 * time.Second, want: true, wantAt: 20*time.Second - 90*time.Millisecond}, // video continues: gap from the last packet queued,
+		{name: "audio goes with the camera's timing", track: 1, ts: 1760, arrival: 90 * time.Millisecond, want: true,
+			wantAt: 220 * time.Millisecond},
+		{name: "after a restart audio waits again", restart: true, ts: 100, arrival: 20 * time.Second, want: true,
+			wantAt: 20*time.Second - 90*time.Millisecond}, // video continues: gap from the last packet queued,
 		{name: "until reportWait", track: 1, ts: 100, arrival: 20*time.Second + reportWait - time.Millisecond},
 		{name: "then goes on its arrival", track: 1, ts: 200, arrival: 20*time.Second + reportWait, want: true},
-		{name: "and a camera that sent nothing is not waited for again", restart: true, ts: 100, arrival: 40 * time.Second, want: true},
+		{name: "and a camera that sent nothing is not waited for again", restart: true, ts: 100, arrival: 40 * time.Second,
+			want: true},
 		{name: "so audio goes at once", track: 1, ts: 300, arrival: 40 * time.Second, want: true},
 	}
 	for _, s := range steps {

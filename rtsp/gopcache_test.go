@@ -344,7 +344,8 @@ func TestUpstreamRestartStartsFromCachedGOP(t *testing.T) {
 	} else {
 		t.Logf("first video %v after the server accepted the session", d)
 	}
-	if len(got.firstNALs) < 3 || got.firstNALs[0] != h264NALSPS || got.firstNALs[1] != h264NALPPS || got.firstNALs[2] != h264NALIDR {
+	if len(got.firstNALs) < 3 || got.firstNALs[0] != h264NALSPS || got.firstNALs[1] != h264NALPPS ||
+		got.firstNALs[2] != h264NALIDR {
 		t.Errorf("first NAL types after the restart = %v, want SPS, PPS, IDR", got.firstNALs)
 	}
 	for i := 1; i < len(got.frameTS); i++ {

@@ -21,13 +21,15 @@ func TestScanNALs(t *testing.T) {
 		key     bool
 	}{
 		{"h264 single IDR", codecH264, []byte{0x65, 1, 2}, []nal{{5, true}}, true},
-		{"h264 STAP-A SPS PPS IDR", codecH264, []byte{0x78, 0, 2, 0x67, 1, 0, 1, 0x68, 0, 2, 0x65, 9}, []nal{{7, true}, {8, true}, {5, true}}, true},
+		{"h264 STAP-A SPS PPS IDR", codecH264, []byte{0x78, 0, 2, 0x67, 1, 0, 1, 0x68, 0, 2, 0x65, 9},
+			[]nal{{7, true}, {8, true}, {5, true}}, true},
 		{"h264 FU-A start of IDR", codecH264, []byte{0x7c, 0x85, 1}, []nal{{5, false}}, true},
 		{"h264 FU-A continuation is not a start", codecH264, []byte{0x7c, 0x05, 1}, nil, false},
 		{"h264 STAP-A with a lying size stops", codecH264, []byte{0x78, 0, 9, 0x65}, nil, false},
 		{"h264 empty", codecH264, nil, nil, false},
 		{"h265 IDR_W_RADL single", codecH265, []byte{19 << 1, 1, 0}, []nal{{19, true}}, true},
-		{"h265 AP VPS SPS", codecH265, []byte{48 << 1, 1, 0, 2, 32 << 1, 1, 0, 2, 33 << 1, 1}, []nal{{32, true}, {33, true}}, false},
+		{"h265 AP VPS SPS", codecH265, []byte{48 << 1, 1, 0, 2, 32 << 1, 1, 0, 2, 33 << 1, 1},
+			[]nal{{32, true}, {33, true}}, false},
 		{"h265 FU start CRA", codecH265, []byte{49 << 1, 1, 0x80 | 21, 0}, []nal{{21, false}}, true},
 		{"h265 trailing picture", codecH265, []byte{1 << 1, 1, 0}, []nal{{1, true}}, false},
 	}

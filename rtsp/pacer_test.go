@@ -103,6 +103,7 @@ func TestFastRelayLeavesThePacer(t *testing.T) {
 		t.Errorf("after leaving the pacer: delivered %d of %d frames, want >= 95%%", got, sent)
 	}
 	if st := r.Stats(); st.Reconnects != 0 || st.LastError != "" || st.BitrateBps < 1_500_000 {
-		t.Errorf("reconnects %d (%q), %d bit/s; want an unbroken 2 Mbit/s session", st.Reconnects, st.LastError, st.BitrateBps)
+		t.Errorf("reconnects %d (%q), %d bit/s; want an unbroken 2 Mbit/s session",
+			st.Reconnects, st.LastError, st.BitrateBps)
 	}
 }

@@ -109,7 +109,9 @@ const (
 // challenged; redirects are never followed, so credentials cannot leave for another host or
 // scheme. It speaks through rtspConn, the client every camera session uses. The whole search is
 // bounded by (len(paths)+1) × (Interval + Timeout) (one for connecting and scheduling) and by ctx.
-func FindStream(ctx context.Context, base, username, password string, opts FindStreamOptions) (FindStreamResult, error) {
+func FindStream(
+	ctx context.Context, base, username, password string, opts FindStreamOptions,
+) (FindStreamResult, error) {
 	p, err := newPathProber(base, username, password, opts)
 	if err != nil {
 		return FindStreamResult{}, fmt.Errorf("find stream: %w", err)
@@ -418,7 +420,8 @@ func describeAnswerOf(res *base.Response) describeAnswer {
 	if res.StatusCode != base.StatusOK {
 		return ans
 	}
-	if ct := res.Header["Content-Type"]; len(ct) != 1 || strings.TrimSpace(strings.Split(ct[0], ";")[0]) != "application/sdp" {
+	if ct := res.Header["Content-Type"]; len(ct) != 1 ||
+		strings.TrimSpace(strings.Split(ct[0], ";")[0]) != "application/sdp" {
 		return ans
 	}
 	ssd, err := sdpunmarshaler.Unmarshal(res.Body)

@@ -90,7 +90,9 @@ func metadataMedia(t *testing.T) *description.Media {
 	return &description.Media{Type: description.MediaTypeApplication, Formats: []format.Format{f}}
 }
 
-func (c *pathCamera) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (c *pathCamera) OnDescribe(
+	ctx *gortsplib.ServerHandlerOnDescribeCtx,
+) (*base.Response, *gortsplib.ServerStream, error) {
 	key := ctx.Path
 	if ctx.Query != "" {
 		key += "?" + ctx.Query
@@ -144,7 +146,8 @@ func TestFindStreamSendsCredentialsOnlyWhereAsked(t *testing.T) {
 	if want := cam.base() + dahua; res.URL != want || res.Vendor != "Dahua" {
 		t.Errorf("found %q (%s), want %q (Dahua)", res.URL, res.Vendor, want)
 	}
-	if len(res.Tracks) != 1 || res.Tracks[0].Codec != "H264" || res.Tracks[0].Width != 1920 || res.Tracks[0].Height != 1080 {
+	if len(res.Tracks) != 1 || res.Tracks[0].Codec != "H264" || res.Tracks[0].Width != 1920 ||
+		res.Tracks[0].Height != 1080 {
 		t.Errorf("tracks = %+v, want one H264 1920x1080", res.Tracks)
 	}
 	// The Hikvision path comes first and answers 404: it must never see the credentials.
@@ -436,12 +439,16 @@ func TestReadDescribeAnswer(t *testing.T) {
 		codecs  string // of the tracks, comma separated; "-" = SDP unreadable
 		wantErr bool
 	}{
-		{"H.265 video", ok("application/sdp; charset=utf-8", sdp("m=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\n")), 200, true, "H265", false},
-		{"H.264 and metadata", ok("application/sdp", sdp("m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\n")), 200, true, "H264,vnd.onvif.metadata/90000", false},
+		{"H.265 video", ok("application/sdp; charset=utf-8", sdp("m=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\n")),
+			200, true, "H265", false},
+		{"H.264 and metadata", ok("application/sdp", sdp("m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"+
+			"m=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\n")),
+			200, true, "H264,vnd.onvif.metadata/90000", false},
 		{"MJPEG only", ok("application/sdp", sdp("m=video 0 RTP/AVP 26\r\n")), 200, false, "JPEG/90000", false},
 		{"not SDP", ok("text/html", "<html>"), 200, false, "-", false},
 		{"broken SDP", ok("application/sdp", "m=nonsense"), 200, false, "-", false},
-		{"challenge", "RTSP/1.0 401 Unauthorized\r\nCSeq: 1\r\nWWW-Authenticate: Basic realm=\"c\"\r\n\r\n", 401, false, "-", false},
+		{"challenge", "RTSP/1.0 401 Unauthorized\r\nCSeq: 1\r\nWWW-Authenticate: Basic realm=\"c\"\r\n\r\n",
+			401, false, "-", false},
 		{"HTTP server", "HTTP/1.1 400 Bad Request\r\n\r\n", 0, false, "-", true},
 		{"cut short", "RTSP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nv=0", 0, false, "-", true},
 	}
@@ -463,7 +470,8 @@ func TestReadDescribeAnswer(t *testing.T) {
 				codecs = strings.Join(cs, ",")
 			}
 			if ans.status != tt.status || ans.video != tt.video || codecs != tt.codecs {
-				t.Errorf("got status %d, video %v, codecs %s; want %d, %v, %s", ans.status, ans.video, codecs, tt.status, tt.video, tt.codecs)
+				t.Errorf("got status %d, video %v, codecs %s; want %d, %v, %s",
+					ans.status, ans.video, codecs, tt.status, tt.video, tt.codecs)
 			}
 		})
 	}

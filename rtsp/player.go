@@ -168,7 +168,8 @@ func (p *player) describe() error {
 			case perr != nil:
 				return fmt.Errorf("redirected to an invalid location: %w", perr)
 			case loc.Host != target.Host || (loc.Scheme != "rtsp" && loc.Scheme != "rtsps"):
-				return fmt.Errorf("redirected to %s, another host: not followed, configure that URL instead", (*url.URL)(loc).Redacted())
+				return fmt.Errorf("redirected to %s, another host: not followed, configure that URL instead",
+					(*url.URL)(loc).Redacted())
 			case redirects == maxRedirects:
 				return fmt.Errorf("more than %d redirects", maxRedirects)
 			}
@@ -280,8 +281,11 @@ func (p *player) frameReady() bool {
 // of each batch, with the time they arrived. How it waits between batches is readWait's
 // business: while pacer paces this relay a batch is what arrived since the pacer's last tick;
 // otherwise, what one read returned.
-func (p *player) play(ctx context.Context, pacer *Pacer, onPacket func(track int, pkt *rtp.Packet, now time.Time), onBatch func(now time.Time)) error {
-	defer context.AfterFunc(ctx, func() { p.conn.SetReadDeadline(time.Unix(1, 0)) })()
+func (p *player) play(
+	ctx context.Context, pacer *Pacer, onPacket func(track int, pkt *rtp.Packet, now time.Time),
+	onBatch func(now time.Time),
+) error {
+	defer context.AfterFunc(ctx, func() { _ = p.conn.SetReadDeadline(time.Unix(1, 0)) })()
 	defer p.teardown(ctx)
 	now := time.Now()
 	w := newReadWait(p.conn, p.rd, p.timeout, pacer, now)
@@ -414,9 +418,10 @@ func (p *player) readOne(now time.Time, onPacket func(int, *rtp.Packet, time.Tim
 			return false, fmt.Errorf("read: %w", err)
 		}
 		frame = b[4:]
-		defer p.br.Discard(4 + size)
+		// Discarding what Peek just returned cannot fail.
+		defer func() { _, _ = p.br.Discard(4 + size) }()
 	} else {
-		p.br.Discard(4)
+		_, _ = p.br.Discard(4) // the header, peeked above
 		if cap(p.scratch) < size {
 			p.scratch = make([]byte, size)
 		}
@@ -526,7 +531,7 @@ func (p *player) teardown(ctx context.Context) {
 		p.out = p.out[:0]
 		if p.writeRequest(base.Teardown, p.desc.BaseURL, nil, nil) == nil &&
 			p.conn.SetWriteDeadline(time.Now().Add(time.Second)) == nil {
-			p.conn.Write(p.out)
+			_, _ = p.conn.Write(p.out) // best effort: the session ends either way
 		}
 	}
 	p.conn.Close()

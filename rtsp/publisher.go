@@ -55,7 +55,9 @@ type sentTrack struct {
 
 // dialPublisher connects to u and brings up a recording session announcing medias, whose
 // Control and Profile it sets. Errors name the step that failed.
-func dialPublisher(ctx context.Context, u *url.URL, medias []*description.Media, timeout time.Duration) (*publisher, error) {
+func dialPublisher(
+	ctx context.Context, u *url.URL, medias []*description.Media, timeout time.Duration,
+) (*publisher, error) {
 	c, err := dialRTSP(ctx, u, timeout, 4096, publishBuffer)
 	if err != nil {
 		return nil, err
@@ -81,7 +83,8 @@ func (p *publisher) handshake(medias []*description.Media) error {
 	if err != nil {
 		return &stepError{"ANNOUNCE", err}
 	}
-	if _, err := p.do(base.Announce, p.url, base.Header{"Content-Type": base.HeaderValue{"application/sdp"}}, sdp); err != nil {
+	if _, err := p.do(base.Announce, p.url, base.Header{"Content-Type": base.HeaderValue{"application/sdp"}},
+		sdp); err != nil {
 		return &stepError{"ANNOUNCE", err}
 	}
 	for i, m := range medias {

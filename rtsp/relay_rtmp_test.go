@@ -144,7 +144,8 @@ func TestRelayToRTMP(t *testing.T) {
 	}{
 		{"H264+AAC", "libx264", "aac", "H264", "AAC", ""},
 		{"H264+PCMU", "libx264", "pcm_mulaw", "H264", "PCMU", ""},
-		{"H264+PCMA video only", "libx264", "pcm_alaw", "H264", "", "G.711 A-law (PCMA) audio left out: Flussonic does not take it over RTMP"},
+		{"H264+PCMA video only", "libx264", "pcm_alaw", "H264", "",
+			"G.711 A-law (PCMA) audio left out: Flussonic does not take it over RTMP"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cam := newTestServer(t)
@@ -181,7 +182,8 @@ func TestRelayToRTMP(t *testing.T) {
 			if tc.wantDropped == "" && len(st.DroppedTracks) != 0 {
 				t.Errorf("dropped %q, want nothing dropped", st.DroppedTracks)
 			}
-			if tc.wantDropped != "" && (len(st.DroppedTracks) != 1 || st.DroppedTracks[0] != tc.wantDropped || !strings.Contains(st.LastError, tc.wantDropped)) {
+			if tc.wantDropped != "" && (len(st.DroppedTracks) != 1 || st.DroppedTracks[0] != tc.wantDropped ||
+				!strings.Contains(st.LastError, tc.wantDropped)) {
 				t.Errorf("dropped %q, last error %q; want %q in both", st.DroppedTracks, st.LastError, tc.wantDropped)
 			}
 		})
@@ -250,7 +252,10 @@ func TestRelayToRTMPFFmpeg(t *testing.T) {
 	}
 	recDone := make(chan error, 1)
 	go func() { recDone <- rec.Wait() }()
-	t.Cleanup(func() { _ = rec.Process.Kill(); <-recDone })
+	t.Cleanup(func() {
+		_ = rec.Process.Kill()
+		<-recDone //nolint:errcheck // killed: Wait says so
+	})
 
 	r, stop := startRelay(t, RelayConfig{Source: cam.url("cam"), Audio: true, Publish: "rtmp://" + addr + "/live/x"})
 	waitFor(t, 15*time.Second, "relaying", func() bool {
@@ -277,7 +282,8 @@ func TestRelayToRTMPFFmpeg(t *testing.T) {
 		t.Fatalf("ffprobe: %v: %s", err, res)
 	}
 	// Decoding proves the decoder configuration record is right, not only the framing.
-	if dec, err := exec.Command(ff, "-v", "error", "-i", out, "-f", "null", "-").CombinedOutput(); err != nil || len(dec) > 0 {
+	dec, err := exec.Command(ff, "-v", "error", "-i", out, "-f", "null", "-").CombinedOutput()
+	if err != nil || len(dec) > 0 {
 		t.Errorf("ffmpeg cannot decode what it recorded: %v: %s", err, dec)
 	}
 	got := map[string]int{}

@@ -87,7 +87,9 @@ func (s *testServer) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCt
 	}
 }
 
-func (s *testServer) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (s *testServer) OnDescribe(
+	ctx *gortsplib.ServerHandlerOnDescribeCtx,
+) (*base.Response, *gortsplib.ServerStream, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.streams[strings.TrimPrefix(ctx.Path, "/")]

@@ -140,11 +140,14 @@ func (p *player) selected() []selected { return p.sel }
 // refuses (461) or a UDP session that stays silent is tried again at once over the other, as
 // ffmpeg and gortsplib do. started sees each session's tracks and transport before its first
 // packet. It returns the transport last used.
-func playCamera(ctx context.Context, u *url.URL, o cameraOptions, transport string, auto bool, pacer *Pacer,
-	started func(sel []selected, transport string), onPacket func(int, *rtp.Packet, time.Time), onBatch func(time.Time)) (string, error) {
+func playCamera(
+	ctx context.Context, u *url.URL, o cameraOptions, transport string, auto bool, pacer *Pacer,
+	started func(sel []selected, transport string), onPacket func(int, *rtp.Packet, time.Time),
+	onBatch func(time.Time),
+) (string, error) {
 	for switched := false; ; switched = true {
 		err := playOver(ctx, u, o, transport, pacer, started, onPacket, onBatch)
-		if !auto || switched || ctx.Err() != nil || !(errors.Is(err, errTransportRefused) || errors.Is(err, errUDPSilent)) {
+		if !auto || switched || ctx.Err() != nil || !otherMayWork(err) {
 			return transport, err
 		}
 		transport = otherTransport(transport)
@@ -171,6 +174,12 @@ func playOver(ctx context.Context, u *url.URL, o cameraOptions, transport string
 	return s.play(ctx, pacer, onPacket, onBatch)
 }
 
+// otherMayWork says whether a session's failure was its transport's: a 461 or a silent UDP
+// session, which the other transport may not have.
+func otherMayWork(err error) bool {
+	return errors.Is(err, errTransportRefused) || errors.Is(err, errUDPSilent)
+}
+
 func otherTransport(t string) string {
 	if t == "udp" {
 		return "tcp"
@@ -190,7 +199,7 @@ func (r *Relay) runSource(ctx context.Context, u *url.URL) error {
 		r.startTracks(sel)
 		r.log.Info("camera session up", "video", codecName(sel[0].format), "transport", transport)
 	}, r.fwd.push, r.batchDone)
-	if auto && (errors.Is(err, errTransportRefused) || errors.Is(err, errUDPSilent)) {
+	if auto && otherMayWork(err) {
 		// Both failed: the next attempt starts where this one ended.
 		r.setTransport(otherTransport(used))
 	}
@@ -277,7 +286,9 @@ func (s *udpSession) close() error {
 	return nil
 }
 
-func (s *udpSession) play(ctx context.Context, _ *Pacer, onPacket func(int, *rtp.Packet, time.Time), onBatch func(time.Time)) error {
+func (s *udpSession) play(
+	ctx context.Context, _ *Pacer, onPacket func(int, *rtp.Packet, time.Time), onBatch func(time.Time),
+) error {
 	var mu sync.Mutex // gortsplib may call from one goroutine per UDP socket
 	first := make(chan struct{})
 	arrived := false
@@ -321,7 +332,7 @@ func (s *udpSession) play(ctx context.Context, _ *Pacer, onPacket func(int, *rtp
 			silence.Stop()
 		case <-silence.C:
 			s.c.Close()
-			<-wait
+			<-wait //nolint:errcheck // the session ends for its silence, however Close made it return
 			return errUDPSilent
 		case err := <-wait:
 			if ctx.Err() != nil {
@@ -387,7 +398,7 @@ type noBasicConn struct {
 
 func (c *noBasicConn) Write(b []byte) (int, error) {
 	if bytes.Contains(b, []byte("\r\nAuthorization: Basic ")) {
-		c.Conn.Close()
+		_ = c.Close() // the refusal is what the caller must see
 		return 0, c.d.refuse(ErrBasicRefused)
 	}
 	return c.Conn.Write(b)

@@ -52,7 +52,9 @@ func startTransportCamera(t *testing.T, c *transportCamera) *transportCamera {
 	return c
 }
 
-func (c *transportCamera) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (c *transportCamera) OnSetup(
+	ctx *gortsplib.ServerHandlerOnSetupCtx,
+) (*base.Response, *gortsplib.ServerStream, error) {
 	if ctx.Session.State() == gortsplib.ServerSessionStatePreRecord || ctx.Transport == nil {
 		return c.testServer.OnSetup(ctx) // ffmpeg publishing, always over TCP
 	}
@@ -73,7 +75,9 @@ func (c *transportCamera) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base
 }
 
 // deadStream is a stream like path's that nobody writes to.
-func (c *transportCamera) deadStream(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (c *transportCamera) deadStream(
+	ctx *gortsplib.ServerHandlerOnSetupCtx,
+) (*base.Response, *gortsplib.ServerStream, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s := c.dead[ctx.Path]; s != nil {
@@ -123,7 +127,9 @@ func TestTransportFallback(t *testing.T) {
 				r.setTransport("udp")
 			}
 			runRelay(t, r)
-			waitFor(t, 20*time.Second, "relaying", func() bool { return r.Stats().Relaying && up.snapshot("out").videoFrames > 25 })
+			waitFor(t, 20*time.Second, "relaying", func() bool {
+				return r.Stats().Relaying && up.snapshot("out").videoFrames > 25
+			})
 			sent, got := countWindow(cam.testServer, "cam", up, "out", 2*time.Second)
 			if got < sent*90/100 {
 				t.Errorf("upstream got %d video frames, camera sent %d: want >= 90%%", got, sent)

@@ -22,3 +22,20 @@ func FuzzDefaultRoutes(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseRouteReply: any datagram on the route socket parses without a panic or a read out of
+// bounds; a reply for our request either names an interface or says why not.
+func FuzzParseRouteReply(f *testing.F) {
+	f.Add(nlMsg(rtmNewRoute, 1, routeBody(3)), uint32(1))
+	f.Add(nlMsg(nlmsgError, 1, errBody(-101)), uint32(1))
+	f.Add(append(nlMsg(rtmNewRoute, 2, routeBody(9)), nlMsg(rtmNewRoute, 1, routeBody(0))...), uint32(1))
+	f.Fuzz(func(t *testing.T, data []byte, seq uint32) {
+		oif, done, err := parseRouteReply(data, seq)
+		if !done && (err != nil || oif != 0) {
+			t.Fatalf("no reply found, yet interface %d, error %v", oif, err)
+		}
+		if err != nil && oif != 0 {
+			t.Fatalf("interface %d together with error %v", oif, err)
+		}
+	})
+}

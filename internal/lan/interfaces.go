@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"slices"
 )
 
@@ -29,7 +28,7 @@ func MulticastInterfaces(names []string) ([]*net.Interface, error) {
 		return nil, fmt.Errorf("listing interfaces: %w", err)
 	}
 	var wan []string
-	if f, err := os.Open("/proc/net/route"); err == nil {
+	if f, err := openProcNet("route"); err == nil {
 		wan = defaultRouteInterfaces4(f)
 		f.Close()
 	}

@@ -22,6 +22,9 @@ type Listener struct {
 	policy *Policy
 	log    *slog.Logger
 	denied atomic.Uint64
+	// checkFailing is set while the policy cannot tell where connections come from; the first
+	// failure of each such spell is logged, the rest only counted.
+	checkFailing atomic.Bool
 
 	mu         sync.Mutex
 	lastLog    time.Time
@@ -54,7 +57,15 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.policy.Allowed(c.RemoteAddr(), c.LocalAddr()) {
+		allowed, err := l.policy.check(c.RemoteAddr(), c.LocalAddr())
+		switch {
+		case err != nil:
+			if !l.checkFailing.Swap(true) {
+				l.log.Warn("LAN check failed, refusing connections it cannot place", "err", err,
+					"listen", l.Addr().String())
+			}
+		case allowed:
+			l.checkFailing.Store(false)
 			return c, nil
 		}
 		// Counted before closing, so whoever sees the close also sees the count.
