@@ -77,7 +77,8 @@ func (f *fakeBackend) Status(ctx context.Context) web.GatewayStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st := web.GatewayStatus{GatewayID: "eltex-7f3a21", UptimeSeconds: 93784, MQTT: web.Link{State: web.LinkUp},
-		Flussonic: web.Link{State: web.LinkUp}, OutboxDepth: 3, OutboxBytes: 2048}
+		Flussonic: web.Link{State: web.LinkUp}, OutboxDepth: 3, OutboxBytes: 2048,
+		SMTP: &web.SMTPLogin{Username: "camgate", Password: "k7pqx2mfa9rtwe3h", Generated: true}}
 	for _, c := range f.cams {
 		if c.State == web.CameraAdded {
 			st.Cameras++

@@ -157,11 +157,17 @@ func TestPageInRussianAndEnglish(t *testing.T) {
 	for _, w := range englishLeft(t, shown) {
 		t.Errorf("English left on the Russian page: %s", w)
 	}
-	var uptime, queue string
+	var uptime, queue, smtpLogin string
 	run("times and sizes in Russian",
 		chromedp.Text("#st-uptime", &uptime, chromedp.ByID),
 		chromedp.Text("#st-queue", &queue, chromedp.ByID),
+		chromedp.Text("#st-smtp", &smtpLogin, chromedp.ByID),
 	)
+	// The generated alarm-mail login is on the page, for the owner to type into the cameras.
+	if !strings.Contains(smtpLogin, "camgate") || !strings.Contains(smtpLogin, "k7pqx2mfa9rtwe3h") ||
+		!strings.Contains(smtpLogin, "пароль") {
+		t.Errorf("the alarm mail login reads %q, want the user, the generated password, in Russian", smtpLogin)
+	}
 	// 93784 s is 1 day 2 hours; 2048 bytes are 2 kB, as Intl says them in Russian.
 	if uptime != "1 дн. 2 ч" || !strings.Contains(queue, "2 кБ") {
 		t.Errorf("uptime %q and queue %q are not in Russian units", uptime, queue)

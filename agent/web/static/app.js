@@ -233,6 +233,14 @@
     let q = t("status.queue_value", { count: fmtNumber(st.outbox_depth), size: fmtBytes(st.outbox_bytes) });
     if (st.outbox_drops) q += ", " + t("status.queue_drops", { drops: fmtNumber(st.outbox_drops) });
     $("st-queue").textContent = q;
+    // The login cameras use for alarm mail: the owner types it into each camera's SMTP settings.
+    const smtp = st.smtp;
+    $("st-smtp-label").hidden = $("st-smtp").hidden = !smtp;
+    if (smtp) {
+      $("st-smtp").textContent = smtp.generated
+        ? t("status.smtp_generated", { user: smtp.username, password: smtp.password })
+        : t("status.smtp_configured", { user: smtp.username });
+    }
   }
 
   // ---- cameras ----
