@@ -85,8 +85,12 @@ func (a *Agent) startSMTP(ctx context.Context, cfg *Config, wg *sync.WaitGroup) 
 	if err != nil {
 		return fmt.Errorf("smtp.allow: %w", err)
 	}
+	login, err := a.smtpLoginFor(cfg)
+	if err != nil {
+		return fmt.Errorf("smtp: %w", err)
+	}
 	srv, err := smtp.NewServer(smtp.Config{
-		Addr: cfg.SMTP.Listen, Username: cfg.SMTP.Username, Password: cfg.SMTP.Password,
+		Addr: cfg.SMTP.Listen, Username: login.username, Password: login.password, AuthOptional: login.generated,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes, Policy: policy, Logger: a.log.With("part", "smtp"),
 	}, a.handleAlarmMail)
 	if err != nil {
@@ -98,6 +102,7 @@ func (a *Agent) startSMTP(ctx context.Context, cfg *Config, wg *sync.WaitGroup) 
 	if addr := srv.Addr(); addr != nil {
 		a.smtpAddr.Store(&addr)
 	}
+	a.smtpLogin.Store(&login)
 	a.smtpServer.Store(srv)
 	wg.Add(1)
 	go func() {

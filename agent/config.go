@@ -610,15 +610,9 @@ func checkCamera(key string, cam CameraConfig) error {
 		if u, err := url.Parse(cam.SubstreamURL); err != nil || (u.Scheme != "rtsp" && u.Scheme != "rtsps") || u.Host == "" {
 			return bad("substream_url", "must be an rtsp:// or rtsps:// URL, not %q", cam.SubstreamURL)
 		}
-		return bad("substream_url", "not supported by this version yet (leave it empty)")
-	}
-	if cam.Priority != 0 {
-		return bad("priority", "%d: not supported by this version yet (leave it 0)", cam.Priority)
 	}
 	switch cam.Relay {
-	case "", "always", "on_demand":
-	case "motion":
-		return bad("relay", "%s: not supported by this version yet (always or on_demand)", cam.Relay)
+	case "", "always", "on_demand", "motion":
 	default:
 		return bad("relay", "must be always, motion or on_demand, not %q", cam.Relay)
 	}

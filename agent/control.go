@@ -58,7 +58,7 @@ func (a *Agent) serveControl(ctx context.Context, dataDir string, wg *sync.WaitG
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		a.WritePrometheus(w)
+		a.writePrometheus(w, true) // only the daemon's user reaches the socket: per camera too
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	wg.Add(2)

@@ -54,18 +54,14 @@ func TestForgedAnnouncementsNeverRepointACamera(t *testing.T) {
 		if err != nil {
 			t.Fatalf("announcing over mDNS: %v", err)
 		}
-		flussonic, err := sim.NewMediaServer(sim.MediaServerConfig{Addr: "127.0.0.1:0"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		testtool.Go(ctx, t, "flussonic", flussonic.Run)
+		flussonic, publish := startMediaServer(ctx, t)
 		d := startDaemon(t, fmt.Sprintf(`gateway_id: gwf
 data_dir: DATA_DIR
 web: {listen: "127.0.0.1:0"}
 smtp: {listen: ""}
 discovery: {onvif: true, mdns: true, interval: 10s, interfaces: [lo]}
-flussonic: {publish: '%s/{stream_name}'}
-`, strings.TrimSuffix(flussonic.URL(), "/")))
+flussonic: {publish: '%s'}
+`, publish))
 		p := loginPage(t, d)
 
 		// Both cameras are found, added with the password, and relayed.

@@ -18,21 +18,17 @@ import (
 func TestSetCameraOnAnotherHostDropsThePassword(t *testing.T) {
 	const secret = "door-secret-13"
 	broker := startMosquitto(t)
-	flussonic, err := sim.NewMediaServer(sim.MediaServerConfig{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	testtool.Go(ctx, t, "flussonic", flussonic.Run)
+	_, publish := startMediaServer(ctx, t)
 	d := startDaemon(t, fmt.Sprintf(`gateway_id: gwh
 data_dir: DATA_DIR
 web: {listen: "127.0.0.1:0"}
 smtp: {listen: ""}
 discovery: {onvif: false, mdns: false}
 mqtt: {url: '%s'}
-flussonic: {publish: '%s/{stream_name}'}
-`, broker.url(), strings.TrimSuffix(flussonic.URL(), "/")))
+flussonic: {publish: '%s'}
+`, broker.url(), publish))
 	p := loginPage(t, d)
 	cmd := newCommander(t, broker.url(), "camgate/gwh")
 	waitFor(t, 10*time.Second, "the agent's MQTT session", d.mqttUp)

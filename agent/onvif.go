@@ -85,15 +85,15 @@ func (r *registry) ensureResolver(e *cameraEntry) {
 	lctx, cancel := context.WithCancel(r.ctx)
 	res := &streamResolver{key: onvifKey(e.conf), cancel: cancel, done: make(chan struct{})}
 	e.resolver, e.resolved = res, resolution{}
-	a, id, conf := r.a, e.id, e.conf
+	a, id, conf, show := r.a, e.id, e.conf, shownError(e.origin)
 	report := func(v resolution) { a.tell(streamResolved{id: id, resolver: res, res: v}) }
 	go func() {
 		defer close(res.done)
 		if needsPathProbe(conf.URL) {
-			a.runPathProbe(lctx, id, conf, report)
+			a.runPathProbe(lctx, id, conf, show, report)
 			return
 		}
-		a.runONVIF(lctx, id, conf, report)
+		a.runONVIF(lctx, id, conf, show, report)
 	}()
 }
 
@@ -119,10 +119,11 @@ func (q resolverStopped) serve(r *registry) result {
 
 // runONVIF resolves the camera's stream with Inventory (retrying with backoff: a camera may be
 // booting), then follows its events until ctx ends.
-func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, report func(resolution)) {
+func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, show func(error) error,
+	report func(resolution)) {
 	log := a.log.With("camera_id", id, "onvif", conf.URL)
-	client, err := onvif.NewClient(onvif.ClientConfig{XAddr: conf.URL, Username: conf.Username, Password: conf.Password,
-		AllowBasic: conf.Auth == "basic", Logger: log})
+	client, err := onvif.NewClient(onvif.ClientConfig{XAddr: conf.URL, Username: conf.Username,
+		Password: conf.Password, AllowBasic: conf.Auth == "basic", Logger: log})
 	if err != nil {
 		report(resolution{err: "ONVIF: " + err.Error()})
 		return
@@ -152,7 +153,7 @@ func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, repo
 			}
 			err = errors.New("the device reported no RTSP stream")
 		}
-		msg := "ONVIF: " + err.Error()
+		msg := "ONVIF: " + errorText(show, err)
 		if errors.Is(err, onvif.ErrUnauthorized) {
 			msg += ": check the camera's username and password"
 		}
@@ -291,7 +292,8 @@ func (a *Agent) notifyEndpoint(id, xaddr string) (*onvif.NotifyReceiver, string,
 // runPathProbe finds the stream of a camera given only by its address, retrying with backoff
 // (the camera may be booting); wrong credentials are reported in words and retried slowly, since
 // cameras lock accounts after repeated failures.
-func (a *Agent) runPathProbe(ctx context.Context, id string, conf CameraConfig, report func(resolution)) {
+func (a *Agent) runPathProbe(ctx context.Context, id string, conf CameraConfig, show func(error) error,
+	report func(resolution)) {
 	log := a.log.With("camera_id", id, "base", redactURL(conf.URL))
 	delay := 5 * time.Second
 	lastErr := ""
@@ -306,7 +308,7 @@ func (a *Agent) runPathProbe(ctx context.Context, id string, conf CameraConfig, 
 			report(resolution{stream: res.URL})
 			return
 		}
-		if msg := err.Error(); msg != lastErr {
+		if msg := errorText(show, err); msg != lastErr {
 			lastErr = msg
 			log.Warn("no stream path found, will retry", "err", err, "retry_in", delay)
 			report(resolution{err: msg})

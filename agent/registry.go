@@ -45,6 +45,10 @@ type cameraEntry struct {
 	problem  string          // why it is not relayed, in words, when that is the agent's doing
 	// publishUntil is an on_demand camera's publishing window (relaymode.go).
 	publishUntil time.Time
+	// motionFrom..motionUntil is a motion camera's window, motionSeq the last episode change
+	// applied (relaymode.go).
+	motionFrom, motionUntil time.Time
+	motionSeq               uint64
 }
 
 const (
@@ -159,6 +163,7 @@ func (q reloadRequest) serve(r *registry) result {
 		"gateway_id": old.GatewayID == l.GatewayID, "data_dir": old.DataDir == l.DataDir,
 		"web.listen": old.Web.Listen == l.Web.Listen, "smtp.listen": old.SMTP.Listen == l.SMTP.Listen,
 		"outbox.max_bytes": old.Outbox.MaxBytes == l.Outbox.MaxBytes, "motion.hold": old.Motion.Hold == l.Motion.Hold,
+		"smtp.username/password": old.SMTP.Username == l.SMTP.Username && old.SMTP.Password == l.SMTP.Password,
 	} {
 		if !same {
 			r.a.log.Warn("reload: this key takes effect at the next restart", "key", key)
@@ -245,19 +250,22 @@ func (r *registry) relayConfig(e *cameraEntry) (rtsp.RelayConfig, string) {
 		}
 		source = e.resolved.stream
 	}
-	return rtsp.RelayConfig{
+	user, pass := streamCredentials(c, source)
+	return r.a.withQuality(rtsp.RelayConfig{
 		Source:    source,
-		Username:  c.Username,
-		Password:  c.Password,
+		Username:  user,
+		Password:  pass,
 		Transport: c.Transport,
 		Auth:      c.Auth,
 		Audio:     c.Audio,
 		Publish:   cfg.PublishURLOf(cfg.CameraStreamName(c.ID, c.StreamName)),
 		Logger:    r.a.log.With("camera_id", c.ID),
+		ShowError: shownError(e.origin),
 		Pacer:     r.a.pacer,
 		Cache:     r.a.cache,
 		Gated:     gated(c),
-	}, ""
+		PreRoll:   preRollOf(c),
+	}, e), ""
 }
 
 // mergeONVIF copies what the camera told us over ONVIF into its device info.
@@ -282,6 +290,8 @@ func sameRelay(x, y rtsp.RelayConfig) bool {
 	x.Logger, y.Logger = nil, nil
 	x.Pacer, y.Pacer = nil, nil
 	x.Cache, y.Cache = nil, nil
+	x.ShowError, y.ShowError = nil, nil
+	x.Quality, y.Quality = nil, nil
 	return reflect.DeepEqual(x, y)
 }
 

@@ -303,7 +303,11 @@ type cameraState struct {
 	Reconnects int     `json:"reconnects"`
 	LastError  string  `json:"last_error"`
 	Transport  string  `json:"transport,omitempty"` // the camera side's: tcp or udp (what auto chose)
-	TS         int64   `json:"ts"`
+	// Quality is main, or sub while the uplink is short; UplinkBps is what the upstream
+	// session carried over the last seconds (issue 15).
+	Quality   string `json:"quality"`
+	UplinkBps int64  `json:"uplink_bps"`
+	TS        int64  `json:"ts"`
 }
 
 // stateRefresh is how often an unchanged state is queued anyway, so bitrate and fps stay fresh
@@ -333,11 +337,13 @@ func (a *Agent) publishStates(ctx context.Context) {
 				Online: c.Relay.Online, Relaying: c.Relay.Relaying, Enabled: c.Enabled, Codec: c.Relay.Codec,
 				Width: c.Relay.Width, Height: c.Relay.Height, FPS: c.Relay.FPS, BitrateBps: c.Relay.BitrateBps,
 				Reconnects: c.Relay.Reconnects, LastError: c.Relay.LastError, Transport: c.Relay.Transport,
+				Quality: c.Relay.Quality, UplinkBps: c.Relay.UplinkBps,
 			}
 			if st.LastError == "" {
 				st.LastError = c.Problem
 			}
-			key := fmt.Sprint(st.Online, st.Relaying, st.Enabled, st.Codec, st.Width, st.Height, st.LastError, st.Transport)
+			key := fmt.Sprint(st.Online, st.Relaying, st.Enabled, st.Codec, st.Width, st.Height, st.LastError, st.Transport,
+				st.Quality)
 			link.mu.Lock()
 			prev, seen := link.lastState[c.ID]
 			news := !seen || prev.key != key || time.Since(prev.at) >= stateRefresh

@@ -100,6 +100,7 @@ func (b webBackend) Status(ctx context.Context) web.GatewayStatus {
 	}
 	ob := a.db.Outbox().Stats()
 	st.OutboxDepth, st.OutboxBytes, st.OutboxDrops = ob.Depth, ob.Bytes, ob.DroppedEvents+ob.DroppedTelemetry
+	st.SMTP = a.smtpLoginStatus()
 	return st
 }
 
@@ -118,7 +119,7 @@ func (b webBackend) webCamera(c CameraStatus) web.Camera {
 		StreamName: c.StreamName, PlayURL: c.PlayURL, State: web.CameraAdded, Enabled: c.Enabled, Audio: c.Audio,
 		Relaying: c.Relay.Relaying, Online: c.Relay.Online, Codec: c.Relay.Codec, Width: c.Relay.Width,
 		Height: c.Relay.Height, FPS: c.Relay.FPS, BitrateBPS: c.Relay.BitrateBps, LastError: c.Relay.LastError,
-		Username: c.Username, MovedTo: redactURL(c.MovedTo),
+		Username: c.Username, MovedTo: redactURL(c.MovedTo), Quality: c.Relay.Quality, UplinkBPS: c.Relay.UplinkBps,
 	}
 	if w.LastError == "" {
 		w.LastError = c.Problem
@@ -299,12 +300,12 @@ func storedPassword(raw string) string {
 }
 
 // startWeb serves the pairing page when web.listen is set.
-func (a *Agent) startWeb(ctx context.Context, cfg *Config, code string, wg *sync.WaitGroup) error {
+func (a *Agent) startWeb(ctx context.Context, cfg *Config, wg *sync.WaitGroup) error {
 	if cfg.Web.Listen == "" {
 		return nil
 	}
 	srv, err := web.NewServer(web.Config{
-		Addr: cfg.Web.Listen, Allow: cfg.Web.Allow, PairCode: code, Backend: webBackend{a},
+		Addr: cfg.Web.Listen, Allow: cfg.Web.Allow, Code: newPairCodeReader(cfg.DataDir).Code, Backend: webBackend{a},
 		Metrics: a.WritePrometheus, Notify: a.notify, Version: a.opts.Version, Logger: a.log.With("part", "web"),
 	})
 	if err != nil {
