@@ -46,6 +46,7 @@ echo "binary:   $BIN $(stat -c %s "$BIN" 2>/dev/null) bytes"
 
 # Issue 3: relay.
 step "rtsp forward path allocations" "$GO" test -count=1 -run '^$' -bench 'Forward|PublisherWrite|PlayerRead' -benchmem ./rtsp/
+step "rtmp publish path allocations" "$GO" test -count=1 -run '^$' -bench 'WritePacket' -benchmem ./rtmp/
 step "cross-compiled sizes" make --no-print-directory cross
 step "relay vs ffmpeg -c copy" "$GO" run ./bench/relay -n "$RELAY_COUNTS" -dur "$RELAY_DUR" -reps "$RELAY_REPS" -bin "$BIN"
 

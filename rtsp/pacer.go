@@ -11,12 +11,14 @@ const (
 	// 25 fps, and 50 wake-ups a second for the whole process however many cameras.
 	DefaultPacePeriod = 20 * time.Millisecond
 	// DefaultPaceMinRelays is how many relays must share a Pacer before it paces them. Each
-	// tick is a timer wake-up, which costs more than the network wake-up it replaces (on the
-	// 2-core VM bench/README.md was measured on, a 20 ms ticker alone takes 0.7-0.9 % of a
-	// core, about two cameras' worth of relaying); pacing relays that wake per packet pays for
-	// itself from about four of them on, and wins more with every one after. Relays whose
-	// camera has a low-water mark (lowwater.go) do not count: they leave the Pacer.
-	DefaultPaceMinRelays = 4
+	// tick is a timer wake-up, which costs more than the network wake-ups it replaces until
+	// there are many cameras to share it. Measured with 500 kbit/s cameras (too slow for a
+	// low-water mark, which is all the Pacer now paces; bench/README.md, "Slow cameras"),
+	// CPU x ffmpeg, paced against unpaced, medians of 3: 4 relays 0.87 / 0.52, 10 relays
+	// 0.56 / 0.50, 20 relays 0.48 / 0.40, 40 relays 0.38 / 0.49. Pacing pays only beyond 20;
+	// 30 lies between the last count where it did not and the first where it did (30 itself
+	// was not measured). Relays whose camera has a mark do not count: they leave the Pacer.
+	DefaultPaceMinRelays = 30
 )
 
 // Pacer wakes the camera side of every Relay that shares it together, once a period, to read
@@ -26,9 +28,9 @@ const (
 // period. It is for cameras too slow for a low-water mark (lowWater): a relay whose socket has
 // one already wakes about once a period's worth of video without any clock, which measured
 // cheaper than pacing at every camera count, so it leaves the Pacer once the mark is set. The
-// price is at most one period of added latency, which a recorder does not see.
-// Below a number of relays a Pacer stands aside and its relays read as packets arrive: the
-// clock runs only while it pays. The zero value is not usable; use NewPacer.
+// price is at most one period of added latency, which a recorder does not see. Below a number
+// of relays (DefaultPaceMinRelays) a Pacer stands aside and its relays read as packets arrive:
+// the clock runs only while it pays. The zero value is not usable; use NewPacer.
 type Pacer struct {
 	period    time.Duration
 	minRelays int

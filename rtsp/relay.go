@@ -79,6 +79,9 @@ type RelayConfig struct {
 
 	// authRetry, when set, replaces the backoff after a refused password: tests shorten it.
 	authRetry *authBackoff
+	// retry, when set, is copied for each side instead of the outage backoff: the soak test
+	// shortens it to make ten thousand attempts in minutes.
+	retry *backoff
 }
 
 // Stats is a snapshot of one relay.
@@ -257,6 +260,10 @@ var errTracksChanged = errors.New("camera tracks changed")
 // password never locks the camera's account.
 func (r *Relay) loop(ctx context.Context, side string, session func(context.Context) error, up *atomic.Bool) {
 	bo := newBackoff()
+	if r.cfg.retry != nil {
+		b := *r.cfg.retry
+		bo = &b
+	}
 	refusals := 0
 	first := true
 	for {

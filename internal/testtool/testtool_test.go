@@ -65,3 +65,31 @@ func TestNeedFailsInCIAndSkipsElsewhere(t *testing.T) {
 		}
 	}
 }
+
+// A footprint sees what a leak would leave: ten more open files and ten more goroutines.
+func TestFootprintSeesOpenFilesAndGoroutines(t *testing.T) {
+	before, err := TakeFootprint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Goroutines < 1 || before.FDs < 3 || before.HeapInuse == 0 || before.RSSKiB == 0 {
+		t.Fatalf("implausible footprint %s", before)
+	}
+	stop := make(chan struct{})
+	for range 10 {
+		f, err := os.Open("/proc/self/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		go func() { <-stop }()
+	}
+	defer close(stop)
+	after, err := TakeFootprint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.FDs-before.FDs != 10 || after.Goroutines-before.Goroutines != 10 {
+		t.Errorf("after 10 opened files and 10 goroutines: %s, before %s", after, before)
+	}
+}
