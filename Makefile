@@ -49,9 +49,14 @@ cross:
 	GOOS=linux GOARCH=mipsle GOMIPS=softfloat $(MAKE) --no-print-directory build BIN=$(BIN) TAGS="$(TAGS) nodemo" GCFLAGS='$(ROUTER_GCFLAGS)' OUT=camgate-linux-mipsle
 	@for f in $(BIN)/camgate-linux-*; do printf '%-32s %6.2f MiB\n' $$f $$(echo "$$(stat -c %s $$f) / 1048576" | bc -l); done
 
-# The browser test is its own module (see test): ./... does not reach it, so it is linted on its own.
+# Every package has a doc.go (DESIGN.md). The browser test is its own module (see test): ./...
+# does not reach it, so it is linted on its own.
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
+	@missing=$$(for d in $$($(GO) list -f '{{.Dir}}' ./...) agent/web/browsertest; do \
+		test -f $$d/doc.go || echo $$d; done); \
+		test -z "$$missing" || { echo "no doc.go (what the package is for, what it must not do):"; \
+		echo "$$missing"; exit 1; }
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 	$(GOLANGCI_LINT) run ./...

@@ -48,13 +48,15 @@ type Agent struct {
 	link     atomic.Pointer[uplinkParts] // MQTT and event sinks; swapped when the page changes them
 	motion   *motionOwner
 	snaps    *snapshots
-	notify   *notifyRoutes       // cameras' ONVIF notification endpoints on the page's server
-	pacer    *rtsp.Pacer         // shared by every relay: one wake-up a period for all cameras
-	streams  *uplink.StreamSetup // zero-touch stream setup; nil without flussonic.api; set before the loop
-	cache    *rtsp.CacheBudget   // relay.cache_bytes, shared by every relay's GOP cache
+	notify   *notifyRoutes         // cameras' ONVIF notification endpoints on the page's server
+	pacer    *rtsp.Pacer           // shared by every relay: one wake-up a period for all cameras
+	streams  *uplink.StreamSetup   // zero-touch stream setup; nil without flussonic.api; set before the loop
+	cache    *rtsp.CacheBudget     // relay.cache_bytes, shared by every relay's GOP cache
+	quality  *rtsp.QualityGovernor // substream fallback, shared by every relay as they share the uplink
 
 	webAddr    atomic.Pointer[string]           // where the pairing page listens, once it does
 	smtpAddr   atomic.Pointer[net.Addr]         // where the SMTP alarm server listens, once it does
+	smtpLogin  atomic.Pointer[smtpLogin]        // what cameras log in to it with, once it listens
 	discoverer atomic.Pointer[onvif.Discoverer] // nil when discovery.onvif is off
 	smtpServer atomic.Pointer[smtp.Server]      // the alarm mail server once it listens, for /metrics
 }
@@ -68,7 +70,8 @@ func New(l Loaded, opts Options) *Agent {
 		opts.Getenv = os.Getenv
 	}
 	a := &Agent{log: opts.Logger, opts: opts, initial: l, pacer: rtsp.NewPacer(0, 0),
-		cache:    rtsp.NewCacheBudget(l.Config.Relay.CacheBytes),
+		cache:    rtsp.NewCacheBudget(l.Relay.CacheBytes),
+		quality:  rtsp.NewQualityGovernor(),
 		requests: make(chan envelope), loopDone: make(chan struct{}),
 		snaps:  &snapshots{latest: map[string][]byte{}, at: map[string]time.Time{}},
 		notify: &notifyRoutes{routes: map[string]*onvif.NotifyReceiver{}}}
@@ -94,7 +97,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer db.Close()
 	a.db = db
-	code, err := PairCode(cfg.DataDir)
+	code, created, err := EnsurePairCode(cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("pairing code: %w", err)
 	}
@@ -106,11 +109,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.log.Info("camgate started", "version", a.opts.Version, "gateway_id", cfg.GatewayID,
-		"config", cfg.sourceName(cfg.Path), "data_dir", cfg.DataDir, "setup_code", code)
+		"config", cfg.sourceName(cfg.Path), "data_dir", cfg.DataDir)
+	logCreatedPairCode(a.log, code, created)
 	if r.loaded.Flussonic.Publish == "" {
 		a.log.Warn("flussonic.publish is not set: cameras are registered but not relayed")
 	}
-	loopCtx, stopLoop := context.WithCancel(context.Background())
+	// The loop and motion outlive ctx: they are stopped last, in order, by the deferred shutdown.
+	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(ctx))
 	go func() { defer close(a.loopDone); r.run(loopCtx) }()
 
 	a.motion, err = newMotionOwner(a, r.loaded.Motion.Hold.Std())
@@ -119,7 +124,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		<-a.loopDone
 		return err
 	}
-	motionCtx, stopMotion := context.WithCancel(context.Background())
+	motionCtx, stopMotion := context.WithCancel(context.WithoutCancel(ctx))
 	motionDone := make(chan struct{})
 	go func() { defer close(motionDone); a.motion.run(motionCtx) }()
 
@@ -142,7 +147,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.runDiscovery(runCtx, &cfg.Config, &background)
-	if err := a.startWeb(runCtx, &cfg.Config, code, &background); err != nil {
+	if err := a.startWeb(runCtx, &cfg.Config, &background); err != nil {
 		return err
 	}
 	background.Add(3)
@@ -284,6 +289,7 @@ func (c cameraView) live(a *Agent) CameraStatus {
 	}
 	if c.relay != nil {
 		s.Relay = c.relay.Stats()
+		s.Relay.LastError = withheldNote(s.Username, s.URL, c.onvif.stream, s.Relay.LastError)
 	}
 	return s
 }

@@ -34,9 +34,11 @@ func (a *Agent) keepSnapshot(ctx context.Context, cameraID string, jpeg []byte) 
 	dir := filepath.Join(a.config().DataDir, "snapshots")
 	if err := os.MkdirAll(dir, 0o750); err == nil {
 		tmp := filepath.Join(dir, cameraID+".jpg.tmp")
-		if err := os.WriteFile(tmp, jpeg, 0o640); err == nil {
-			os.Rename(tmp, filepath.Join(dir, cameraID+".jpg"))
-		} else {
+		err := os.WriteFile(tmp, jpeg, 0o640)
+		if err == nil {
+			err = os.Rename(tmp, filepath.Join(dir, cameraID+".jpg"))
+		}
+		if err != nil {
 			os.Remove(tmp)
 			a.log.Warn("snapshot not kept on disk", "camera_id", cameraID, "err", err)
 		}
@@ -83,8 +85,12 @@ func (a *Agent) startSMTP(ctx context.Context, cfg *Config, wg *sync.WaitGroup) 
 	if err != nil {
 		return fmt.Errorf("smtp.allow: %w", err)
 	}
+	login, err := a.smtpLoginFor(cfg)
+	if err != nil {
+		return fmt.Errorf("smtp: %w", err)
+	}
 	srv, err := smtp.NewServer(smtp.Config{
-		Addr: cfg.SMTP.Listen, Username: cfg.SMTP.Username, Password: cfg.SMTP.Password,
+		Addr: cfg.SMTP.Listen, Username: login.username, Password: login.password, AuthOptional: login.generated,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes, Policy: policy, Logger: a.log.With("part", "smtp"),
 	}, a.handleAlarmMail)
 	if err != nil {
@@ -96,6 +102,7 @@ func (a *Agent) startSMTP(ctx context.Context, cfg *Config, wg *sync.WaitGroup) 
 	if addr := srv.Addr(); addr != nil {
 		a.smtpAddr.Store(&addr)
 	}
+	a.smtpLogin.Store(&login)
 	a.smtpServer.Store(srv)
 	wg.Add(1)
 	go func() {
@@ -114,7 +121,8 @@ func (a *Agent) startSMTP(ctx context.Context, cfg *Config, wg *sync.WaitGroup) 
 func (a *Agent) handleAlarmMail(ctx context.Context, m smtp.Alarm) error {
 	id, how := a.cameraForMail(m)
 	if id == "" {
-		a.log.Warn("alarm mail from an unknown camera", "recipients", m.Recipients, "from", m.From, "ip", m.RemoteIP.String(), "subject", m.Subject)
+		a.log.Warn("alarm mail from an unknown camera",
+			"recipients", m.Recipients, "from", m.From, "ip", m.RemoteIP.String(), "subject", m.Subject)
 		return nil
 	}
 	if !m.Authenticated && !a.mailFromCamera(id, m) {
@@ -124,7 +132,8 @@ func (a *Agent) handleAlarmMail(ctx context.Context, m smtp.Alarm) error {
 			"camera_id", id, "matched_by", how, "ip", m.RemoteIP.String(), "subject", m.Subject)
 		return nil
 	}
-	a.log.Debug("alarm mail", "camera_id", id, "matched_by", how, "motion", m.Motion, "subject", m.Subject, "snapshot_bytes", len(m.Snapshot))
+	a.log.Debug("alarm mail",
+		"camera_id", id, "matched_by", how, "motion", m.Motion, "subject", m.Subject, "snapshot_bytes", len(m.Snapshot))
 	// The snapshot first: the episode's started event takes it as its preview.
 	if m.Snapshot != nil {
 		if err := a.keepSnapshot(ctx, id, m.Snapshot); err != nil {

@@ -247,7 +247,8 @@ func (r *registry) addedCamera(id string) (cameraRecord, error) {
 	case originConfig:
 		return cameraRecord{}, fmt.Errorf("camera %s is defined in the config file: change it there", id)
 	case originDiscovered:
-		return cameraRecord{}, fmt.Errorf("camera %s was discovered but not added: add it with add_camera and its credentials", id)
+		return cameraRecord{},
+			fmt.Errorf("camera %s was discovered but not added: add it with add_camera and its credentials", id)
 	}
 	rec, ok := r.added[id]
 	if !ok {
@@ -307,7 +308,7 @@ func (a *Agent) HandleCommand(ctx context.Context, name string, payload json.Raw
 		err = decodeCommand(payload, &req)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", name, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	needID := func() error {
 		if req.CameraID == "" {
@@ -329,7 +330,8 @@ func (a *Agent) HandleCommand(ctx context.Context, name string, payload json.Raw
 		}
 		devices := make([]map[string]any, 0, len(found))
 		for _, f := range found {
-			devices = append(devices, map[string]any{"xaddr": f.XAddr, "name": f.Name, "hardware": f.Hardware, "ip": f.Addr.String()})
+			devices = append(devices, map[string]any{"xaddr": f.XAddr, "name": f.Name, "hardware": f.Hardware,
+				"ip": f.Addr.String()})
 		}
 		return map[string]any{"found": len(found), "devices": devices}, nil
 	}

@@ -245,8 +245,9 @@ func ParseConfig(data []byte) (Config, error) {
 	if len(doc.Content) > 0 {
 		root := doc.Content[0]
 		if root.Kind != yaml.MappingNode {
-			if !(root.Kind == yaml.ScalarNode && root.Tag == "!!null") {
-				return cfg, &ConfigError{Line: root.Line, Reason: "the file must be a mapping of keys such as gateway_id, cameras, flussonic"}
+			if root.Kind != yaml.ScalarNode || root.Tag != "!!null" {
+				return cfg, &ConfigError{Line: root.Line,
+					Reason: "the file must be a mapping of keys such as gateway_id, cameras, flussonic"}
 			}
 		} else if err := decodeStrict(root, reflect.ValueOf(&cfg).Elem(), ""); err != nil {
 			return cfg, err
@@ -512,7 +513,8 @@ func (c *Config) Validate() error {
 		}
 		name := c.CameraStreamName(cam.ID, cam.StreamName)
 		if j, dup := names[name]; dup {
-			return bad(fmt.Sprintf("cameras[%d].stream_name", i), "%q is already the stream of cameras[%d]: two cameras cannot publish to one stream", name, j)
+			return bad(fmt.Sprintf("cameras[%d].stream_name", i),
+				"%q is already the stream of cameras[%d]: two cameras cannot publish to one stream", name, j)
 		}
 		names[name] = i
 	}
@@ -533,7 +535,8 @@ func (c *Config) Validate() error {
 	if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {
 		return bad("mqtt.cert_file", "cert_file and key_file go together")
 	}
-	for key, f := range map[string]string{"mqtt.ca_file": c.MQTT.CAFile, "mqtt.cert_file": c.MQTT.CertFile, "mqtt.key_file": c.MQTT.KeyFile} {
+	for key, f := range map[string]string{"mqtt.ca_file": c.MQTT.CAFile, "mqtt.cert_file": c.MQTT.CertFile,
+		"mqtt.key_file": c.MQTT.KeyFile} {
 		if f != "" {
 			if _, err := os.Stat(f); err != nil {
 				return bad(key, "cannot read %s: %v", f, errors.Unwrap(err))
@@ -607,15 +610,9 @@ func checkCamera(key string, cam CameraConfig) error {
 		if u, err := url.Parse(cam.SubstreamURL); err != nil || (u.Scheme != "rtsp" && u.Scheme != "rtsps") || u.Host == "" {
 			return bad("substream_url", "must be an rtsp:// or rtsps:// URL, not %q", cam.SubstreamURL)
 		}
-		return bad("substream_url", "not supported by this version yet (leave it empty)")
-	}
-	if cam.Priority != 0 {
-		return bad("priority", "%d: not supported by this version yet (leave it 0)", cam.Priority)
 	}
 	switch cam.Relay {
-	case "", "always", "on_demand":
-	case "motion":
-		return bad("relay", "%s: not supported by this version yet (always or on_demand)", cam.Relay)
+	case "", "always", "on_demand", "motion":
 	default:
 		return bad("relay", "must be always, motion or on_demand, not %q", cam.Relay)
 	}
@@ -642,7 +639,7 @@ func checkListen(addr string) error {
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("must be [host]:port, such as :8080 or 192.168.1.1:8080 (%v)", err)
+		return fmt.Errorf("must be [host]:port, such as :8080 or 192.168.1.1:8080 (%w)", err)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("port %q is not a number from 0 to 65535", port)

@@ -152,7 +152,8 @@ func checkPublish(raw string) error {
 	if n := strings.Count(raw, streamNamePlaceholder); n > 1 {
 		return errors.New("has {stream_name} more than once")
 	}
-	if strings.Contains(u.Host, streamNamePlaceholder) || strings.Contains(u.RawQuery, url.QueryEscape(streamNamePlaceholder)) ||
+	if strings.Contains(u.Host, streamNamePlaceholder) ||
+		strings.Contains(u.RawQuery, url.QueryEscape(streamNamePlaceholder)) ||
 		strings.Contains(u.RawQuery, streamNamePlaceholder) || strings.Contains(u.Fragment, streamNamePlaceholder) {
 		return errors.New("{stream_name} must be in the path, where Flussonic reads the stream name")
 	}

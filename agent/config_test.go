@@ -15,14 +15,19 @@ func TestParseConfigRejectsBadInputNamingTheKey(t *testing.T) {
 	}{
 		{"unknown top-level key", "gatway_id: x\n", `config: gatway_id: unknown key (did you mean "gateway_id"?) (line 1)`},
 		{"unknown nested key", "web:\n  lisen: ':80'\n", `config: web.lisen: unknown key (did you mean "listen"?)`},
-		{"unknown camera key", "cameras:\n  - id: a\n    url: rtsp://h/\n    pasword: x\n", `config: cameras[0].pasword: unknown key`},
-		{"publish scheme", "flussonic: {publish: 'http://x/'}\n", "config: flussonic.publish: scheme must be rtsp, rtsps, rtmp or rtmps"},
+		{"unknown camera key", "cameras:\n  - id: a\n    url: rtsp://h/\n    pasword: x\n",
+			`config: cameras[0].pasword: unknown key`},
+		{"publish scheme", "flussonic: {publish: 'http://x/'}\n",
+			"config: flussonic.publish: scheme must be rtsp, rtsps, rtmp or rtmps"},
 		{"publish not a URL", "flussonic: {publish: 'rtsp://[::1'}\n", "config: flussonic.publish: not a URL"},
 		{"camera without url", "cameras:\n  - id: a\n", "config: cameras[0].url: must be set"},
 		{"camera bad scheme", "cameras:\n  - url: ftp://h/\n", "config: cameras[0].url: scheme must be"},
-		{"duplicate camera id", "cameras:\n  - {id: a, url: 'rtsp://h/1'}\n  - {id: a, url: 'rtsp://h/2'}\n", `config: cameras[1].id: "a" is already the id of cameras[0]`},
-		{"bool of wrong type", "cameras:\n  - {url: 'rtsp://h/1', audio: maybe}\n", `config: cameras[0].audio: must be true or false, not "maybe"`},
-		{"number of wrong type", "outbox: {max_bytes: lots}\n", `config: outbox.max_bytes: must be a whole number, not "lots"`},
+		{"duplicate camera id", "cameras:\n  - {id: a, url: 'rtsp://h/1'}\n  - {id: a, url: 'rtsp://h/2'}\n",
+			`config: cameras[1].id: "a" is already the id of cameras[0]`},
+		{"bool of wrong type", "cameras:\n  - {url: 'rtsp://h/1', audio: maybe}\n",
+			`config: cameras[0].audio: must be true or false, not "maybe"`},
+		{"number of wrong type", "outbox: {max_bytes: lots}\n",
+			`config: outbox.max_bytes: must be a whole number, not "lots"`},
 		{"bad duration", "motion: {hold: soon}\n", `config: motion.hold: must be a duration such as 30s or 5m, not "soon"`},
 		{"list expected", "web: {allow: 10.0.0.0/8}\n", "config: web.allow: must be a list"},
 		{"bad cidr", "web: {allow: [10.0.0.0/33]}\n", `config: web.allow: "10.0.0.0/33" is not a CIDR`},
@@ -30,35 +35,54 @@ func TestParseConfigRejectsBadInputNamingTheKey(t *testing.T) {
 		{"bad log level", "log: {level: loud}\n", `config: log.level: must be debug, info, warn or error, not "loud"`},
 		{"mqtt scheme", "mqtt: {url: 'tcp://h:1883'}\n", "config: mqtt.url: scheme must be mqtt, mqtts, ws or wss"},
 		{"mqtt prefix wildcard", "mqtt: {topic_prefix: 'a/#'}\n", "config: mqtt.topic_prefix:"},
-		{"naming removed in revision 2", "flussonic: {publish: 'rtsp://h/', events: [{url: 'http://h/e', naming: v22}]}\n", `config: flussonic.events[0].naming: removed in config revision 2: Flussonic names motion events stream_motion_started`},
+		{"naming removed in revision 2", "flussonic: {publish: 'rtsp://h/', events: [{url: 'http://h/e', naming: v22}]}\n",
+			`config: flussonic.events[0].naming: removed in config revision 2: ` +
+				`Flussonic names motion events stream_motion_started`},
 		{"naming anywhere", "naming: v23\n", `config: naming: removed in config revision 2`},
-		{"sink format", "flussonic: {publish: 'rtsp://h/', events: [{url: 'http://h/e', format: v23}]}\n", `config: flussonic.events[0].format: must be event_sink or episodes, not "v23"`},
-		{"header name", "flussonic: {publish: 'rtsp://h/', events: [{url: 'http://h/e', headers: {'X Key': v}}]}\n", `config: flussonic.events[0].headers: "X Key" is not an HTTP header name`},
-		{"header from unset env", "flussonic: {publish: 'rtsp://h/', events: [{url: 'http://h/e', headers: {X-Key: '${CAMGATE_TEST_UNSET_VAR}'}}]}\n", `config: flussonic.events[0].headers.X-Key: environment variable CAMGATE_TEST_UNSET_VAR is not set`},
-		{"headers not a mapping", "flussonic: {publish: 'rtsp://h/', events: [{url: 'http://h/e', headers: [a]}]}\n", `config: flussonic.events[0].headers: must be a mapping`},
-		{"stream_name twice in publish", "flussonic: {publish: 'rtsp://h/{stream_name}/{stream_name}'}\n", "config: flussonic.publish: has {stream_name} more than once"},
-		{"stream_name in the query", "flussonic: {publish: 'rtsp://h/live?name={stream_name}'}\n", "config: flussonic.publish: {stream_name} must be in the path"},
+		{"sink format", "flussonic: {publish: 'rtsp://h/', events: [{url: 'http://h/e', format: v23}]}\n",
+			`config: flussonic.events[0].format: must be event_sink or episodes, not "v23"`},
+		{"header name", "flussonic: {publish: 'rtsp://h/', events: [{url: 'http://h/e', headers: {'X Key': v}}]}\n",
+			`config: flussonic.events[0].headers: "X Key" is not an HTTP header name`},
+		{"header from unset env",
+			"flussonic: {publish: 'rtsp://h/', events: [{url: 'http://h/e', headers: {X-Key: '${CAMGATE_TEST_UNSET_VAR}'}}]}\n",
+			`config: flussonic.events[0].headers.X-Key: environment variable CAMGATE_TEST_UNSET_VAR is not set`},
+		{"headers not a mapping", "flussonic: {publish: 'rtsp://h/', events: [{url: 'http://h/e', headers: [a]}]}\n",
+			`config: flussonic.events[0].headers: must be a mapping`},
+		{"stream_name twice in publish", "flussonic: {publish: 'rtsp://h/{stream_name}/{stream_name}'}\n",
+			"config: flussonic.publish: has {stream_name} more than once"},
+		{"stream_name in the query", "flussonic: {publish: 'rtsp://h/live?name={stream_name}'}\n",
+			"config: flussonic.publish: {stream_name} must be in the path"},
 		{"stream_name in the host", "flussonic: {publish: 'rtsp://{stream_name}.h/'}\n", "config: flussonic.publish:"},
-		{"rtmp with userinfo", "flussonic: {publish: 'rtmp://u:p@h/static/'}\n", "config: flussonic.publish: RTMP has no user:password@; Flussonic checks a stream's publish password as ?password="},
+		{"rtmp with userinfo", "flussonic: {publish: 'rtmp://u:p@h/static/'}\n",
+			"config: flussonic.publish: RTMP has no user:password@; Flussonic checks a stream's publish password as ?password="},
 		{"publish fragment", "flussonic: {publish: 'rtsp://h/#x'}\n", "config: flussonic.publish: must not have a #fragment"},
 		{"play scheme", "flussonic: {play: 'http://h/'}\n", "config: flussonic.play: scheme must be rtsp or rtsps"},
-		{"play with a query", "flussonic: {play: 'rtsp://h/?password=x'}\n", "config: flussonic.play: must be a plain base URL"},
-		{"api scheme", "flussonic: {publish: 'rtsp://h/', api: {url: 'ftp://h/'}}\n", "config: flussonic.api.url: must be an http:// or https:// URL"},
+		{"play with a query", "flussonic: {play: 'rtsp://h/?password=x'}\n",
+			"config: flussonic.play: must be a plain base URL"},
+		{"api scheme", "flussonic: {publish: 'rtsp://h/', api: {url: 'ftp://h/'}}\n",
+			"config: flussonic.api.url: must be an http:// or https:// URL"},
 		{"api credentials without url", "flussonic: {api: {username: a}}\n", "config: flussonic.api.url: must be set"},
-		{"camera transport", "cameras:\n  - {url: 'rtsp://h/1', transport: quic}\n", `config: cameras[0].transport: must be auto, tcp or udp, not "quic"`},
-		{"camera auth", "cameras:\n  - {url: 'rtsp://h/1', auth: plain}\n", `config: cameras[0].auth: must be "" (digest only) or basic`},
-		{"camera stream name", "cameras:\n  - {url: 'rtsp://h/1', stream_name: 'a b'}\n", `config: cameras[0].stream_name: "a b": no spaces`},
-		{"two cameras one stream", "cameras:\n  - {id: a, url: 'rtsp://h/1', stream_name: s}\n  - {id: b, url: 'rtsp://h/2', stream_name: s}\n", `config: cameras[1].stream_name: "s" is already the stream of cameras[0]`},
-		{"relay motion not yet", "cameras:\n  - {url: 'rtsp://h/1', relay: motion}\n", "config: cameras[0].relay: motion: not supported by this version yet"},
-		{"relay unknown", "cameras:\n  - {url: 'rtsp://h/1', relay: never}\n", `config: cameras[0].relay: must be always, motion or on_demand, not "never"`},
-		{"substream_url not yet", "cameras:\n  - {url: 'rtsp://h/1', substream_url: 'rtsp://h/2'}\n", "config: cameras[0].substream_url: not supported by this version yet"},
-		{"substream_url bad", "cameras:\n  - {url: 'rtsp://h/1', substream_url: 'http://h/2'}\n", "config: cameras[0].substream_url: must be an rtsp:// or rtsps:// URL"},
-		{"priority not yet", "cameras:\n  - {url: 'rtsp://h/1', priority: 2}\n", "config: cameras[0].priority: 2: not supported by this version yet"},
-		{"pre_roll bound", "cameras:\n  - {url: 'rtsp://h/1', pre_roll: 2m}\n", "config: cameras[0].pre_roll: must be from 0s to 1m"},
-		{"cache_bytes too small", "relay: {cache_bytes: 1000}\n", "config: relay.cache_bytes: 1000: must be 0 (no GOP cache) or from 65536 to 268435456"},
+		{"camera transport", "cameras:\n  - {url: 'rtsp://h/1', transport: quic}\n",
+			`config: cameras[0].transport: must be auto, tcp or udp, not "quic"`},
+		{"camera auth", "cameras:\n  - {url: 'rtsp://h/1', auth: plain}\n",
+			`config: cameras[0].auth: must be "" (digest only) or basic`},
+		{"camera stream name", "cameras:\n  - {url: 'rtsp://h/1', stream_name: 'a b'}\n",
+			`config: cameras[0].stream_name: "a b": no spaces`},
+		{"two cameras one stream",
+			"cameras:\n  - {id: a, url: 'rtsp://h/1', stream_name: s}\n  - {id: b, url: 'rtsp://h/2', stream_name: s}\n",
+			`config: cameras[1].stream_name: "s" is already the stream of cameras[0]`},
+		{"relay unknown", "cameras:\n  - {url: 'rtsp://h/1', relay: never}\n",
+			`config: cameras[0].relay: must be always, motion or on_demand, not "never"`},
+		{"substream_url bad", "cameras:\n  - {url: 'rtsp://h/1', substream_url: 'http://h/2'}\n",
+			"config: cameras[0].substream_url: must be an rtsp:// or rtsps:// URL"},
+		{"pre_roll bound", "cameras:\n  - {url: 'rtsp://h/1', pre_roll: 2m}\n",
+			"config: cameras[0].pre_roll: must be from 0s to 1m"},
+		{"cache_bytes too small", "relay: {cache_bytes: 1000}\n",
+			"config: relay.cache_bytes: 1000: must be 0 (no GOP cache) or from 65536 to 268435456"},
 		{"cache_bytes negative", "relay: {cache_bytes: -1}\n", "config: relay.cache_bytes: -1: must be 0"},
 		{"cache_bytes too large", "relay: {cache_bytes: 1073741824}\n", "config: relay.cache_bytes: 1073741824: must be 0"},
-		{"stream name without camera", "flussonic: {stream_name: 'x'}\n", "config: flussonic.stream_name: must contain {camera_id}"},
+		{"stream name without camera", "flussonic: {stream_name: 'x'}\n",
+			"config: flussonic.stream_name: must contain {camera_id}"},
 		{"key given twice", "data_dir: /a\ndata_dir: /b\n", "config: data_dir:"},
 		{"not a mapping", "- a\n- b\n", "config: the file must be a mapping"},
 		{"broken yaml", "web: {listen: ':80'\n", "config: not valid YAML"},
@@ -105,13 +129,15 @@ motion: {hold: 45s}
 		t.Fatal(err)
 	}
 	if cfg.Cameras[0].Audio || !cfg.Cameras[0].Enabled {
-		t.Errorf("camera 0: audio=%v enabled=%v, want audio false (set) and enabled true (default)", cfg.Cameras[0].Audio, cfg.Cameras[0].Enabled)
+		t.Errorf("camera 0: audio=%v enabled=%v, want audio false (set) and enabled true (default)",
+			cfg.Cameras[0].Audio, cfg.Cameras[0].Enabled)
 	}
 	if !cfg.Cameras[1].Audio || !cfg.Cameras[1].Enabled {
 		t.Errorf("camera 1 should get audio and enabled by default")
 	}
 	if s := cfg.Flussonic.Events[0]; s.Format != FormatEventSink || cfg.SinkServer(0) != "stream.example.com" {
-		t.Errorf("event sink defaults: format %q server %q, want event_sink and the publish host", s.Format, cfg.SinkServer(0))
+		t.Errorf("event sink defaults: format %q server %q, want event_sink and the publish host",
+			s.Format, cfg.SinkServer(0))
 	}
 	if cfg.Motion.Hold.Std() != 45*time.Second || cfg.MQTT.TelemetryInterval.Std() != time.Minute {
 		t.Errorf("durations: hold %v telemetry %v", cfg.Motion.Hold.Std(), cfg.MQTT.TelemetryInterval.Std())
@@ -165,7 +191,9 @@ func TestLoadConfig(t *testing.T) {
 		t.Errorf("defaults: path %q id %q notes %v", l.Path, l.GatewayID, l.Notes)
 	}
 	p := filepath.Join(dir, "camgate.yaml")
-	os.WriteFile(p, []byte("gateway_id: gw7\ndata_dir: "+dir+"\n"), 0o600)
+	if err := os.WriteFile(p, []byte("gateway_id: gw7\ndata_dir: "+dir+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	l, err = LoadConfig(p, true, noenv)
 	if err != nil || l.GatewayID != "gw7" || l.Path != p {
 		t.Fatalf("LoadConfig(%s) = %+v, %v", p, l, err)
@@ -176,7 +204,8 @@ func TestLoadConfig(t *testing.T) {
 // keeping the query that carries the stream's publish password.
 func TestPublishURLForms(t *testing.T) {
 	cases := []struct{ publish, name, want string }{
-		{"rtsp://fl.example.com:554/{stream_name}?password=SECRET", "gw1-porch", "rtsp://fl.example.com:554/gw1-porch?password=SECRET"},
+		{"rtsp://fl.example.com:554/{stream_name}?password=SECRET", "gw1-porch",
+			"rtsp://fl.example.com:554/gw1-porch?password=SECRET"},
 		{"rtsp://fl.example.com/", "gw1-porch", "rtsp://fl.example.com/gw1-porch"},
 		{"rtsp://fl.example.com", "gw1-porch", "rtsp://fl.example.com/gw1-porch"},
 		{"rtsp://fl.example.com/?password=a%26b", "cam", "rtsp://fl.example.com/cam?password=a%26b"},
@@ -246,7 +275,8 @@ flussonic:
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if got := cfg.PublishURLOf(cfg.CameraStreamName("porch", cfg.Cameras[0].StreamName)); got != "rtsp://stream.example.com:554/watcher-abc?password=SECRET" {
+	got := cfg.PublishURLOf(cfg.CameraStreamName("porch", cfg.Cameras[0].StreamName))
+	if got != "rtsp://stream.example.com:554/watcher-abc?password=SECRET" {
 		t.Errorf("publish = %s", got)
 	}
 	h, err := cfg.SinkHeaders(0)

@@ -30,7 +30,9 @@ func (a *Agent) serveControl(ctx context.Context, dataDir string, wg *sync.WaitG
 		a.log.Warn("control socket unavailable: `camgate outbox` needs the daemon stopped", "path", path, "err", err)
 		return
 	}
-	os.Chmod(path, 0o600)
+	if err := os.Chmod(path, 0o600); err != nil {
+		a.log.Warn("control socket: cannot make it owner-only", "path", path, "err", err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /outbox/stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONResponse(w, a.db.Outbox().Stats())
@@ -45,7 +47,8 @@ func (a *Agent) serveControl(ctx context.Context, dataDir string, wg *sync.WaitG
 		writeJSONResponse(w, list)
 	})
 	mux.HandleFunc("POST /outbox/purge", func(w http.ResponseWriter, r *http.Request) {
-		n, err := a.db.Outbox().Purge(r.URL.Query().Get("queue"))
+		// Purge takes no context: once asked, it is not abandoned half-way.
+		n, err := a.db.Outbox().Purge(r.URL.Query().Get("queue")) //nolint:contextcheck // see above
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -55,17 +58,17 @@ func (a *Agent) serveControl(ctx context.Context, dataDir string, wg *sync.WaitG
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		a.WritePrometheus(w)
+		a.writePrometheus(w, true) // only the daemon's user reaches the socket: per camera too
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	wg.Add(2)
-	go func() { defer wg.Done(); srv.Serve(l) }()
+	go func() { defer wg.Done(); _ = srv.Serve(l) }() // ErrServerClosed once Shutdown runs
 	go func() {
 		defer wg.Done()
 		<-ctx.Done()
-		shut, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
-		srv.Shutdown(shut)
+		_ = srv.Shutdown(shut) // past the timeout the socket goes away below all the same
 		os.Remove(path)
 	}()
 }
@@ -74,7 +77,7 @@ func writeJSONResponse(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	_ = enc.Encode(v) // plain values: only a client that went away makes it fail
 }
 
 // OutboxEntry is one queued message as `camgate outbox list` shows it.

@@ -26,6 +26,9 @@ type credTrap struct {
 	ln       net.Listener
 	secret   string
 	redirect string
+	// digest makes the 401 ask for Digest as well, the challenge a well-behaved client answers:
+	// any Authorization header it then gets is a credential sent to this host.
+	digest bool
 
 	mu                                 sync.Mutex
 	requests, auths, tokens, cleartext int
@@ -117,6 +120,9 @@ func (tr *credTrap) answer(first string, hdr textproto.MIMEHeader) string {
 		}
 	} else {
 		fmt.Fprintf(&b, "%s 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"trap\"\r\n", proto)
+		if tr.digest {
+			fmt.Fprintf(&b, "WWW-Authenticate: Digest realm=\"trap\", nonce=\"0123456789abcdef\"\r\n")
+		}
 	}
 	if cseq := hdr.Get("CSeq"); cseq != "" {
 		fmt.Fprintf(&b, "CSeq: %s\r\n", cseq)
@@ -166,7 +172,9 @@ func (tr *rawTrap) addr() string { return tr.ln.Addr().String() }
 
 func (tr *rawTrap) conn(c net.Conn) {
 	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if err := c.SetReadDeadline(time.Now().Add(3 * time.Second)); err != nil {
+		return
+	}
 	b, _ := io.ReadAll(io.LimitReader(c, 64<<10)) // the client waits for a CONNACK that never comes
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
@@ -182,4 +190,25 @@ func (tr *rawTrap) seen() (conns, secrets int) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	return tr.conns, tr.secrets
+}
+
+// hangupPort is a loopback port that takes every connection and closes it at once, as a LAN
+// service that is not a camera might; it returns host:port.
+func hangupPort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
 }

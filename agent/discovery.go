@@ -170,7 +170,8 @@ func (q discoveryChange) serve(r *registry) result {
 		if !known {
 			rec = &discovered{CameraID: discoveredCameraID(f, q.mac), EndpointRef: f.EndpointRef, MAC: q.mac}
 			r.found[key] = rec
-			r.a.log.Info("camera discovered", "camera_id", rec.CameraID, "xaddr", f.XAddr, "name", f.Name, "hardware", f.Hardware)
+			r.a.log.Info("camera discovered",
+				"camera_id", rec.CameraID, "xaddr", f.XAddr, "name", f.Name, "hardware", f.Hardware)
 		}
 		if known && rec.XAddr != "" && rec.XAddr != f.XAddr && !r.mayFollow(rec, q.mac) {
 			r.holdMove(rec, f.XAddr, q.mac)
@@ -178,7 +179,8 @@ func (q discoveryChange) serve(r *registry) result {
 		}
 		moved := known && rec.XAddr != "" && rec.XAddr != f.XAddr
 		oldXAddr := rec.XAddr
-		rec.XAddr, rec.Name, rec.Hardware, rec.IP, rec.LastSeen, rec.present = f.XAddr, f.Name, f.Hardware, q.ip, time.Now().UTC(), true
+		rec.XAddr, rec.Name, rec.Hardware, rec.IP, rec.LastSeen, rec.present = f.XAddr, f.Name, f.Hardware, q.ip,
+			time.Now().UTC(), true
 		if moved {
 			// A "moved?" stays until the device is followed or the owner answers it: an impostor
 			// and the real camera taking turns must not make the warning blink.
@@ -265,7 +267,8 @@ func (a *Agent) DiscoverNow(ctx context.Context, wait time.Duration) ([]onvif.Fo
 func (a *Agent) runMDNS(ctx context.Context, interfaces []string, interval time.Duration) {
 	missed := map[string]int{}
 	for {
-		services, err := mdns.Browse(ctx, mdns.Config{Interfaces: interfaces, Logger: a.log.With("part", "mdns")}, 3*time.Second)
+		services, err := mdns.Browse(ctx, mdns.Config{Interfaces: interfaces, Logger: a.log.With("part", "mdns")},
+			3*time.Second)
 		if err != nil && ctx.Err() == nil {
 			a.log.Warn("mDNS browse failed", "err", err)
 		}

@@ -26,7 +26,8 @@ func TestAddingAnAddedCameraIsAConflict(t *testing.T) {
 	if st, err := p.do("POST", "/api/cameras", map[string]any{"url": "rtsp://127.0.0.1:9/page"}, nil); err != nil {
 		t.Fatalf("first page add: %d %v", st, err)
 	}
-	if r := cmd.send("add_camera", map[string]any{"camera_id": "mqtt-cam", "url": "rtsp://127.0.0.1:9/mqtt"}); r == nil || r["ok"] != true {
+	if r := cmd.send("add_camera", map[string]any{"camera_id": "mqtt-cam",
+		"url": "rtsp://127.0.0.1:9/mqtt"}); r == nil || r["ok"] != true {
 		t.Fatalf("first MQTT add_camera: %v", r)
 	}
 	pageID := CameraIDFromURL("rtsp://127.0.0.1:9/page")

@@ -13,6 +13,7 @@ import (
 	"github.com/camgate/camgate/internal/netnstest"
 	"github.com/camgate/camgate/internal/sim"
 	"github.com/camgate/camgate/internal/sim/onvifdev"
+	"github.com/camgate/camgate/internal/testtool"
 )
 
 // Issue 13 acceptance 1: in a network namespace of the test's own, a camera found by
@@ -30,7 +31,7 @@ func TestForgedAnnouncementsNeverRepointACamera(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		go stream.Run(ctx)
+		testtool.Go(ctx, t, "stream", stream.Run)
 		const ref = "urn:uuid:porch-camera-13"
 		device, err := onvifdev.New(onvifdev.Config{Addr: real + ":0", Manufacturer: "Hikvision", Model: "DS-2CD2043G2-I",
 			Serial: "SN13", MAC: "02:77:13:00:00:10", Name: "Porch", RTSPURL: stream.URL(), Auth: onvifdev.AuthWSSecurity,
@@ -38,31 +39,29 @@ func TestForgedAnnouncementsNeverRepointACamera(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		go device.Run(ctx)
+		testtool.Go(ctx, t, "device", device.Run)
 		lo, err := net.InterfaceByName("lo")
 		if err != nil {
 			t.Fatal(err)
 		}
 		rtspPort := stream.URL()[strings.LastIndex(stream.URL(), ":")+1 : strings.LastIndex(stream.URL(), "/")]
 		var port int
-		fmt.Sscan(rtspPort, &port)
+		if _, err := fmt.Sscan(rtspPort, &port); err != nil {
+			t.Fatal(err)
+		}
 		garage, err := zeroconf.RegisterProxy("Garage", "_rtsp._tcp", "local.", port, "garage-cam", []string{real}, nil,
 			[]net.Interface{*lo})
 		if err != nil {
 			t.Fatalf("announcing over mDNS: %v", err)
 		}
-		flussonic, err := sim.NewMediaServer(sim.MediaServerConfig{Addr: "127.0.0.1:0"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		go flussonic.Run(ctx)
+		flussonic, publish := startMediaServer(ctx, t)
 		d := startDaemon(t, fmt.Sprintf(`gateway_id: gwf
 data_dir: DATA_DIR
 web: {listen: "127.0.0.1:0"}
 smtp: {listen: ""}
 discovery: {onvif: true, mdns: true, interval: 10s, interfaces: [lo]}
-flussonic: {publish: '%s/{stream_name}'}
-`, strings.TrimSuffix(flussonic.URL(), "/")))
+flussonic: {publish: '%s'}
+`, publish))
 		p := loginPage(t, d)
 
 		// Both cameras are found, added with the password, and relayed.
@@ -104,10 +103,12 @@ flussonic: {publish: '%s/{stream_name}'}
 		if err != nil {
 			t.Fatal(err)
 		}
-		go impostor.Run(ctx) // says Hello, then answers every probe
+		testtool.Go(ctx, t, "impostor", impostor.Run) // says Hello, then answers every probe
 		trap := newRawTrap(t, fake, secret)
 		_, trapPort, _ := net.SplitHostPort(trap.addr())
-		fmt.Sscan(trapPort, &port)
+		if _, err := fmt.Sscan(trapPort, &port); err != nil {
+			t.Fatal(err)
+		}
 		garage.Shutdown() // the camera's announcer goes quiet, and another device takes its name
 		forged, err := zeroconf.RegisterProxy("Garage", "_rtsp._tcp", "local.", port, "garage-fake", []string{fake}, nil,
 			[]net.Interface{*lo})

@@ -30,7 +30,8 @@ func FuzzParseConfig(f *testing.F) {
 
 // FuzzHandleCommandDecode: any command payload decodes to a request or an error in words.
 func FuzzHandleCommandDecode(f *testing.F) {
-	for _, seed := range []string{`{"id":"1","url":"rtsp://h/"}`, `{"id":1}`, `[]`, `{"camera_id":7}`, `{"action":"move","pan":2}`} {
+	for _, seed := range []string{`{"id":"1","url":"rtsp://h/"}`, `{"id":1}`, `[]`, `{"camera_id":7}`,
+		`{"action":"move","pan":2}`} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

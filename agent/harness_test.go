@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/camgate/camgate/internal/testtool"
+
+	"github.com/camgate/camgate/internal/sim"
 )
 
 // freePort is a loopback TCP port nobody listens on right now.
@@ -250,4 +252,16 @@ func (p *page) raw(method, path string, body any) (int, []byte) {
 		p.t.Fatal(err)
 	}
 	return resp.StatusCode, out
+}
+
+// startMediaServer runs a Flussonic stand-in on loopback until ctx ends; publish is the
+// flussonic.publish value that sends each camera to it under its stream name.
+func startMediaServer(ctx context.Context, t testing.TB) (ms *sim.MediaServer, publish string) {
+	t.Helper()
+	ms, err := sim.NewMediaServer(sim.MediaServerConfig{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = ms.Run(ctx) }() // ends with ctx
+	return ms, strings.TrimSuffix(ms.URL(), "/") + "/{stream_name}"
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/camgate/camgate/internal/sim"
+	"github.com/camgate/camgate/internal/testtool"
 )
 
 // Issue 13 acceptance 4, cameras: set_camera (MQTT) or the page's PATCH moving a camera to
@@ -17,21 +18,17 @@ import (
 func TestSetCameraOnAnotherHostDropsThePassword(t *testing.T) {
 	const secret = "door-secret-13"
 	broker := startMosquitto(t)
-	flussonic, err := sim.NewMediaServer(sim.MediaServerConfig{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go flussonic.Run(ctx)
+	_, publish := startMediaServer(ctx, t)
 	d := startDaemon(t, fmt.Sprintf(`gateway_id: gwh
 data_dir: DATA_DIR
 web: {listen: "127.0.0.1:0"}
 smtp: {listen: ""}
 discovery: {onvif: false, mdns: false}
 mqtt: {url: '%s'}
-flussonic: {publish: '%s/{stream_name}'}
-`, broker.url(), strings.TrimSuffix(flussonic.URL(), "/")))
+flussonic: {publish: '%s'}
+`, broker.url(), publish))
 	p := loginPage(t, d)
 	cmd := newCommander(t, broker.url(), "camgate/gwh")
 	waitFor(t, 10*time.Second, "the agent's MQTT session", d.mqttUp)
@@ -125,7 +122,7 @@ func TestConnectionOnAnotherHostDropsTheSecret(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go camera.Run(ctx)
+	testtool.Go(ctx, t, "camera", camera.Run)
 	d := startDaemon(t, fmt.Sprintf(`gateway_id: gwk
 data_dir: DATA_DIR
 web: {listen: "127.0.0.1:0"}

@@ -28,7 +28,8 @@ func TestAgentIDsAreTenDigitsStableAndUnique(t *testing.T) {
 	assigned := map[string]string{}
 	seen := map[string]string{}
 	for i := 0; i < 2000; i++ {
-		cam := CameraIDFromURL("rtsp://10.0.0.1/" + string(rune('a'+i%26)) + string(rune('0'+i/26%10)) + string(rune('A'+i/260)))
+		cam := CameraIDFromURL("rtsp://10.0.0.1/" + string(rune('a'+i%26)) + string(rune('0'+i/26%10)) +
+			string(rune('A'+i/260)))
 		id := assignAgentID("gw1", cam, assigned)
 		if !ten.MatchString(id) {
 			t.Fatalf("agent_id %q is not 10 digits", id)
@@ -42,7 +43,8 @@ func TestAgentIDsAreTenDigitsStableAndUnique(t *testing.T) {
 		}
 	}
 	// A fresh gateway database gives the same first id: it depends only on gateway and camera.
-	if a, b := assignAgentID("gw1", "porch", map[string]string{}), assignAgentID("gw1", "porch", map[string]string{}); a != b {
+	if a, b := assignAgentID("gw1", "porch", map[string]string{}),
+		assignAgentID("gw1", "porch", map[string]string{}); a != b {
 		t.Errorf("agent_id not a function of gateway and camera: %s vs %s", a, b)
 	}
 	// A collision takes the next candidate.

@@ -38,20 +38,9 @@ func TestMailFromAnotherHostStartsNoMotion(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			go sink.Run(ctx)
+			testtool.Go(ctx, t, "sink", sink.Run)
 			smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-			d := startDaemon(t, fmt.Sprintf(`gateway_id: gwmail
-data_dir: DATA_DIR
-web: {listen: ""}
-smtp: {listen: '%s'%s}
-discovery: {onvif: false, mdns: false}
-motion: {hold: 1s}
-flussonic:
-  publish: 'rtsp://127.0.0.1:9/{stream_name}'
-  events: [{url: '%s'}]
-cameras:
-  - {id: porch, url: 'rtsp://127.0.0.1:9/porch', enabled: false}
-`, smtpAddr, tt.smtpAuth, sink.URL()))
+			d := startDaemon(t, smtpDaemonConfig("", smtpAddr, tt.smtpAuth, sink.URL()))
 			host, port, _ := strings.Cut(smtpAddr, ":")
 			args := append([]string{"--server", host, "--port", port, "--local-interface", tt.from, "--timeout", "30",
 				"--to", "porch@gw", "--from", "camera@lan", "--header", "Subject: Motion Detection Alarm",

@@ -24,6 +24,7 @@ type motionOwner struct {
 	tracker *motion.Tracker
 	alarms  chan motionAlarm
 	done    chan struct{} // closed when run has returned
+	seq     uint64        // numbers the episode changes told to relays in mode motion
 }
 
 // motionAlarm is motion (on) or its end (off) from a source, for one camera.
@@ -52,6 +53,8 @@ func newMotionOwner(a *Agent, hold time.Duration) (*motionOwner, error) {
 	}
 	for _, ep := range t.Open() {
 		a.log.Info("motion episode continues from the previous run", "camera_id", ep.Camera, "motion_id", ep.MotionID)
+		m.seq++ // a camera in relay mode motion goes on publishing until the episode stops
+		a.tellMotionWindow(motionWindowRequest{id: ep.Camera, seq: m.seq, started: true, start: ep.Start})
 	}
 	return m, nil
 }
@@ -131,8 +134,12 @@ func (m *motionOwner) emit(c motion.Change) error {
 		a.log.Info("motion started", "camera_id", ep.Camera, "motion_id", ep.MotionID)
 	case motion.Stopped:
 		ev.Kind, ev.At = uplink.MotionStopped, c.End
-		a.log.Info("motion stopped", "camera_id", ep.Camera, "motion_id", ep.MotionID, "duration", c.Duration().Round(time.Millisecond), "why", c.Why)
+		a.log.Info("motion stopped",
+			"camera_id", ep.Camera, "motion_id", ep.MotionID, "duration", c.Duration().Round(time.Millisecond), "why", c.Why)
 	}
+	m.seq++
+	m.a.tellMotionWindow(motionWindowRequest{id: ep.Camera, seq: m.seq, started: c.Kind == motion.Started,
+		start: ep.Start, end: c.End})
 	// The JPEG of the alarm that started the episode (kept just before the alarm was reported).
 	if jpg, ok := a.freshSnapshot(ep.Camera, time.Since(ep.Start)+time.Minute); ok {
 		ev.Snapshot = jpg
@@ -163,7 +170,7 @@ func (s episodeStore) Episodes() ([]motion.Episode, error) {
 	for cam, b := range all {
 		var ep motion.Episode
 		if err := json.Unmarshal(b, &ep); err != nil || ep.Camera != cam {
-			errs = append(errs, fmt.Errorf("episode of %s does not parse: %v", cam, err))
+			errs = append(errs, fmt.Errorf("episode of %s does not parse: %w", cam, err))
 			continue
 		}
 		out = append(out, ep)

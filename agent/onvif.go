@@ -85,15 +85,15 @@ func (r *registry) ensureResolver(e *cameraEntry) {
 	lctx, cancel := context.WithCancel(r.ctx)
 	res := &streamResolver{key: onvifKey(e.conf), cancel: cancel, done: make(chan struct{})}
 	e.resolver, e.resolved = res, resolution{}
-	a, id, conf := r.a, e.id, e.conf
+	a, id, conf, show := r.a, e.id, e.conf, shownError(e.origin)
 	report := func(v resolution) { a.tell(streamResolved{id: id, resolver: res, res: v}) }
 	go func() {
 		defer close(res.done)
 		if needsPathProbe(conf.URL) {
-			a.runPathProbe(lctx, id, conf, report)
+			a.runPathProbe(lctx, id, conf, show, report)
 			return
 		}
-		a.runONVIF(lctx, id, conf, report)
+		a.runONVIF(lctx, id, conf, show, report)
 	}()
 }
 
@@ -119,9 +119,11 @@ func (q resolverStopped) serve(r *registry) result {
 
 // runONVIF resolves the camera's stream with Inventory (retrying with backoff: a camera may be
 // booting), then follows its events until ctx ends.
-func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, report func(resolution)) {
+func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, show func(error) error,
+	report func(resolution)) {
 	log := a.log.With("camera_id", id, "onvif", conf.URL)
-	client, err := onvif.NewClient(onvif.ClientConfig{XAddr: conf.URL, Username: conf.Username, Password: conf.Password, AllowBasic: conf.Auth == "basic", Logger: log})
+	client, err := onvif.NewClient(onvif.ClientConfig{XAddr: conf.URL, Username: conf.Username,
+		Password: conf.Password, AllowBasic: conf.Auth == "basic", Logger: log})
 	if err != nil {
 		report(resolution{err: "ONVIF: " + err.Error()})
 		return
@@ -145,12 +147,13 @@ func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, repo
 			if stream != "" {
 				found := dev
 				report(resolution{client: client, dev: &found, stream: stream})
-				log.Info("ONVIF camera resolved", "vendor", dev.Manufacturer, "model", dev.Model, "stream", redactURL(stream), "events", dev.HasEvents, "clock_offset", dev.ClockOffset.Round(time.Second))
+				log.Info("ONVIF camera resolved", "vendor", dev.Manufacturer, "model", dev.Model, "stream", redactURL(stream),
+					"events", dev.HasEvents, "clock_offset", dev.ClockOffset.Round(time.Second))
 				break
 			}
 			err = errors.New("the device reported no RTSP stream")
 		}
-		msg := "ONVIF: " + err.Error()
+		msg := "ONVIF: " + errorText(show, err)
 		if errors.Is(err, onvif.ErrUnauthorized) {
 			msg += ": check the camera's username and password"
 		}
@@ -191,14 +194,20 @@ func (a *Agent) followEvents(ctx context.Context, id string, client *onvif.Clien
 			return
 		}
 		defer stop()
-		bn, err := onvif.NewBasicNotification(onvif.BasicNotificationConfig{Client: client, Consumer: consumer, Logger: log.With("part", "basic-notification")})
+		bn, err := onvif.NewBasicNotification(onvif.BasicNotificationConfig{Client: client, Consumer: consumer,
+			Logger: log.With("part", "basic-notification")})
 		if err != nil {
 			log.Warn("ONVIF events unavailable", "err", err)
 			return
 		}
 		log.Info("ONVIF events by Basic Notification (no PullPoint)", "consumer", consumer)
 		wg.Add(1)
-		go func() { defer wg.Done(); bn.Run(ctx) }()
+		go func() {
+			defer wg.Done()
+			if err := bn.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("ONVIF Basic Notification stopped", "err", err)
+			}
+		}()
 		notes = rcv.Notifications()
 	default:
 		// Other probe errors (a camera busy booting) are left to the PullPoint loop's retries.
@@ -208,7 +217,12 @@ func (a *Agent) followEvents(ctx context.Context, id string, client *onvif.Clien
 			return
 		}
 		wg.Add(1)
-		go func() { defer wg.Done(); pp.Run(ctx) }()
+		go func() {
+			defer wg.Done()
+			if err := pp.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("ONVIF PullPoint stopped", "err", err)
+			}
+		}()
 		notes = pp.Notifications()
 	}
 	for {
@@ -278,12 +292,14 @@ func (a *Agent) notifyEndpoint(id, xaddr string) (*onvif.NotifyReceiver, string,
 // runPathProbe finds the stream of a camera given only by its address, retrying with backoff
 // (the camera may be booting); wrong credentials are reported in words and retried slowly, since
 // cameras lock accounts after repeated failures.
-func (a *Agent) runPathProbe(ctx context.Context, id string, conf CameraConfig, report func(resolution)) {
+func (a *Agent) runPathProbe(ctx context.Context, id string, conf CameraConfig, show func(error) error,
+	report func(resolution)) {
 	log := a.log.With("camera_id", id, "base", redactURL(conf.URL))
 	delay := 5 * time.Second
 	lastErr := ""
 	for {
-		res, err := rtsp.FindStream(ctx, conf.URL, conf.Username, conf.Password, rtsp.FindStreamOptions{Logger: log, Auth: conf.Auth})
+		res, err := rtsp.FindStream(ctx, conf.URL, conf.Username, conf.Password,
+			rtsp.FindStreamOptions{Logger: log, Auth: conf.Auth})
 		if ctx.Err() != nil {
 			return
 		}
@@ -292,7 +308,7 @@ func (a *Agent) runPathProbe(ctx context.Context, id string, conf CameraConfig, 
 			report(resolution{stream: res.URL})
 			return
 		}
-		if msg := err.Error(); msg != lastErr {
+		if msg := errorText(show, err); msg != lastErr {
 			lastErr = msg
 			log.Warn("no stream path found, will retry", "err", err, "retry_in", delay)
 			report(resolution{err: msg})
@@ -345,7 +361,10 @@ func (a *Agent) TakeSnapshot(ctx context.Context, id string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("camera %s: snapshot: %w", id, err)
 	}
-	a.keepSnapshot(ctx, id, b)
+	if err := a.keepSnapshot(ctx, id, b); err != nil {
+		// The caller still gets the picture; only its retained MQTT copy is missing.
+		a.log.Warn("snapshot not queued for MQTT", "camera_id", id, "err", err)
+	}
 	return b, nil
 }
 

@@ -45,6 +45,10 @@ type cameraEntry struct {
 	problem  string          // why it is not relayed, in words, when that is the agent's doing
 	// publishUntil is an on_demand camera's publishing window (relaymode.go).
 	publishUntil time.Time
+	// motionFrom..motionUntil is a motion camera's window, motionSeq the last episode change
+	// applied (relaymode.go).
+	motionFrom, motionUntil time.Time
+	motionSeq               uint64
 }
 
 const (
@@ -95,8 +99,9 @@ func newRegistry(a *Agent, ctx context.Context, l Loaded) (*registry, error) {
 	}
 	r.overlay(&l)
 	r.loaded = l
-	r.startUplink(&r.loaded.Config)
-	r.reconcile()
+	// Both use r.ctx, which is ctx: the linter cannot see it through the struct.
+	r.startUplink(&r.loaded.Config) //nolint:contextcheck // see above
+	r.reconcile()                   //nolint:contextcheck // see above
 	r.publish()
 	return r, nil
 }
@@ -137,7 +142,8 @@ func (r *registry) publish() {
 			Enabled: e.conf.Enabled, Audio: e.conf.Audio, StreamName: cfg.CameraStreamName(e.id, e.conf.StreamName),
 			Problem: e.problem, MovedTo: moved[e.id],
 		}, onvif: e.resolved, hasRes: e.resolver != nil, auth: e.conf.Auth}
-		c.status.PublishURL, c.status.PlayURL = redactURL(cfg.PublishURLOf(c.status.StreamName)), cfg.PlayURL(c.status.StreamName)
+		c.status.PublishURL, c.status.PlayURL = redactURL(cfg.PublishURLOf(c.status.StreamName)),
+			cfg.PlayURL(c.status.StreamName)
 		if e.relay != nil {
 			c.relay = e.relay.relay
 		}
@@ -157,6 +163,7 @@ func (q reloadRequest) serve(r *registry) result {
 		"gateway_id": old.GatewayID == l.GatewayID, "data_dir": old.DataDir == l.DataDir,
 		"web.listen": old.Web.Listen == l.Web.Listen, "smtp.listen": old.SMTP.Listen == l.SMTP.Listen,
 		"outbox.max_bytes": old.Outbox.MaxBytes == l.Outbox.MaxBytes, "motion.hold": old.Motion.Hold == l.Motion.Hold,
+		"smtp.username/password": old.SMTP.Username == l.SMTP.Username && old.SMTP.Password == l.SMTP.Password,
 	} {
 		if !same {
 			r.a.log.Warn("reload: this key takes effect at the next restart", "key", key)
@@ -243,19 +250,22 @@ func (r *registry) relayConfig(e *cameraEntry) (rtsp.RelayConfig, string) {
 		}
 		source = e.resolved.stream
 	}
-	return rtsp.RelayConfig{
+	user, pass := streamCredentials(c, source)
+	return r.a.withQuality(rtsp.RelayConfig{
 		Source:    source,
-		Username:  c.Username,
-		Password:  c.Password,
+		Username:  user,
+		Password:  pass,
 		Transport: c.Transport,
 		Auth:      c.Auth,
 		Audio:     c.Audio,
 		Publish:   cfg.PublishURLOf(cfg.CameraStreamName(c.ID, c.StreamName)),
 		Logger:    r.a.log.With("camera_id", c.ID),
+		ShowError: shownError(e.origin),
 		Pacer:     r.a.pacer,
 		Cache:     r.a.cache,
 		Gated:     gated(c),
-	}, ""
+		PreRoll:   preRollOf(c),
+	}, e), ""
 }
 
 // mergeONVIF copies what the camera told us over ONVIF into its device info.
@@ -280,6 +290,8 @@ func sameRelay(x, y rtsp.RelayConfig) bool {
 	x.Logger, y.Logger = nil, nil
 	x.Pacer, y.Pacer = nil, nil
 	x.Cache, y.Cache = nil, nil
+	x.ShowError, y.ShowError = nil, nil
+	x.Quality, y.Quality = nil, nil
 	return reflect.DeepEqual(x, y)
 }
 

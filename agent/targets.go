@@ -10,6 +10,7 @@ import (
 
 	"github.com/camgate/camgate/internal/lan"
 	"github.com/camgate/camgate/internal/redirect"
+	"github.com/camgate/camgate/rtsp"
 )
 
 // Camera URLs from the pairing page or MQTT (add_camera, set_camera, test-stream) may name only
@@ -51,7 +52,7 @@ func hideProbeError(err error) error {
 	if err == nil || isPasswordRefused(err) {
 		return err
 	}
-	if answeredInAnotherProtocol(err) {
+	if answeredInAnotherProtocol(err) || errors.Is(err, rtsp.ErrNoRTSPAnswer) {
 		return lan.ErrNoAnswer // "not a camera" reads like no answer, and never quotes a banner
 	}
 	return lan.HideNetworkError(err)

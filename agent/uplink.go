@@ -58,7 +58,8 @@ type stateShown struct {
 // built (unreadable CA file, say) is logged and left out; the rest of the gateway runs on.
 // link is set before any client runs, since a command may arrive as soon as MQTT connects.
 func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup) {
-	p := &uplinkParts{prefix: cfg.TopicPrefix(), lastReg: map[string]string{}, lastState: map[string]stateShown{}, registered: map[string]bool{}}
+	p := &uplinkParts{prefix: cfg.TopicPrefix(), lastReg: map[string]string{}, lastState: map[string]stateShown{},
+		registered: map[string]bool{}}
 	if b, ok, err := a.db.Settings().Get(settingRegistered); err == nil && ok {
 		if err := json.Unmarshal(b, &p.registered); err != nil {
 			a.log.Warn("store: registered camera list does not parse; starting afresh", "err", err)
@@ -88,7 +89,8 @@ func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup
 		m, err := uplink.NewMQTT(uplink.MQTTConfig{
 			URL: cfg.MQTT.URL, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
 			CAFile: cfg.MQTT.CAFile, CertFile: cfg.MQTT.CertFile, KeyFile: cfg.MQTT.KeyFile,
-			ClientID: "camgate-" + cfg.GatewayID, TopicPrefix: p.prefix, Version: a.opts.Version, Queue: mqttQueue, Commands: a, Logger: log,
+			ClientID: "camgate-" + cfg.GatewayID, TopicPrefix: p.prefix, Version: a.opts.Version, Queue: mqttQueue,
+			Commands: a, Logger: log,
 		}, ob)
 		if err != nil {
 			log.Error("mqtt disabled", "err", err)
@@ -108,7 +110,8 @@ func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup
 		header, err := cfg.SinkHeaders(i)
 		var sink *uplink.EventSink
 		if err == nil {
-			sink, err = uplink.NewEventSink(uplink.EventSinkConfig{URL: s.URL, Format: s.Format, Header: header, Queue: q, Logger: log}, ob)
+			sink, err = uplink.NewEventSink(uplink.EventSinkConfig{URL: s.URL, Format: s.Format, Header: header, Queue: q,
+				Logger: log}, ob)
 		}
 		if err != nil {
 			log.Error("event sink disabled", "err", err)
@@ -120,7 +123,7 @@ func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup
 	// A sink removed from the config leaves a queue nobody drains; its events have no receiver.
 	for q, st := range ob.Stats().Queues {
 		if !keep[q] && st.Depth > 0 && len(q) > 5 && q[:5] == "sink:" {
-			if n, err := ob.Purge(q); err == nil {
+			if n, err := ob.Purge(q); err == nil { //nolint:contextcheck // Purge takes none: never half-way
 				a.log.Warn("dropped the backlog of an event sink no longer configured", "queue", q, "events", n)
 			}
 		}
@@ -181,8 +184,9 @@ func registrationOf(cfg *Config, e *cameraEntry) registration {
 	name := cfg.CameraStreamName(e.id, e.conf.StreamName)
 	return registration{
 		CameraID: e.id, AgentID: e.agentID, Name: e.conf.Name, StreamName: name,
-		PublishURL: redactURL(cfg.PublishURLOf(name)), PlayURL: cfg.PlayURL(name), Vendor: e.device.Vendor, Model: e.device.Model,
-		Serial: e.device.Serial, MAC: e.device.MAC, IP: e.device.IP, ONVIF: e.device.ONVIF,
+		PublishURL: redactURL(cfg.PublishURLOf(name)), PlayURL: cfg.PlayURL(name),
+		Vendor: e.device.Vendor, Model: e.device.Model, Serial: e.device.Serial,
+		MAC: e.device.MAC, IP: e.device.IP, ONVIF: e.device.ONVIF,
 		Snapshot: e.device.SnapshotURI != "" || cfg.SMTP.Listen != "", PTZ: e.device.PTZ,
 		Audio: e.conf.Audio, Enabled: e.conf.Enabled, MotionSources: sources,
 	}
@@ -212,7 +216,8 @@ func (r *registry) register(e *cameraEntry) {
 	reg.TS = nowMs()
 	b, err := json.Marshal(reg)
 	if err == nil {
-		err = r.a.enqueue(context.Background(), mqttQueue, store.Message{Class: store.ClassRegistration, Topic: "cameras/" + e.id + "/config", Retain: true, Payload: b})
+		err = r.a.enqueue(context.Background(), mqttQueue,
+			store.Message{Class: store.ClassRegistration, Topic: "cameras/" + e.id + "/config", Retain: true, Payload: b})
 	}
 	if err != nil {
 		link.mu.Lock()
@@ -298,7 +303,11 @@ type cameraState struct {
 	Reconnects int     `json:"reconnects"`
 	LastError  string  `json:"last_error"`
 	Transport  string  `json:"transport,omitempty"` // the camera side's: tcp or udp (what auto chose)
-	TS         int64   `json:"ts"`
+	// Quality is main, or sub while the uplink is short; UplinkBps is what the upstream
+	// session carried over the last seconds (issue 15).
+	Quality   string `json:"quality"`
+	UplinkBps int64  `json:"uplink_bps"`
+	TS        int64  `json:"ts"`
 }
 
 // stateRefresh is how often an unchanged state is queued anyway, so bitrate and fps stay fresh
@@ -328,11 +337,13 @@ func (a *Agent) publishStates(ctx context.Context) {
 				Online: c.Relay.Online, Relaying: c.Relay.Relaying, Enabled: c.Enabled, Codec: c.Relay.Codec,
 				Width: c.Relay.Width, Height: c.Relay.Height, FPS: c.Relay.FPS, BitrateBps: c.Relay.BitrateBps,
 				Reconnects: c.Relay.Reconnects, LastError: c.Relay.LastError, Transport: c.Relay.Transport,
+				Quality: c.Relay.Quality, UplinkBps: c.Relay.UplinkBps,
 			}
 			if st.LastError == "" {
 				st.LastError = c.Problem
 			}
-			key := fmt.Sprint(st.Online, st.Relaying, st.Enabled, st.Codec, st.Width, st.Height, st.LastError, st.Transport)
+			key := fmt.Sprint(st.Online, st.Relaying, st.Enabled, st.Codec, st.Width, st.Height, st.LastError, st.Transport,
+				st.Quality)
 			link.mu.Lock()
 			prev, seen := link.lastState[c.ID]
 			news := !seen || prev.key != key || time.Since(prev.at) >= stateRefresh
@@ -374,14 +385,16 @@ type Telemetry struct {
 
 func (a *Agent) telemetry(cpu *cpuMeter) Telemetry {
 	cams := a.Cameras()
-	t := Telemetry{UptimeS: int64(a.uptime().Seconds()), Cameras: len(cams), RSSBytes: rssBytes(), CPUPct: cpu.percent(), TS: nowMs()}
+	t := Telemetry{UptimeS: int64(a.uptime().Seconds()), Cameras: len(cams), RSSBytes: rssBytes(), CPUPct: cpu.percent(),
+		TS: nowMs()}
 	for _, c := range cams {
 		if c.Relay.Relaying {
 			t.Relaying++
 		}
 	}
 	st := a.db.Outbox().Stats()
-	t.OutboxDepth, t.OutboxBytes, t.DroppedTelemetry, t.DroppedEvents = st.Depth, st.Bytes, st.DroppedTelemetry, st.DroppedEvents
+	t.OutboxDepth, t.OutboxBytes, t.DroppedTelemetry, t.DroppedEvents = st.Depth, st.Bytes, st.DroppedTelemetry,
+		st.DroppedEvents
 	return t
 }
 
@@ -405,7 +418,8 @@ func (a *Agent) publishTelemetry(ctx context.Context) {
 			a.log.Error("encoding telemetry", "err", err)
 			continue
 		}
-		_ = a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassTelemetry, Topic: "telemetry", Payload: b}) // logged; the next one follows
+		_ = a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassTelemetry, Topic: "telemetry",
+			Payload: b}) // logged; the next one follows
 
 	}
 }
@@ -442,7 +456,8 @@ func (a *Agent) emitEvent(ctx context.Context, cameraID string, ev uplink.Event)
 	if link.mqtt != nil {
 		b, err := ev.MarshalEventSink(link.server)
 		if err == nil {
-			err = a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + cameraID + "/events", Payload: b})
+			err = a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + cameraID + "/events",
+				Payload: b})
 		}
 		errs = append(errs, err)
 	}

@@ -30,12 +30,12 @@ func webError(err error) error {
 	case errors.As(err, &re):
 		return &web.BadRequestError{Field: re.Field, Reason: re.Reason}
 	case errors.Is(err, ErrUnknownCamera):
-		return fmt.Errorf("%w: %v", web.ErrNotFound, err)
+		return fmt.Errorf("%w: %w", web.ErrNotFound, err)
 	case errors.Is(err, ErrCameraExists):
-		return fmt.Errorf("%w: %v", web.ErrExists, err)
+		return fmt.Errorf("%w: %w", web.ErrExists, err)
 	case isPasswordRefused(err):
 		// The page says so in its own language (code camera_unauthorized), not in ours.
-		return fmt.Errorf("%w: %v", web.ErrCameraUnauthorized, err)
+		return fmt.Errorf("%w: %w", web.ErrCameraUnauthorized, err)
 	}
 	return err
 }
@@ -100,6 +100,7 @@ func (b webBackend) Status(ctx context.Context) web.GatewayStatus {
 	}
 	ob := a.db.Outbox().Stats()
 	st.OutboxDepth, st.OutboxBytes, st.OutboxDrops = ob.Depth, ob.Bytes, ob.DroppedEvents+ob.DroppedTelemetry
+	st.SMTP = a.smtpLoginStatus()
 	return st
 }
 
@@ -118,7 +119,7 @@ func (b webBackend) webCamera(c CameraStatus) web.Camera {
 		StreamName: c.StreamName, PlayURL: c.PlayURL, State: web.CameraAdded, Enabled: c.Enabled, Audio: c.Audio,
 		Relaying: c.Relay.Relaying, Online: c.Relay.Online, Codec: c.Relay.Codec, Width: c.Relay.Width,
 		Height: c.Relay.Height, FPS: c.Relay.FPS, BitrateBPS: c.Relay.BitrateBps, LastError: c.Relay.LastError,
-		Username: c.Username, MovedTo: redactURL(c.MovedTo),
+		Username: c.Username, MovedTo: redactURL(c.MovedTo), Quality: c.Relay.Quality, UplinkBPS: c.Relay.UplinkBps,
 	}
 	if w.LastError == "" {
 		w.LastError = c.Problem
@@ -180,7 +181,7 @@ func (b webBackend) Snapshot(ctx context.Context, id string) ([]byte, error) {
 		if old, ok := b.a.Snapshot(id); ok {
 			return old, nil
 		}
-		return nil, fmt.Errorf("%w: %v", web.ErrNotFound, err)
+		return nil, fmt.Errorf("%w: %w", web.ErrNotFound, err)
 	}
 	return jpeg, nil
 }
@@ -251,7 +252,8 @@ func (b webBackend) testStream(ctx context.Context, streamURL, username, passwor
 	}
 	var info web.StreamInfo
 	for _, t := range res.Tracks {
-		info.Tracks = append(info.Tracks, web.Track{Kind: t.Type, Codec: t.Codec, Width: t.Width, Height: t.Height, FPS: t.FPS, SampleRate: t.ClockRate})
+		info.Tracks = append(info.Tracks, web.Track{Kind: t.Type, Codec: t.Codec, Width: t.Width, Height: t.Height,
+			FPS: t.FPS, SampleRate: t.ClockRate})
 		info.BitrateBPS += t.BitrateBps
 	}
 	return info, nil
@@ -261,7 +263,8 @@ func (b webBackend) Connection(ctx context.Context) web.Connection {
 	cfg := b.a.config()
 	pub, user, hasPass := splitUserinfo(cfg.Flussonic.Publish)
 	c := web.Connection{
-		MQTT: web.MQTTConnection{URL: redactURL(cfg.MQTT.URL), Username: cfg.MQTT.Username, PasswordSet: cfg.MQTT.Password != "", TopicPrefix: cfg.MQTT.TopicPrefix},
+		MQTT: web.MQTTConnection{URL: redactURL(cfg.MQTT.URL), Username: cfg.MQTT.Username,
+			PasswordSet: cfg.MQTT.Password != "", TopicPrefix: cfg.MQTT.TopicPrefix},
 		Flussonic: web.FlussonicConnection{Publish: pub, Username: user, PasswordSet: hasPass,
 			StreamName: cfg.Flussonic.StreamName, Events: []web.EventSink{}},
 	}
@@ -297,12 +300,12 @@ func storedPassword(raw string) string {
 }
 
 // startWeb serves the pairing page when web.listen is set.
-func (a *Agent) startWeb(ctx context.Context, cfg *Config, code string, wg *sync.WaitGroup) error {
+func (a *Agent) startWeb(ctx context.Context, cfg *Config, wg *sync.WaitGroup) error {
 	if cfg.Web.Listen == "" {
 		return nil
 	}
 	srv, err := web.NewServer(web.Config{
-		Addr: cfg.Web.Listen, Allow: cfg.Web.Allow, PairCode: code, Backend: webBackend{a},
+		Addr: cfg.Web.Listen, Allow: cfg.Web.Allow, Code: newPairCodeReader(cfg.DataDir).Code, Backend: webBackend{a},
 		Metrics: a.WritePrometheus, Notify: a.notify, Version: a.opts.Version, Logger: a.log.With("part", "web"),
 	})
 	if err != nil {

@@ -51,6 +51,13 @@
 // reconnects forever with the backoff in backoff.go; an upstream failure never touches the
 // camera session, and only a change of the camera's tracks makes upstream announce again.
 //
+// A QualityGovernor (quality.go), shared by the relays of a process as they share its uplink,
+// reads each relay's drops and send-queue backlog once a second and decides with a plain-data
+// policy (quality_policy.go) which camera steps down to its substream and which is probed back.
+// The switch (quality_switch.go) is make-before-break: the other stream's session opens beside
+// the current one and the forwarder adopts it at its first keyframe, so the upstream session
+// goes on with continuous timestamps.
+//
 // The package must not know ONVIF, MQTT, the store or the agent; it imports rtmp, never the
 // other way round. What a camera or server sends is hostile: answers are parsed by gortsplib's
 // bounded parser (255 headers, 128 KiB bodies), interleaved frames are at most 64 KiB by their

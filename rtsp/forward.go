@@ -81,6 +81,19 @@ func (t *trackState) wallTime(ts uint32) time.Time {
 	return t.wallAt.Add(time.Duration(d * int64(time.Second) / int64(t.clockRate)))
 }
 
+// mapWallClock fixes the track's mapping at its first packet, queued or only cached (a shut
+// gate), and keeps its reference near the outgoing timestamp out.
+func (t *trackState) mapWallClock(out uint32, now time.Time) {
+	if !t.mapped {
+		t.wallTS, t.wallAt, t.mapped = out, now, true
+	} else if d := int64(int32(out - t.wallTS)); t.clockRate > 0 && (d > 1<<30 || d < -1<<30) {
+		// Move the reference by whole seconds, which is exact, to stay within wallTime's range.
+		k := d / int64(t.clockRate)
+		t.wallTS += uint32(k * int64(t.clockRate))
+		t.wallAt = t.wallAt.Add(time.Duration(k) * time.Second)
+	}
+}
+
 // maxClockStep is the largest disagreement between a camera's sender report and the mapping so
 // far that is taken as the camera's word on its tracks' timing. A larger one is its clock
 // being set (NTP on the camera, a reboot to 1970): the mapping then stays continuous and
@@ -133,6 +146,14 @@ type forwarder struct {
 
 	framesIn, framesOut, dropped atomic.Uint64
 	bytesIn                      atomic.Uint64
+	// bytesOut counts the payload bytes handed to the upstream session: what the uplink
+	// carried, for the quality governor (quality.go).
+	bytesOut atomic.Uint64
+
+	// source is the camera session whose packets are taken (pushFrom); 0 until one is adopted.
+	// A switch to the substream adopts the new session at its first keyframe, and packets the
+	// old one still delivers are then left out (quality_switch.go).
+	source uint64
 
 	// cache, when set, keeps the stream since the last keyframe so that a new upstream
 	// session starts at once (gopcache.go); gopBytes counts the current GOP for its rank.
@@ -188,13 +209,15 @@ func (f *forwarder) setTracks(video videoCodec, clockRates []int, params [3][]by
 
 // restartSink prepares the stream for a new upstream session and forgets what was queued. With a
 // fresh GOP cached, the session gets that at once, keyframe and parameter sets first, and the
-// live stream right after it; otherwise the stream is gated until the next keyframe.
-func (f *forwarder) restartSink(now time.Time) {
+// live stream right after it; otherwise the stream is gated until the next keyframe. A session
+// that opens a window with a pre-roll (from set) starts at the newest cached keyframe at or
+// before from.
+func (f *forwarder) restartSink(now, from time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.flushLocked()
 	f.parked = false
-	f.resync = f.cache == nil || !f.cache.beginReplay(now)
+	f.resync = f.cache == nil || !f.cache.beginReplay(now, from)
 }
 
 // park stops or resumes queueing for the upstream side, which is not wanted meanwhile.
@@ -269,10 +292,16 @@ func (f *forwarder) flushLocked() {
 // push queues one packet from the camera. It never blocks and never allocates once the ring's
 // buffers have grown to the stream's packet size.
 func (f *forwarder) push(track int, pkt *rtp.Packet, now time.Time) {
+	f.pushFrom(0, track, pkt, now)
+}
+
+// pushFrom is push for the camera session src; a packet of a session other than the adopted
+// one is left out. src 0 is whichever session is adopted.
+func (f *forwarder) pushFrom(src uint64, track int, pkt *rtp.Packet, now time.Time) {
 	f.bytesIn.Add(uint64(len(pkt.Payload)))
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if track >= len(f.tracks) {
+	if track >= len(f.tracks) || (src != 0 && src != f.source) {
 		return
 	}
 	isVideo := track == 0
@@ -304,6 +333,7 @@ func (f *forwarder) push(track int, pkt *rtp.Packet, now time.Time) {
 	if !isVideo && !ts.reported && f.awaitReports(now) {
 		return
 	}
+	ts.mapWallClock(pkt.Timestamp+ts.tsOffset, now)
 	if f.cache != nil && f.cachePacket(track, pkt, keyframe, now) {
 		return // a replay is under way: the cache is the queue until the upstream side catches up
 	}
@@ -397,14 +427,6 @@ func (f *forwarder) enqueueLocked(track int, h *rtp.Header, payload []byte, now 
 	}
 	ts.seq++
 	ts.lastTS = h.Timestamp + ts.tsOffset
-	if !ts.mapped {
-		ts.wallTS, ts.wallAt, ts.mapped = ts.lastTS, now, true
-	} else if d := int64(int32(ts.lastTS - ts.wallTS)); d > 1<<30 || d < -1<<30 {
-		// Move the reference by whole seconds, which is exact, to stay within wallTime's range.
-		k := d / int64(ts.clockRate)
-		ts.wallTS += uint32(k * int64(ts.clockRate))
-		ts.wallAt = ts.wallAt.Add(time.Duration(k) * time.Second)
-	}
 	ts.started = true
 	f.lastOutAt = now
 	f.n++

@@ -1,6 +1,7 @@
 package rtsp
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -121,8 +122,9 @@ const (
 )
 
 // grow gives c one more chunk, taking the cache of a camera with a larger GOP when the budget
-// is spent. rank is the size of c's GOP in bytes.
-func (b *CacheBudget) grow(c *gopCache, rank int64) ([]byte, growResult) {
+// is spent and evict allows it. rank is the size of c's GOP in bytes. A cache growing its
+// pre-roll beyond one GOP asks without evict: history never costs another camera its start.
+func (b *CacheBudget) grow(c *gopCache, rank int64, evict bool) ([]byte, growResult) {
 	b.mu.Lock()
 	b.members[c] = struct{}{}
 	c.rank.Store(rank)
@@ -138,7 +140,10 @@ func (b *CacheBudget) grow(c *gopCache, rank int64) ([]byte, growResult) {
 		return nil, refusedCamera
 	}
 	if b.heldLocked() >= b.limit {
-		v := b.victimLocked(c, rank)
+		var v *gopCache
+		if evict {
+			v = b.victimLocked(c, rank)
+		}
 		if v == nil {
 			b.mu.Unlock()
 			return nil, refusedBudget
@@ -210,8 +215,10 @@ type cacheEntry struct {
 }
 
 // gopCache keeps what a camera sent since its last keyframe, parameter sets first, in chunks
-// from a CacheBudget. The forwarder owns it and calls it under its lock; the budget reads only
-// rank and evicted, and held under its own lock.
+// from a CacheBudget; with a pre-roll (relay mode motion) it keeps whole GOPs back to the one
+// that began at least preRoll ago, so that an upstream session can start that far in the past.
+// The forwarder owns it and calls it under its lock; the budget reads only rank and evicted,
+// and held under its own lock.
 type gopCache struct {
 	budget *CacheBudget
 
@@ -227,41 +234,71 @@ type gopCache struct {
 	lastAt  time.Time // arrival of the last cached packet
 	bytes   int
 	frames  int
+	// gops marks where each cached GOP begins (its parameter sets), oldest first; the last is
+	// the GOP being filled. preRoll is how far back the oldest must reach.
+	gops    []gopMark
+	preRoll time.Duration
 
 	// replaying: an upstream session is being sent the cache; cursor is the next entry.
 	// Packets arriving meanwhile are appended to the cache, which is the queue until the
-	// upstream side catches up. stale: a keyframe arrived meanwhile, so the cache no longer
-	// begins at the latest one and is started afresh once the replay ends.
+	// upstream side catches up; GOPs are dropped from the front only behind the cursor.
 	replaying bool
 	cursor    int
-	stale     bool
 
 	evictions, overflows uint64 // times the cache was lost to the budget, or to its own bound
+	shrinks              uint64 // times the pre-roll lost its oldest GOP to a bound
 }
+
+// gopMark is where a cached GOP begins and when its keyframe arrived.
+type gopMark struct {
+	entry int
+	at    time.Time
+}
+
+const (
+	// maxPreRollGOPs bounds the GOPs a pre-roll keeps, whatever their length: a camera with a
+	// keyframe every few frames must not grow the mark table without bound.
+	maxPreRollGOPs = 256
+	// preRollSlack is kept beyond the pre-roll, for the time from an alarm to the opening of
+	// the gate (the event is stored on disk first), so that a window can start from
+	// preRoll before the alarm itself.
+	preRollSlack = time.Second
+)
 
 func newGOPCache(b *CacheBudget) *gopCache { return &gopCache{budget: b} }
 
 // start begins a new GOP at a keyframe whose outgoing timestamp is ts: the parameter sets
-// first, then (by add) the keyframe's packets. It keeps its chunks for reuse, returning those
-// the previous GOP did not need beyond one spare.
+// first, then (by add) the keyframe's packets. GOPs no longer needed for the pre-roll are
+// dropped from the front; their chunks are kept for reuse, beyond one spare given back.
 func (c *gopCache) start(h *rtp.Header, ts uint32, params [][]byte, now time.Time) {
-	if c.replaying {
-		c.stale = true
-		return
-	}
 	if c.evicted.Load() {
 		if c.active {
 			c.evictions++
 		}
 		c.handBack()
+		c.reset()
+		c.replaying = false
 	}
-	if keep := c.cur + 2; len(c.chunks) > keep {
+	keep := c.cur + 2
+	switch {
+	case !c.active:
+		c.reset()
+	case c.preRoll <= 0:
+		c.cutFront(c.cutPoint(len(c.entries)))
+	default:
+		cut := c.markAt(now.Add(-c.preRoll - preRollSlack))
+		if len(c.gops) >= maxPreRollGOPs {
+			cut = max(cut, c.gops[1].entry)
+		}
+		c.cutFront(c.cutPoint(cut))
+	}
+	if len(c.chunks) > keep {
 		c.budget.release(c, c.chunks[keep:], false)
 		clear(c.chunks[keep:])
 		c.chunks = c.chunks[:keep]
 	}
-	c.reset()
 	c.active, c.keyTS = true, ts
+	c.gops = append(c.gops, gopMark{entry: len(c.entries), at: now})
 	for _, p := range params {
 		if len(p) > 0 {
 			c.add(0, h, ts, false, p, now)
@@ -273,8 +310,102 @@ func (c *gopCache) start(h *rtp.Header, ts uint32, params [][]byte, now time.Tim
 func (c *gopCache) reset() {
 	c.cur, c.w = 0, 0
 	c.entries = c.entries[:0]
-	c.active, c.stale = false, false
+	c.gops = c.gops[:0]
+	c.active = false
 	c.bytes, c.frames = 0, 0
+	c.cursor = 0
+}
+
+// markAt is the first entry of the newest GOP whose keyframe arrived at or before t, or of the
+// oldest GOP when none did (the pre-roll is shorter than asked).
+func (c *gopCache) markAt(t time.Time) int {
+	k := 0
+	for i, g := range c.gops {
+		if !g.at.After(t) {
+			k = i
+		}
+	}
+	if len(c.gops) == 0 {
+		return 0
+	}
+	return c.gops[k].entry
+}
+
+// cutPoint is the GOP start at or before want that may be cut now: while a replay runs,
+// nothing at or after its cursor is.
+func (c *gopCache) cutPoint(want int) int {
+	if !c.replaying || want <= c.cursor {
+		return want
+	}
+	cut := 0
+	for _, g := range c.gops {
+		if g.entry <= c.cursor {
+			cut = g.entry
+		}
+	}
+	return cut
+}
+
+// cutFront drops the entries before cut, a GOP start (or all of them), keeping their chunks:
+// the chunks that held only dropped entries move behind the others as spares.
+func (c *gopCache) cutFront(cut int) {
+	if cut <= 0 {
+		return
+	}
+	if cut >= len(c.entries) {
+		c.reset() // cutPoint cuts all only behind a replay's cursor: the replay is over
+		c.replaying = false
+		return
+	}
+	first := int(c.entries[cut].pos >> cacheChunkShift)
+	for _, e := range c.entries[:cut] {
+		c.bytes -= int(e.size)
+		if e.track == 0 && e.marker {
+			c.frames--
+		}
+	}
+	n := copy(c.entries, c.entries[cut:])
+	c.entries = c.entries[:n]
+	if first > 0 {
+		rotate(c.chunks, first)
+		for i := range c.entries {
+			c.entries[i].pos -= int32(first << cacheChunkShift)
+		}
+		c.cur -= first
+	}
+	k := 0
+	for _, g := range c.gops {
+		if g.entry >= cut {
+			c.gops[k] = gopMark{entry: g.entry - cut, at: g.at}
+			k++
+		}
+	}
+	c.gops = c.gops[:k]
+	if c.replaying {
+		c.cursor -= cut
+	}
+}
+
+// rotate moves s[:k] to the end of s, in place.
+func rotate(s [][]byte, k int) {
+	slices.Reverse(s[:k])
+	slices.Reverse(s[k:])
+	slices.Reverse(s)
+}
+
+// shrink drops the oldest GOP of a pre-roll to make room, and reports whether it could: the
+// cache keeps at least the GOP being filled, and nothing a replay has still to send.
+func (c *gopCache) shrink() bool {
+	if len(c.gops) < 2 {
+		return false
+	}
+	cut := c.cutPoint(c.gops[1].entry)
+	if cut == 0 {
+		return false
+	}
+	c.cutFront(cut)
+	c.shrinks++
+	return true
 }
 
 // add appends one packet and reports whether the cache still holds a complete GOP.
@@ -287,6 +418,8 @@ func (c *gopCache) add(track int, h *rtp.Header, ts uint32, marker bool, payload
 		c.drop()
 		return false
 	}
+	for len(c.entries) >= maxCacheEntries && c.shrink() {
+	}
 	if len(c.entries) >= maxCacheEntries || len(payload) > cacheChunk {
 		c.overflows++
 		c.drop()
@@ -295,19 +428,23 @@ func (c *gopCache) add(track int, h *rtp.Header, ts uint32, marker bool, payload
 	if c.w > 0 && c.w+len(payload) >= cacheChunk {
 		c.cur, c.w = c.cur+1, 0 // and an offset never reaches the next chunk's position
 	}
-	if c.cur == len(c.chunks) {
-		chunk, res := c.budget.grow(c, max(c.rank.Load(), int64(c.bytes+len(payload))))
+	for c.cur == len(c.chunks) {
+		chunk, res := c.budget.grow(c, max(c.rank.Load(), int64(c.gopBytes()+len(payload))), len(c.gops) < 2)
+		if chunk != nil {
+			c.chunks = append(c.chunks, chunk)
+			break
+		}
+		if res != refusedOff && c.shrink() {
+			continue // the pre-roll gave up its oldest GOP; its chunks may be free now
+		}
 		switch res {
 		case refusedBudget:
 			c.evictions++
 		case refusedCamera:
 			c.overflows++
 		}
-		if chunk == nil {
-			c.drop()
-			return false
-		}
-		c.chunks = append(c.chunks, chunk)
+		c.drop()
+		return false
 	}
 	copy(c.chunks[c.cur][c.w:], payload)
 	c.entries = append(c.entries, cacheEntry{
@@ -326,6 +463,18 @@ func (c *gopCache) add(track int, h *rtp.Header, ts uint32, marker bool, payload
 		c.frames++
 	}
 	return true
+}
+
+// gopBytes is the size of the GOP being filled.
+func (c *gopCache) gopBytes() int {
+	if len(c.gops) < 2 {
+		return c.bytes
+	}
+	n := 0
+	for _, e := range c.entries[c.gops[len(c.gops)-1].entry:] {
+		n += int(e.size)
+	}
+	return n
 }
 
 // drop forgets the cache and gives every chunk back: it is wanted elsewhere, or this GOP does
@@ -357,16 +506,18 @@ func (c *gopCache) close() {
 }
 
 // beginReplay starts sending the cache to a new upstream session and reports whether there
-// was anything fresh to send.
-func (c *gopCache) beginReplay(now time.Time) bool {
+// was anything fresh to send. It starts at the latest keyframe or, when from is set, at the
+// newest one at or before from (as far back as the cache reaches).
+func (c *gopCache) beginReplay(now, from time.Time) bool {
 	c.replaying = false // a replay to a session that failed ends with it
-	if c.stale {
-		c.reset()
-	}
 	if !c.active || len(c.entries) == 0 || now.Sub(c.lastAt) > cacheFresh || c.evicted.Load() {
 		return false
 	}
-	c.replaying, c.cursor = true, 0
+	c.cursor = c.gops[len(c.gops)-1].entry
+	if !from.IsZero() {
+		c.cursor = c.markAt(from)
+	}
+	c.replaying = true
 	return true
 }
 
@@ -375,9 +526,6 @@ func (c *gopCache) beginReplay(now time.Time) bool {
 func (c *gopCache) next(dst *packet) bool {
 	if c.cursor == len(c.entries) {
 		c.replaying = false
-		if c.stale {
-			c.reset() // waits for the next keyframe
-		}
 		return false
 	}
 	e := &c.entries[c.cursor]
@@ -393,12 +541,19 @@ type CacheStats struct {
 	// Evictions counts the GOPs this camera lost to the gateway-wide budget; Overflows those
 	// larger than one camera may cache.
 	Evictions, Overflows uint64
+	// PreRoll is how far back the cache reaches now, from its oldest keyframe to its latest
+	// packet; Shrinks counts the GOPs a pre-roll gave up to the cache's bounds.
+	PreRoll time.Duration
+	Shrinks uint64
 }
 
 func (c *gopCache) stats() CacheStats {
-	s := CacheStats{Evictions: c.evictions, Overflows: c.overflows}
+	s := CacheStats{Evictions: c.evictions, Overflows: c.overflows, Shrinks: c.shrinks}
 	if c.active {
 		s.Bytes, s.Frames = c.bytes, c.frames
+		if len(c.gops) > 0 {
+			s.PreRoll = c.lastAt.Sub(c.gops[0].at)
+		}
 	}
 	return s
 }

@@ -69,7 +69,7 @@ func TestGOPCacheReplaysKeyframeAndFollowersThenLive(t *testing.T) {
 	if st := f.cacheStats(); st.Frames != 50 || st.Bytes < 50*500 {
 		t.Fatalf("cache holds %+v, want the 50 frames of the last GOP", st)
 	}
-	f.restartSink(at)
+	f.restartSink(at, time.Time{})
 	// A packet arriving during the replay comes after the cache, not before.
 	pushGOP(f, ts, 1, 500, at)
 	got := drainAll(f)
@@ -174,7 +174,7 @@ func TestGOPCacheBudgetEvictsTheLargestGOP(t *testing.T) {
 	}
 
 	// The small camera's cache is whole and replays.
-	small.restartSink(at)
+	small.restartSink(at, time.Time{})
 	got := drainAll(small)
 	if len(got) < 3 || got[2].nal != h264NALIDR {
 		t.Errorf("small camera replays %d packets starting %v, want SPS, PPS, IDR", len(got), got[:min(3, len(got))])
@@ -208,7 +208,7 @@ func TestGOPCacheOff(t *testing.T) {
 // nothing is forwarded before the next keyframe.
 func wantGated(t *testing.T, f *forwarder, at time.Time) {
 	t.Helper()
-	f.restartSink(at)
+	f.restartSink(at, time.Time{})
 	f.push(0, videoPkt(99*3600, true, 0x41, 1), at)
 	if got := drainAll(f); len(got) != 0 {
 		t.Errorf("forwarded %v; want nothing until the next keyframe", got)
@@ -268,6 +268,7 @@ func FuzzGOPCache(f *testing.F) {
 		budget := NewCacheBudget(3 * cacheChunk)
 		fw := cachedForwarder(t, budget, 32)
 		other := cachedForwarder(t, budget, 32)
+		fw.cache.preRoll = 300 * time.Millisecond // whole GOPs back 300 ms and more, as relay mode motion keeps
 		defer func() {
 			fw.closeCache()
 			other.closeCache()
@@ -295,8 +296,12 @@ func FuzzGOPCache(f *testing.F) {
 				target.push(0, videoPkt(ts, n%3 == 0, payload...), now)
 			case 2:
 				fw.push(1, audioPkt(ts), now)
-			case 3:
-				fw.restartSink(now)
+			case 3: // a new session; an odd b opens a window reaching back b ms
+				from := time.Time{}
+				if b%2 == 1 {
+					from = now.Add(-time.Duration(b) * time.Millisecond)
+				}
+				fw.restartSink(now, from)
 				fresh = true
 			case 4:
 				for range n % 8 {
@@ -316,8 +321,37 @@ func FuzzGOPCache(f *testing.F) {
 			if held > limit {
 				t.Fatalf("caches hold %d bytes of a %d budget", held, limit)
 			}
+			checkCache(t, fw.cache)
 		}
 	})
+}
+
+// checkCache fails unless the cache's books agree with its entries: every payload inside a
+// chunk it holds, its byte and frame counts, and GOP marks in order within the entries.
+func checkCache(t *testing.T, c *gopCache) {
+	t.Helper()
+	bytes, frames := 0, 0
+	for i, e := range c.entries {
+		chunk, off := int(e.pos>>cacheChunkShift), int(e.pos&(cacheChunk-1))
+		if chunk >= len(c.chunks) || off+int(e.size) > len(c.chunks[chunk]) {
+			t.Fatalf("entry %d at chunk %d offset %d size %d: outside the %d chunks", i, chunk, off, e.size, len(c.chunks))
+		}
+		bytes += int(e.size)
+		if e.track == 0 && e.marker {
+			frames++
+		}
+	}
+	if c.active && (bytes != c.bytes || frames != c.frames) {
+		t.Fatalf("cache counts %d bytes and %d frames, its entries hold %d and %d", c.bytes, c.frames, bytes, frames)
+	}
+	for i, g := range c.gops {
+		if g.entry > len(c.entries) || (i > 0 && g.entry < c.gops[i-1].entry) {
+			t.Fatalf("GOP marks %v out of order or past the %d entries", c.gops, len(c.entries))
+		}
+	}
+	if c.replaying && c.cursor > len(c.entries) {
+		t.Fatalf("replay cursor %d past the %d entries", c.cursor, len(c.entries))
+	}
 }
 
 // Issue 15, acceptance 1, at the package level: a camera with a 4 s GOP, the upstream server

@@ -87,6 +87,10 @@ var (
 	ErrNoStreamPath = errors.New("no known stream path answered")
 	// ErrCredentialsRefused means the camera refused the credentials maxRefusals times.
 	ErrCredentialsRefused = errors.New("the camera refused the credentials")
+	// ErrNoRTSPAnswer is wrapped beside ErrNoStreamPath when no path got any RTSP answer: the
+	// port took connections but hung up or spoke something else, which a caller that must not
+	// tell an open port from a closed one reports like no answer at all.
+	ErrNoRTSPAnswer = errors.New("nothing answered in RTSP")
 )
 
 const (
@@ -213,6 +217,9 @@ func (p *pathProber) run(ctx context.Context) (FindStreamResult, error) {
 		}
 	}
 	err := fmt.Errorf("%w on %s (tried %d: %s)", ErrNoStreamPath, p.addr, len(p.paths), p.summary())
+	if len(p.paths) > 0 && p.tally["no answer"] == len(p.paths) {
+		err = fmt.Errorf("%w: %w", err, ErrNoRTSPAnswer)
+	}
 	if p.asked401 > 0 && p.user == "" {
 		err = fmt.Errorf("%w; %d asked for credentials and none were given", err, p.asked401)
 	}

@@ -49,8 +49,16 @@ type RelayConfig struct {
 	// Gated keeps the upstream side shut except while PublishUntil has opened it (relay modes
 	// on_demand and motion); the camera side and its GOP cache run all the same.
 	Gated bool
+	// PreRoll, for a gated relay, is how far back its GOP cache keeps whole GOPs, so that
+	// PublishWindow can start a session that far in the past (relay mode motion). The cache's
+	// bounds come first: over them the pre-roll shrinks, a GOP at a time, and says so once.
+	PreRoll time.Duration
 	// Logger receives connection state changes; nil means slog.Default().
 	Logger *slog.Logger
+	// ShowError, when set, turns a camera-side error into the one Stats.LastError shows (the
+	// log keeps the real one): the agent hides the network's words for a camera named from the
+	// page or MQTT, so that last_error cannot tell a closed port from an open one.
+	ShowError func(error) error
 
 	// QueuePackets bounds the packets waiting for the upstream side; 0 means 256
 	// (about a second of a 2-3 Mbit/s stream). Their payloads are bounded too, to QueuePackets
@@ -59,6 +67,15 @@ type RelayConfig struct {
 	QueuePackets int
 	// Timeout bounds each network read and write; 0 means 10 s.
 	Timeout time.Duration
+
+	// Substream is the camera's lower-bitrate stream (same credentials), played instead of
+	// Source while Quality asks for it; "" keeps the relay on Source.
+	Substream string
+	// Quality, shared by all relays of a process like Pacer, steps cameras down to their
+	// Substream when the uplink cannot carry every main stream, lowest Priority first, and
+	// back once it can (quality.go); nil never switches.
+	Quality  *QualityGovernor
+	Priority int
 
 	// authRetry, when set, replaces the backoff after a refused password: tests shorten it.
 	authRetry *authBackoff
@@ -93,6 +110,10 @@ type Stats struct {
 	FramesIn, FramesOut, Dropped uint64
 	// Cache is what the GOP cache holds now (bytes, frames) and how often it was lost.
 	Cache CacheStats
+	// Quality is the stream relayed: "main", or "sub" while the uplink is short (quality.go).
+	// UplinkBps is what the upstream session carried over the last few seconds.
+	Quality   string
+	UplinkBps int64
 }
 
 // Relay pulls one camera and publishes it upstream, reconnecting either side independently.
@@ -112,10 +133,15 @@ type Relay struct {
 	// authRetry is the backoff after a refused password; tests shorten it.
 	authRetry authBackoff
 
+	// sources numbers the camera sessions; quality is the substream switch (quality_switch.go).
+	sources atomic.Uint64
+	quality qualitySwitch
+
 	// loggedCache is the cache's loss counters as last logged, at loggedCacheAt; the camera
 	// goroutine owns both.
 	loggedCache   CacheStats
 	loggedCacheAt time.Time
+	loggedShrink  bool
 
 	mu          sync.Mutex
 	transport   string // the camera side's, see Stats.Transport
@@ -139,6 +165,7 @@ type rateSample struct {
 	at     time.Time
 	bytes  uint64
 	frames uint64
+	sent   uint64 // upstream payload bytes
 }
 
 // NewRelay returns a Relay; nothing happens until Run.
@@ -167,6 +194,9 @@ func NewRelay(cfg RelayConfig) *Relay {
 	}
 	fwd := newForwarder(cfg.QueuePackets)
 	fwd.cache = newGOPCache(budget)
+	if cfg.Gated {
+		fwd.cache.preRoll = cfg.PreRoll
+	}
 	var g *gate
 	if cfg.Gated {
 		g = newGate()
@@ -180,6 +210,7 @@ func NewRelay(cfg RelayConfig) *Relay {
 		log:         log.With("source", redact(cfg.Source), "publish", redact(cfg.Publish)),
 		fwd:         fwd,
 		tracksEvent: make(chan struct{}),
+		quality:     qualitySwitch{asked: make(chan struct{}, 1)},
 	}
 	r.writer.fwd, r.writer.relaying = r.fwd, &r.relaying
 	return r
@@ -201,12 +232,17 @@ func (r *Relay) Run(ctx context.Context) error {
 	default:
 		return fmt.Errorf("upstream: scheme must be rtsp, rtsps, rtmp or rtmps, not %q", dst.Scheme)
 	}
+	sub, err := r.substreamURL()
+	if err != nil {
+		return fmt.Errorf("camera substream: %w", err)
+	}
 	defer r.fwd.closeCache()
+	defer r.joinQuality(sub != nil)()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		r.loop(ctx, "camera", func(ctx context.Context) error { return r.runSource(ctx, src) }, &r.online)
+		r.loop(ctx, "camera", func(ctx context.Context) error { return r.runCamera(ctx, src, sub) }, &r.online)
 	}()
 	go func() {
 		defer wg.Done()
@@ -294,7 +330,11 @@ func (r *Relay) setTransport(t string) {
 }
 
 func (r *Relay) fail(side string, err error, repeated bool) {
-	msg := side + ": " + err.Error()
+	shown := err
+	if side == "camera" && r.cfg.ShowError != nil {
+		shown = r.cfg.ShowError(err)
+	}
+	msg := side + ": " + shown.Error()
 	r.mu.Lock()
 	changed := msg != r.lastErr
 	r.lastErr = msg
@@ -355,7 +395,8 @@ func (r *Relay) sampleRates(now time.Time) bool {
 	}
 	r.lastSample = now
 	copy(r.samples[1:], r.samples[:len(r.samples)-1])
-	r.samples[0] = rateSample{at: now, bytes: r.fwd.bytesIn.Load(), frames: r.fwd.framesIn.Load()}
+	r.samples[0] = rateSample{at: now, bytes: r.fwd.bytesIn.Load(), frames: r.fwd.framesIn.Load(),
+		sent: r.fwd.bytesOut.Load()}
 	r.nsamples = min(r.nsamples+1, len(r.samples))
 	return true
 }
@@ -397,6 +438,7 @@ func (r *Relay) Stats() Stats {
 		Dropped:     r.fwd.dropped.Load(),
 		Transport:   r.transport,
 		Cache:       cache,
+		Quality:     qualityName(r.quality.onSub.Load()),
 	}
 	for _, side := range []string{"camera", "upstream"} {
 		if r.refused[side] {
@@ -418,6 +460,7 @@ func (r *Relay) Stats() Stats {
 		newest, oldest := r.samples[0], r.samples[r.nsamples-1]
 		if dt := newest.at.Sub(oldest.at).Seconds(); dt > 0 {
 			s.BitrateBps = int64(float64(newest.bytes-oldest.bytes) * 8 / dt)
+			s.UplinkBps = int64(float64(newest.sent-oldest.sent) * 8 / dt)
 			s.FPS = float64(newest.frames-oldest.frames) / dt
 		}
 	}
@@ -448,15 +491,9 @@ func parseSPS(codec videoCodec, sps []byte) (w, h int, fps float64) {
 }
 
 func (r *Relay) sourceURL() (*url.URL, error) {
-	u, err := url.Parse(r.cfg.Source)
+	u, err := r.cameraURL(r.cfg.Source)
 	if err != nil {
 		return nil, err
-	}
-	if u.Scheme != "rtsp" && u.Scheme != "rtsps" {
-		return nil, fmt.Errorf("scheme must be rtsp or rtsps, not %q", u.Scheme)
-	}
-	if r.cfg.Username != "" {
-		u.User = url.UserPassword(r.cfg.Username, r.cfg.Password)
 	}
 	switch r.cfg.Transport {
 	case "", "auto", "tcp", "udp":
@@ -503,9 +540,14 @@ type trackSet struct {
 	audioName string
 	medias    []*description.Media // one format each, as announced upstream
 	signature string
+	// codecSignature is signature without the parameter sets: a substream switch between
+	// track sets that differ only there keeps the upstream session (quality_switch.go).
+	codecSignature string
 }
 
-func signatureOf(medias []*description.Media) string {
+// signatureOf says what an upstream session announces for medias. Without params it leaves out
+// the parameter sets (and the profile they name), which can change in band on the same session.
+func signatureOf(medias []*description.Media, withoutParams bool) string {
 	var b strings.Builder
 	for _, m := range medias {
 		f := m.Formats[0]
@@ -517,6 +559,9 @@ func signatureOf(medias []*description.Media) string {
 		}
 		slices.Sort(keys)
 		for _, k := range keys {
+			if withoutParams && inBandParam(k) {
+				continue
+			}
 			b.WriteString(k + "=" + fmtp[k] + ";")
 		}
 		b.WriteString("|")

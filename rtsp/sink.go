@@ -18,7 +18,8 @@ func (r *Relay) runSink(ctx context.Context, u *url.URL) error {
 		}
 		tracks, changed = r.currentTracks()
 	}
-	if !r.waitGate(ctx) {
+	open, from := r.waitGate(ctx)
+	if !open {
 		return nil
 	}
 	up, index, err := r.dialUpstream(ctx, u, tracks)
@@ -31,7 +32,7 @@ func (r *Relay) runSink(ctx context.Context, u *url.URL) error {
 	defer up.Close()
 	defer context.AfterFunc(ctx, func() { up.Close() })()
 	r.log.Info("upstream session up")
-	r.fwd.restartSink(time.Now())
+	r.fwd.restartSink(time.Now(), from)
 	gateMoved, gateEnd := r.gateWatch()
 	defer func() { gateEnd.Stop() }()
 
@@ -90,6 +91,7 @@ func (r *Relay) batchDone(now time.Time) {
 	r.online.Store(true)
 	if r.sampleRates(now) {
 		r.logCacheLoss(now)
+		r.logPreRollShrink()
 	}
 	if r.writer.tryDrain() {
 		return

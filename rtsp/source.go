@@ -77,7 +77,8 @@ func newTrackSet(sel []selected) *trackSet {
 			t.audioName = codecName(s.format)
 		}
 	}
-	t.signature = signatureOf(t.medias)
+	t.signature = signatureOf(t.medias, false)
+	t.codecSignature = signatureOf(t.medias, true)
 	return t
 }
 
@@ -190,31 +191,7 @@ func otherTransport(t string) string {
 // runSource holds one camera session until it fails or ctx ends, over the transport the
 // relay last found to work.
 func (r *Relay) runSource(ctx context.Context, u *url.URL) error {
-	defer r.fwd.cameraGone()
-	o := cameraOptions{audio: r.cfg.Audio, basic: r.cfg.Auth == "basic", timeout: r.cfg.Timeout}
-	o.senderReport = r.fwd.senderReport
-	auto := r.cfg.Transport == "" || r.cfg.Transport == "auto"
-	used, err := playCamera(ctx, u, o, r.transportNow(), auto, r.cfg.Pacer, func(sel []selected, transport string) {
-		r.setTransport(transport)
-		r.startTracks(sel)
-		r.log.Info("camera session up", "video", codecName(sel[0].format), "transport", transport)
-	}, r.fwd.push, r.batchDone)
-	if auto && otherMayWork(err) {
-		// Both failed: the next attempt starts where this one ended.
-		r.setTransport(otherTransport(used))
-	}
-	return err
-}
-
-// startTracks declares the tracks of a new camera session to the forwarder and upstream.
-func (r *Relay) startTracks(sel []selected) {
-	t := newTrackSet(sel)
-	rates := make([]int, len(sel))
-	for i, s := range sel {
-		rates[i] = s.format.ClockRate()
-	}
-	r.fwd.setTracks(t.video, rates, parameterSets(sel[0].format))
-	r.setTracks(t)
+	return r.playSource(ctx, u, r.sources.Add(1), nil)
 }
 
 // udpSession is a camera session whose media arrive over UDP. Our client asks OPTIONS and

@@ -104,6 +104,7 @@ func (w *upstreamWriter) drainLocked(block bool) (bool, error) {
 			return false, err
 		}
 		w.relaying.Store(true)
+		w.fwd.bytesOut.Add(uint64(len(pkt.Payload)))
 		if pkt.track == 0 && pkt.Marker {
 			w.fwd.framesOut.Add(1)
 		}

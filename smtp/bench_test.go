@@ -37,7 +37,7 @@ func BenchmarkDataToHandler(b *testing.B) {
 	if err := srv.Listen(ctx); err != nil {
 		b.Fatal(err)
 	}
-	go srv.Run(ctx)
+	go func() { _ = srv.Run(ctx) }()
 
 	conn, err := net.Dial("tcp", srv.Addr().String())
 	if err != nil {

@@ -49,10 +49,19 @@ type sessionConn struct {
 	inData     bool
 	dataState  int
 	chunkLeft  int64 // BDAT bytes still to pass
+	content    int   // mail content bytes since the last progress mark
 	lineLen    int
 	lineHead   []byte
 	errReplies int
 	hangUp     bool
+
+	// handling is set while the Handler has the session's mail: such a session is not evicted,
+	// which would lose the reply to a mail already being stored.
+	handling atomic.Bool
+
+	memMu  sync.Mutex // the session's goroutine reserves, any goroutine may Close
+	held   int64      // bytes of the server's memory budget this session holds
+	closed bool
 
 	closeOnce sync.Once
 }
@@ -88,12 +97,14 @@ func (c *sessionConn) scan(b []byte) error {
 			k := min(int64(len(b)), c.chunkLeft)
 			c.chunkLeft -= k
 			b = b[k:]
+			c.addContent(int(k))
 			if c.chunkLeft == 0 {
 				c.markProgress()
 			}
 		case c.inData:
 			ch := b[0]
 			b = b[1:]
+			c.addContent(1)
 			switch c.dataState {
 			case dataBeginLine:
 				switch ch {
@@ -236,14 +247,87 @@ func (c *sessionConn) SetWriteDeadline(t time.Time) error {
 	return c.Conn.SetWriteDeadline(clamp(t, c.end.Add(writeGrace)))
 }
 
-func (c *sessionConn) markProgress() { c.progress.Store(time.Now().UnixNano()) }
+func (c *sessionConn) markProgress() {
+	c.content = 0
+	c.progress.Store(time.Now().UnixNano())
+}
 
-// Close closes the connection once and releases its session slot.
+// progressBytes of mail content count as progress, like a completed command: a camera
+// uploading its snapshot stays fresher than sessions that trickle or stall, and is not the one
+// closed to make room, while a trickler at a byte a second needs most of a day for one mark.
+const progressBytes = 64 << 10
+
+func (c *sessionConn) addContent(n int) {
+	if c.content += n; c.content >= progressBytes {
+		c.markProgress()
+	}
+}
+
+// reserve charges n bytes to the server's memory budget for this session; it fails when the
+// budget is spent or the session is closed.
+func (c *sessionConn) reserve(n int64) bool {
+	c.memMu.Lock()
+	defer c.memMu.Unlock()
+	if c.closed || !c.srv.budget.take(n) {
+		return false
+	}
+	c.held += n
+	return true
+}
+
+// maxEvictionsPerReserve bounds how many sessions one reservation may close.
+const maxEvictionsPerReserve = 8
+
+// reserveOrEvict is reserve that, when the budget is spent, closes sessions that have gone
+// longer than this one without completing a command or a mail (stalled uploads, trickles) to
+// make room. A session never pushes out one fresher than itself.
+func (c *sessionConn) reserveOrEvict(n int64) bool {
+	for range maxEvictionsPerReserve {
+		if c.reserve(n) {
+			return true
+		}
+		if !c.srv.evictStalerThan(c) {
+			return false
+		}
+	}
+	return c.reserve(n)
+}
+
+// unreserve gives n of the bytes held back to the budget.
+func (c *sessionConn) unreserve(n int64) {
+	c.memMu.Lock()
+	defer c.memMu.Unlock()
+	if c.closed {
+		return // Close gave back everything
+	}
+	n = min(n, c.held)
+	c.held -= n
+	c.srv.budget.give(n)
+}
+
+func (c *sessionConn) isClosed() bool {
+	c.memMu.Lock()
+	defer c.memMu.Unlock()
+	return c.closed
+}
+
+func (c *sessionConn) heldBytes() int64 {
+	c.memMu.Lock()
+	defer c.memMu.Unlock()
+	return c.held
+}
+
+// Close closes the connection once, releases its session slot and gives back its memory.
 func (c *sessionConn) Close() error {
 	err := net.ErrClosed
 	c.closeOnce.Do(func() {
 		err = c.Conn.Close()
 		c.srv.release(c)
+		c.memMu.Lock()
+		c.closed = true
+		c.srv.budget.give(c.held)
+		c.held = 0
+		c.memMu.Unlock()
 	})
 	return err
 }

@@ -8,14 +8,20 @@
 // gateway must defend against:
 //
 //   - AUTH PLAIN and LOGIN over plain TCP (cameras rarely do TLS). With a configured username
-//     AUTH is required; without one any credentials pass, because many cameras insist on
-//     logging in.
+//     AUTH is required, or with Config.AuthOptional checked when tried; without one any
+//     credentials pass, because many cameras insist on logging in.
+//   - Wrong logins are throttled per client address: after five in a minute, AUTH gets 454
+//     unexamined until the minute is over, and the log has one line per burst.
 //   - Lines of any length inside a mail (DATA or BDAT), yet command lines bounded to 16 KiB:
 //     go-smtp can only bound both or neither, so the connection under it (sessionConn) follows
 //     the byte stream to tell commands from mail content.
 //   - Mails over Config.MaxMessageBytes get 552; the session and the server go on.
 //   - Time: a deadline per command line, a longer one per mail transfer, and a lifetime per
 //     session, so one byte a second holds nothing for long.
+//   - Memory: sessions, mails being read, their headers and snapshots take their bytes from one
+//     budget (Config.MemoryBudget, 16 MiB) before they hold them. When it is spent, sessions
+//     staler than the one asking are closed; if that is not enough, a new connection gets 421,
+//     a mail 452, and a snapshot is dropped while its alarm counts.
 //   - Sessions: at most Config.MaxSessions. A new connection on a full server evicts the session
 //     that has gone longest without completing a command or a mail; a camera completes its
 //     commands in milliseconds, so clients that trickle bytes or sit idle are the ones that go.

@@ -40,7 +40,8 @@ func isValidUTF8(s string) bool { return strings.ToValidUTF8(s, "") == s }
 // must answer or hang up, never panic or hang, and keep serving the next client.
 func FuzzSMTPSession(f *testing.F) {
 	f.Add([]byte("EHLO cam\r\nMAIL FROM:<a@b>\r\nRCPT TO:<cam-1@x>\r\nDATA\r\nSubject: Motion\r\n\r\nx\r\n.\r\nQUIT\r\n"))
-	f.Add([]byte("EHLO cam\r\nAUTH LOGIN\r\ndQ==\r\ncA==\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 5 LAST\r\nab\r\ncQUIT\r\n"))
+	f.Add([]byte("EHLO cam\r\nAUTH LOGIN\r\ndQ==\r\ncA==\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n" +
+		"BDAT 5 LAST\r\nab\r\ncQUIT\r\n"))
 	ts := startServer(f, Config{CommandTimeout: 5 * time.Second, DataTimeout: 5 * time.Second, MaxMessageBytes: 1 << 16})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := net.Dial("tcp", ts.addr)
@@ -48,13 +49,13 @@ func FuzzSMTPSession(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(30 * time.Second))
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 		go func() {
-			c.Write(data)
-			c.(*net.TCPConn).CloseWrite()
+			_, _ = c.Write(data) // the server may hang up before it has read everything
+			_ = c.(*net.TCPConn).CloseWrite()
 		}()
 		out, err := io.ReadAll(c)
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		if isTimeout(err) {
 			t.Fatalf("session did not end after the client's EOF; read %q", out)
 		}
 		if len(out) > 0 && !bytes.HasPrefix(out, []byte("220 ")) {
@@ -64,4 +65,42 @@ func FuzzSMTPSession(f *testing.F) {
 			<-ts.alarms
 		}
 	})
+}
+
+// FuzzHeaderMeter: the meter's verdict on a mail does not depend on how the reads cut it, it
+// never lets a header block past its bounds, and what it passes is the input unchanged.
+func FuzzHeaderMeter(f *testing.F) {
+	f.Add([]byte("Subject: x\r\n\r\n--b\r\nA: 1\r\n\r\nbody\r\n--b--\r\n"), uint8(1))
+	f.Add([]byte("X:\r\n"+strings.Repeat("Y:\n", maxHeaderLines+1)+"\r\n"), uint8(7))
+	f.Add([]byte("\r\n--\r\n"+strings.Repeat("z", maxHeaderBytes+1)), uint8(200))
+	f.Fuzz(func(t *testing.T, data []byte, step uint8) {
+		whole := newHeaderMeter(bytes.NewReader(data), nil)
+		wholeOut, wholeErr := io.ReadAll(whole)
+		cut := newHeaderMeter(&stepReader{data: data, step: max(int(step), 1)}, nil)
+		cutOut, cutErr := io.ReadAll(cut)
+		if (wholeErr == nil) != (cutErr == nil) || !bytes.Equal(wholeOut, cutOut) {
+			t.Fatalf("whole: %d bytes, %v; cut every %d: %d bytes, %v", len(wholeOut), wholeErr, step, len(cutOut), cutErr)
+		}
+		if !bytes.HasPrefix(data, wholeOut) {
+			t.Fatal("the meter changed what it passed")
+		}
+		if whole.blockBytes > maxHeaderBytes+1 || whole.blockLines > maxHeaderLines+1 {
+			t.Fatalf("a header block of %d bytes, %d lines passed", whole.blockBytes, whole.blockLines)
+		}
+	})
+}
+
+// stepReader hands out data step bytes at a time.
+type stepReader struct {
+	data []byte
+	step int
+}
+
+func (r *stepReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), r.step)], r.data)
+	r.data = r.data[n:]
+	return n, nil
 }

@@ -16,12 +16,12 @@ import (
 
 // Bounds on what one mail may make us hold or do. The input itself is bounded by maxBytes.
 const (
-	MaxSnapshotBytes = 2 << 20  // a JPEG larger than this is not kept
-	maxTextBytes     = 64 << 10 // decoded text searched for motion words
-	maxHeaderBytes   = 256 << 10
-	maxDepth         = 8   // multipart nesting
-	maxParts         = 100 // leaf parts visited
-	maxDescription   = 160 // runes of Alarm.Text after the "smtp: " prefix
+	MaxSnapshotBytes = 2 << 20   // a JPEG larger than this is not kept
+	maxTextBytes     = 64 << 10  // decoded text searched for motion words
+	maxHeaderBytes   = 256 << 10 // each header block: the message's and each part's
+	maxDepth         = 8         // multipart nesting
+	maxParts         = 100       // leaf parts visited
+	maxDescription   = 160       // runes of Alarm.Text after the "smtp: " prefix
 )
 
 // ErrMessageTooLarge is returned by ParseMail for input longer than its maxBytes.
@@ -36,8 +36,9 @@ type Alarm struct {
 	Recipients []string   // local parts of RCPT TO (e.g. "cam-001122334455"), as sent
 	From       string     // MAIL FROM address; the header From address when MAIL FROM was empty
 	RemoteIP   netip.Addr // the client that delivered the mail
-	// Authenticated is true when the session passed AUTH against the configured
-	// smtp.username/password (never when no username is set and any login is taken).
+	// Authenticated is true when the session passed AUTH against Config.Username/Password (the
+	// configured smtp login or the gateway's generated one); never when no username is set and
+	// any login is taken.
 	Authenticated bool
 	Subject       string    // decoded (RFC 2047, any charset), valid UTF-8
 	Motion        bool      // subject or body names motion, alarm or detection
@@ -105,29 +106,43 @@ func (rr *readRecorder) Read(p []byte) (int, error) {
 // Alarm. It always consumes r to its end or to the limit. Errors: ErrMessageTooLarge, a read
 // error of r (wrapped), or ErrMalformed together with the part of the Alarm that was understood.
 func ParseMail(r io.Reader, maxBytes int64) (Alarm, error) {
+	a, _, err := parseMail(r, maxBytes, nil)
+	return a, err
+}
+
+// parseOutcome says what a mail could not keep for want of memory.
+type parseOutcome struct {
+	noMemory        bool // its headers found no room in the budget: the mail was not understood
+	snapshotDropped bool // its snapshot found no room and was not kept; the alarm stands
+}
+
+// parseMail is ParseMail charging the memory it holds to g (nil: no budget).
+func parseMail(r io.Reader, maxBytes int64, g *grant) (Alarm, parseOutcome, error) {
 	if maxBytes <= 0 {
 		maxBytes = 1<<63 - 1
 	}
 	rr := &readRecorder{r: r, n: maxBytes}
-	p := mailParser{}
-	perr := p.parse(rr)
+	meter := newHeaderMeter(rr, g)
+	p := mailParser{grant: g}
+	perr := p.parse(meter)
 	if rr.err == nil {
 		// Whatever go-message left unread (epilogues, parts past the bounds) still counts
 		// against the size limit and must leave the connection.
 		_, _ = io.Copy(io.Discard, rr)
 	}
 	a := p.alarm()
+	out := parseOutcome{noMemory: meter.noMemory, snapshotDropped: p.snapshotDropped}
 	switch {
-	case rr.err == nil || rr.err == io.EOF:
+	case rr.err == nil || errors.Is(rr.err, io.EOF):
 	case errors.Is(rr.err, ErrMessageTooLarge):
-		return a, fmt.Errorf("%w: over %d bytes", ErrMessageTooLarge, maxBytes)
+		return a, out, fmt.Errorf("%w: over %d bytes", ErrMessageTooLarge, maxBytes)
 	default:
-		return a, fmt.Errorf("smtp: reading mail: %w", rr.err)
+		return a, out, fmt.Errorf("smtp: reading mail: %w", rr.err)
 	}
 	if perr != nil {
-		return a, fmt.Errorf("%w: %w", ErrMalformed, perr)
+		return a, out, fmt.Errorf("%w: %w", ErrMalformed, perr)
 	}
-	return a, nil
+	return a, out, nil
 }
 
 type mailParser struct {
@@ -139,6 +154,9 @@ type mailParser struct {
 	snapshot    []byte
 	snapshots   int
 	parts       int
+
+	grant           *grant // what the snapshot is charged to; nil: no budget
+	snapshotDropped bool
 }
 
 func (p *mailParser) parse(r io.Reader) error {
@@ -171,7 +189,7 @@ func (p *mailParser) walk(e *message.Entity, depth int) error {
 		}
 		for p.parts < maxParts {
 			part, err := mr.NextPart()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			if part == nil {
@@ -202,7 +220,7 @@ func (p *mailParser) readBinary(body io.Reader) error {
 	var magic [3]byte
 	n, err := io.ReadFull(body, magic[:])
 	if n < 3 || magic != [3]byte{0xFF, 0xD8, 0xFF} {
-		if err == io.ErrUnexpectedEOF || err == io.EOF {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			return nil
 		}
 		return err
@@ -211,13 +229,24 @@ func (p *mailParser) readBinary(body io.Reader) error {
 	if p.snapshot != nil {
 		return nil
 	}
-	buf := bytes.NewBuffer(append(make([]byte, 0, 64<<10), magic[:]...))
+	buf := &chunkedBuffer{grant: p.grant}
+	_, _ = buf.Write(magic[:])
 	m, err := io.Copy(buf, io.LimitReader(body, MaxSnapshotBytes-3+1))
+	if buf.refused {
+		// No room for it: the rest of the part is read past, not kept, and the alarm stands.
+		p.snapshotDropped = true
+		_, err = io.Copy(io.Discard, body)
+		return err
+	}
 	if err != nil {
+		buf.drop()
 		return err
 	}
 	if m+3 <= MaxSnapshotBytes {
-		p.snapshot = buf.Bytes()
+		p.snapshot = buf.bytes()
+		p.snapshotDropped = p.snapshot == nil
+	} else {
+		buf.drop()
 	}
 	return nil
 }

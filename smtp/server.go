@@ -38,11 +38,21 @@ type Config struct {
 	// Username, when set, makes AUTH (PLAIN or LOGIN) required before MAIL. When empty, AUTH is
 	// still offered and any credentials pass: many cameras cannot send without logging in.
 	Username, Password string
+	// AuthOptional lets a client send without AUTH although Username is set: a login that is
+	// tried must still be right (535 otherwise), and only a mail that logged in comes with
+	// Alarm.Authenticated. It serves a gateway-generated password that cameras may not know yet.
+	AuthOptional bool
 
 	MaxMessageBytes int64 // larger mails are refused with 552
 	// MaxSessions bounds concurrent sessions. When full, a new connection evicts the session that
 	// has gone longest without completing a command, so trickling clients cannot lock cameras out.
 	MaxSessions int
+	// MemoryBudget bounds, in bytes, what open sessions and the mails being read hold together
+	// (default DefaultMemoryBudget). When it is spent, sessions staler than the one asking are
+	// closed to make room; a new connection that still finds none gets 421 and is closed, a mail
+	// whose headers find none gets 452, and a snapshot that finds none is dropped while its alarm
+	// still counts.
+	MemoryBudget int64
 
 	Policy *lan.Policy // who may connect; nil = LAN only
 	Logger *slog.Logger
@@ -71,6 +81,14 @@ type Stats struct {
 	TooLarge     uint64 // mails refused with 552
 	Deferred     uint64 // mails the Handler could not store, answered 451
 	AuthFailures uint64
+	// AuthThrottled counts AUTH attempts refused (454) unexamined: their address had too many
+	// recent failures.
+	AuthThrottled uint64
+	// OverBudget counts connections refused (421) and mails refused (452) because the memory
+	// budget was spent even after evicting stale sessions; SnapshotsDropped, snapshots not kept
+	// for it; MemoryInUse is the budget's bytes held now.
+	OverBudget, SnapshotsDropped uint64
+	MemoryInUse                  int64
 }
 
 // Server is the SMTP alarm server.
@@ -85,8 +103,11 @@ type Server struct {
 
 	handlerCtx context.Context // set by Run before any session starts
 	inData     sync.WaitGroup
+	budget     *memBudget
+	throttle   *authThrottle
 
 	accepted, evicted, mails, tooLarge, deferred, authFailures atomic.Uint64
+	overBudget, snapshotsDropped, authThrottled                atomic.Uint64
 }
 
 // NewServer checks cfg and fills in its defaults. It does not listen yet.
@@ -97,8 +118,15 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	if cfg.Password != "" && cfg.Username == "" {
 		return nil, errors.New("smtp: password set without a username")
 	}
-	if cfg.MaxMessageBytes < 0 || cfg.MaxSessions < 0 {
-		return nil, errors.New("smtp: negative max_message_bytes or max sessions")
+	if cfg.MaxMessageBytes < 0 || cfg.MaxSessions < 0 || cfg.MemoryBudget < 0 {
+		return nil, errors.New("smtp: negative max_message_bytes, max sessions or memory budget")
+	}
+	if cfg.MemoryBudget == 0 {
+		cfg.MemoryBudget = DefaultMemoryBudget
+	}
+	if cfg.MemoryBudget < sessionCost+mailCost {
+		return nil, fmt.Errorf("smtp: a memory budget of %d bytes cannot hold one session with its mail (%d)",
+			cfg.MemoryBudget, sessionCost+mailCost)
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
@@ -132,6 +160,8 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		handler:  h,
 		log:      log.With("component", "smtp"),
 		sessions: make(map[*sessionConn]struct{}),
+		budget:   &memBudget{max: cfg.MemoryBudget},
+		throttle: newAuthThrottle(time.Now),
 	}, nil
 }
 
@@ -187,18 +217,38 @@ func (s *Server) Run(ctx context.Context) error {
 
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(&sessionListener{Listener: s.ln, srv: s}) }()
-	s.log.Info("SMTP alarm server listening", "addr", s.ln.Addr().String(), "auth_required", s.cfg.Username != "")
+	s.log.Info("SMTP alarm server listening", "addr", s.ln.Addr().String(),
+		"auth_required", s.cfg.Username != "" && !s.cfg.AuthOptional)
 
 	select {
 	case <-ctx.Done():
-		gs.Close()
-		<-served
+		s.stop(gs)
+		if err := <-served; err != nil {
+			s.log.Debug("SMTP server stopped", "err", err)
+		}
 		s.inData.Wait()
 		return nil
 	case err := <-served:
-		gs.Close()
+		s.stop(gs)
 		s.inData.Wait()
 		return fmt.Errorf("smtp: serve: %w", err)
+	}
+}
+
+// stop closes go-smtp, the listener and every session. go-smtp alone is not enough: its Close
+// closes only the listeners its Serve has registered, and a Serve goroutine that starts after
+// Close would accept forever (seen when a daemon stops right after it started).
+func (s *Server) stop(gs *gosmtp.Server) {
+	_ = gs.Close()
+	_ = s.ln.Close()
+	s.mu.Lock()
+	open := make([]*sessionConn, 0, len(s.sessions))
+	for sc := range s.sessions {
+		open = append(open, sc)
+	}
+	s.mu.Unlock()
+	for _, sc := range open {
+		_ = sc.Close()
 	}
 }
 
@@ -220,31 +270,68 @@ func (s *Server) Stats() Stats {
 		TooLarge:     s.tooLarge.Load(),
 		Deferred:     s.deferred.Load(),
 		AuthFailures: s.authFailures.Load(),
+
+		AuthThrottled: s.authThrottled.Load(),
+
+		OverBudget:       s.overBudget.Load(),
+		SnapshotsDropped: s.snapshotsDropped.Load(),
+		MemoryInUse:      s.budget.inUse(),
 	}
 }
 
-// admit registers a new session, evicting the stalest one when all slots are taken.
-func (s *Server) admit(c *sessionConn) {
+// admit registers a new session and charges it to the memory budget. When all session slots are
+// taken, or the budget is spent, it closes the sessions that have gone longest without completing
+// a command or a mail; if that is not enough it answers 421, closes c and reports false.
+func (s *Server) admit(c *sessionConn) bool {
 	s.accepted.Add(1)
-	var victim *sessionConn
 	s.mu.Lock()
-	if len(s.sessions) >= s.cfg.MaxSessions {
-		oldest := int64(1<<63 - 1)
-		for sc := range s.sessions {
-			if p := sc.progress.Load(); p < oldest {
-				oldest, victim = p, sc
-			}
-		}
-		delete(s.sessions, victim)
-	}
+	full := len(s.sessions) >= s.cfg.MaxSessions
 	s.sessions[c] = struct{}{}
 	s.mu.Unlock()
-	if victim != nil {
-		s.evicted.Add(1)
-		s.log.Debug("session evicted to admit a new one", "remote", victim.RemoteAddr().String(),
-			"idle", time.Since(time.Unix(0, victim.progress.Load())).Round(time.Millisecond))
-		victim.Close()
+	if full && !s.evictStalerThan(c) {
+		s.refuse(c, "too many sessions")
+		return false
 	}
+	if !c.reserveOrEvict(sessionCost) {
+		s.refuse(c, "memory budget spent")
+		return false
+	}
+	return true
+}
+
+// refuse tells a new connection the gateway is busy (RFC 5321 §3.8: 421 then close).
+func (s *Server) refuse(c *sessionConn, why string) {
+	s.overBudget.Add(1)
+	s.log.Debug("connection refused: "+why, "remote", c.RemoteAddr().String())
+	// A fresh connection's socket buffer takes the line at once; the deadline only guards.
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = io.WriteString(c.Conn, "421 4.3.2 "+s.cfg.Domain+" busy, try again later\r\n")
+	_ = c.Close()
+}
+
+// evictStalerThan closes the session that has gone longest without completing a command or a
+// mail, if that was longer than c has, and the Handler does not have its mail. It reports
+// whether it closed one.
+func (s *Server) evictStalerThan(c *sessionConn) bool {
+	var victim *sessionConn
+	s.mu.Lock()
+	oldest := c.progress.Load()
+	for sc := range s.sessions {
+		if p := sc.progress.Load(); sc != c && p < oldest && !sc.handling.Load() {
+			oldest, victim = p, sc
+		}
+	}
+	delete(s.sessions, victim)
+	s.mu.Unlock()
+	if victim == nil {
+		return false
+	}
+	s.evicted.Add(1)
+	s.log.Debug("session evicted to make room", "remote", victim.RemoteAddr().String(),
+		"idle", time.Since(time.Unix(0, victim.progress.Load())).Round(time.Millisecond),
+		"held_bytes", victim.heldBytes())
+	_ = victim.Close()
+	return true
 }
 
 func (s *Server) release(c *sessionConn) {
@@ -258,20 +345,29 @@ type sessionListener struct {
 	srv *Server
 }
 
+// Accept returns the next connection admitted; those refused for want of room are answered
+// and closed here, so go-smtp never sees them.
 func (l *sessionListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if sc := newSessionConn(c, l.srv, time.Now()); l.srv.admit(sc) {
+			return sc, nil
+		}
 	}
-	sc := newSessionConn(c, l.srv, time.Now())
-	l.srv.admit(sc)
-	return sc, nil
 }
+
+// errOverBudget tells a camera to send its mail again later (RFC 5321 §4.2.3, RFC 3463 4.3.1).
+var errOverBudget = &gosmtp.SMTPError{Code: 452, EnhancedCode: gosmtp.EnhancedCode{4, 3, 1},
+	Message: "Insufficient system storage, try again later"}
 
 type backend struct{ srv *Server }
 
 func (b backend) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 	sess := &session{srv: b.srv}
+	sess.conn, _ = c.Conn().(*sessionConn)
 	if ap, err := netip.ParseAddrPort(c.Conn().RemoteAddr().String()); err == nil {
 		sess.remote = ap.Addr().Unmap()
 	}
@@ -281,6 +377,7 @@ func (b backend) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 // session is one SMTP conversation; go-smtp calls it from the connection's goroutine only.
 type session struct {
 	srv    *Server
+	conn   *sessionConn // nil only when go-smtp is given another listener (never in Run)
 	remote netip.Addr
 	authed bool
 	from   string
@@ -292,6 +389,10 @@ var _ gosmtp.AuthSession = (*session)(nil)
 func (s *session) AuthMechanisms() []string { return []string{sasl.Plain, loginMechanism} }
 
 func (s *session) Auth(mech string) (sasl.Server, error) {
+	if !s.srv.throttle.allowed(s.remote) {
+		s.srv.authThrottled.Add(1)
+		return nil, errAuthThrottled
+	}
 	switch mech {
 	case sasl.Plain:
 		return sasl.NewPlainServer(func(identity, username, password string) error {
@@ -312,12 +413,28 @@ func (s *session) login(username, password string) error {
 		s.authed = true
 		return nil
 	}
+	if !s.srv.throttle.allowed(s.remote) { // another session of the same address failed meanwhile
+		s.srv.authThrottled.Add(1)
+		return errAuthThrottled
+	}
 	s.srv.authFailures.Add(1)
-	s.srv.log.Warn("SMTP authentication failed", "remote", s.remote.String(), "username", username)
+	// One line when an address starts failing and one when it is throttled: a camera with a
+	// wrong password shows in the log, a guesser does not fill it.
+	switch n := s.srv.throttle.failed(s.remote); n {
+	case 1:
+		s.srv.log.Warn("SMTP authentication failed", "remote", s.remote.String(), "username", username)
+	case authFailuresAllowed:
+		s.srv.log.Warn("SMTP authentication failing repeatedly: address throttled", "remote", s.remote.String(),
+			"failures", n, "window", authWindow)
+	default:
+		s.srv.log.Debug("SMTP authentication failed", "remote", s.remote.String(), "failures", n)
+	}
 	return gosmtp.ErrAuthFailed
 }
 
-func (s *session) authRequired() bool { return s.srv.cfg.Username != "" && !s.authed }
+func (s *session) authRequired() bool {
+	return s.srv.cfg.Username != "" && !s.srv.cfg.AuthOptional && !s.authed
+}
 
 func (s *session) Mail(from string, _ *gosmtp.MailOptions) error {
 	if s.authRequired() {
@@ -344,8 +461,26 @@ func (s *session) Data(r io.Reader) error {
 	srv.inData.Add(1)
 	defer srv.inData.Done()
 
-	a, err := ParseMail(r, srv.cfg.MaxMessageBytes)
+	var g *grant
+	if s.conn != nil {
+		g = &grant{conn: s.conn}
+		defer func() { g.release(g.held) }()
+		if !g.reserve(mailCost) {
+			srv.overBudget.Add(1)
+			srv.log.Debug("alarm mail refused: memory budget spent", "remote", s.remote.String())
+			return errOverBudget
+		}
+	}
+	a, out, err := parseMail(r, srv.cfg.MaxMessageBytes, g)
+	if out.snapshotDropped && s.conn != nil && !s.conn.isClosed() { // a session pushed out lost everything anyway
+		srv.snapshotsDropped.Add(1)
+		srv.log.Warn("alarm snapshot dropped: memory budget spent", "remote", s.remote.String())
+	}
 	switch {
+	case out.noMemory && !errors.Is(err, ErrMessageTooLarge):
+		srv.overBudget.Add(1)
+		srv.log.Warn("alarm mail refused: memory budget spent", "remote", s.remote.String())
+		return errOverBudget
 	case err == nil:
 	case errors.Is(err, ErrMessageTooLarge) || errors.Is(err, gosmtp.ErrDataTooLarge):
 		srv.tooLarge.Add(1)
@@ -370,6 +505,10 @@ func (s *session) Data(r io.Reader) error {
 		"subject", a.Subject, "motion", a.Motion, "snapshot_bytes", len(a.Snapshot))
 	ctx, cancel := context.WithTimeout(srv.handlerCtx, srv.cfg.HandlerTimeout)
 	defer cancel()
+	if s.conn != nil {
+		s.conn.handling.Store(true)
+		defer s.conn.handling.Store(false)
+	}
 	if err := srv.handler(ctx, a); err != nil {
 		srv.deferred.Add(1)
 		srv.log.Warn("alarm mail not stored: asking the camera to send it again", "remote", s.remote.String(), "err", err)

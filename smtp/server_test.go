@@ -199,7 +199,7 @@ func dial(t testing.TB, addr string) *client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(60 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
 	cl := &client{t: t, conn: c, r: bufio.NewReader(c)}
 	cl.expect("220")
 	return cl
@@ -241,7 +241,8 @@ func (c *client) cmd(line, code string) string {
 	return c.expect(code)
 }
 
-// mail sends one mail whose content is written by body and returns the final reply.
+// mail sends one mail whose content is written by body and returns the final reply. body writes
+// to a buffer: a write error shows when it is flushed, which is checked.
 func (c *client) mail(body func(w io.Writer)) string {
 	c.t.Helper()
 	c.cmd("MAIL FROM:<cam@cam.example>", "250")
@@ -249,7 +250,7 @@ func (c *client) mail(body func(w io.Writer)) string {
 	c.cmd("DATA", "354")
 	bw := bufio.NewWriterSize(c.conn, 64<<10)
 	body(bw)
-	io.WriteString(bw, "\r\n.\r\n")
+	_, _ = io.WriteString(bw, "\r\n.\r\n")
 	if err := bw.Flush(); err != nil {
 		c.t.Fatalf("write: %v", err)
 	}
@@ -280,9 +281,9 @@ func TestTooLargeRefusedAndServerKeepsServing(t *testing.T) {
 	c.cmd("EHLO cam", "250")
 	chunk := strings.Repeat("A", 998) + "\r\n"
 	got := c.mail(func(w io.Writer) {
-		io.WriteString(w, "Subject: Motion\r\n\r\n")
+		_, _ = io.WriteString(w, "Subject: Motion\r\n\r\n")
 		for n := 0; n < 20<<20; n += len(chunk) {
-			io.WriteString(w, chunk)
+			_, _ = io.WriteString(w, chunk)
 		}
 	})
 	if !strings.HasPrefix(got, "552") {
@@ -290,11 +291,12 @@ func TestTooLargeRefusedAndServerKeepsServing(t *testing.T) {
 	}
 	ts.noAlarm(t)
 	// The same session and a new one both still deliver.
-	c.mail(func(w io.Writer) { io.WriteString(w, "Subject: Motion\r\n\r\nsmall") })
+	c.mail(func(w io.Writer) { _, _ = io.WriteString(w, "Subject: Motion\r\n\r\nsmall") })
 	ts.waitAlarm(t)
 	c2 := dial(t, ts.addr)
 	c2.cmd("EHLO cam", "250")
-	if got := c2.mail(func(w io.Writer) { io.WriteString(w, "Subject: Motion\r\n\r\nsmall") }); !strings.HasPrefix(got, "250") {
+	got = c2.mail(func(w io.Writer) { _, _ = io.WriteString(w, "Subject: Motion\r\n\r\nsmall") })
+	if !strings.HasPrefix(got, "250") {
 		t.Fatalf("after a 552: %q", got)
 	}
 	ts.waitAlarm(t)
@@ -319,14 +321,14 @@ func TestGarbageGetsErrorsThenHangUp(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := dial(t, ts.addr)
-			go io.WriteString(c.conn, tt.input)
+			go func() { _, _ = io.WriteString(c.conn, tt.input) }()
 			line := c.reply()
 			if line[0] != '5' {
 				t.Errorf("first reply %q, want a 5xx error", line)
 			}
 			// The server hangs up: reading reaches EOF well before the client's deadline.
 			_, err := io.Copy(io.Discard, c.r)
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			if isTimeout(err) {
 				t.Errorf("server did not close the connection: %v", err)
 			}
 		})
@@ -334,7 +336,7 @@ func TestGarbageGetsErrorsThenHangUp(t *testing.T) {
 	// And it still serves a camera.
 	c := dial(t, ts.addr)
 	c.cmd("HELO cam", "250")
-	c.mail(func(w io.Writer) { io.WriteString(w, "Subject: motion\r\n\r\nx") })
+	c.mail(func(w io.Writer) { _, _ = io.WriteString(w, "Subject: motion\r\n\r\nx") })
 	ts.waitAlarm(t)
 }
 
@@ -356,7 +358,7 @@ func TestCameraGetsThroughTricklingClients(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			go io.Copy(io.Discard, c)
+			go func() { _, _ = io.Copy(io.Discard, c) }()
 			msg := fmt.Sprintf("EHLO trickler%d\r\nNOOP\r\n", i)
 			tick := time.NewTicker(time.Second)
 			defer tick.Stop()
@@ -385,7 +387,8 @@ func TestCameraGetsThroughTricklingClients(t *testing.T) {
 	for range 3 {
 		c := dial(t, ts.addr)
 		c.cmd("EHLO camera", "250")
-		if got := c.mail(func(w io.Writer) { io.WriteString(w, "Subject: Motion Detection Alarm\r\n\r\nx") }); !strings.HasPrefix(got, "250") {
+		got := c.mail(func(w io.Writer) { _, _ = io.WriteString(w, "Subject: Motion Detection Alarm\r\n\r\nx") })
+		if !strings.HasPrefix(got, "250") {
 			t.Fatalf("camera mail: %q", got)
 		}
 		if a := ts.waitAlarm(t); !a.Motion {
@@ -412,7 +415,7 @@ func TestDeniedPeerGetsNoGreeting(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 	got, err := io.ReadAll(c)
 	if err != nil || len(got) != 0 {
 		t.Fatalf("denied peer read %q, %v; want nothing and EOF", got, err)
@@ -487,8 +490,10 @@ func TestTricklingSessionsEnd(t *testing.T) {
 	}{
 		// bufio hands go-smtp the partial line when the deadline hits; it is refused as a bad
 		// command, and go-smtp hangs up after four of them.
-		{"a command line never finished", Config{CommandTimeout: time.Second}, "NOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOP", "500"},
-		{"commands finished forever", Config{CommandTimeout: time.Second, SessionTimeout: 2 * time.Second}, "NOOP\r\n", "421"},
+		{"a command line never finished", Config{CommandTimeout: time.Second},
+			"NOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOP", "500"},
+		{"commands finished forever",
+			Config{CommandTimeout: time.Second, SessionTimeout: 2 * time.Second}, "NOOP\r\n", "421"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -512,7 +517,7 @@ func TestTricklingSessionsEnd(t *testing.T) {
 			for {
 				line, err := c.r.ReadString('\n')
 				if err != nil {
-					if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					if isTimeout(err) {
 						t.Fatalf("session still open after the client's deadline; last reply %q", last)
 					}
 					break
@@ -548,7 +553,7 @@ func TestMailNotStoredGets451(t *testing.T) {
 	if err := srv.Listen(ctx); err != nil {
 		t.Fatal(err)
 	}
-	go srv.Run(ctx)
+	go func() { _ = srv.Run(ctx) }()
 	send := func() error {
 		return netsmtp.SendMail(srv.Addr().String(), nil, "cam@lan", []string{"porch@gw"},
 			[]byte("Subject: Motion Detection Alarm\r\n\r\nmotion\r\n"))
@@ -568,4 +573,10 @@ func TestMailNotStoredGets451(t *testing.T) {
 	if a := <-got; !a.Motion {
 		t.Errorf("retry not understood as motion: %+v", a)
 	}
+}
+
+// isTimeout reports whether err is a network timeout.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -169,6 +169,39 @@ func TestRabbitMQ(t *testing.T) {
 		})
 		eventually(t, "the outbox to empty", 30*time.Second, func() bool { return q.depth("mqtt") == 0 })
 	})
+
+	t.Run("retained Last Will", func(t *testing.T) {
+		if got := retainedAfterLoss(t, b, p, m); got != "offline" {
+			t.Errorf("retained status after an abrupt loss: %q, want offline", got)
+		}
+		eventually(t, "connected again", 30*time.Second, m.Connected)
+	})
+
+	t.Run("client id takeover", func(t *testing.T) {
+		// Where RabbitMQ 3.10 differs from mosquitto: the connection it closes for the newer
+		// one does not publish its Last Will, so SC sees no offline in between.
+		if got := takeOver(t, r.addr(), m, status); got != "online" {
+			t.Errorf("status after a client id takeover: %q, want %q (if RabbitMQ now publishes the Will, update README)",
+				got, "online")
+		}
+	})
+
+	t.Run("a 2 MiB retained snapshot", func(t *testing.T) {
+		// smtp.MaxSnapshotBytes: the largest alarm JPEG camgate queues.
+		snapshot := strings.Repeat("j", 2<<20)
+		if err := q.Enqueue(context.Background(), "mqtt", store.Message{
+			Class: store.ClassEvent, Topic: "cameras/c1/snapshot", Retain: true, Payload: []byte(snapshot),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "snapshot sent", 30*time.Second, func() bool { return q.depth("mqtt") == 0 })
+		topic := prefix + "/cameras/c1/snapshot"
+		late := subscribe(t, b, nil, topic)
+		eventually(t, "the retained snapshot, whole", 30*time.Second, func() bool {
+			got := late.received(topic)
+			return len(got) == 1 && got[0] == snapshot
+		})
+	})
 }
 
 // sendConfig queues camera c1's retained registration (an empty one clears it) and waits until

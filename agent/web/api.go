@@ -36,7 +36,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	_, _ = w.Write(append(b, '\n')) // a write error is a client gone: nothing to tell it
 }
 
 // decodeJSON reads one JSON value of bounded size into v, refusing unknown fields and
@@ -52,7 +52,12 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	if err := decodeStrict(r.Body, v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeCoded(w, http.StatusRequestEntityTooLarge, CodeBodyTooLarge, fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes))
+			writeCoded(
+				w,
+				http.StatusRequestEntityTooLarge,
+				CodeBodyTooLarge,
+				fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes),
+			)
 			return false
 		}
 		writeCoded(w, http.StatusBadRequest, CodeBadBody, "bad request body: "+err.Error())
@@ -103,11 +108,38 @@ func (s *Server) sessionID(r *http.Request) string {
 	return c.Value
 }
 
+// setupCode returns the setup code now, or answers 500 when there is none: nobody logs in
+// then. A code other than the last one seen ends every session (a rotation), and says so once.
+func (s *Server) setupCode(w http.ResponseWriter) (string, codeTag, bool) {
+	code, err := s.cfg.Code()
+	if err == nil && normalizeCode(code) == "" {
+		err = errors.New("the setup code is empty")
+	}
+	if err != nil {
+		msg := err.Error()
+		if prev := s.codeErr.Swap(&msg); prev == nil || *prev != msg {
+			s.log.Error("pairing page: no setup code, nobody can log in: `camgate pair-code` makes one", "err", err)
+		}
+		writeCoded(w, http.StatusInternalServerError, CodeInternal, "the setup code cannot be read: see the gateway's log")
+		return "", codeTag{}, false
+	}
+	s.codeErr.Store(nil)
+	tag := tagOf(code)
+	if s.sessions.rekey(tag) {
+		s.log.Info("pairing page: the setup code changed: every session ended")
+	}
+	return code, tag, true
+}
+
 // requireSession answers 401 without a live session and 403 for a state change whose
 // X-CSRF-Token does not match the session's.
 func (s *Server) requireSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		csrf, ok := s.sessions.lookup(s.sessionID(r), s.now())
+		_, tag, ok := s.setupCode(w)
+		if !ok {
+			return
+		}
+		csrf, ok := s.sessions.lookup(s.sessionID(r), s.now(), tag)
 		if !ok {
 			writeCoded(w, http.StatusUnauthorized, CodeLoginRequired, "log in with the setup code first")
 			return
@@ -131,7 +163,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.loginRefused.Add(1)
 		secs := int((wait + 999_999_999) / 1_000_000_000)
 		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
-		writeCoded(w, http.StatusTooManyRequests, CodeTooManyAttempts, fmt.Sprintf("too many wrong codes: try again in %d s", max(secs, 1)))
+		writeCoded(
+			w,
+			http.StatusTooManyRequests,
+			CodeTooManyAttempts,
+			fmt.Sprintf("too many wrong codes: try again in %d s", max(secs, 1)),
+		)
 		return
 	}
 	var req struct {
@@ -141,7 +178,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.limiter.forgive(client, at) // no code was tried
 		return
 	}
-	if len(req.Code) > maxCodeLen || !codeMatches(req.Code, s.cfg.PairCode) {
+	want, tag, ok := s.setupCode(w)
+	if !ok {
+		s.limiter.forgive(client, at)
+		return
+	}
+	if len(req.Code) > maxCodeLen || !codeMatches(req.Code, want) {
 		s.loginFailed.Add(1)
 		s.log.Warn("pairing page: wrong setup code", "client", client.String())
 		writeCoded(w, http.StatusUnauthorized, CodeWrongSetupCode, "wrong setup code")
@@ -152,7 +194,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if old := s.sessionID(r); old != "" {
 		s.sessions.remove(old)
 	}
-	id, csrf := s.sessions.create(s.now())
+	id, csrf := s.sessions.create(s.now(), tag)
 	http.SetCookie(w, &http.Cookie{
 		Name:     sessionCookie,
 		Value:    id,
@@ -170,18 +212,28 @@ type sessionInfo struct {
 }
 
 func (s *Server) session(w http.ResponseWriter, r *http.Request) {
-	csrf, ok := s.sessions.lookup(s.sessionID(r), s.now())
+	_, tag, ok := s.setupCode(w)
+	if !ok {
+		return
+	}
+	csrf, ok := s.sessions.lookup(s.sessionID(r), s.now(), tag)
 	writeJSON(w, http.StatusOK, sessionInfo{LoggedIn: ok, CSRFToken: csrf})
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	s.sessions.remove(s.sessionID(r))
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(
+		w,
+		&http.Cookie{
+			Name:     sessionCookie,
+			Value:    "",
+			Path:     "/",
+			MaxAge:   -1,
+			HttpOnly: true,
+			SameSite: http.SameSiteStrictMode,
+		},
+	)
 	w.WriteHeader(http.StatusNoContent)
-}
-
-func (s *Server) backendCtx(r *http.Request) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(r.Context(), backendTimeout)
 }
 
 // backendError answers err from the Backend with a status that fits, never repeating a secret
@@ -224,7 +276,7 @@ func redact(msg string, secrets ...string) string {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := s.backendCtx(r)
+	ctx, cancel := context.WithTimeout(r.Context(), backendTimeout)
 	defer cancel()
 	st := s.cfg.Backend.Status(ctx)
 	if st.Version == "" {
@@ -234,7 +286,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) cameras(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := s.backendCtx(r)
+	ctx, cancel := context.WithTimeout(r.Context(), backendTimeout)
 	defer cancel()
 	cams := s.cfg.Backend.Cameras(ctx)
 	if cams == nil {
@@ -312,7 +364,11 @@ func splitCredentials(field, raw string, schemes ...string) (clean, user, pass s
 		ok = ok || u.Scheme == sc
 	}
 	if !ok {
-		return "", "", "", &BadRequestError{Field: field, Code: CodeBadScheme, Reason: "scheme must be " + strings.Join(schemes, ", ")}
+		return "", "", "", &BadRequestError{
+			Field:  field,
+			Code:   CodeBadScheme,
+			Reason: "scheme must be " + strings.Join(schemes, ", "),
+		}
 	}
 	if u.Host == "" {
 		return "", "", "", &BadRequestError{Field: field, Code: CodeBadURL, Reason: "has no host"}
@@ -364,7 +420,11 @@ func checkText(field, v string, maxLen int) error {
 
 func checkPassword(field, v string) error {
 	if len(v) > maxPasswordLen {
-		return &BadRequestError{Field: field, Code: CodeTooLong, Reason: fmt.Sprintf("is longer than %d bytes", maxPasswordLen)}
+		return &BadRequestError{
+			Field:  field,
+			Code:   CodeTooLong,
+			Reason: fmt.Sprintf("is longer than %d bytes", maxPasswordLen),
+		}
 	}
 	return nil
 }
@@ -420,7 +480,7 @@ func (s *Server) addCamera(w http.ResponseWriter, r *http.Request) {
 		writeInvalid(w, err, secret, req.Password)
 		return
 	}
-	ctx, cancel := s.backendCtx(r)
+	ctx, cancel := context.WithTimeout(r.Context(), backendTimeout)
 	defer cancel()
 	cam, err := s.cfg.Backend.AddCamera(ctx, req)
 	if err != nil {
@@ -515,7 +575,7 @@ func (s *Server) updateCamera(w http.ResponseWriter, r *http.Request) {
 	if p.Password != nil {
 		secret = *p.Password // also one that came in the URL
 	}
-	ctx, cancel := s.backendCtx(r)
+	ctx, cancel := context.WithTimeout(r.Context(), backendTimeout)
 	defer cancel()
 	cam, err := s.cfg.Backend.UpdateCamera(ctx, id, p)
 	if err != nil {
@@ -531,7 +591,7 @@ func (s *Server) removeCamera(w http.ResponseWriter, r *http.Request) {
 		writeInvalid(w, err)
 		return
 	}
-	ctx, cancel := s.backendCtx(r)
+	ctx, cancel := context.WithTimeout(r.Context(), backendTimeout)
 	defer cancel()
 	if err := s.cfg.Backend.RemoveCamera(ctx, id); err != nil {
 		s.backendError(w, r, err)
@@ -546,7 +606,7 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 		writeInvalid(w, err)
 		return
 	}
-	ctx, cancel := s.backendCtx(r)
+	ctx, cancel := context.WithTimeout(r.Context(), backendTimeout)
 	defer cancel()
 	jpeg, err := s.cfg.Backend.Snapshot(ctx, id)
 	if err != nil {
@@ -556,11 +616,11 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "image/jpeg")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Length", strconv.Itoa(len(jpeg)))
-	w.Write(jpeg)
+	_, _ = w.Write(jpeg) // a client gone hears nothing
 }
 
 func (s *Server) discover(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := s.backendCtx(r)
+	ctx, cancel := context.WithTimeout(r.Context(), backendTimeout)
 	defer cancel()
 	if err := s.cfg.Backend.Discover(ctx); err != nil {
 		s.backendError(w, r, err)
@@ -608,7 +668,12 @@ func (s *Server) testStream(w http.ResponseWriter, r *http.Request) {
 		defer func() { <-s.tests }()
 	default:
 		w.Header().Set("Retry-After", "5")
-		writeCoded(w, http.StatusTooManyRequests, CodeStreamTestsBusy, "other stream tests are running: try again in a few seconds")
+		writeCoded(
+			w,
+			http.StatusTooManyRequests,
+			CodeStreamTestsBusy,
+			"other stream tests are running: try again in a few seconds",
+		)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), testStreamTimeout)
@@ -635,7 +700,7 @@ func (s *Server) testStream(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) connection(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := s.backendCtx(r)
+	ctx, cancel := context.WithTimeout(r.Context(), backendTimeout)
 	defer cancel()
 	writeJSON(w, http.StatusOK, scrubConnection(s.cfg.Backend.Connection(ctx)))
 }
@@ -780,7 +845,11 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 			return secrets, err
 		}
 		if strings.ContainsAny(m.TopicPrefix, "#+") {
-			return secrets, &BadRequestError{Field: "mqtt.topic_prefix", Code: CodeTopicWildcard, Reason: "must not contain the wildcards # or +"}
+			return secrets, &BadRequestError{
+				Field:  "mqtt.topic_prefix",
+				Code:   CodeTopicWildcard,
+				Reason: "must not contain the wildcards # or +",
+			}
 		}
 		if err := checkPassword("mqtt.password", m.Password); err != nil {
 			return secrets, err
@@ -795,7 +864,16 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 		if f.Username == "" {
 			userField = "flussonic.publish" // a user, if any, can only come from the URL
 		}
-		pass, err := moveCredentials("flussonic.publish", &f.Publish, &f.Username, &f.Password, "rtsp", "rtsps", "rtmp", "rtmps")
+		pass, err := moveCredentials(
+			"flussonic.publish",
+			&f.Publish,
+			&f.Username,
+			&f.Password,
+			"rtsp",
+			"rtsps",
+			"rtmp",
+			"rtmps",
+		)
 		secrets = append(secrets, pass)
 		if err != nil {
 			return secrets, err
@@ -817,7 +895,11 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 		}
 		if f.Events != nil {
 			if len(*f.Events) > maxEventSinks {
-				return secrets, &BadRequestError{Field: "flussonic.events", Code: CodeTooManySinks, Reason: fmt.Sprintf("at most %d sinks", maxEventSinks)}
+				return secrets, &BadRequestError{
+					Field:  "flussonic.events",
+					Code:   CodeTooManySinks,
+					Reason: fmt.Sprintf("at most %d sinks", maxEventSinks),
+				}
 			}
 			for i := range *f.Events {
 				e := &(*f.Events)[i]
@@ -836,7 +918,11 @@ func validateConnection(c *ConnectionUpdate) (secrets []string, err error) {
 					e.Format = "event_sink"
 				case "event_sink", "episodes":
 				default:
-					return secrets, &BadRequestError{Field: field + ".format", Code: CodeBadValue, Reason: "must be event_sink or episodes"}
+					return secrets, &BadRequestError{
+						Field:  field + ".format",
+						Code:   CodeBadValue,
+						Reason: "must be event_sink or episodes",
+					}
 				}
 			}
 		}
@@ -854,7 +940,7 @@ func (s *Server) setConnection(w http.ResponseWriter, r *http.Request) {
 		writeInvalid(w, err, secrets...)
 		return
 	}
-	ctx, cancel := s.backendCtx(r)
+	ctx, cancel := context.WithTimeout(r.Context(), backendTimeout)
 	defer cancel()
 	if c.Flussonic != nil {
 		stored := s.cfg.Backend.Connection(ctx).Flussonic.Publish
@@ -901,7 +987,7 @@ func (s *Server) wifiQR(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "image/png")
 	w.Header().Set("Cache-Control", "no-store") // it holds the Wi-Fi password
-	w.Write(png)
+	_, _ = w.Write(png)                         // a client gone hears nothing
 }
 
 // metrics serves Prometheus text without a login: scrapers cannot log in, the listener admits

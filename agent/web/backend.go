@@ -11,8 +11,8 @@ import (
 // Methods get the request's context: they should return when it ends. Errors that the user
 // caused should wrap ErrNotFound (HTTP 404) or ErrExists (HTTP 409), or be a *BadRequestError
 // (HTTP 400); an error that means the camera refused its credentials should wrap
-// ErrCameraUnauthorized (HTTP 422, code camera_unauthorized); any other error is shown to the user as it is (HTTP 422 for TestStream,
-// 500 otherwise), so it must not contain a secret.
+// ErrCameraUnauthorized (HTTP 422, code camera_unauthorized); any other error is shown to the
+// user as it is (HTTP 422 for TestStream, 500 otherwise), so it must not contain a secret.
 type Backend interface {
 	Status(ctx context.Context) GatewayStatus
 	// Cameras returns discovered and added cameras.
@@ -92,6 +92,17 @@ type GatewayStatus struct {
 	OutboxDepth int    `json:"outbox_depth"`
 	OutboxBytes int64  `json:"outbox_bytes"`
 	OutboxDrops uint64 `json:"outbox_drops"` // messages dropped because the queue was full, ever
+	// SMTP is the login cameras use for alarm mail; nil while the SMTP server is off.
+	SMTP *SMTPLogin `json:"smtp,omitempty"`
+}
+
+// SMTPLogin is what cameras log in to the SMTP alarm server with. The password is shown only
+// when the gateway generated it (the owner must copy it into the cameras); one the owner set in
+// the config stays write-only like every other secret.
+type SMTPLogin struct {
+	Username  string `json:"username"`
+	Password  string `json:"password,omitempty"`
+	Generated bool   `json:"generated"`
 }
 
 // CameraState says whether a camera was only discovered or has been added.
@@ -129,6 +140,8 @@ type Camera struct {
 	Height           int         `json:"height,omitempty"`
 	FPS              float64     `json:"fps,omitempty"`
 	BitrateBPS       int64       `json:"bitrate_bps"`
+	Quality          string      `json:"quality,omitempty"` // main, or sub while the uplink is short
+	UplinkBPS        int64       `json:"uplink_bps"`
 	LastError        string      `json:"last_error,omitempty"`
 	HasSnapshot      bool        `json:"has_snapshot"`
 	NeedsCredentials bool        `json:"needs_credentials"`

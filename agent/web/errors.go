@@ -137,5 +137,5 @@ func writeReply(w http.ResponseWriter, status int, reply errorReply) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	_, _ = w.Write(append(b, '\n')) // a client gone hears nothing
 }

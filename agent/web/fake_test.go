@@ -44,7 +44,12 @@ func newFakeBackend() *fakeBackend {
 func (f *fakeBackend) Status(ctx context.Context) GatewayStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	st := GatewayStatus{GatewayID: "gw-test", UptimeSeconds: 42, MQTT: Link{State: LinkUp}, Flussonic: Link{State: LinkDown, LastError: "connection refused"}}
+	st := GatewayStatus{
+		GatewayID:     "gw-test",
+		UptimeSeconds: 42,
+		MQTT:          Link{State: LinkUp},
+		Flussonic:     Link{State: LinkDown, LastError: "connection refused"},
+	}
 	for _, c := range f.cams {
 		if c.State == CameraAdded {
 			st.Cameras++
@@ -159,7 +164,12 @@ func (f *fakeBackend) Connection(ctx context.Context) Connection {
 		}
 	}
 	if fl := f.conn.Flussonic; fl != nil {
-		c.Flussonic = FlussonicConnection{Publish: fl.Publish, Username: fl.Username, PasswordSet: f.fluPass != "", StreamName: fl.StreamName}
+		c.Flussonic = FlussonicConnection{
+			Publish:     fl.Publish,
+			Username:    fl.Username,
+			PasswordSet: f.fluPass != "",
+			StreamName:  fl.StreamName,
+		}
 		if fl.Events != nil {
 			c.Flussonic.Events = *fl.Events
 		}

@@ -88,7 +88,8 @@ func FuzzSplitCredentials(f *testing.F) {
 		_, addr, _ := strings.Cut(clean, "://")
 		hostPart := raw[strings.LastIndex(raw, "@")+1:]
 		for _, secret := range []string{user, pass} {
-			if len(secret) >= 4 && !strings.Contains(secret, "%") && strings.Contains(addr, secret) && !strings.Contains(hostPart, secret) {
+			if len(secret) >= 4 && !strings.Contains(secret, "%") && strings.Contains(addr, secret) &&
+				!strings.Contains(hostPart, secret) {
 				t.Fatalf("credential %q left in %q", secret, clean)
 			}
 		}
@@ -101,7 +102,12 @@ func FuzzRequestBodies(f *testing.F) {
 	f.Add([]byte(`{"url":"rtsp://admin:x@10.0.0.2/","name":"Porch","password":"p","audio":false}`))
 	f.Add([]byte(`{"camera_id":"cam-1","username":"admin"}`))
 	f.Add([]byte(`{"name":"  ","enabled":true,"password":""}`))
-	f.Add([]byte(`{"mqtt":{"url":"mqtts://u:p@sc:8883","topic_prefix":"a/#"},"flussonic":{"publish":"rtmp://h/app","events":[{"url":"http://h/e","naming":"v24"}]}}`))
+	f.Add(
+		[]byte(
+			`{"mqtt":{"url":"mqtts://u:p@sc:8883","topic_prefix":"a/#"},` +
+				`"flussonic":{"publish":"rtmp://h/app","events":[{"url":"http://h/e","naming":"v24"}]}}`,
+		),
+	)
 	f.Add([]byte(`{"url":"rtsp://x/"} {}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var add AddCamera

@@ -189,5 +189,5 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	w.Write(page)
+	_, _ = w.Write(page) // a client gone hears nothing
 }

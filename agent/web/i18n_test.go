@@ -244,7 +244,8 @@ func TestTranslatePageEscapesAndRefusesUnknownKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `<html lang="en"><p data-i18n="a">&lt;b&gt;&amp;&#34;</p><input data-i18n-placeholder="b" placeholder="say &#34;hi&#34;">`
+	want := `<html lang="en"><p data-i18n="a">&lt;b&gt;&amp;&#34;</p>` +
+		`<input data-i18n-placeholder="b" placeholder="say &#34;hi&#34;">`
 	if string(got) != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
@@ -277,22 +278,32 @@ func TestAPIErrorsCarryStableCodes(t *testing.T) {
 		field      string
 		headerPair []string
 	}{
-		{"wrong setup code", anon, "POST", "/api/login", map[string]string{"code": "0000-0000"}, 401, CodeWrongSetupCode, "", nil},
+		{"wrong setup code", anon, "POST", "/api/login", map[string]string{"code": "0000-0000"},
+			401, CodeWrongSetupCode, "", nil},
 		{"no session", anon, "GET", "/api/status", nil, 401, CodeLoginRequired, "", nil},
 		{"no CSRF token", c, "POST", "/api/discover", nil, 403, CodeCSRFToken, "", []string{csrfHeader, ""}},
 		{"not JSON", c, "POST", "/api/cameras", "{", 400, CodeBadBody, "", nil},
-		{"not JSON typed", c, "POST", "/api/cameras", `{}`, 415, CodeUnsupportedMediaType, "", []string{"Content-Type", "text/plain"}},
+		{"not JSON typed", c, "POST", "/api/cameras", `{}`,
+			415, CodeUnsupportedMediaType, "", []string{"Content-Type", "text/plain"}},
 		{"camera or URL", c, "POST", "/api/cameras", map[string]string{}, 400, CodeCameraOrURL, "", nil},
-		{"bad scheme", c, "POST", "/api/cameras", map[string]string{"url": "ftp://10.0.0.1/"}, 400, CodeBadScheme, "url", nil},
-		{"control character", c, "POST", "/api/cameras", map[string]string{"url": "rtsp://10.0.0.1/", "name": "a\x01"}, 400, CodeBadText, "name", nil},
+		{"bad scheme", c, "POST", "/api/cameras", map[string]string{"url": "ftp://10.0.0.1/"},
+			400, CodeBadScheme, "url", nil},
+		{"control character", c, "POST", "/api/cameras", map[string]string{"url": "rtsp://10.0.0.1/", "name": "a\x01"},
+			400, CodeBadText, "name", nil},
 		{"empty name", c, "PATCH", "/api/cameras/porch", map[string]string{"name": " "}, 400, CodeRequired, "name", nil},
 		{"no such camera", c, "DELETE", "/api/cameras/nope", nil, 404, CodeNotFound, "", nil},
 		{"no such endpoint", c, "GET", "/api/nope", nil, 404, CodeNoSuchEndpoint, "", nil},
-		{"wildcard", c, "PUT", "/api/connection", map[string]any{"mqtt": map[string]string{"url": "mqtt://10.0.0.1", "topic_prefix": "a/#"}}, 400, CodeTopicWildcard, "mqtt.topic_prefix", nil},
-		{"sink URL", c, "PUT", "/api/connection", map[string]any{"flussonic": map[string]any{"publish": "rtsp://10.0.0.1/", "events": []map[string]string{{"url": "ftp://x"}}}}, 400, CodeBadURL, "flussonic.events[0].url", nil},
-		{"WPA password", c, "GET", "/api/wifi-qr.png?ssid=home&password=short", nil, 400, CodeWiFiWPAPassword, "password", nil},
-		{"camera refused the password", c, "POST", "/api/test-stream", map[string]string{"url": "rtsp://10.0.0.1/", "password": "refused"}, 422, CodeCameraUnauthorized, "", nil},
-		{"camera failed", cErr, "POST", "/api/test-stream", map[string]string{"url": "rtsp://10.0.0.1/", "password": "pw"}, 422, CodeStreamFailed, "", nil},
+		{"wildcard", c, "PUT", "/api/connection",
+			map[string]any{"mqtt": map[string]string{"url": "mqtt://10.0.0.1", "topic_prefix": "a/#"}},
+			400, CodeTopicWildcard, "mqtt.topic_prefix", nil},
+		{"sink URL", c, "PUT", "/api/connection", map[string]any{"flussonic": map[string]any{"publish": "rtsp://10.0.0.1/",
+			"events": []map[string]string{{"url": "ftp://x"}}}}, 400, CodeBadURL, "flussonic.events[0].url", nil},
+		{"WPA password", c, "GET", "/api/wifi-qr.png?ssid=home&password=short", nil,
+			400, CodeWiFiWPAPassword, "password", nil},
+		{"camera refused the password", c, "POST", "/api/test-stream",
+			map[string]string{"url": "rtsp://10.0.0.1/", "password": "refused"}, 422, CodeCameraUnauthorized, "", nil},
+		{"camera failed", cErr, "POST", "/api/test-stream",
+			map[string]string{"url": "rtsp://10.0.0.1/", "password": "pw"}, 422, CodeStreamFailed, "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := tc.c.do(tc.method, tc.path, tc.body, tc.headerPair...)

@@ -43,8 +43,12 @@ const (
 type Config struct {
 	Addr     string   // web.listen, e.g. ":8080"
 	Allow    []string // web.allow: client CIDRs; empty = LAN only (see internal/lan)
-	PairCode string   // the setup code that logs in
-	Backend  Backend
+	PairCode string   // the setup code that logs in, when Code is nil
+	// Code, when set, returns the setup code now; it is asked at every login and session
+	// check, so it must be cheap. A different code than before ends every session (camgate
+	// pair-code --rotate); an error refuses logins and sessions until it reads again.
+	Code    func() (string, error)
+	Backend Backend
 	// Metrics writes Prometheus text for GET /metrics (e.g. metrics.WritePrometheus); nil
 	// serves only the page's own counters.
 	Metrics func(w io.Writer)
@@ -69,8 +73,9 @@ type Server struct {
 	pages    map[string][]byte // index.html rendered per language; read-only after NewServer
 	now      func() time.Time
 
-	loginFailed  atomic.Uint64 // wrong codes
-	loginRefused atomic.Uint64 // attempts refused by the rate limit
+	loginFailed  atomic.Uint64          // wrong codes
+	loginRefused atomic.Uint64          // attempts refused by the rate limit
+	codeErr      atomic.Pointer[string] // the last error reading the setup code, logged once
 
 	mu sync.Mutex
 	ln *lan.Listener
@@ -81,8 +86,12 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Backend == nil {
 		return nil, errors.New("web: no backend")
 	}
-	if normalizeCode(cfg.PairCode) == "" {
-		return nil, errors.New("web: empty setup code")
+	if cfg.Code == nil {
+		if normalizeCode(cfg.PairCode) == "" {
+			return nil, errors.New("web: empty setup code")
+		}
+		fixed := cfg.PairCode
+		cfg.Code = func() (string, error) { return fixed, nil }
 	}
 	policy, err := lan.NewPolicy(cfg.Allow)
 	if err != nil {
@@ -179,7 +188,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
 	}
-	<-done
+	<-done //nolint:errcheck // Serve's ErrServerClosed: the shutdown asked for it
 	return nil
 }
 
@@ -217,7 +226,7 @@ func (s *Server) routes() http.Handler {
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
+		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /metrics", s.metrics)
 	if s.cfg.Notify != nil {
@@ -255,7 +264,12 @@ func (s *Server) routes() http.Handler {
 func localHostOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isLocalHost(r.Host) {
-			writeCoded(w, http.StatusMisdirectedRequest, CodeWrongHost, "open this page by the gateway's address, e.g. http://192.168.1.1:8080/")
+			writeCoded(
+				w,
+				http.StatusMisdirectedRequest,
+				CodeWrongHost,
+				"open this page by the gateway's address, e.g. http://192.168.1.1:8080/",
+			)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -278,7 +292,8 @@ func isLocalHost(host string) bool {
 	if !strings.Contains(host, ".") {
 		return true // "localhost", "router", "camgate"
 	}
-	for _, suffix := range []string{".local", ".lan", ".home", ".home.arpa", ".internal", ".localdomain", ".localhost", ".intranet", ".corp", ".private"} {
+	for _, suffix := range []string{".local", ".lan", ".home", ".home.arpa", ".internal", ".localdomain", ".localhost",
+		".intranet", ".corp", ".private"} {
 		if strings.HasSuffix(host, suffix) {
 			return true
 		}
@@ -291,7 +306,8 @@ func isLocalHost(host string) bool {
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; "+
+			"frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")

@@ -20,12 +20,16 @@ const (
 	// goes first.
 	maxSessions = 64
 
-	// A client may fail loginFailures-1 times in loginWindow; the next attempt is refused
-	// without looking at the code. The same bound applies to all clients together, so that a
-	// device with many addresses (IPv6) cannot guess faster.
-	loginFailures = 10
-	loginWindow   = time.Minute
-	// maxLimitedClients bounds the per-client failure table.
+	// A client may get clientFailures wrong codes in loginWindow; its next attempt is refused
+	// without looking at the code. allFailures bounds all clients together: far above one
+	// client's share, so that one LAN device's guesses cannot lock the owner out (issue 13), yet
+	// a device with many addresses (IPv6, or many IPv4 addresses taken on the LAN) cannot guess
+	// faster than that either: 10^8 codes at 300 a minute take over a hundred days on average.
+	clientFailures = 9
+	allFailures    = 300
+	loginWindow    = time.Minute
+	// maxLimitedClients bounds the per-client failure table; a client that finds it full of
+	// live entries is held by the global bound alone.
 	maxLimitedClients = 1024
 )
 
@@ -35,10 +39,17 @@ type session struct {
 	used    time.Time
 }
 
-// sessions is the server-side session table.
+// codeTag names a setup code without keeping it: sessions are valid for one code.
+type codeTag [sha256.Size]byte
+
+func tagOf(code string) codeTag { return sha256.Sum256([]byte(normalizeCode(code))) }
+
+// sessions is the server-side session table. Every session belongs to the setup code it was
+// created under; a new code ends them all.
 type sessions struct {
-	mu sync.Mutex
-	m  map[string]*session
+	mu   sync.Mutex
+	m    map[string]*session
+	code codeTag // the code the sessions in m were made with; zero before the first
 }
 
 func newSessions() *sessions { return &sessions{m: make(map[string]*session)} }
@@ -50,10 +61,29 @@ func randomToken() string {
 	return hex.EncodeToString(b[:])
 }
 
-// create starts a session and returns its id and CSRF token.
-func (s *sessions) create(now time.Time) (id, csrf string) {
+// rekey makes code the one sessions are valid for; ended reports that it replaced another
+// code, ending every session.
+func (s *sessions) rekey(code codeTag) (ended bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.rekeyLocked(code)
+}
+
+func (s *sessions) rekeyLocked(code codeTag) bool {
+	if code == s.code {
+		return false
+	}
+	ended := s.code != codeTag{}
+	s.code = code
+	clear(s.m)
+	return ended
+}
+
+// create starts a session under the setup code code and returns its id and CSRF token.
+func (s *sessions) create(now time.Time, code codeTag) (id, csrf string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rekeyLocked(code)
 	s.expire(now)
 	for len(s.m) >= maxSessions {
 		var oldest string
@@ -71,13 +101,16 @@ func (s *sessions) create(now time.Time) (id, csrf string) {
 }
 
 // lookup returns the session's CSRF token and marks it used; ok is false for an unknown or
-// expired id.
-func (s *sessions) lookup(id string, now time.Time) (csrf string, ok bool) {
+// expired id, and for every session when the setup code is no longer code.
+func (s *sessions) lookup(id string, now time.Time, code codeTag) (csrf string, ok bool) {
 	if id == "" {
 		return "", false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.rekeyLocked(code) {
+		return "", false
+	}
 	v, ok := s.m[id]
 	if !ok {
 		return "", false
@@ -144,15 +177,7 @@ func (l *loginLimiter) attempt(client netip.Addr, now time.Time) (ok bool, retry
 	k := clientKey(client)
 	l.all = recent(l.all, now)
 	c := recent(l.perClient[k], now)
-	wait := time.Duration(0)
-	for _, ts := range [][]time.Time{l.all, c} {
-		if len(ts) >= loginFailures-1 {
-			// Allowed again when enough failures have left the window.
-			w := ts[len(ts)-(loginFailures-1)].Add(loginWindow).Sub(now)
-			wait = max(wait, w)
-		}
-	}
-	if wait > 0 {
+	if wait := max(waitFor(l.all, allFailures, now), waitFor(c, clientFailures, now)); wait > 0 {
 		l.store(k, c)
 		return false, wait
 	}
@@ -189,6 +214,15 @@ func (l *loginLimiter) prune(now time.Time) {
 	for k, ts := range l.perClient {
 		l.store(k, recent(ts, now))
 	}
+}
+
+// waitFor returns how long until fewer than limit of the failures ts are inside the window, 0
+// when they already are.
+func waitFor(ts []time.Time, limit int, now time.Time) time.Duration {
+	if len(ts) < limit {
+		return 0
+	}
+	return ts[len(ts)-limit].Add(loginWindow).Sub(now)
 }
 
 // removeTime removes the last occurrence of at.

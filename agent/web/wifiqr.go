@@ -33,11 +33,19 @@ func (n WiFiNetwork) Validate() error {
 	switch n.Security {
 	case "WPA":
 		if l := len(n.Password); l < 8 || l > 63 {
-			return &BadRequestError{Field: "password", Code: CodeWiFiWPAPassword, Reason: "a WPA password has 8 to 63 characters"}
+			return &BadRequestError{
+				Field:  "password",
+				Code:   CodeWiFiWPAPassword,
+				Reason: "a WPA password has 8 to 63 characters",
+			}
 		}
 	case "WEP":
 		if l := len(n.Password); l != 5 && l != 10 && l != 13 && l != 26 {
-			return &BadRequestError{Field: "password", Code: CodeWiFiWEPKey, Reason: "a WEP key has 5 or 13 characters (10 or 26 hex digits)"}
+			return &BadRequestError{
+				Field:  "password",
+				Code:   CodeWiFiWEPKey,
+				Reason: "a WEP key has 5 or 13 characters (10 or 26 hex digits)",
+			}
 		}
 	case "nopass":
 		if n.Password != "" {

@@ -21,9 +21,17 @@ func TestWiFiPayload(t *testing.T) {
 		want string
 	}{
 		{"WPA", WiFiNetwork{SSID: "home", Password: "correct horse", Security: "WPA"}, `WIFI:T:WPA;S:home;P:correct horse;;`},
-		{"reserved characters escaped", WiFiNetwork{SSID: `a;b,c:d"e\f`, Password: `p;,:"\w0rd`, Security: "WPA"}, `WIFI:T:WPA;S:a\;b\,c\:d\"e\\f;P:p\;\,\:\"\\w0rd;;`},
+		{
+			"reserved characters escaped",
+			WiFiNetwork{SSID: `a;b,c:d"e\f`, Password: `p;,:"\w0rd`, Security: "WPA"},
+			`WIFI:T:WPA;S:a\;b\,c\:d\"e\\f;P:p\;\,\:\"\\w0rd;;`,
+		},
 		{"open network has no password", WiFiNetwork{SSID: "cafe", Security: "nopass"}, `WIFI:T:nopass;S:cafe;;`},
-		{"hidden", WiFiNetwork{SSID: "attic", Password: "12345", Security: "WEP", Hidden: true}, `WIFI:T:WEP;S:attic;P:12345;H:true;;`},
+		{
+			"hidden",
+			WiFiNetwork{SSID: "attic", Password: "12345", Security: "WEP", Hidden: true},
+			`WIFI:T:WEP;S:attic;P:12345;H:true;;`,
+		},
 		{"UTF-8 SSID", WiFiNetwork{SSID: "Дача", Password: "пароль123", Security: "WPA"}, `WIFI:T:WPA;S:Дача;P:пароль123;;`},
 	}
 	for _, tt := range tests {
@@ -94,7 +102,9 @@ func TestWiFiQRDecodes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			f.Write(w.Body.Bytes())
+			if _, err := f.Write(w.Body.Bytes()); err != nil {
+				t.Fatal(err)
+			}
 			f.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()

@@ -34,7 +34,11 @@ func newBroker(dir string) (*broker, error) {
 	b.m, err = testtool.NewMosquitto(bin, testtool.MosquittoConfig{
 		Dir:     dir,
 		Persist: true,
+		// No per-client queue limits: the retained reader takes every gateway's retained store
+		// at once (600 MiB at 5,000 gateways), which the default max_queued_messages (1000)
+		// would cut short.
 		Settings: strings.Join([]string{"max_connections -1", "autosave_interval 5", "max_queued_bytes 0",
+			"max_queued_messages 0",
 			"sys_interval 1", "log_type notice", "log_timestamp true", "log_timestamp_format %s"}, "\n"),
 		OnLog: b.logLine,
 	})

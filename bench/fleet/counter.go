@@ -132,7 +132,8 @@ func retained(addr string) (n int, bytes int64, err error) {
 		return 0, 0, fmt.Errorf("retained reader: connect: %w", t.Error())
 	}
 	defer c.Disconnect(250)
-	t := c.Subscribe("camgate/#", 0, func(_ paho.Client, m paho.Message) {
+	// QoS 1, so that the broker queues what the socket cannot take yet instead of dropping it.
+	t := c.Subscribe("camgate/#", 1, func(_ paho.Client, m paho.Message) {
 		if !m.Retained() {
 			return
 		}
@@ -145,11 +146,11 @@ func retained(addr string) (n int, bytes int64, err error) {
 	if !t.WaitTimeout(30*time.Second) || t.Error() != nil {
 		return 0, 0, fmt.Errorf("retained reader: subscribe: %w", t.Error())
 	}
-	// The broker sends the retained store right after SUBACK; two quiet seconds mean it is done.
+	// The broker sends the retained store right after SUBACK; five quiet seconds mean it is done.
 	for {
 		time.Sleep(500 * time.Millisecond)
 		mu.Lock()
-		quiet := time.Since(last) > 2*time.Second
+		quiet := time.Since(last) > 5*time.Second
 		mu.Unlock()
 		if quiet {
 			break

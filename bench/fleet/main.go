@@ -341,6 +341,7 @@ type stormRow struct {
 	n                   int
 	outage              time.Duration
 	peak, peakAt        int // CONNECTs/s at the broker and the second after the return it happened in
+	peak5               int // CONNECTs in the busiest of the 5 s buckets printed after the return
 	connects            int // CONNECTs from the return until all drained + 10 s
 	series              []int
 	online50, online100 time.Duration
@@ -418,17 +419,29 @@ func storm(f *fleet, b *broker, k *counter, outage, limit time.Duration) (stormR
 			row.peak, row.peakAt = c, i
 		}
 	}
+	for _, c := range bucketSums(row.series, 5) {
+		row.peak5 = max(row.peak5, c)
+	}
 	fmt.Printf("N=%d storm %v: CONNECTs per 5 s after the return: %s\n", n, outage, buckets(row.series, 5))
 	return row, nil
 }
 
-func buckets(series []int, width int) string {
-	var parts []string
+// bucketSums adds series up in consecutive buckets of width seconds.
+func bucketSums(series []int, width int) []int {
+	var sums []int
 	for i := 0; i < len(series); i += width {
 		sum := 0
 		for _, c := range series[i:min(i+width, len(series))] {
 			sum += c
 		}
+		sums = append(sums, sum)
+	}
+	return sums
+}
+
+func buckets(series []int, width int) string {
+	var parts []string
+	for _, sum := range bucketSums(series, width) {
 		parts = append(parts, strconv.Itoa(sum))
 	}
 	return strings.Join(parts, " ")
@@ -436,12 +449,13 @@ func buckets(series []int, width int) string {
 
 func printStorm(rows []stormRow) {
 	fmt.Println("\nStorm (broker killed with every gateway connected, restarted after the outage)")
-	fmt.Println("| gateways | outage | peak CONNECT/s (second) | CONNECTs | 50% online | all online | all drained | " +
-		"queued at return | msgs delivered | events queued / missing / duplicates |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| gateways | outage | peak CONNECT/s (second) | peak CONNECT/s over 5 s | CONNECTs | 50% online |" +
+		" all online | all drained | queued at return | msgs delivered | events queued / missing / duplicates |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
-		fmt.Printf("| %d | %v | %d (%d s) | %d | %s | %s | %s | %d | %d | %d / %d / %d |\n",
-			r.n, r.outage, r.peak, r.peakAt, r.connects, secs(r.online50), secs(r.online100), secs(r.drained100),
+		fmt.Printf("| %d | %v | %d (%d s) | %.1f | %d | %s | %s | %s | %d | %d | %d / %d / %d |\n",
+			r.n, r.outage, r.peak, r.peakAt, float64(r.peak5)/5, r.connects,
+			secs(r.online50), secs(r.online100), secs(r.drained100),
 			r.queued, r.delivered, r.events, r.missing, r.duplicates)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/camgate/camgate/internal/sim"
+	"github.com/camgate/camgate/internal/testtool"
 )
 
 // alarmSinks are an event_sink and an episodes receiver (the stand-ins of SPEC §5), running until
@@ -23,12 +24,12 @@ func alarmSinks(t *testing.T) (*sim.EventSink, *sim.EpisodeSink, []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go sink.Run(t.Context())
+	testtool.Go(t.Context(), t, "sink", sink.Run)
 	central, err := sim.NewEpisodeSink(sim.EpisodeSinkConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go central.Run(t.Context())
+	testtool.Go(t.Context(), t, "central", central.Run)
 	return sink, central, []string{sink.URL(), fmt.Sprintf("{url: '%s', format: episodes}", central.URL())}
 }
 

@@ -37,7 +37,8 @@ func cmdDiscover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	timeout := fs.Duration("timeout", 4*time.Second, "how long to listen for answers")
 	user := fs.String("user", "", "ONVIF username: with it, each device's profiles and RTSP URIs are read")
 	pass := fs.String("password", "", "ONVIF password")
-	ifaces := fs.String("interfaces", "", "comma-separated interfaces to scan (default: every LAN interface but the default route's)")
+	ifaces := fs.String("interfaces", "",
+		"comma-separated interfaces to scan (default: every LAN interface but the default route's)")
 	noMDNS := fs.Bool("no-mdns", false, "skip the mDNS browse")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -79,7 +80,8 @@ func cmdDiscover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	out := make([]discovered, len(found))
 	var inv sync.WaitGroup
 	for i, f := range found {
-		out[i] = discovered{Address: f.Addr.String(), Source: "ws-discovery", Name: f.Name, Model: f.Hardware, XAddr: f.XAddr, Endpoint: f.EndpointRef}
+		out[i] = discovered{Address: f.Addr.String(), Source: "ws-discovery", Name: f.Name, Model: f.Hardware, XAddr: f.XAddr,
+			Endpoint: f.EndpointRef}
 		if *user == "" {
 			continue
 		}

@@ -21,10 +21,12 @@ import (
 	"github.com/camgate/camgate/internal/netnstest"
 	"github.com/camgate/camgate/internal/sim"
 	"github.com/camgate/camgate/internal/sim/onvifdev"
+	"github.com/camgate/camgate/internal/testtool"
 )
 
 var discoveryModels = []struct{ vendor, model string }{
-	{"AXIS", "M2025-LE"}, {"Dahua", "IPC-HDW2431T-AS"}, {"Hikvision", "DS-2CD2043G2-I"}, {"Reolink", "RLC-510A"}, {"Uniview", "IPC2122LB"},
+	{"AXIS", "M2025-LE"}, {"Dahua", "IPC-HDW2431T-AS"}, {"Hikvision", "DS-2CD2043G2-I"}, {"Reolink", "RLC-510A"},
+	{"Uniview", "IPC2122LB"},
 }
 
 // Issue 5 acceptance 2 and 4: inside a network namespace made by the test, 20 simulated cameras on
@@ -45,7 +47,7 @@ func TestDiscoveryFindsCamerasAndFollowsHelloAndBye(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		go stream.Run(ctx)
+		testtool.Go(ctx, t, "stream", stream.Run)
 		stops := map[int]context.CancelFunc{}
 		newDevice := func(i int) *onvifdev.Device {
 			m := discoveryModels[i%len(discoveryModels)]
@@ -59,7 +61,7 @@ func TestDiscoveryFindsCamerasAndFollowsHelloAndBye(t *testing.T) {
 				t.Fatal(err)
 			}
 			dctx, stop := context.WithCancel(ctx)
-			go dev.Run(dctx)
+			testtool.Go(dctx, t, "dev", dev.Run)
 			t.Cleanup(stop)
 			stops[i] = stop
 			return dev
@@ -69,7 +71,8 @@ func TestDiscoveryFindsCamerasAndFollowsHelloAndBye(t *testing.T) {
 		}
 
 		// One-shot scan with credentials: every camera with its vendor, model and stream.
-		out, err := exec.Command(camgateBin, "discover", "--json", "--timeout", "4s", "--no-mdns", "--user", "admin", "--password", "cam-pass").Output()
+		out, err := exec.Command(camgateBin, "discover", "--json", "--timeout", "4s", "--no-mdns", "--user", "admin",
+			"--password", "cam-pass").Output()
 		if err != nil {
 			t.Fatalf("camgate discover: %v", err)
 		}
@@ -97,7 +100,8 @@ func TestDiscoveryFindsCamerasAndFollowsHelloAndBye(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mdnsCam, err := zeroconf.RegisterProxy("Garage RTSP camera", "_rtsp._tcp", "local.", 8554, "garage-cam", []string{addrs[22]}, nil, []net.Interface{*lo})
+		mdnsCam, err := zeroconf.RegisterProxy("Garage RTSP camera", "_rtsp._tcp", "local.", 8554, "garage-cam",
+			[]string{addrs[22]}, nil, []net.Interface{*lo})
 		if err != nil {
 			t.Fatalf("announcing over mDNS: %v", err)
 		}
@@ -116,7 +120,9 @@ discovery: {onvif: true, mdns: true, interval: 10m, interfaces: [lo]}
 mqtt: {url: '%s'}
 flussonic: {publish: '%s'}
 `, dir, webPort, b.url(), flussonic.URL())
-		os.WriteFile(filepath.Join(dir, "camgate.yaml"), []byte(cfg), 0o600)
+		if err := os.WriteFile(filepath.Join(dir, "camgate.yaml"), []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		start(t, camgateBin, "run", "-c", filepath.Join(dir, "camgate.yaml"))
 		page := loginPage(t, fmt.Sprintf("http://127.0.0.1:%d", webPort), dir)
 		discoveredIDs := func() map[string]string { // camera_id -> ip
@@ -163,7 +169,8 @@ flussonic: {publish: '%s'}
 				target = id
 			}
 		}
-		publish(t, b.port, "camgate/gwd/cmd/add_camera", fmt.Sprintf(`{"id":"d1","camera_id":"%s","username":"admin","password":"cam-pass"}`, target))
+		publish(t, b.port, "camgate/gwd/cmd/add_camera",
+			fmt.Sprintf(`{"id":"d1","camera_id":"%s","username":"admin","password":"cam-pass"}`, target))
 		waitFor(t, 30*time.Second, "the discovered camera relayed", func() bool {
 			st, _ := flussonic.Stream("gwd-" + target)
 			return st.VideoFrames > 25

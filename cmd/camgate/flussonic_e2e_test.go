@@ -114,7 +114,8 @@ func TestRunCreatesStreamsThroughTheMediaServerAPI(t *testing.T) {
 	t.Run("created, then published", func(t *testing.T) {
 		flussonic := strictFlussonic(t, "admin", "edit-pw")
 		web := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		fl := fmt.Sprintf("  publish: '%s{stream_name}?password=pub-pw'\n  api: {url: '%s', username: admin, password: edit-pw}",
+		fl := fmt.Sprintf("  publish: '%s{stream_name}?password=pub-pw'\n"+
+			"  api: {url: '%s', username: admin, password: edit-pw}",
 			flussonic.URL(), flussonic.APIURL())
 		runCamgate(t, pageConfig("gwz", web, fl, fmt.Sprintf("  - {id: door, name: Front door, url: '%s'}\n", clipCamera(t))))
 		waitFor(t, 60*time.Second, "gwz-door published", func() bool {
@@ -137,7 +138,8 @@ func TestRunCreatesStreamsThroughTheMediaServerAPI(t *testing.T) {
 		// Made by hand, as an owner without a working API login would.
 		flussonic.AddStream(sim.Stream{Name: "gwy-door", Inputs: []sim.Input{{URL: "publish://"}}})
 		web := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		fl := fmt.Sprintf("  publish: '%s'\n  api: {url: '%s', username: admin, password: wrong}", flussonic.URL(), flussonic.APIURL())
+		fl := fmt.Sprintf("  publish: '%s'\n  api: {url: '%s', username: admin, password: wrong}",
+			flussonic.URL(), flussonic.APIURL())
 		_, path := runCamgate(t, pageConfig("gwy", web, fl, fmt.Sprintf("  - {id: door, url: '%s'}\n", clipCamera(t))))
 		waitFor(t, 60*time.Second, "gwy-door published", func() bool {
 			st, _ := flussonic.Stream("gwy-door")
@@ -186,7 +188,8 @@ func TestRunPublishesInEveryFlussonicURLForm(t *testing.T) {
 			if strings.HasPrefix(f.publish, "rtmp") {
 				host = strings.TrimSuffix(strings.TrimPrefix(flussonic.RTMPURL(), "rtmp://"), "/")
 			}
-			d, _ := runCamgate(t, relayConfig("gwf", "'"+strings.Replace(f.publish, "HOST", host, 1)+"'", cameraYAML("cam1", cam, true)))
+			d, _ := runCamgate(t, relayConfig("gwf", "'"+strings.Replace(f.publish, "HOST", host, 1)+"'",
+				cameraYAML("cam1", cam, true)))
 			waitFor(t, 60*time.Second, f.stream+" published", func() bool {
 				st, _ := flussonic.Stream(f.stream)
 				return st.Publishing && st.VideoFrames > 10 && st.AudioPackets > 5
@@ -204,7 +207,8 @@ func TestRunPublishesInEveryFlussonicURLForm(t *testing.T) {
 			publish := strings.Replace(f.publish, "HOST", fmt.Sprintf("127.0.0.1:%d", port), 1)
 			if strings.HasPrefix(f.publish, "rtmp") {
 				listen = start(t, ff, "-hide_banner", "-loglevel", "warning", "-y", "-listen", "1",
-					"-i", fmt.Sprintf("rtmp://127.0.0.1:%d/", port)+strings.TrimPrefix(path(f.publish), "/")+"gwf-cam1", "-c", "copy", out)
+					"-i", fmt.Sprintf("rtmp://127.0.0.1:%d/", port)+strings.TrimPrefix(path(f.publish), "/")+"gwf-cam1",
+					"-c", "copy", out)
 			} else {
 				listen = ffmpegReceiver(t, fmt.Sprintf("rtsp://127.0.0.1:%d/gwf-cam1", port), out)
 			}
@@ -230,7 +234,8 @@ func TestRunPublishesInEveryFlussonicURLForm(t *testing.T) {
 		flussonic := strictFlussonic(t, "", "")
 		flussonic.AddStream(sim.Stream{Name: "gwp-cam1", Inputs: []sim.Input{{URL: "publish://"}}, Password: "pub-pw"})
 		web := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		_, cfgPath := runCamgate(t, pageConfig("gwp", web, "  publish: '"+flussonic.RTMPURL()+"?password=nope'", cameraYAML("cam1", cam, true)))
+		_, cfgPath := runCamgate(t, pageConfig("gwp", web, "  publish: '"+flussonic.RTMPURL()+"?password=nope'",
+			cameraYAML("cam1", cam, true)))
 		p := loginPage(t, "http://"+web, filepath.Dir(cfgPath))
 		waitFor(t, 60*time.Second, "the refusal as last_error", func() bool {
 			return p.camera(t, "cam1").LastError != "" && len(flussonic.Refusals()["gwp-cam1"]) > 0
@@ -264,7 +269,8 @@ func TestRunLeavesOutTracksFlussonicRefuses(t *testing.T) {
 		wantCodecs     []string // at the stand-in; nil = nothing published
 		wantError      string   // in the camera's last_error
 	}{
-		{"opus over rtsp", "h264", "opus", false, []string{"h264"}, "opus audio left out: Flussonic does not take it over RTSP"},
+		{"opus over rtsp", "h264", "opus", false, []string{"h264"},
+			"opus audio left out: Flussonic does not take it over RTSP"},
 		{"h265 over rtmp", "h265", "aac", true, nil, "left out: Flussonic does not take it over RTMP"},
 	}
 	for _, tc := range cases {
@@ -282,7 +288,8 @@ func TestRunLeavesOutTracksFlussonicRefuses(t *testing.T) {
 				publish = flussonic.RTMPURL()
 			}
 			web := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-			_, cfgPath := runCamgate(t, pageConfig("gwc", web, "  publish: '"+publish+"'", cameraYAML("cam1", source.URL()+"cam", true)))
+			_, cfgPath := runCamgate(t, pageConfig("gwc", web, "  publish: '"+publish+"'",
+				cameraYAML("cam1", source.URL()+"cam", true)))
 			p := loginPage(t, "http://"+web, filepath.Dir(cfgPath))
 			waitFor(t, 60*time.Second, "the dropped track in last_error", func() bool {
 				return strings.Contains(strings.ToLower(p.camera(t, "cam1").LastError), strings.ToLower(tc.wantError))
@@ -315,7 +322,8 @@ func TestRunRepublishesUnderTheStreamNameSetByCommand(t *testing.T) {
 	sub := subscribe(t, b.port, "", "camgate/gwn/#")
 	flussonic, _ := mediaServer(t, "127.0.0.1:0")
 	cam := clipCamera(t)
-	cfg := uplinkConfig("gwn", b.url(), "", nil, fmt.Sprintf("  publish: '%s'\n  play: 'rtsp://watcher.example:554/'\n", flussonic.URL()))
+	fl := fmt.Sprintf("  publish: '%s'\n  play: 'rtsp://watcher.example:554/'\n", flussonic.URL())
+	cfg := uplinkConfig("gwn", b.url(), "", nil, fl)
 	runCamgate(t, cfg)
 	const p = "camgate/gwn"
 	waitFor(t, 20*time.Second, "status online", func() bool {
@@ -349,7 +357,9 @@ func TestRunRepublishesUnderTheStreamNameSetByCommand(t *testing.T) {
 		PlayURL    string `json:"play_url"`
 	}
 	waitFor(t, 10*time.Second, "the registration with the new name", func() bool {
-		json.Unmarshal(retained(t, b.port, p+"/cameras/cam1/config")[p+"/cameras/cam1/config"], &reg)
+		if json.Unmarshal(retained(t, b.port, p+"/cameras/cam1/config")[p+"/cameras/cam1/config"], &reg) != nil {
+			return false // not retained yet
+		}
 		return reg.StreamName == "watcher/door-7"
 	})
 	if reg.PlayURL != "rtsp://watcher.example:554/watcher/door-7" {

@@ -38,7 +38,7 @@ Usage:
   camgate discover [--json] [--timeout D] [--user U --password P] [--interfaces I,J] [--no-mdns]
   camgate probe URL [--user U --password P]
   camgate outbox [stats|list|purge] [-c FILE] [--queue Q] [--json] [--yes]
-  camgate pair-code [-c FILE]
+  camgate pair-code [-c FILE] [--rotate]
   camgate selftest [--data-dir DIR]     open the store, enqueue and drain a message
   camgate version
 `

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/camgate/camgate/internal/sim"
+	"github.com/camgate/camgate/internal/testtool"
 )
 
 // Acceptance 1 of issue 6: swaks as the camera, AUTH LOGIN and AUTH PLAIN, a JPEG attached,
@@ -28,12 +29,12 @@ func TestRunTurnsAlarmMailIntoMotionEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go sink.Run(t.Context())
+	testtool.Go(t.Context(), t, "sink", sink.Run)
 	central, err := sim.NewEpisodeSink(sim.EpisodeSinkConfig{Header: http.Header{"Authorization": {"Bearer central-t0k"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go central.Run(t.Context())
+	testtool.Go(t.Context(), t, "central", central.Run)
 	t.Setenv("CAMGATE_E2E_SC_KEY", "sc-key-1")
 	smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := uplinkConfig("gwm", b.url(), smtpAddr, []string{
@@ -48,7 +49,8 @@ func TestRunTurnsAlarmMailIntoMotionEvents(t *testing.T) {
 
 	jpeg := filepath.Join(t.TempDir(), "snap.jpg")
 	ff := needTool(t, "ffmpeg", "ffmpeg")
-	if out, err := exec.Command(ff, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x180", "-frames:v", "1", jpeg).CombinedOutput(); err != nil {
+	if out, err := exec.Command(ff, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x180", "-frames:v", "1",
+		jpeg).CombinedOutput(); err != nil {
 		t.Fatalf("making a JPEG: %v: %s", err, out)
 	}
 	jpegBytes, _ := os.ReadFile(jpeg)
@@ -81,7 +83,9 @@ func TestRunTurnsAlarmMailIntoMotionEvents(t *testing.T) {
 	var started, stopped map[string]any
 	for _, e := range evs {
 		var m map[string]any
-		json.Unmarshal(e, &m)
+		if err := json.Unmarshal(e, &m); err != nil {
+			t.Fatalf("event %s: %v", e, err)
+		}
 		switch m["event"] {
 		case "stream_motion_started":
 			started = m
@@ -91,7 +95,8 @@ func TestRunTurnsAlarmMailIntoMotionEvents(t *testing.T) {
 	}
 	// The stand-in checked every field's name, type and unit (sim.CheckEvent); what is left is
 	// what only this test knows: the configured server, the stream and how long it lasted.
-	if started["media"] != "gwm-porch" || started["server"] != e2eStreamer || started["motion_id"] == "" || started["motion_id"] != stopped["motion_id"] {
+	if started["media"] != "gwm-porch" || started["server"] != e2eStreamer || started["motion_id"] == "" ||
+		started["motion_id"] != stopped["motion_id"] {
 		t.Errorf("started %v / stopped %v: want media gwm-porch, server %s, one motion_id", started, stopped, e2eStreamer)
 	}
 	if d, _ := stopped["duration"].(float64); d < 2 || d > 30 {
@@ -107,7 +112,8 @@ func TestRunTurnsAlarmMailIntoMotionEvents(t *testing.T) {
 		return len(puts) >= 2 && puts[len(puts)-1].ClosedAt != nil
 	})
 	puts := central.Puts()
-	if len(puts) != 2 || puts[0].ClosedAt != nil || puts[0].EpisodeID != puts[1].EpisodeID || puts[0].Media != "gwm-porch" {
+	if len(puts) != 2 || puts[0].ClosedAt != nil || puts[0].EpisodeID != puts[1].EpisodeID ||
+		puts[0].Media != "gwm-porch" {
 		t.Errorf("episodes PUT %+v, want one episode of gwm-porch opened then closed", puts)
 	} else {
 		if *puts[1].ClosedAt < puts[1].OpenedAt+2000 {
@@ -115,7 +121,8 @@ func TestRunTurnsAlarmMailIntoMotionEvents(t *testing.T) {
 		}
 		for i, p := range puts {
 			if !bytes.Equal(p.Preview, jpegBytes) {
-				t.Errorf("PUT %d: preview of %d bytes, want the mail's %d-byte JPEG (it fits 64 KB as it is)", i, len(p.Preview), len(jpegBytes))
+				t.Errorf("PUT %d: preview of %d bytes, want the mail's %d-byte JPEG (it fits 64 KB as it is)",
+					i, len(p.Preview), len(jpegBytes))
 			}
 		}
 	}

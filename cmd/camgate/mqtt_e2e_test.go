@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/camgate/camgate/internal/sim"
+	"github.com/camgate/camgate/internal/testtool"
 )
 
 // uplinkConfig is a camgate.yaml with MQTT, the alarm mail server, optional event sinks, and
@@ -40,7 +41,8 @@ func uplinkConfig(gateway, mqttURL, smtpAddr string, sinks []string, extra strin
 const e2eStreamer = "streamer1.example.com"
 
 func disabledCamera(id string) string {
-	return fmt.Sprintf("  - {id: %s, url: 'rtsp://127.0.0.1:9/%s', enabled: false, password: 'cam-secret-%s'}\n", id, id, id)
+	return fmt.Sprintf("  - {id: %s, url: 'rtsp://127.0.0.1:9/%s', enabled: false, password: 'cam-secret-%s'}\n",
+		id, id, id)
 }
 
 var tenDigits = regexp.MustCompile(`^[1-9][0-9]{9}$`)
@@ -63,7 +65,8 @@ func TestRunRegistersCamerasOnMQTT(t *testing.T) {
 	if err := json.Unmarshal(r[p+"/cameras/cam1/config"], &reg); err != nil {
 		t.Fatalf("config payload: %v", err)
 	}
-	for _, k := range []string{"camera_id", "agent_id", "name", "stream_name", "publish_url", "play_url", "vendor", "model", "serial", "mac", "ip", "onvif", "snapshot", "ptz", "audio", "motion_sources", "ts"} {
+	for _, k := range []string{"camera_id", "agent_id", "name", "stream_name", "publish_url", "play_url", "vendor",
+		"model", "serial", "mac", "ip", "onvif", "snapshot", "ptz", "audio", "motion_sources", "ts"} {
 		if _, ok := reg[k]; !ok {
 			t.Errorf("registration lacks %q: %s", k, r[p+"/cameras/cam1/config"])
 		}
@@ -75,16 +78,21 @@ func TestRunRegistersCamerasOnMQTT(t *testing.T) {
 		t.Errorf("registration: %s", r[p+"/cameras/cam1/config"])
 	}
 	var state map[string]any
-	json.Unmarshal(r[p+"/cameras/cam1/state"], &state)
-	for _, k := range []string{"online", "relaying", "codec", "width", "height", "fps", "bitrate_bps", "reconnects", "last_error", "ts"} {
+	if err := json.Unmarshal(r[p+"/cameras/cam1/state"], &state); err != nil {
+		t.Errorf("state is not JSON: %v: %s", err, r[p+"/cameras/cam1/state"])
+	}
+	for _, k := range []string{"online", "relaying", "codec", "width", "height", "fps", "bitrate_bps", "reconnects",
+		"last_error", "ts"} {
 		if _, ok := state[k]; !ok {
 			t.Errorf("state lacks %q: %s", k, r[p+"/cameras/cam1/state"])
 		}
 	}
 
 	// A camera added by command is registered; removed by command, it is cleared.
-	publish(t, b.port, p+"/cmd/add_camera", `{"id":"r1","url":"rtsp://viewer:url-secret@127.0.0.1:9/added","password":"cmd-secret","enabled":false,"name":"Garage"}`)
-	waitFor(t, 10*time.Second, "the add_camera reply", func() bool { _, ok := sub.last(p + "/cmd/add_camera/reply"); return ok })
+	publish(t, b.port, p+"/cmd/add_camera", `{"id":"r1","url":"rtsp://viewer:url-secret@127.0.0.1:9/added",`+
+		`"password":"cmd-secret","enabled":false,"name":"Garage"}`)
+	waitFor(t, 10*time.Second, "the add_camera reply",
+		func() bool { _, ok := sub.last(p + "/cmd/add_camera/reply"); return ok })
 	reply, _ := sub.last(p + "/cmd/add_camera/reply")
 	var rep struct {
 		ID       string `json:"id"`
@@ -93,12 +101,15 @@ func TestRunRegistersCamerasOnMQTT(t *testing.T) {
 		AgentID  string `json:"agent_id"`
 		Error    string `json:"error"`
 	}
-	json.Unmarshal(reply.Payload, &rep)
+	if err := json.Unmarshal(reply.Payload, &rep); err != nil {
+		t.Fatalf("add_camera reply is not JSON: %v: %s", err, reply.Payload)
+	}
 	if !rep.OK || rep.ID != "r1" || rep.CameraID == "" || !tenDigits.MatchString(rep.AgentID) {
 		t.Fatalf("add_camera reply: %s", reply.Payload)
 	}
 	added := p + "/cameras/" + rep.CameraID
-	waitFor(t, 10*time.Second, "the added camera's registration", func() bool { return len(retained(t, b.port, added+"/config")[added+"/config"]) > 0 })
+	waitFor(t, 10*time.Second, "the added camera's registration",
+		func() bool { return len(retained(t, b.port, added+"/config")[added+"/config"]) > 0 })
 	publish(t, b.port, p+"/cmd/remove_camera", fmt.Sprintf(`{"id":"r2","camera_id":"%s"}`, rep.CameraID))
 	waitFor(t, 10*time.Second, "the added camera's topics cleared", func() bool {
 		r := retained(t, b.port, added+"/#")
@@ -106,9 +117,15 @@ func TestRunRegistersCamerasOnMQTT(t *testing.T) {
 	})
 
 	// Removing a camera from the file (SIGHUP) clears its retained config and state.
-	os.WriteFile(path, []byte(strings.ReplaceAll(uplinkConfig("gwr", b.url(), "", nil, "", disabledCamera("cam2")), "DATA_DIR", dirOf(path))), 0o600)
-	daemon.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, 10*time.Second, "cam1's topics cleared", func() bool { return len(retained(t, b.port, p+"/cameras/cam1/#")) == 0 })
+	cfg = uplinkConfig("gwr", b.url(), "", nil, "", disabledCamera("cam2"))
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(cfg, "DATA_DIR", dirOf(path))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := daemon.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "cam1's topics cleared",
+		func() bool { return len(retained(t, b.port, p+"/cameras/cam1/#")) == 0 })
 	if len(retained(t, b.port, p+"/cameras/cam2/config")) == 0 {
 		t.Error("cam2's registration went too")
 	}
@@ -141,7 +158,9 @@ func TestRunRegistersCamerasOnMQTT(t *testing.T) {
 	}
 
 	// Killed without a goodbye, camgate is reported offline by the broker's Last Will.
-	daemon.cmd.Process.Signal(syscall.SIGKILL)
+	if err := daemon.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, 10*time.Second, "status offline via the Last Will", func() bool {
 		return strings.Contains(string(retained(t, b.port, p+"/status")[p+"/status"]), `"offline"`)
 	})
@@ -183,7 +202,9 @@ func TestRunDeliversQueuedEventsAfterOutageAndKill(t *testing.T) {
 		b.stop(t)
 		waitFor(t, 10*time.Second, "the mail server", func() bool { _, err := netDialAddr(smtpAddr); return err == nil })
 		sendAlarmMails(t, smtpAddr, rcpts)
-		daemon.cmd.Process.Signal(syscall.SIGKILL)
+		if err := daemon.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
 		<-daemon.done
 
 		start(t, camgateBin, "run", "-c", path)
@@ -203,7 +224,7 @@ func TestRunDeliversQueuedEventsAfterOutageAndKill(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		go sink.Run(t.Context())
+		testtool.Go(t.Context(), t, "sink", sink.Run)
 		sink.SetStatus(503)
 		smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		cfg := uplinkConfig("gwh", "", smtpAddr, []string{sink.URL()}, hold, cams...)
@@ -211,7 +232,9 @@ func TestRunDeliversQueuedEventsAfterOutageAndKill(t *testing.T) {
 		daemon, path := runCamgate(t, cfg)
 		waitFor(t, 10*time.Second, "the mail server", func() bool { _, err := netDialAddr(smtpAddr); return err == nil })
 		sendAlarmMails(t, smtpAddr, rcpts)
-		daemon.cmd.Process.Signal(syscall.SIGKILL)
+		if err := daemon.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
 		<-daemon.done
 		start(t, camgateBin, "run", "-c", path)
 		time.Sleep(2 * time.Second)

@@ -129,12 +129,16 @@ func sendAlarmMails(t *testing.T, addr string, recipients []string) {
 		if err != nil {
 			t.Fatalf("mail %d: DATA: %v", i, err)
 		}
-		fmt.Fprintf(w, "From: camera@example.com\r\nTo: %s\r\nSubject: Motion Detection Alarm\r\n\r\nAlarm event: Motion Detection %d\r\n", rcpt, i)
+		fmt.Fprintf(w,
+			"From: camera@example.com\r\nTo: %s\r\nSubject: Motion Detection Alarm\r\n\r\nAlarm event: Motion Detection %d\r\n",
+			rcpt, i)
 		if err := w.Close(); err != nil {
 			t.Fatalf("mail %d: end of DATA: %v", i, err)
 		}
 	}
-	c.Quit()
+	if err := c.Quit(); err != nil {
+		t.Errorf("QUIT: %v", err)
+	}
 }
 
 // sendSnapshotMail delivers one alarm mail with a JPEG of the given size attached.
@@ -147,9 +151,12 @@ func sendSnapshotMail(t *testing.T, addr, rcpt string, jpegBytes int) {
 	}
 	jpeg[len(jpeg)-2], jpeg[len(jpeg)-1] = 0xFF, 0xD9
 	var body strings.Builder
-	fmt.Fprintf(&body, "From: camera@example.com\r\nTo: %s\r\nSubject: Motion Detection Alarm\r\nMIME-Version: 1.0\r\n", rcpt)
-	body.WriteString("Content-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nMotion detected\r\n")
-	body.WriteString("--b1\r\nContent-Type: image/jpeg; name=snap.jpg\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=snap.jpg\r\n\r\n")
+	fmt.Fprintf(&body, "From: camera@example.com\r\nTo: %s\r\nSubject: Motion Detection Alarm\r\nMIME-Version: 1.0\r\n",
+		rcpt)
+	body.WriteString("Content-Type: multipart/mixed; boundary=b1\r\n\r\n" +
+		"--b1\r\nContent-Type: text/plain\r\n\r\nMotion detected\r\n")
+	body.WriteString("--b1\r\nContent-Type: image/jpeg; name=snap.jpg\r\nContent-Transfer-Encoding: base64\r\n" +
+		"Content-Disposition: attachment; filename=snap.jpg\r\n\r\n")
 	enc := base64.StdEncoding.EncodeToString(jpeg)
 	for len(enc) > 76 {
 		body.WriteString(enc[:76] + "\r\n")

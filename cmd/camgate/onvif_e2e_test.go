@@ -14,6 +14,7 @@ import (
 
 	"github.com/camgate/camgate/internal/sim"
 	"github.com/camgate/camgate/internal/sim/onvifdev"
+	"github.com/camgate/camgate/internal/testtool"
 )
 
 // onvifCamera runs a simulated ONVIF camera in front of a simulated RTSP camera.
@@ -23,13 +24,13 @@ func onvifCamera(t *testing.T, ctx context.Context, cfg onvifdev.Config) *onvifd
 	if err != nil {
 		t.Fatal(err)
 	}
-	go cam.Run(ctx)
+	testtool.Go(ctx, t, "cam", cam.Run)
 	cfg.Addr, cfg.RTSPURL = "127.0.0.1:0", cam.URL()
 	dev, err := onvifdev.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	go dev.Run(ctx)
+	testtool.Go(ctx, t, "dev", dev.Run)
 	return dev
 }
 
@@ -37,7 +38,8 @@ func testJPEG(t *testing.T) []byte {
 	t.Helper()
 	ff := needTool(t, "ffmpeg", "ffmpeg")
 	p := filepath.Join(t.TempDir(), "snap.jpg")
-	if out, err := exec.Command(ff, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x180", "-frames:v", "1", p).CombinedOutput(); err != nil {
+	if out, err := exec.Command(ff, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x180", "-frames:v", "1",
+		p).CombinedOutput(); err != nil {
 		t.Fatalf("making a JPEG: %v: %s", err, out)
 	}
 	b, _ := os.ReadFile(p)
@@ -58,14 +60,15 @@ func TestRunRelaysONVIFCamerasAndFollowsTheirEvents(t *testing.T) {
 		Auth: onvifdev.AuthWSSecurity, Username: "admin", Password: "front-pass"})
 	side := onvifCamera(t, ctx, onvifdev.Config{Manufacturer: "Dahua", Model: "IPC-HDW2431T", Serial: "7J0000002",
 		Auth: onvifdev.AuthHTTPDigest, Username: "admin", Password: "side-pass"})
-	locked := onvifCamera(t, ctx, onvifdev.Config{Manufacturer: "Uniview", Model: "IPC2122", Auth: onvifdev.AuthWSSecurity, Username: "admin", Password: "right"})
+	locked := onvifCamera(t, ctx, onvifdev.Config{Manufacturer: "Uniview", Model: "IPC2122", Auth: onvifdev.AuthWSSecurity,
+		Username: "admin", Password: "right"})
 
 	flussonic, _ := mediaServer(t, "127.0.0.1:0")
 	sink, err := sim.NewEventSink(sim.EventSinkConfig{Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go sink.Run(ctx)
+	testtool.Go(ctx, t, "sink", sink.Run)
 	b := startBroker(t, freePort(t), "")
 	sub := subscribe(t, b.port, "", "camgate/gwv/#")
 	cfg := uplinkConfig("gwv", b.url(), "", []string{sink.URL()}, "motion: {hold: 30s}\n",
@@ -81,12 +84,16 @@ func TestRunRelaysONVIFCamerasAndFollowsTheirEvents(t *testing.T) {
 	const p = "camgate/gwv/cameras/"
 	waitFor(t, 10*time.Second, "front's registration with what ONVIF told", func() bool {
 		var reg map[string]any
-		json.Unmarshal(retained(t, b.port, p+"front/config")[p+"front/config"], &reg)
+		if json.Unmarshal(retained(t, b.port, p+"front/config")[p+"front/config"], &reg) != nil {
+			return false // not retained yet
+		}
 		return reg["vendor"] == "AXIS" && reg["model"] == "M2025-LE" && reg["ptz"] == true && reg["onvif"] == front.XAddr()
 	})
 	waitFor(t, 30*time.Second, "the wrong password reported", func() bool {
 		var st map[string]any
-		json.Unmarshal(retained(t, b.port, p+"locked/state")[p+"locked/state"], &st)
+		if json.Unmarshal(retained(t, b.port, p+"locked/state")[p+"locked/state"], &st) != nil {
+			return false // not retained yet
+		}
 		msg, _ := st["last_error"].(string)
 		return strings.Contains(msg, "refused") && strings.Contains(msg, locked.XAddr())
 	})
@@ -116,7 +123,8 @@ func TestRunRelaysONVIFCamerasAndFollowsTheirEvents(t *testing.T) {
 	waitFor(t, 15*time.Second, "the PTZ move at the camera", func() bool {
 		return strings.Contains(strings.Join(front.PTZLog(), " "), "ContinuousMove")
 	})
-	publish(t, b.port, "camgate/gwv/cmd/add_camera", fmt.Sprintf(`{"id":"a1","camera_id":"side","url":"%s","username":"admin","password":"side-pass"}`, side.XAddr()))
+	publish(t, b.port, "camgate/gwv/cmd/add_camera",
+		fmt.Sprintf(`{"id":"a1","camera_id":"side","url":"%s","username":"admin","password":"side-pass"}`, side.XAddr()))
 	waitFor(t, 30*time.Second, "the camera added by MQTT relayed", func() bool {
 		st, _ := flussonic.Stream("gwv-side")
 		return st.VideoFrames > 25
@@ -140,12 +148,15 @@ func TestRunFollowsCamerasWithoutPullPointByBasicNotification(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go sink.Run(ctx)
-	cfg := relayConfig("gwn", flussonic.URL(), fmt.Sprintf("  - {id: old, url: '%s', username: admin, password: np-pass}\n", cam.XAddr()))
+	testtool.Go(ctx, t, "sink", sink.Run)
+	cams := fmt.Sprintf("  - {id: old, url: '%s', username: admin, password: np-pass}\n", cam.XAddr())
+	cfg := relayConfig("gwn", flussonic.URL(), cams)
 	cfg = strings.Replace(cfg, `web: {listen: ""}`, fmt.Sprintf("web: {listen: '127.0.0.1:%d'}", freePort(t)), 1)
-	cfg = strings.Replace(cfg, "flussonic:\n", fmt.Sprintf("motion: {hold: 30s}\nflussonic:\n  events: [{url: '%s'}]\n", sink.URL()), 1)
+	cfg = strings.Replace(cfg, "flussonic:\n", fmt.Sprintf("motion: {hold: 30s}\nflussonic:\n  events: [{url: '%s'}]\n",
+		sink.URL()), 1)
 	runCamgate(t, cfg)
-	waitFor(t, 30*time.Second, "the camera subscribed for notifications", func() bool { return cam.NotifySubscriptions() > 0 })
+	waitFor(t, 30*time.Second, "the camera subscribed for notifications",
+		func() bool { return cam.NotifySubscriptions() > 0 })
 	cam.SetMotion(true)
 	waitFor(t, 20*time.Second, "motion started by a posted notification", func() bool {
 		return countEvents(sink.Events(), "stream_motion_started") == 1

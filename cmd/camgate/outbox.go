@@ -72,7 +72,8 @@ func cmdOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "QUEUE\tSEQ\tCLASS\tENQUEUED\tBYTES\tTOPIC\tPAYLOAD")
 		for _, e := range list {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%s\n", e.Queue, e.Seq, e.Class, e.Enqueued.Local().Format(time.DateTime), e.Bytes, e.Topic, strings.ReplaceAll(e.Preview, "\n", " "))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%s\n", e.Queue, e.Seq, e.Class, e.Enqueued.Local().Format(time.DateTime),
+				e.Bytes, e.Topic, strings.ReplaceAll(e.Preview, "\n", " "))
 		}
 		tw.Flush()
 	case "purge":
@@ -86,7 +87,8 @@ func cmdOutbox(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func printOutboxStats(w io.Writer, st store.OutboxStats) {
-	fmt.Fprintf(w, "depth %d messages, %d of %d bytes (%.1f%%)\n", st.Depth, st.Bytes, st.MaxBytes, 100*float64(st.Bytes)/float64(max(st.MaxBytes, 1)))
+	fmt.Fprintf(w, "depth %d messages, %d of %d bytes (%.1f%%)\n", st.Depth, st.Bytes, st.MaxBytes,
+		100*float64(st.Bytes)/float64(max(st.MaxBytes, 1)))
 	fmt.Fprintf(w, "dropped since created: %d telemetry, %d events\n", st.DroppedTelemetry, st.DroppedEvents)
 	names := make([]string, 0, len(st.Queues))
 	for q := range st.Queues {
@@ -120,7 +122,8 @@ func openOutbox(dataDir string, maxBytes int64) (outboxSource, func(), error) {
 	db, err := store.Open(filepath.Join(dataDir, "camgate.db"), store.Options{OutboxMaxBytes: maxBytes})
 	if err != nil {
 		if errors.Is(err, store.ErrLocked) {
-			return outboxSource{}, nil, fmt.Errorf("the daemon holds the database but its control socket does not answer: %w", err)
+			return outboxSource{}, nil, fmt.Errorf("the daemon holds the database but its control socket does not answer: %w",
+				err)
 		}
 		return outboxSource{}, nil, err
 	}

@@ -54,7 +54,8 @@ func TestRunBoundsTheOutboxInALongOutage(t *testing.T) {
 		sendSnapshotMail(t, smtpAddr, fmt.Sprintf("cam%d@gw", i%n), 60_000)
 	}
 	st := outboxStats(t, path)
-	t.Logf("outbox: depth %d, %d of %d bytes, dropped %d telemetry, %d events", st.Depth, st.Bytes, st.MaxBytes, st.DroppedTelemetry, st.DroppedEvents)
+	t.Logf("outbox: depth %d, %d of %d bytes, dropped %d telemetry, %d events",
+		st.Depth, st.Bytes, st.MaxBytes, st.DroppedTelemetry, st.DroppedEvents)
 	if st.DroppedTelemetry == 0 || st.DroppedEvents == 0 {
 		t.Errorf("dropped %d telemetry and %d events: want both, telemetry first", st.DroppedTelemetry, st.DroppedEvents)
 	}
@@ -62,12 +63,15 @@ func TestRunBoundsTheOutboxInALongOutage(t *testing.T) {
 		t.Errorf("outbox holds %d bytes, over its bound %d", st.Bytes, bound)
 	}
 
-	out, err := exec.Command(camgateBin, "outbox", "list", "--json", "--queue", "mqtt", "--max", "10000", "-c", path).Output()
+	out, err := exec.Command(camgateBin,
+		"outbox", "list", "--json", "--queue", "mqtt", "--max", "10000", "-c", path).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var list []agent.OutboxEntry
-	json.Unmarshal(out, &list)
+	if err := json.Unmarshal(out, &list); err != nil {
+		t.Fatalf("outbox list --json: %v: %s", err, out)
+	}
 	regs, telemetry := map[string]bool{}, 0
 	for _, e := range list {
 		if e.Class == store.ClassRegistration.String() && strings.HasSuffix(e.Topic, "/config") {
@@ -100,7 +104,9 @@ func TestRunBoundsTheOutboxInALongOutage(t *testing.T) {
 		r := retained(t, port, "camgate/gwb/cameras/+/config")
 		tm, ok := sub.last("camgate/gwb/telemetry")
 		var tel agent.Telemetry
-		json.Unmarshal(tm.Payload, &tel)
-		return len(r) == n && ok && tel.DroppedEvents > 0 && tel.DroppedTelemetry > 0
+		if !ok || json.Unmarshal(tm.Payload, &tel) != nil {
+			return false
+		}
+		return len(r) == n && tel.DroppedEvents > 0 && tel.DroppedTelemetry > 0
 	})
 }

@@ -38,7 +38,8 @@ func TestMain(m *testing.M) {
 	os.Setenv("CAMGATE_E2E_BIN", camgateBin)
 	// Built as `make build` builds what ships (static, no HTTP/2, stripped): memory and size
 	// measured here are those of the gateway's binary, not of a cgo build linking libc.
-	build := exec.Command("go", "build", "-trimpath", "-tags", "nethttpomithttp2", "-ldflags", "-s -w", "-o", camgateBin, ".")
+	build := exec.Command("go",
+		"build", "-trimpath", "-tags", "nethttpomithttp2", "-ldflags", "-s -w", "-o", camgateBin, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -114,14 +115,14 @@ func (p *proc) kill() {
 		return
 	default:
 	}
-	p.cmd.Process.Kill()
+	_ = p.cmd.Process.Kill() // it may have just exited: done says so either way
 	<-p.done
 }
 
 // stop asks politely (SIGTERM for camgate, 'q'-equivalent SIGINT for ffmpeg) and waits.
 func (p *proc) stop(t *testing.T, sig syscall.Signal, within time.Duration) {
 	t.Helper()
-	p.cmd.Process.Signal(sig)
+	_ = p.cmd.Process.Signal(sig) // it may have exited already: done says so either way
 	select {
 	case <-p.done:
 	case <-time.After(within):
@@ -180,7 +181,12 @@ func mediaServer(t *testing.T, addr string) (*sim.MediaServer, func()) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); m.Run(ctx) }()
+	go func() {
+		defer close(done)
+		if err := m.Run(ctx); err != nil && ctx.Err() == nil {
+			t.Errorf("media server on %s: %v", addr, err)
+		}
+	}()
 	var once sync.Once
 	stop := func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)
@@ -203,7 +209,8 @@ func ffmpegCamera(t *testing.T, url, vcodec, acodec string, seconds int, more ..
 	case "h264":
 		args = append(args, "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p")
 	case "h265":
-		args = append(args, "-c:v", "libx265", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-x265-params", "log-level=error")
+		args = append(args, "-c:v", "libx265", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+			"-x265-params", "log-level=error")
 	}
 	args = append(args, "-g", "10", "-keyint_min", "10", "-b:v", "600k")
 	switch acodec {

@@ -41,7 +41,8 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	default:
 		return usagef("probe: %q: give an rtsp://, rtsps:// or onvif:// URL", target)
 	}
-	if u, err := url.Parse(target); err == nil && u.Scheme == "rtsp" && (u.Path == "" || u.Path == "/") && u.RawQuery == "" {
+	if u, err := url.Parse(target); err == nil && u.Scheme == "rtsp" && (u.Path == "" || u.Path == "/") &&
+		u.RawQuery == "" {
 		// Only an address: find the stream path as the daemon would.
 		found, err := rtsp.FindStream(ctx, target, *user, *pass, rtsp.FindStreamOptions{})
 		if err != nil {
@@ -76,7 +77,8 @@ func printTracks(w io.Writer, res rtsp.ProbeResult) {
 			resolution = fmt.Sprintf("%dx%d", t.Width, t.Height)
 			fps = fmt.Sprintf("%.1f", t.FPS)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d kbit/s\t%d\n", t.Type, t.Codec, t.ClockRate, resolution, fps, t.BitrateBps/1000, t.Packets)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d kbit/s\t%d\n", t.Type, t.Codec, t.ClockRate, resolution, fps,
+			t.BitrateBps/1000, t.Packets)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "media read for %s\n", res.Duration.Round(100*time.Millisecond))
@@ -91,7 +93,8 @@ func probeONVIF(ctx context.Context, target, user, pass string, dur time.Duratio
 	if _, _, err := net.SplitHostPort(hostport); err != nil {
 		hostport = net.JoinHostPort(strings.Trim(hostport, "[]"), "80")
 	}
-	client, err := onvif.NewClient(onvif.ClientConfig{XAddr: "http://" + hostport + "/onvif/device_service", Username: user, Password: pass})
+	client, err := onvif.NewClient(onvif.ClientConfig{XAddr: "http://" + hostport + "/onvif/device_service",
+		Username: user, Password: pass})
 	if err != nil {
 		return usagef("probe: %v", err)
 	}
@@ -121,9 +124,11 @@ func probeONVIF(ctx context.Context, target, user, pass string, dur time.Duratio
 			return err
 		}
 	} else {
-		fmt.Fprintf(w, "%s %s (firmware %s, serial %s, MAC %s)\nclock offset %s\n", dev.Manufacturer, dev.Model, dev.Firmware, dev.Serial, dev.MAC, dev.ClockOffset.Round(time.Second))
+		fmt.Fprintf(w, "%s %s (firmware %s, serial %s, MAC %s)\nclock offset %s\n", dev.Manufacturer, dev.Model, dev.Firmware,
+			dev.Serial, dev.MAC, dev.ClockOffset.Round(time.Second))
 		for _, p := range dev.Profiles {
-			fmt.Fprintf(w, "profile %s (%s): %s %dx%d %.0f fps %d kbit/s\n  stream   %s\n  snapshot %s\n", p.Token, p.Name, p.Codec, p.Width, p.Height, p.FPS, p.BitrateKbps, p.StreamURI, p.SnapshotURI)
+			fmt.Fprintf(w, "profile %s (%s): %s %dx%d %.0f fps %d kbit/s\n  stream   %s\n  snapshot %s\n", p.Token, p.Name,
+				p.Codec, p.Width, p.Height, p.FPS, p.BitrateKbps, p.StreamURI, p.SnapshotURI)
 		}
 		if probeErr == nil {
 			fmt.Fprintf(w, "main stream %s:\n", dev.MainStream)

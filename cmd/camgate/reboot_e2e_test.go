@@ -107,8 +107,12 @@ func TestRunRebootRelayKeepsPageAndMailAnswering(t *testing.T) {
 	})
 	mailPoll := poll("SMTP session", answerWithin, func() error {
 		out, err := mail("cam1@gw")
-		if code := dataReply(out); err != nil || code != "250" {
-			return fmt.Errorf("reply %q (%v)", code, err)
+		code := dataReply(out)
+		if err != nil {
+			return fmt.Errorf("reply %q: %w", code, err)
+		}
+		if code != "250" {
+			return fmt.Errorf("reply %q", code)
 		}
 		return nil
 	})

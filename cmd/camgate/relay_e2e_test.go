@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/camgate/camgate/internal/sim"
+	"github.com/camgate/camgate/internal/testtool"
 )
 
 // relayConfig is a camgate.yaml with nothing listening but the relay.
@@ -69,9 +70,11 @@ func TestRunRelaysCameraToFlussonicAndIndependentReceiver(t *testing.T) {
 			}
 			offered := func(path string) uint64 {
 				cam, _ := camServer.Stream(path)
-				t.Logf("camera path %s: published %d frames, %d while camgate was reading", path, cam.VideoFrames, cam.VideoFramesPlayed)
+				t.Logf("camera path %s: published %d frames, %d while camgate was reading",
+					path, cam.VideoFrames, cam.VideoFramesPlayed)
 				if cam.VideoFramesPlayed < cam.VideoFrames*3/4 {
-					t.Fatalf("camgate read only %d of the camera's %d frames: it attached late", cam.VideoFramesPlayed, cam.VideoFrames)
+					t.Fatalf("camgate read only %d of the camera's %d frames: it attached late",
+						cam.VideoFramesPlayed, cam.VideoFrames)
 				}
 				return cam.VideoFramesPlayed
 			}
@@ -172,11 +175,12 @@ func TestRunRecoversFromCameraAndServerOutages(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go neighbour.Run(ctx)
+	testtool.Go(ctx, t, "neighbour", neighbour.Run)
 
 	camURL := camServer.URL() + "cam1"
 	camera := ffmpegCamera(t, camURL, "h264", "aac", 0)
-	runCamgate(t, relayConfig("gw", flussonic.URL(), cameraYAML("cam1", camURL, true), cameraYAML("cam2", neighbour.URL(), true)))
+	runCamgate(t, relayConfig("gw", flussonic.URL(), cameraYAML("cam1", camURL, true),
+		cameraYAML("cam2", neighbour.URL(), true)))
 	waitFor(t, 30*time.Second, "both cameras relayed", func() bool {
 		a, _ := flussonic.Stream("gw-cam1")
 		b, _ := flussonic.Stream("gw-cam2")
@@ -240,10 +244,11 @@ func TestRunReloadRestartsOnlyChangedRelays(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		go c.Run(ctx)
+		testtool.Go(ctx, t, "c", c.Run)
 		urls = append(urls, c.URL())
 	}
-	daemon, path := runCamgate(t, relayConfig("gw", flussonic.URL(), cameraYAML("cam1", urls[0], true), cameraYAML("cam2", urls[1], true)))
+	daemon, path := runCamgate(t, relayConfig("gw", flussonic.URL(), cameraYAML("cam1", urls[0], true),
+		cameraYAML("cam2", urls[1], true)))
 	waitFor(t, 30*time.Second, "both relayed", func() bool {
 		a, _ := flussonic.Stream("gw-cam1")
 		b, _ := flussonic.Stream("gw-cam2")
@@ -256,7 +261,9 @@ func TestRunReloadRestartsOnlyChangedRelays(t *testing.T) {
 		if err := os.WriteFile(path, []byte(strings.ReplaceAll(cfg, "DATA_DIR", dataDir)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		daemon.cmd.Process.Signal(syscall.SIGHUP)
+		if err := daemon.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
 	}
 	rewrite(relayConfig("gw", flussonic.URL(), cameraYAML("cam1", urls[0], true), cameraYAML("cam2", urls[1], false)))
 	waitFor(t, 20*time.Second, "cam2 re-published without audio", func() bool {
@@ -287,13 +294,16 @@ func TestRunReloadRestartsOnlyChangedRelays(t *testing.T) {
 func TestRunRejectsBadConfigWithExitStatus2(t *testing.T) {
 	cases := []struct{ name, yaml, want string }{
 		{"unknown key", "gateway_id: gw\nflussonic: {publsh: 'rtsp://h/'}\n", "config: flussonic.publsh: unknown key"},
-		{"bad publish URL", "flussonic: {publish: 'http://h/'}\n", "config: flussonic.publish: scheme must be rtsp, rtsps, rtmp or rtmps"},
+		{"bad publish URL", "flussonic: {publish: 'http://h/'}\n",
+			"config: flussonic.publish: scheme must be rtsp, rtsps, rtmp or rtmps"},
 		{"bad camera URL", "cameras: [{url: 'rtsp://[::1'}]\n", "config: cameras[0].url: not a URL"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "camgate.yaml")
-			os.WriteFile(path, []byte(tc.yaml), 0o600)
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
 			out, err := exec.Command(camgateBin, "run", "-c", path).CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
@@ -316,7 +326,7 @@ func TestRunFindsTheStreamPathOfACameraGivenByAddress(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go cam.Run(ctx)
+	testtool.Go(ctx, t, "cam", cam.Run)
 	addr := strings.TrimSuffix(cam.URL(), "/Streaming/Channels/101")
 	runCamgate(t, relayConfig("gw", flussonic.URL(),
 		fmt.Sprintf("  - {id: door, url: '%s', username: admin, password: addr-pass}\n", addr)))

@@ -91,14 +91,23 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 func cmdPairCode(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("pair-code", stderr)
 	path := fs.String("c", "", "config file (default "+agent.DefaultConfigPath+")")
+	rotate := fs.Bool("rotate", false, "make a new code and end every session of the pairing page, "+
+		"also in a running daemon")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("pair-code: unexpected argument %q", fs.Arg(0))
 	}
 	l, err := loadConfig(*path)
 	if err != nil {
 		return err
 	}
-	code, err := agent.PairCode(l.DataDir)
+	get := agent.PairCode
+	if *rotate {
+		get = agent.RotatePairCode
+	}
+	code, err := get(l.DataDir)
 	if err != nil {
 		return fmt.Errorf("pair-code: %w", err)
 	}

@@ -75,11 +75,13 @@ func TestRunSenderReportsKeepTheCamerasAVTiming(t *testing.T) {
 	}
 	const frame = 40 * time.Millisecond
 	if r.videoStep > frame || r.audioStep > frame {
-		t.Errorf("the relayed PTS stepped by %.1f ms (video) and %.1f ms (audio) beyond a packet's duration, more than one frame interval (%s)",
+		t.Errorf("the relayed PTS stepped by %.1f ms (video) and %.1f ms (audio) beyond a packet's duration, "+
+			"more than one frame interval (%s)",
 			ms(r.videoStep), ms(r.audioStep), frame)
 	}
 	if r.minAV < -20*time.Millisecond || r.maxAV > 20*time.Millisecond {
-		t.Errorf("the relayed A/V offset strays %.1f to %.1f ms from the camera's; want within 20 ms", ms(r.minAV), ms(r.maxAV))
+		t.Errorf("the relayed A/V offset strays %.1f to %.1f ms from the camera's; want within 20 ms",
+			ms(r.minAV), ms(r.maxAV))
 	}
 }
 
@@ -128,7 +130,9 @@ func (h *passThrough) current() *gortsplib.ServerStream {
 	return h.stream
 }
 
-func (h *passThrough) OnDescribe(*gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (h *passThrough) OnDescribe(
+	*gortsplib.ServerHandlerOnDescribeCtx,
+) (*base.Response, *gortsplib.ServerStream, error) {
 	if s := h.current(); s != nil {
 		return &base.Response{StatusCode: base.StatusOK}, s, nil
 	}
@@ -167,7 +171,7 @@ func (h *passThrough) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.R
 		if !ok {
 			return // before ffmpeg's first sender report, which comes with its first packet
 		}
-		s.WritePacketRTPWithNTP(medi, pkt, at)
+		_ = s.WritePacketRTPWithNTP(medi, pkt, at) // fails only once the stream is closing
 	})
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }

@@ -30,6 +30,11 @@ type CameraConfig struct {
 	// Logger receives connection and session events; nil discards them.
 	Logger *slog.Logger
 
+	// Video, when set, is served instead of the embedded clip's video, with the embedded
+	// audio: an Annex-B H.264 stream at 25 fps starting with a keyframe, 10 s long like the
+	// audio, e.g. one a test made with ffmpeg at the bitrate it needs.
+	Video []byte
+
 	// clipFrames > 0 cuts the clip to that many video frames, so that a test sees the loop
 	// wrap around within a couple of seconds.
 	clipFrames int
@@ -56,7 +61,7 @@ func NewCamera(cfg CameraConfig) (*Camera, error) {
 	if !strings.HasPrefix(cfg.Path, "/") {
 		cfg.Path = "/" + cfg.Path
 	}
-	c, err := loadClip(cfg.clipFrames)
+	c, err := loadClip(cfg.clipFrames, cfg.Video)
 	if err != nil {
 		return nil, fmt.Errorf("sim camera: %w", err)
 	}

@@ -68,10 +68,13 @@ func (c *clip) duration() time.Duration {
 
 // loadClip parses the embedded clip. maxFrames > 0 cuts it to that many video frames (tests use a
 // short loop to see the wrap-around quickly).
-func loadClip(maxFrames int) (*clip, error) {
+func loadClip(maxFrames int, video []byte) (*clip, error) {
 	v, err := clipFiles.ReadFile("clip.h264")
 	if err != nil {
 		return nil, fmt.Errorf("read embedded video: %w", err)
+	}
+	if video != nil {
+		v = video
 	}
 	a, err := clipFiles.ReadFile("clip.aac")
 	if err != nil {

@@ -73,6 +73,21 @@ type StreamStats struct {
 	VideoFramesPlayed uint64
 }
 
+// VideoFrame is one video frame of a publish, as a recording server places it in time: by its
+// RTP timestamp through the publisher's RTCP sender reports (RFC 3550 §6.4.1), the way
+// Flussonic lines up RTSP ingest.
+type VideoFrame struct {
+	RTP     uint32
+	Key     bool
+	Arrived time.Time
+	// NTP is the wall-clock time the sender reports give the frame; zero when the publish
+	// ended before its first report.
+	NTP time.Time
+}
+
+// maxRecordedFrames bounds the frames a path remembers: about 13 minutes at 25 fps.
+const maxRecordedFrames = 20000
+
 // MediaServer stands in for Flussonic: it accepts RTSP publishers (ANNOUNCE/RECORD, TCP or UDP)
 // on any path, a new publisher replacing the one before, serves each published path to players
 // (DESCRIBE/SETUP/PLAY), and counts what arrives per path.
@@ -87,8 +102,9 @@ type MediaServer struct {
 	bySession map[*gortsplib.ServerSession]*publication
 	players   map[*gortsplib.ServerSession]string // playing session -> path
 	stats     map[string]*StreamStats
-	streams   map[string]Stream   // configured streams, by name
-	refusals  map[string][]string // refused publishes, by name
+	frames    map[string][]VideoFrame // of the latest publish, by name
+	streams   map[string]Stream       // configured streams, by name
+	refusals  map[string][]string     // refused publishes, by name
 	rtmpLn    net.Listener
 	apiLn     net.Listener
 }
@@ -101,6 +117,9 @@ type publication struct {
 	desc    *description.Session
 	first   bool   // no video frame seen yet
 	lastTS  uint32 // RTP timestamp of the last video frame
+	// frames are the publish's video frames; those from timed on have no NTP time yet.
+	frames []VideoFrame
+	timed  int
 }
 
 // NewMediaServer binds the server's listeners; Run serves them.
@@ -137,6 +156,7 @@ func NewMediaServer(cfg MediaServerConfig) (*MediaServer, error) {
 		bySession: make(map[*gortsplib.ServerSession]*publication),
 		players:   make(map[*gortsplib.ServerSession]string),
 		stats:     make(map[string]*StreamStats),
+		frames:    make(map[string][]VideoFrame),
 	}, nil
 }
 
@@ -216,6 +236,14 @@ func (m *MediaServer) Stream(name string) (StreamStats, bool) {
 	return st.clone(), true
 }
 
+// VideoFrames returns the video frames of a path's latest publish, the first
+// maxRecordedFrames of them.
+func (m *MediaServer) VideoFrames(name string) []VideoFrame {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.frames[streamName(name)])
+}
+
 // Streams returns the statistics of every path ever announced, by name.
 func (m *MediaServer) Streams() map[string]StreamStats {
 	m.mu.Lock()
@@ -290,6 +318,7 @@ func (m *mediaHandler) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.
 	st.Publishes++
 	st.RecordedAt, st.FirstVideoAt = time.Now(), time.Time{}
 	st.VideoTSBackwards, st.VideoTSMaxStep = 0, 0
+	m.frames[p.name] = nil
 	m.log.Info("sim media server: publishing", "stream", p.name, "codecs", st.Codecs)
 
 	counters := make(map[*description.Media]*frameCounter)
@@ -336,6 +365,8 @@ func (m *mediaHandler) packet(p *publication, fc *frameCounter, medi *descriptio
 			if u.key {
 				st.KeyFrames++
 			}
+			p.recordFrame(medi, fc.ts, u.key, st.LastFrameAt)
+			m.frames[p.name] = p.frames
 			if p.first {
 				p.first = false
 				st.FirstVideoFrameKey = u.key && u.hasParams(fc.isH265)
@@ -348,6 +379,23 @@ func (m *mediaHandler) packet(p *publication, fc *frameCounter, medi *descriptio
 		})
 	case medi.Type == description.MediaTypeAudio:
 		st.AudioPackets++
+	}
+}
+
+// recordFrame remembers one video frame and gives the frames still without one their NTP time
+// once the publisher's first sender report is in.
+func (p *publication) recordFrame(medi *description.Media, ts uint32, key bool, at time.Time) {
+	if len(p.frames) < maxRecordedFrames {
+		p.frames = append(p.frames, VideoFrame{RTP: ts, Key: key, Arrived: at})
+	}
+	for ; p.timed < len(p.frames); p.timed++ {
+		f := &p.frames[p.timed]
+		h := rtp.Header{Timestamp: f.RTP, PayloadType: medi.Formats[0].PayloadType()}
+		ntp, ok := p.session.PacketNTP(medi, &rtp.Packet{Header: h})
+		if !ok {
+			break
+		}
+		f.NTP = ntp
 	}
 }
 

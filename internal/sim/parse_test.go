@@ -8,7 +8,7 @@ import (
 )
 
 func TestEmbeddedClip(t *testing.T) {
-	c, err := loadClip(0)
+	c, err := loadClip(0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -227,7 +227,8 @@ func (s *Subscriber) Lines() []string {
 func Publish(t testing.TB, port int, args ...string) error {
 	t.Helper()
 	bin := Need(t, "mosquitto-clients", "mosquitto_pub")
-	out, err := exec.Command(bin, append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(port)}, args...)...).CombinedOutput()
+	args = append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(port)}, args...)
+	out, err := exec.Command(bin, args...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("mosquitto_pub: %w: %s", err, out)
 	}

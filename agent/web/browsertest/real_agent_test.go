@@ -11,6 +11,7 @@ import (
 
 	"github.com/camgate/camgate/agent"
 	"github.com/camgate/camgate/internal/sim"
+	"github.com/camgate/camgate/internal/testtool"
 )
 
 // Issue 7 acceptance 1 against the real agent: the page logs in with the gateway's setup code,
@@ -23,18 +24,18 @@ func TestPairingPageWithTheRealAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	goRun(ctx, t, flussonic.Run)
+	testtool.Go(ctx, t, "flussonic", flussonic.Run)
 	seen, err := sim.NewCamera(sim.CameraConfig{Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	goRun(ctx, t, seen.Run)
+	testtool.Go(ctx, t, "seen", seen.Run)
 	const camUser, camPassword = "viewer", "Real-pa55:word"
 	toAdd, err := sim.NewCamera(sim.CameraConfig{Addr: "127.0.0.1:0", Username: camUser, Password: camPassword})
 	if err != nil {
 		t.Fatal(err)
 	}
-	goRun(ctx, t, toAdd.Run)
+	testtool.Go(ctx, t, "toAdd", toAdd.Run)
 
 	dataDir := t.TempDir()
 	cfg := agent.DefaultConfig()
@@ -153,14 +154,4 @@ func startAgent(t *testing.T, cfg agent.Config) (*agent.Agent, string) {
 func jsString(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 	return `"` + r.Replace(s) + `"`
-}
-
-// goRun runs a stand-in until ctx ends and fails the test if it stops early with an error (a
-// port it could not take, say), which would otherwise show only as a page that never fills.
-func goRun(ctx context.Context, t *testing.T, run func(context.Context) error) {
-	go func() {
-		if err := run(ctx); err != nil && ctx.Err() == nil {
-			t.Errorf("stand-in stopped: %v", err)
-		}
-	}()
 }
