@@ -15,9 +15,9 @@ const (
 	// there are many cameras to share it. Measured with 500 kbit/s cameras (too slow for a
 	// low-water mark, which is all the Pacer now paces; bench/README.md, "Slow cameras"),
 	// CPU x ffmpeg, paced against unpaced, medians of 3: 4 relays 0.87 / 0.52, 10 relays
-	// 0.56 / 0.50, 20 relays 0.48 / 0.40, 40 relays 0.38 / 0.49. Pacing pays only beyond 20;
-	// 30 lies between the last count where it did not and the first where it did (30 itself
-	// was not measured). Relays whose camera has a mark do not count: they leave the Pacer.
+	// 0.56 / 0.50, 20 relays 0.48 / 0.40, 30 relays 0.38 / 0.40, 40 relays 0.38 / 0.49.
+	// Pacing costs up to 20, is even at 30 and pays at 40, so it starts at 30. Relays whose
+	// camera has a mark do not count: they leave the Pacer.
 	DefaultPaceMinRelays = 30
 )
 
