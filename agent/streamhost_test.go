@@ -106,7 +106,8 @@ func TestStreamCredentialsStayWithTheCamerasHost(t *testing.T) {
 	const onvifURL = "http://192.168.1.20/onvif/device_service"
 	refused := "camera: DESCRIBE: bad status code: 401 (Unauthorized)"
 	got := withheldNote("admin", onvifURL, "rtsp://192.168.1.21/live", refused)
-	if !strings.Contains(got, "192.168.1.21") || !strings.Contains(got, "no credentials") || !strings.HasPrefix(got, refused) {
+	if !strings.Contains(got, "192.168.1.21") || !strings.Contains(got, "no credentials") ||
+		!strings.HasPrefix(got, refused) {
 		t.Errorf("a 401 from a stream on another host: last_error %q, want it to say why no credentials went there", got)
 	}
 	for _, tt := range []struct{ stream, lastError string }{
