@@ -179,8 +179,9 @@ func TestCameraURLsFromThePageMustBeLANCameras(t *testing.T) {
 	answers := map[string]string{}
 	for name, addr := range map[string]string{"closed": fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		"hangs up": hangupPort(t), "speaks another protocol": banner.Addr().String()} {
-		urls := []string{"rtsp://" + addr + "/stream", "http://" + addr + "/onvif/device_service", "rtsp://" + addr}
-		for _, u := range urls {
+		for _, u := range []string{
+			"rtsp://" + addr + "/stream", "http://" + addr + "/onvif/device_service", "rtsp://" + addr,
+		} {
 			st, e := p.errorOf("POST", "/api/test-stream", map[string]any{"url": u})
 			if st != 422 {
 				t.Errorf("test-stream of %s, a port that %s: %d %+v, want 422", u, name, st, e)
