@@ -40,6 +40,7 @@ type uplinkParts struct {
 	// registered holds every camera whose registration was ever queued, persisted, so that a
 	// camera removed while camgate was stopped still gets its retained topics cleared.
 	registered map[string]bool
+	saveMu     sync.Mutex // orders the saves of registered; held for the store write only
 }
 
 const settingRegistered = "mqtt_registered"
@@ -230,8 +231,8 @@ func (r *registry) register(e *cameraEntry) {
 
 func (a *Agent) setRegistered(link *uplinkParts, id string, on bool) {
 	link.mu.Lock()
-	defer link.mu.Unlock()
 	if link.registered[id] == on {
+		link.mu.Unlock()
 		return
 	}
 	if on {
@@ -239,7 +240,15 @@ func (a *Agent) setRegistered(link *uplinkParts, id string, on bool) {
 	} else {
 		delete(link.registered, id)
 	}
+	link.mu.Unlock()
+	// The fsync happens under saveMu alone, never under mu, which publishStates also takes.
+	// Each save encodes the list as it is when its turn comes, so the last save holds the
+	// latest list whichever order two changes reach here in.
+	link.saveMu.Lock()
+	defer link.saveMu.Unlock()
+	link.mu.Lock()
 	b, err := json.Marshal(link.registered)
+	link.mu.Unlock()
 	if err != nil {
 		a.log.Error("encoding the registered camera list", "err", err)
 		return
