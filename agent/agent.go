@@ -104,6 +104,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	runCtx, stopAll := context.WithCancel(ctx)
 	defer stopAll()
 	a.streams = a.newStreamSetup(&cfg.Config)
+	// The motion owner exists before the registry starts the ONVIF resolvers that report to it;
+	// it takes up the previous run's episodes only once the loop serves (restore below).
+	a.motion, err = newMotionOwner(a, cfg.Motion.Hold.Std())
+	if err != nil {
+		return err
+	}
 	r, err := newRegistry(a, runCtx, cfg)
 	if err != nil {
 		return err
@@ -118,12 +124,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(ctx))
 	go func() { defer close(a.loopDone); r.run(loopCtx) }()
 
-	a.motion, err = newMotionOwner(a, r.loaded.Motion.Hold.Std())
-	if err != nil {
-		stopLoop()
-		<-a.loopDone
-		return err
-	}
+	a.motion.restore()
 	motionCtx, stopMotion := context.WithCancel(context.WithoutCancel(ctx))
 	motionDone := make(chan struct{})
 	go func() { defer close(motionDone); a.motion.run(motionCtx) }()

@@ -48,15 +48,21 @@ func newMotionOwner(a *Agent, hold time.Duration) (*motionOwner, error) {
 		return nil, err
 	}
 	m.tracker = t
-	if err := t.Restore(); err != nil {
+	return m, nil
+}
+
+// restore takes up the episodes of the previous run. It runs once the registry loop is serving,
+// before m.run: restoring emits stops, and each open episode asks the loop for its publish window.
+func (m *motionOwner) restore() {
+	a := m.a
+	if err := m.tracker.Restore(); err != nil {
 		a.log.Error("motion: episodes of the previous run", "err", err)
 	}
-	for _, ep := range t.Open() {
+	for _, ep := range m.tracker.Open() {
 		a.log.Info("motion episode continues from the previous run", "camera_id", ep.Camera, "motion_id", ep.MotionID)
 		m.seq++ // a camera in relay mode motion goes on publishing until the episode stops
 		a.tellMotionWindow(motionWindowRequest{id: ep.Camera, seq: m.seq, started: true, start: ep.Start})
 	}
-	return m, nil
 }
 
 // report hands an alarm to the motion owner and waits until its event is stored.
