@@ -198,7 +198,9 @@ func (f *forwarder) setTracks(video videoCodec, clockRates []int, params [3][]by
 		f.tracks[i].reported, f.tracks[i].pending = false, false
 	}
 	f.rebaseFrom = f.lastOutAt
-	f.flushLocked()
+	if !f.parked {
+		f.flushLocked() // parked, what is queued is the old session's, for it to send (holdForRepublish)
+	}
 	f.resync = true
 	if f.cache != nil {
 		// A new camera session: what was cached belongs to the old one.
