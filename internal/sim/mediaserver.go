@@ -74,12 +74,13 @@ type StreamStats struct {
 
 	// RTMP is each RTMP publish of the path, oldest first (the last 64), as a decoder saw it
 	// (rtmpingest.go). Over RTMP, VideoFrames counts only decodable frames and
-	// VideoUndecodable those a decoder could not use. VideoTimeBackwards and VideoTimeMaxStep
+	// VideoUndecodable those a decoder could not use. VideoTimeBackwards, VideoTimeStill and VideoTimeMaxStep
 	// are the decode-time steps between consecutive frames over the path's whole timeline,
 	// every RTMP publish in turn, as the server's archive lines them up.
 	RTMP               []RTMPPublish
 	VideoUndecodable   uint64
 	VideoTimeBackwards uint64
+	VideoTimeStill     uint64 // steps of 0
 	VideoTimeMaxStep   time.Duration
 	rtmpLine           rtmpTimeline
 }

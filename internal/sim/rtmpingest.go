@@ -47,6 +47,10 @@ type RTMPPublish struct {
 	FirstDTS, LastDTS time.Duration
 	// PTSBeforeDTS counts frames with a negative CompositionTime.
 	PTSBeforeDTS uint64
+	// Admitted is when the publish was admitted; FirstArrival and LastArrival are when its
+	// first and last decodable frames arrived: a live viewer's wait at a re-publish is the time
+	// from one publish's last frame to the next one's first.
+	Admitted, FirstArrival, LastArrival time.Time
 }
 
 // rtmpTimeline is one path's video as the server's archive holds it: every publish in turn.
@@ -122,6 +126,10 @@ func (v *rtmpVideo) frame(keyType bool, dts, cts time.Duration, data []byte) {
 		v.st.KeyFrames++
 	}
 	v.st.LastFrameAt = time.Now()
+	v.pub.LastArrival = v.st.LastFrameAt
+	if v.pub.FirstArrival.IsZero() {
+		v.pub.FirstArrival = v.st.LastFrameAt
+	}
 	if v.st.FirstVideoAt.IsZero() {
 		v.st.FirstVideoAt = v.st.LastFrameAt
 	}
@@ -130,9 +138,12 @@ func (v *rtmpVideo) frame(keyType bool, dts, cts time.Duration, data []byte) {
 		v.pub.PTSBeforeDTS++ // a picture shown before it is decoded
 	}
 	if v.st.rtmpLine.started {
-		if step := dts - v.st.rtmpLine.lastDTS; step < 0 {
+		switch step := dts - v.st.rtmpLine.lastDTS; {
+		case step < 0:
 			v.st.VideoTimeBackwards++
-		} else {
+		case step == 0:
+			v.st.VideoTimeStill++ // two pictures at one time: a muxer rejects or moves one
+		default:
 			v.st.VideoTimeMaxStep = max(v.st.VideoTimeMaxStep, step)
 		}
 	}
@@ -301,6 +312,7 @@ func (in *rtmpIngest) admitLocked(video, audio string) error {
 	st.Publishes++
 	st.RecordedAt, st.FirstVideoAt = time.Now(), time.Time{}
 	in.st, in.v = st, newRTMPVideo(st)
+	in.v.pub.Admitted = st.RecordedAt
 	in.m.log.Info("sim media server: publishing over rtmp", "stream", in.name, "codecs", names)
 	return nil
 }
