@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/camgate/camgate/internal/sim"
@@ -71,7 +73,11 @@ func main() {
 	if o.gap == 0 {
 		o.gap = o.preRoll + 2*o.gopDuration() + time.Second
 	}
-	if err := run(context.Background(), o); err != nil {
+	// The stand-in servers' RTSP library reports each packet it could not queue for a slow reader
+	// through the standard logger: count those lines per episode instead of printing them.
+	drops := &dropCounter{out: os.Stderr}
+	log.SetOutput(drops)
+	if err := run(context.Background(), o, drops); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -89,7 +95,7 @@ const (
 	motionStream = "bench-porch"
 )
 
-func run(ctx context.Context, o options) error {
+func run(ctx context.Context, o options, drops *dropCounter) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "camgate-bench-relaymode")
@@ -158,7 +164,7 @@ func run(ctx context.Context, o options) error {
 	// Let the motion camera's pre-roll fill: pre_roll, a GOP to reach back to, a second of margin.
 	time.Sleep(o.preRoll + o.gopDuration() + time.Second)
 
-	m := &measurement{opt: o}
+	m := &measurement{opt: o, drops: drops}
 	m.outside = append(m.outside, stream(server, motionStream).Bytes) // before the first alarm
 	for k := range o.episodes {
 		ep, err := m.episode(server, sink, smtpAddr, k)
@@ -301,4 +307,19 @@ func episodeEvents(sink *sim.EventSink) (started, stopped []time.Time) {
 		}
 	}
 	return started, stopped
+}
+
+// dropCounter passes log lines through, except the stand-in servers' "write queue is full"
+// (a packet the sim camera dropped for a reader that did not keep up), which it counts.
+type dropCounter struct {
+	out *os.File
+	n   atomic.Uint64
+}
+
+func (d *dropCounter) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("write queue is full")) {
+		d.n.Add(1)
+		return len(p), nil
+	}
+	return d.out.Write(p)
 }

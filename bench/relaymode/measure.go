@@ -60,6 +60,7 @@ type episode struct {
 	started, stopped time.Time   // the motion events' utc_ms
 	first, last      time.Time   // the first and last frame's time by the sender reports
 	frames           int
+	drops            uint64 // packets the sim camera dropped for a slow reader during the episode
 	bytes            uint64 // payload bytes the server got in the episode's publish
 	video, audio     uint64
 	endBytes         uint64 // the stream's byte counter when the publish had ended
@@ -76,6 +77,7 @@ func (r rate) perSecond() float64 { return float64(r.bytes) / r.seconds }
 // measurement is everything one run measured.
 type measurement struct {
 	opt       options
+	drops     *dropCounter
 	eps       []episode
 	outside   []uint64 // bytes outside the episodes: before the first alarm, then after each publish
 	always    rate
@@ -92,6 +94,7 @@ func (m *measurement) episode(server *sim.MediaServer, sink *sim.EventSink, smtp
 	if before.Publishing {
 		return ep, fmt.Errorf("episode %d: the motion camera is publishing before its alarm", k+1)
 	}
+	drops0 := m.drops.n.Load()
 	first := time.Now()
 	for at := first; !at.After(first.Add(o.episode - o.hold)); at = at.Add(o.hold / 2) {
 		time.Sleep(time.Until(at))
@@ -126,25 +129,27 @@ func (m *measurement) episode(server *sim.MediaServer, sink *sim.EventSink, smtp
 		return ep, fmt.Errorf("episode %d: %d frames, not all placed in time by sender reports", k+1, len(frames))
 	}
 	ep.first, ep.last = frames[0].NTP, frames[len(frames)-1].NTP
+	ep.drops = m.drops.n.Load() - drops0
 	return ep, nil
 }
 
 func (ep episode) print(k int, o options) {
 	fmt.Printf("episode %d: %d alarm mail(s); motion %s .. %s (%.1f s); frames from %.2f s before the start "+
-		"(pre_roll %s + up to a GOP of %s) to %.2f s after the stop (post_roll %s); span %.1f s, %d frames; "+
-		"%d B (video %d, audio %d)\n",
+		"(pre_roll %s + up to a GOP of %s) to %.2f s after the stop (post_roll %s); span %.1f s, %d frames "+
+		"(%d at 25 fps); %d B (video %d, audio %d); %d packets dropped by the sim camera for a slow reader\n",
 		k+1, len(ep.mailed), ep.started.Format("15:04:05.000"), ep.stopped.Format("15:04:05.000"),
 		ep.stopped.Sub(ep.started).Seconds(), ep.started.Sub(ep.first).Seconds(), o.preRoll, o.gopDuration(),
 		ep.last.Sub(ep.stopped).Seconds(), o.postRoll, ep.last.Sub(ep.first).Seconds(), ep.frames,
-		ep.bytes, ep.video, ep.audio)
+		int(ep.last.Sub(ep.first).Seconds()*25+1.5), ep.bytes, ep.video, ep.audio, ep.drops)
 }
 
 // report prints the run's figures and the per-day extrapolation.
 func (m *measurement) report() {
 	o, a := m.opt, m.always
 	bps := a.perSecond()
-	fmt.Printf("\nrelay: always   %d B in %.1f s (video %d, audio %d): %.0f B/s, %.1f kbit/s of RTP payload\n",
-		a.bytes, a.seconds, a.video, a.audio, bps, bps*8/1000)
+	fmt.Printf("\nrelay: always   %d B in %.1f s (video %d, audio %d): %.0f B/s, %.1f kbit/s of RTP payload; "+
+		"%d packets dropped by the sim camera for a slow reader in the whole run\n",
+		a.bytes, a.seconds, a.video, a.audio, bps, bps*8/1000, m.drops.n.Load())
 	var sum uint64
 	var span, length float64
 	for _, ep := range m.eps {
