@@ -61,6 +61,8 @@ type episode struct {
 	first, last      time.Time   // the first and last frame's time by the sender reports
 	frames           int
 	drops            uint64 // packets the sim camera dropped for a slow reader during the episode
+	firstKey         bool   // the publish began with a keyframe and its parameter sets
+	keyframes        int
 	bytes            uint64 // payload bytes the server got in the episode's publish
 	video, audio     uint64
 	endBytes         uint64 // the stream's byte counter when the publish had ended
@@ -129,6 +131,12 @@ func (m *measurement) episode(server *sim.MediaServer, sink *sim.EventSink, smtp
 		return ep, fmt.Errorf("episode %d: %d frames, not all placed in time by sender reports", k+1, len(frames))
 	}
 	ep.first, ep.last = frames[0].NTP, frames[len(frames)-1].NTP
+	ep.firstKey = frames[0].Key && after.FirstVideoFrameKey
+	for _, f := range frames {
+		if f.Key {
+			ep.keyframes++
+		}
+	}
 	ep.drops = m.drops.n.Load() - drops0
 	return ep, nil
 }
@@ -136,11 +144,12 @@ func (m *measurement) episode(server *sim.MediaServer, sink *sim.EventSink, smtp
 func (ep episode) print(k int, o options) {
 	fmt.Printf("episode %d: %d alarm mail(s); motion %s .. %s (%.1f s); frames from %.2f s before the start "+
 		"(pre_roll %s + up to a GOP of %s) to %.2f s after the stop (post_roll %s); span %.1f s, %d frames "+
-		"(%d at 25 fps); %d B (video %d, audio %d); %d packets dropped by the sim camera for a slow reader\n",
+		"(%d at 25 fps), %d keyframes, the first frame a keyframe with its parameter sets: %v; %d B (video %d, "+
+		"audio %d); %d packets dropped by the sim camera for a slow reader\n",
 		k+1, len(ep.mailed), ep.started.Format("15:04:05.000"), ep.stopped.Format("15:04:05.000"),
 		ep.stopped.Sub(ep.started).Seconds(), ep.started.Sub(ep.first).Seconds(), o.preRoll, o.gopDuration(),
 		ep.last.Sub(ep.stopped).Seconds(), o.postRoll, ep.last.Sub(ep.first).Seconds(), ep.frames,
-		int(ep.last.Sub(ep.first).Seconds()*25+1.5), ep.bytes, ep.video, ep.audio, ep.drops)
+		int(ep.last.Sub(ep.first).Seconds()*25+1.5), ep.keyframes, ep.firstKey, ep.bytes, ep.video, ep.audio, ep.drops)
 }
 
 // report prints the run's figures and the per-day extrapolation.
