@@ -107,6 +107,8 @@ func (v *rtmpVideo) frame(keyType bool, dts, cts time.Duration, data []byte) {
 	}
 	v.anyFrame = true
 	defer v.record()
+	v.st.Bytes += uint64(len(data)) // over RTMP, the FLV tag bodies' media bytes
+	v.st.VideoBytes += uint64(len(data))
 	au, err := scanAVCC(data, v.lenSize)
 	key := keyType && au.key
 	if err != nil || !au.picture || (!key && !v.keyed) {
@@ -276,6 +278,8 @@ func (in *rtmpIngest) message(msg message.Message) error {
 		if !in.v.current() {
 			return nil
 		}
+		in.st.Bytes += uint64(len(msg.AU))
+		in.st.AudioBytes += uint64(len(msg.AU))
 		in.st.AudioPackets++
 		in.st.LastFrameAt = time.Now()
 	}
