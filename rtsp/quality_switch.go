@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -46,12 +47,34 @@ func (r *Relay) joinQuality(hasSub bool) (leave func()) {
 	return r.cfg.Quality.join(r, redact(r.cfg.Publish), r.cfg.Priority, hasSub)
 }
 
-// substreamURL is the substream's URL with the camera's credentials, nil when there is none.
+// substreamURL is the substream's URL, nil when there is none. It carries the camera's
+// credentials only when it is on the main source's host: they were given for that host (issue
+// 13), and a substream named by the camera's ONVIF service may be anywhere.
 func (r *Relay) substreamURL() (*url.URL, error) {
 	if r.cfg.Substream == "" {
 		return nil, nil
 	}
-	return r.cameraURL(r.cfg.Substream)
+	u, err := r.cameraURL(r.cfg.Substream)
+	if err == nil && !sameStreamHost(u, r.cfg.Source) {
+		u.User = nil
+	}
+	return u, err
+}
+
+// sameStreamHost says whether u is on the host of the stream URL other (case and IPv4-mapped
+// forms aside). The port is not compared: one camera serves its streams on several.
+func sameStreamHost(u *url.URL, other string) bool {
+	o, err := url.Parse(other)
+	if err != nil {
+		return false
+	}
+	norm := func(h string) string {
+		if a, err := netip.ParseAddr(h); err == nil {
+			return a.Unmap().WithZone("").String()
+		}
+		return strings.ToLower(strings.TrimSuffix(h, "."))
+	}
+	return u.Hostname() != "" && norm(u.Hostname()) == norm(o.Hostname())
 }
 
 // cameraURL parses one of the camera's stream URLs and puts the camera's credentials in it.
