@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtp"
+
+	"github.com/camgate/camgate/internal/endpoint"
 )
 
 const (
@@ -55,26 +56,10 @@ func (r *Relay) substreamURL() (*url.URL, error) {
 		return nil, nil
 	}
 	u, err := r.cameraURL(r.cfg.Substream)
-	if err == nil && !sameStreamHost(u, r.cfg.Source) {
+	if err == nil && !endpoint.SameHost(r.cfg.Substream, r.cfg.Source) {
 		u.User = nil
 	}
 	return u, err
-}
-
-// sameStreamHost says whether u is on the host of the stream URL other (case and IPv4-mapped
-// forms aside). The port is not compared: one camera serves its streams on several.
-func sameStreamHost(u *url.URL, other string) bool {
-	o, err := url.Parse(other)
-	if err != nil {
-		return false
-	}
-	norm := func(h string) string {
-		if a, err := netip.ParseAddr(h); err == nil {
-			return a.Unmap().WithZone("").String()
-		}
-		return strings.ToLower(strings.TrimSuffix(h, "."))
-	}
-	return u.Hostname() != "" && norm(u.Hostname()) == norm(o.Hostname())
 }
 
 // cameraURL parses one of the camera's stream URLs and puts the camera's credentials in it.

@@ -1,7 +1,6 @@
 package rtsp
 
 import (
-	"net/url"
 	"testing"
 	"time"
 
@@ -46,28 +45,5 @@ func TestSubstreamOnAnotherHostGetsNoCredentials(t *testing.T) {
 			}
 			t.Logf("substream on %s: %d connections, %d requests, %d with credentials", tc.host, conns, requests, withAuth)
 		})
-	}
-}
-
-func TestSameStreamHost(t *testing.T) {
-	tests := []struct {
-		u, other string
-		want     bool
-	}{
-		{"rtsp://192.168.1.20:554/sub", "rtsp://192.168.1.20/main", true},
-		{"rtsp://Cam.Lan./sub", "rtsp://cam.lan:8554/main", true},
-		{"rtsp://[::ffff:192.168.1.20]/sub", "rtsp://192.168.1.20/main", true},
-		{"rtsp://192.168.1.21/sub", "rtsp://192.168.1.20/main", false},
-		{"rtsp://192.168.1.20/sub", "rtsp://a b/main", false},
-		{"rtsp:opaque", "rtsp:opaque", false},
-	}
-	for _, tt := range tests {
-		u, err := url.Parse(tt.u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := sameStreamHost(u, tt.other); got != tt.want {
-			t.Errorf("sameStreamHost(%q, %q) = %v, want %v", tt.u, tt.other, got, tt.want)
-		}
 	}
 }

@@ -51,6 +51,15 @@ func SecretMayStay(oldURL, newURL string) bool {
 	return o.scheme == n.scheme || isTLS(n.scheme)
 }
 
+// SameHost says whether two URLs name one host (case, a root dot and IPv4-mapped forms
+// aside), whatever their schemes and ports: the rule for the streams of one camera, which serves
+// them on several ports.
+func SameHost(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	return errA == nil && errB == nil && ua.Hostname() != "" && normalHost(ua.Hostname()) == normalHost(ub.Hostname())
+}
+
 type target struct{ scheme, host, port string }
 
 func parse(raw string) (target, bool) {

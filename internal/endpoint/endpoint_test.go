@@ -51,3 +51,23 @@ func FuzzSecretMayStay(f *testing.F) {
 		}
 	})
 }
+
+func TestSameHost(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{"rtsp://192.168.1.20:554/sub", "rtsp://192.168.1.20/main", true},
+		{"http://192.168.1.20/onvif/device_service", "rtsp://192.168.1.20:554/main", true},
+		{"rtsp://Cam.Lan./sub", "rtsp://cam.lan:8554/main", true},
+		{"rtsp://[::ffff:192.168.1.20]/sub", "rtsp://192.168.1.20/main", true},
+		{"rtsp://192.168.1.21/sub", "rtsp://192.168.1.20/main", false},
+		{"rtsp://192.168.1.20/sub", "rtsp://a b/main", false},
+		{"rtsp:opaque", "rtsp:opaque", false},
+	}
+	for _, tt := range tests {
+		if got := SameHost(tt.a, tt.b); got != tt.want {
+			t.Errorf("SameHost(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
