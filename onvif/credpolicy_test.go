@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -184,5 +185,22 @@ func TestUserinfoInTheXAddrIsNotSentUnasked(t *testing.T) {
 	if _, err := NewClient(ClientConfig{XAddr: "http://admin:" + secret + "@cam:bad/onvif"}); err == nil ||
 		strings.Contains(err.Error(), secret) {
 		t.Errorf("an XAddr that does not parse: %v, want an error without the password", err)
+	}
+}
+
+// An announced XAddr with user:password@ (anyone on the LAN can multicast one) is kept without
+// it: the device URL camgate stores and asks carries no credentials the announcer chose.
+func TestAnnouncedXAddrLosesItsUserinfo(t *testing.T) {
+	tests := []struct {
+		xaddrs []string
+		want   string
+	}{
+		{[]string{"http://evil:pw@10.0.0.20/onvif/device_service"}, "http://10.0.0.20/onvif/device_service"},
+		{[]string{"http://a:b@0.0.0.0:8080/onvif/device_service"}, "http://10.0.0.20:8080/onvif/device_service"},
+	}
+	for _, tt := range tests {
+		if got := pickXAddr(tt.xaddrs, net.ParseIP("10.0.0.20")); got != tt.want {
+			t.Errorf("pickXAddr(%q) = %q, want %q", tt.xaddrs, got, tt.want)
+		}
 	}
 }
