@@ -39,9 +39,14 @@ type Message struct {
 	// Latest puts the message in the keep-latest class: enqueuing it replaces, on disk and in
 	// the queue, any queued Latest message of the same queue and Topic. For retained topics
 	// (snapshots, state) whose receiver only ever keeps the newest.
-	Latest   bool
-	Payload  []byte
-	Enqueued time.Time // set by Enqueue
+	Latest  bool
+	Payload []byte
+	// PayloadFile, if set, names a file that holds exactly Payload and that its owner replaces
+	// only by rename, never rewrites in place. For a payload kept in a file (filePayloadMin),
+	// Enqueue then links that file instead of writing a copy: an alarm JPEG that the agent
+	// keeps on disk anyway is written to flash once. It is not stored.
+	PayloadFile string
+	Enqueued    time.Time // set by Enqueue
 
 	file payloadRef // set while the payload is in a file of its own (filePayloadMin) and not yet read
 }

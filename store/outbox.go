@@ -288,7 +288,7 @@ func (o *Outbox) Enqueue(ctx context.Context, queue string, msgs ...Message) err
 		if len(m.Payload) >= filePayloadMin {
 			// Written and fsynced before the commit that refers to it, by the caller's goroutine
 			// so that the single writer only commits.
-			ref, err := o.files.write(m.Payload)
+			ref, err := o.files.adopt(m.PayloadFile, m.Payload)
 			if err != nil {
 				o.files.remove(r.files()...)
 				return fmt.Errorf("store: enqueue to %q: message %d: %w", queue, i, err)

@@ -44,8 +44,11 @@ type payloadDir struct {
 
 func (d *payloadDir) file(name string) string { return filepath.Join(d.path, name) }
 
-// write stores payload in a new file and fsyncs it and the directory.
-func (d *payloadDir) write(payload []byte) (payloadRef, error) {
+// adopt stores payload in a new file and fsyncs it and the directory. If src is a file holding
+// exactly payload, the new file is a hard link to it, so the payload's bytes reach the flash
+// once, by this fsync; otherwise (no src, another filesystem, links not supported, other
+// contents) the payload is written.
+func (d *payloadDir) adopt(src string, payload []byte) (payloadRef, error) {
 	var id [payloadNameLen / 2]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return payloadRef{}, fmt.Errorf("store: payload file name: %w", err)
@@ -54,16 +57,9 @@ func (d *payloadDir) write(payload []byte) (payloadRef, error) {
 	if err := os.MkdirAll(d.path, 0o700); err != nil {
 		return payloadRef{}, fmt.Errorf("store: payload directory: %w", err)
 	}
-	f, err := os.OpenFile(d.file(ref.name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	err := d.link(src, ref)
 	if err != nil {
-		return payloadRef{}, fmt.Errorf("store: payload file: %w", err)
-	}
-	_, err = f.Write(payload)
-	if err == nil && !d.noSync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+		err = d.write(ref.name, payload)
 	}
 	if err == nil {
 		err = d.syncDir()
@@ -73,6 +69,54 @@ func (d *payloadDir) write(payload []byte) (payloadRef, error) {
 		return payloadRef{}, fmt.Errorf("store: payload file: %w", err)
 	}
 	return ref, nil
+}
+
+// link makes ref's file a hard link to src, fsynced, if src holds the payload ref describes.
+func (d *payloadDir) link(src string, ref payloadRef) error {
+	if src == "" {
+		return os.ErrNotExist
+	}
+	if err := os.Link(src, d.file(ref.name)); err != nil {
+		return err
+	}
+	// Read back through the link: what is queued must be what the caller gave, whatever
+	// happened to src.
+	if _, err := d.read(ref); err != nil {
+		d.remove(ref.name)
+		return err
+	}
+	f, err := os.OpenFile(d.file(ref.name), os.O_RDWR, 0)
+	if err == nil {
+		err = d.sync(f)
+	}
+	if err != nil {
+		d.remove(ref.name)
+	}
+	return err
+}
+
+func (d *payloadDir) write(name string, payload []byte) error {
+	f, err := os.OpenFile(d.file(name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(payload); err != nil {
+		f.Close()
+		return err
+	}
+	return d.sync(f)
+}
+
+// sync fsyncs and closes f.
+func (d *payloadDir) sync(f *os.File) error {
+	var err error
+	if !d.noSync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // syncDir makes the directory's entries durable: without it a power loss can forget a file

@@ -302,3 +302,53 @@ func TestOutboxSnapshotSurvivesSIGKILL(t *testing.T) {
 		})
 	}
 }
+
+// A payload that its caller keeps in a file (the agent's snapshots/<camera>.jpg) is linked, not
+// written again; replacing that file by rename leaves the queued payload as it was. A file that
+// does not hold the payload is not trusted: the payload is written instead.
+func TestOutboxLinksAPayloadFile(t *testing.T) {
+	db, path := openTest(t, Options{})
+	o := db.Outbox()
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name     string
+		contents []byte
+		wantLink bool
+	}{
+		{"holding the payload", jpeg(1), true},
+		{"holding something else", jpeg(2), false},
+	} {
+		src := filepath.Join(dir, "porch.jpg")
+		if err := os.WriteFile(src, tc.contents, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		m := snapshot(1)
+		m.PayloadFile = src
+		enqueue(t, o, "mqtt", m)
+		files := payloadFiles(t, path)
+		if len(files) != 1 {
+			t.Fatalf("%s: payload files %q, want one", tc.name, files)
+		}
+		queued, err := os.Stat(filepath.Join(path+".payloads", files[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		given, err := os.Stat(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if os.SameFile(queued, given) != tc.wantLink {
+			t.Errorf("%s: the queued payload file is the caller's: %v, want %v", tc.name, !tc.wantLink, tc.wantLink)
+		}
+		// The caller replaces its file the only way it may: a new file renamed over it.
+		if err := os.WriteFile(src+".tmp", jpeg(9), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(src+".tmp", src); err != nil {
+			t.Fatal(err)
+		}
+		if n := jpegNumber(t, peekAll(t, o, "mqtt")[0].Payload); n != 1 {
+			t.Errorf("%s: queued snapshot %d after the caller replaced its file, want 1", tc.name, n)
+		}
+	}
+}
