@@ -233,7 +233,8 @@ func snapshotCrashChild(path, point string) {
 	}
 	deadline := time.Now().Add(60 * time.Second) // never outlive a parent that died
 	for n := 1; time.Now().Before(deadline); n++ {
-		if err := db.Outbox().Enqueue(context.Background(), "mqtt", snapshot(n), event(fmt.Sprint("motion ", n))); err != nil {
+		err := db.Outbox().Enqueue(context.Background(), "mqtt", snapshot(n), event(fmt.Sprint("motion ", n)))
+		if err != nil {
 			fmt.Println("enqueue:", err)
 			os.Exit(1)
 		}
