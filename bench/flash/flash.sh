@@ -100,5 +100,6 @@ fi
 echo "fsyncs:   $fsyncs (fsync + fdatasync, strace; at start and stop included)"
 echo "bbolt:    $(stat -c %s "$work/data/camgate.db" 2>/dev/null || echo '?') bytes at the end"
 echo "data dir: $(du -sb "$work/data" | cut -f1) bytes at the end"
-grep -v '^\s*$' "$work/camgate.log" | grep -ci 'dropp\|full' | sed 's/^/log lines about drops or a full outbox: /'
+drops=$(grep -ci 'dropp\|full' "$work/camgate.log" || true)
+echo "log lines about drops or a full outbox: $drops"
 if [ -n "$trace" ]; then python3 "$(dirname "$0")/attribute.py" "$trace"; fi
