@@ -141,7 +141,6 @@ type request struct {
 	bytes  int64
 	purged int
 	done   chan error // buffered: the writer never waits for a caller that gave up
-	sent   bool       // set by do once the writer has the request; then the writer owns its files
 }
 
 // pendingRecord is a message encoded by its producer's goroutine, so the single writer only
@@ -300,8 +299,8 @@ func (o *Outbox) Enqueue(ctx context.Context, queue string, msgs ...Message) err
 			file: m.file.name}
 		r.bytes += m.size()
 	}
-	err := o.do(ctx, r)
-	if !r.sent {
+	sent, err := o.send(ctx, r)
+	if !sent {
 		o.files.remove(r.files()...) // no commit can refer to them
 	}
 	return err
@@ -452,20 +451,26 @@ func validQueue(queue string) error {
 }
 
 func (o *Outbox) do(ctx context.Context, r *request) error {
+	_, err := o.send(ctx, r)
+	return err
+}
+
+// send hands r to the writer and waits for its answer. sent says whether the writer took it:
+// from then on the writer owns the payload files of its records.
+func (o *Outbox) send(ctx context.Context, r *request) (sent bool, err error) {
 	r.done = make(chan error, 1)
 	select {
 	case o.reqs <- r:
-		r.sent = true
 	case <-o.stop:
-		return ErrClosed
+		return false, ErrClosed
 	case <-ctx.Done():
-		return fmt.Errorf("store: %w", ctx.Err())
+		return false, fmt.Errorf("store: %w", ctx.Err())
 	}
 	select {
 	case err := <-r.done:
-		return err
+		return true, err
 	case <-ctx.Done():
-		return fmt.Errorf("store: %w (the write may still complete)", ctx.Err())
+		return true, fmt.Errorf("store: %w (the write may still complete)", ctx.Err())
 	}
 }
 
