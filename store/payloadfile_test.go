@@ -353,3 +353,32 @@ func TestOutboxLinksAPayloadFile(t *testing.T) {
 		}
 	}
 }
+
+// A big payload whose Enqueue fails before the writer took it (a closed store, a cancelled
+// context) leaves no file behind. (With a cancelled context the writer may still take it and
+// commit: then the file is the record's.)
+func TestOutboxFailedEnqueueLeavesNoPayloadFile(t *testing.T) {
+	db, path := openTest(t, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 20 {
+		_ = db.Outbox().Enqueue(ctx, "mqtt", snapshot(i))
+	}
+	files, refs := payloadFiles(t, path), referencedFiles(t, db)
+	slices.Sort(files)
+	if !slices.Equal(files, refs) {
+		t.Errorf("payload files %q after cancelled Enqueues, records refer to %q", files, refs)
+	}
+	if _, err := db.Outbox().Purge(""); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Outbox().Enqueue(context.Background(), "mqtt", snapshot(2)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Enqueue on a closed store = %v, want ErrClosed", err)
+	}
+	if files := payloadFiles(t, path); len(files) != 0 {
+		t.Errorf("payload files %q after an Enqueue on a closed store, want none", files)
+	}
+}
