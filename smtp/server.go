@@ -288,7 +288,7 @@ func (s *Server) admit(c *sessionConn) bool {
 	full := len(s.sessions) >= s.cfg.MaxSessions
 	s.sessions[c] = struct{}{}
 	s.mu.Unlock()
-	if full && !s.evictStalerThan(c) {
+	if full && !s.evictStalerThan(c, false) {
 		s.refuse(c, "too many sessions")
 		return false
 	}
@@ -310,14 +310,16 @@ func (s *Server) refuse(c *sessionConn, why string) {
 }
 
 // evictStalerThan closes the session that has gone longest without completing a command or a
-// mail, if that was longer than c has, and the Handler does not have its mail. It reports
-// whether it closed one.
-func (s *Server) evictStalerThan(c *sessionConn) bool {
+// mail, if that was longer than c has, and the Handler does not have its mail; with mailOnly
+// (to make room in the memory budget) only among sessions that hold more than their session.
+// It reports whether it closed one.
+func (s *Server) evictStalerThan(c *sessionConn, mailOnly bool) bool {
 	var victim *sessionConn
 	s.mu.Lock()
 	oldest := c.progress.Load()
 	for sc := range s.sessions {
-		if p := sc.progress.Load(); sc != c && p < oldest && !sc.handling.Load() {
+		if p := sc.progress.Load(); sc != c && p < oldest && !sc.handling.Load() &&
+			(!mailOnly || sc.heldBytes() > sessionCost) {
 			oldest, victim = p, sc
 		}
 	}
