@@ -10,8 +10,11 @@
 //   - AUTH PLAIN and LOGIN over plain TCP (cameras rarely do TLS). With a configured username
 //     AUTH is required, or with Config.AuthOptional checked when tried; without one any
 //     credentials pass, because many cameras insist on logging in.
-//   - Wrong logins are throttled per client address: after five in a minute, AUTH gets 454
-//     unexamined until the minute is over, and the log has one line per burst.
+//   - Wrong logins are throttled per client (its address, or its /64 for IPv6, as at the page's
+//     login): after five in a minute, AUTH gets 454 unexamined until the minute is over, and
+//     the log has one line per burst. An attempt counts when its credentials arrive, before
+//     they are compared, and is taken back if they were right: parallel sessions get no more
+//     guesses judged than one.
 //   - Lines of any length inside a mail (DATA or BDAT), yet command lines bounded to 16 KiB:
 //     go-smtp can only bound both or neither, so the connection under it (sessionConn) follows
 //     the byte stream to tell commands from mail content.

@@ -411,25 +411,33 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 
 func (s *session) login(username, password string) error {
 	cfg := s.srv.cfg
-	if cfg.Username == "" || credentialsMatch(cfg.Username, cfg.Password, username, password) {
+	if cfg.Username == "" {
 		s.authed = true
 		return nil
 	}
-	if !s.srv.throttle.allowed(s.remote) { // another session of the same address failed meanwhile
+	// Counted before it is looked at: sessions of one client that all passed Auth's check
+	// before any failed still get no more guesses judged than the limit.
+	try, ok := s.srv.throttle.attempt(s.remote)
+	if !ok {
 		s.srv.authThrottled.Add(1)
 		return errAuthThrottled
 	}
+	if credentialsMatch(cfg.Username, cfg.Password, username, password) {
+		s.srv.throttle.forgive(try)
+		s.authed = true
+		return nil
+	}
 	s.srv.authFailures.Add(1)
-	// One line when an address starts failing and one when it is throttled: a camera with a
+	// One line when a client starts failing and one when it is throttled: a camera with a
 	// wrong password shows in the log, a guesser does not fill it.
-	switch n := s.srv.throttle.failed(s.remote); n {
+	switch try.n {
 	case 1:
 		s.srv.log.Warn("SMTP authentication failed", "remote", s.remote.String(), "username", username)
 	case authFailuresAllowed:
 		s.srv.log.Warn("SMTP authentication failing repeatedly: address throttled", "remote", s.remote.String(),
-			"failures", n, "window", authWindow)
+			"failures", try.n, "window", authWindow)
 	default:
-		s.srv.log.Debug("SMTP authentication failed", "remote", s.remote.String(), "failures", n)
+		s.srv.log.Debug("SMTP authentication failed", "remote", s.remote.String(), "failures", try.n)
 	}
 	return gosmtp.ErrAuthFailed
 }
