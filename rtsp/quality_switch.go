@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+
+	"github.com/camgate/camgate/internal/endpoint"
 )
 
 const (
@@ -37,6 +39,13 @@ func (r *Relay) wantQuality(sub bool) {
 	}
 }
 
+// setOnSub records which stream the relay plays and tells OnQuality when that changed.
+func (r *Relay) setOnSub(sub bool) {
+	if r.quality.onSub.Swap(sub) != sub && r.cfg.OnQuality != nil {
+		r.cfg.OnQuality(qualityName(sub))
+	}
+}
+
 // joinQuality makes the relay one the governor decides for, when it has one; a relay without a
 // substream takes part too, as a camera that cannot step down.
 func (r *Relay) joinQuality(hasSub bool) (leave func()) {
@@ -46,12 +55,18 @@ func (r *Relay) joinQuality(hasSub bool) (leave func()) {
 	return r.cfg.Quality.join(r, redact(r.cfg.Publish), r.cfg.Priority, hasSub)
 }
 
-// substreamURL is the substream's URL with the camera's credentials, nil when there is none.
+// substreamURL is the substream's URL, nil when there is none. It carries the camera's
+// credentials only when it is on the main source's host: they were given for that host (issue
+// 13), and a substream named by the camera's ONVIF service may be anywhere.
 func (r *Relay) substreamURL() (*url.URL, error) {
 	if r.cfg.Substream == "" {
 		return nil, nil
 	}
-	return r.cameraURL(r.cfg.Substream)
+	u, err := r.cameraURL(r.cfg.Substream)
+	if err == nil && !endpoint.SameHost(r.cfg.Substream, r.cfg.Source) {
+		u.User = nil
+	}
+	return u, err
 }
 
 // cameraURL parses one of the camera's stream URLs and puts the camera's credentials in it.
@@ -103,7 +118,7 @@ func (s *sourceRun) stop(log *slog.Logger) {
 // continuous timestamps. The camera thus serves two sessions for about a GOP.
 func (r *Relay) runCamera(ctx context.Context, main, sub *url.URL) error {
 	if sub == nil || r.cfg.Quality == nil {
-		r.quality.onSub.Store(false)
+		r.setOnSub(false)
 		return r.runSource(ctx, main)
 	}
 	pick := func(onSub bool) *url.URL {
@@ -114,7 +129,7 @@ func (r *Relay) runCamera(ctx context.Context, main, sub *url.URL) error {
 	}
 	onSub := r.quality.want.Load()
 	cur := r.startSource(ctx, pick(onSub), onSub, false)
-	r.quality.onSub.Store(onSub)
+	r.setOnSub(onSub)
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
@@ -148,7 +163,7 @@ func (r *Relay) runCamera(ctx context.Context, main, sub *url.URL) error {
 			continue
 		}
 		cur = next
-		r.quality.onSub.Store(cur.sub)
+		r.setOnSub(cur.sub)
 		r.log.Info("uplink quality: camera switched", "quality", qualityName(cur.sub))
 	}
 }
