@@ -22,7 +22,8 @@
 // (udpplayer.go) the same connection asks SETUP with client_port and PLAY, then carries only
 // keep-alives; each track's RTP and RTCP sockets, bound to the connection's local address, are
 // read by a goroutine each and take only what comes from the camera's address and the
-// server_port it named; receiver reports go to its RTCP port. With transport auto (the default) a camera that
+// server_port it named, put back in sequence order (reorder.go); receiver reports go to its
+// RTCP port. With transport auto (the default) a camera that
 // answers 461 Unsupported Transport is tried at once over the other transport, and a UDP
 // session that delivers nothing for 3 s moves to TCP; the relay remembers what worked
 // (Stats.Transport).

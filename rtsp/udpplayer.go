@@ -27,7 +27,8 @@ const udpMaxPacket = 1472
 // keep-alives; each track has a socket pair on the connection's local address, read by a
 // goroutine of its own. It takes packets only from the camera's address (the connection's
 // peer) and the server ports its SETUP answer named, as gortsplib's client did before it:
-// a spoofed packet from elsewhere on the LAN never reaches the relay.
+// a spoofed packet from elsewhere on the LAN never reaches the relay. Like that client, it puts
+// packets that arrive out of order back in order and drops duplicates (reorderer).
 // It exists instead of gortsplib's client, which cost the mipsel binary 576 KiB of flash
 // (SRTP, MIKEY, its server-side machinery) for what this file does.
 type udpSession struct {
@@ -268,12 +269,13 @@ func (s *udpSession) receiverReports(now time.Time) {
 	}
 }
 
-// readRTP hands each RTP packet the camera sends for track i to onPacket, one batch each, until
-// the socket is closed.
+// readRTP hands each RTP packet the camera sends for track i to onPacket in sequence order
+// (see reorderer), one batch per datagram, until the socket is closed.
 func (s *udpSession) readRTP(i int, onPacket func(int, *rtp.Packet, time.Time), onBatch func(time.Time)) {
 	pair := s.pairs[i]
 	buf := make([]byte, udpMaxPacket+1)
 	var pkt rtp.Packet
+	var order reorderer
 	for {
 		n, from, err := pair.rtp.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -289,7 +291,16 @@ func (s *udpSession) readRTP(i int, onPacket func(int, *rtp.Packet, time.Time), 
 		s.mu.Lock()
 		s.gotRTP, s.lastPacket = true, now
 		s.p.tracks[i].count(pkt.SSRC, pkt.SequenceNumber)
-		onPacket(i, &pkt, now)
+		parsed := true // pkt is b's until a held packet is parsed into it
+		order.push(buf[:n], pkt.SequenceNumber, func(b []byte, held bool) {
+			if held || !parsed {
+				parsed = !held
+				if pkt.Unmarshal(b) != nil { // cannot fail: each was RTP when it came
+					return
+				}
+			}
+			onPacket(i, &pkt, now)
+		})
 		onBatch(now)
 		s.mu.Unlock()
 	}
