@@ -48,7 +48,16 @@ type udpPair struct {
 	serverRTP, serverRTCP netip.AddrPort
 }
 
+// errSecureUDP refuses rtsps:// over UDP: its media would need SRTP (RTP/SAVP with MIKEY), which
+// gortsplib's client spoke and udpSession does not; plain RTP would leave the TLS session's
+// video in the clear. Auto then stays on TCP, where the media travel inside TLS.
+var errSecureUDP = fmt.Errorf("rtsps:// over UDP would need SRTP, which camgate does not speak: use TCP: %w",
+	errTransportRefused)
+
 func dialUDP(ctx context.Context, u *url.URL, o cameraOptions) (*udpSession, error) {
+	if u.Scheme == "rtsps" {
+		return nil, &stepError{"SETUP", errSecureUDP}
+	}
 	var s *udpSession
 	p, err := dialCamera(ctx, u, o, func(p *player) error {
 		s = &udpSession{p: p}

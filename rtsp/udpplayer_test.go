@@ -203,3 +203,16 @@ func TestUDPSessionTakesOnlyTheCamerasPackets(t *testing.T) {
 		t.Fatal("the session outlived a silent camera")
 	}
 }
+
+// An rtsps:// camera is never played over UDP: its media would leave TLS. The refusal is a
+// transport's, so auto stays on TCP.
+func TestUDPSessionRefusesRTSPS(t *testing.T) {
+	u, err := url.Parse("rtsps://127.0.0.1:1/live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = dialUDP(context.Background(), u, cameraOptions{timeout: time.Second})
+	if !errors.Is(err, errTransportRefused) || !strings.Contains(err.Error(), "SRTP") {
+		t.Fatalf("dialUDP(rtsps) = %v, want a transport refusal naming SRTP", err)
+	}
+}
