@@ -183,6 +183,7 @@ func (s *udpSession) play(
 		readers.Go(func() { s.readRTP(i, onPacket, onBatch) })
 		readers.Go(func() { s.readRTCP(i) })
 	}
+	s.openFirewall()
 	if _, err := p.do(base.Play, p.desc.BaseURL, base.Header{"Range": base.HeaderValue{"npt=0.000-"}}, nil); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -216,6 +217,23 @@ func (s *udpSession) play(
 		case errors.As(err, &timeout) && timeout.Timeout():
 		case err != nil:
 			return err
+		}
+	}
+}
+
+// openFirewall sends an empty RTP packet and an empty receiver report to the camera's ports
+// before PLAY, as gortsplib's client did: a stateful firewall on the gateway then takes the
+// camera's datagrams for answers. One lost is no reason not to play.
+func (s *udpSession) openFirewall() {
+	rtpHeader := [12]byte{0x80}             // version 2, nothing else
+	emptyReport := [8]byte{0x80, 201, 0, 1} // version 2, receiver report, no blocks, SSRC 0
+	deadline := time.Now().Add(s.p.timeout)
+	for _, pair := range s.pairs {
+		if pair.rtp.SetWriteDeadline(deadline) == nil {
+			_, _ = pair.rtp.WriteToUDPAddrPort(rtpHeader[:], pair.serverRTP)
+		}
+		if pair.rtcp.SetWriteDeadline(deadline) == nil {
+			_, _ = pair.rtcp.WriteToUDPAddrPort(emptyReport[:], pair.serverRTCP)
 		}
 	}
 }

@@ -128,6 +128,15 @@ func TestUDPSessionTakesOnlyTheCamerasPackets(t *testing.T) {
 		return false
 	})
 
+	// Before PLAY the session opened the gateway's firewall: an empty RTP packet from its RTP
+	// port to the camera's.
+	buf := make([]byte, 1500)
+	_ = cam.rtp.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from, err := cam.rtp.ReadFromUDP(buf)
+	if err != nil || n != 12 || buf[0] != 0x80 || from.Port != clientRTP.Port {
+		t.Fatalf("camera's RTP port got %x from %v (%v), want an empty RTP packet from %v", buf[:n], from, err, clientRTP)
+	}
+
 	spoofer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
 	if err != nil {
 		t.Fatal(err)
@@ -162,8 +171,8 @@ func TestUDPSessionTakesOnlyTheCamerasPackets(t *testing.T) {
 
 	// The first receiver report is due receiverReportPeriod after PLAY; packets keep the
 	// session alive meanwhile.
-	buf := make([]byte, 1500)
 	var rr *rtcp.ReceiverReport
+	opened := false // the empty report that opened the firewall comes first
 	deadline := time.Now().Add(receiverReportPeriod + 5*time.Second)
 	for rr == nil && time.Now().Before(deadline) {
 		if _, err := cam.rtp.WriteToUDP(rtpPacket(t, 5), clientRTP); err != nil {
@@ -182,10 +191,18 @@ func TestUDPSessionTakesOnlyTheCamerasPackets(t *testing.T) {
 		if err != nil || len(pkts) != 1 {
 			t.Fatalf("camera's RTCP port got %d bytes that are no single RTCP packet: %v", n, err)
 		}
-		var ok bool
-		if rr, ok = pkts[0].(*rtcp.ReceiverReport); !ok {
+		report, ok := pkts[0].(*rtcp.ReceiverReport)
+		if !ok {
 			t.Fatalf("camera's RTCP port got %T, want a receiver report", pkts[0])
 		}
+		if !opened && len(report.Reports) == 0 {
+			opened = true
+			continue
+		}
+		rr = report
+	}
+	if !opened {
+		t.Error("no empty receiver report opened the firewall before the first real one")
 	}
 	if rr == nil {
 		t.Fatal("no receiver report reached the camera's RTCP port")
