@@ -303,6 +303,7 @@ func (s *udpSession) readRTP(i int, onPacket func(int, *rtp.Packet, time.Time), 
 	buf := make([]byte, udpMaxPacket+1)
 	var pkt rtp.Packet
 	var order reorderer
+	pt := s.p.sel[i].format.PayloadType()
 	for {
 		n, from, err := pair.rtp.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -313,6 +314,9 @@ func (s *udpSession) readRTP(i int, onPacket func(int, *rtp.Packet, time.Time), 
 		}
 		if pkt.Unmarshal(buf[:n]) != nil || pkt.Version != 2 {
 			continue // not RTP: a stray datagram is no reason to end the session
+		}
+		if pkt.PayloadType != pt {
+			continue // another of the track's formats, which gortsplib's client did not hand on either
 		}
 		now := time.Now()
 		s.mu.Lock()

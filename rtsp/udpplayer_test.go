@@ -77,9 +77,11 @@ func (c *udpCamera) clientPorts(t *testing.T) (rtpAddr, rtcpAddr *net.UDPAddr) {
 	return nil, nil
 }
 
-func rtpPacket(t *testing.T, seq uint16) []byte {
+func rtpPacket(t *testing.T, seq uint16) []byte { return rtpPacketPT(t, 96, seq) }
+
+func rtpPacketPT(t *testing.T, pt uint8, seq uint16) []byte {
 	t.Helper()
-	b, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, SSRC: 0xcafe},
+	b, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: seq, SSRC: 0xcafe},
 		Payload: []byte{0x65, 1, 2, 3}}).Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +94,7 @@ func rtpPacket(t *testing.T, seq uint16) []byte {
 // address, cannot slip packets into the relayed stream. It tells the camera how its stream
 // arrives in RTCP receiver reports sent to the camera's RTCP port, and ends the session when
 // the camera falls silent for the read timeout. What arrives out of order or twice goes on in
-// order, once.
+// order, once; a payload type the track does not have, not at all.
 func TestUDPSessionTakesOnlyTheCamerasPackets(t *testing.T) {
 	cam := startUDPCamera(t)
 	const timeout = 2 * time.Second
@@ -149,9 +151,14 @@ func TestUDPSessionTakesOnlyTheCamerasPackets(t *testing.T) {
 	defer otherPort.Close()
 	for _, send := range []struct {
 		from *net.UDPConn
+		pt   uint8
 		seq  uint16
-	}{{cam.rtp, 1}, {spoofer, 2}, {otherPort, 3}, {cam.rtp, 3}, {cam.rtp, 2}, {cam.rtp, 2}, {cam.rtp, 4}} {
-		if _, err := send.from.WriteToUDP(rtpPacket(t, send.seq), clientRTP); err != nil {
+	}{
+		{cam.rtp, 96, 1}, {spoofer, 96, 2}, {otherPort, 96, 3}, {cam.rtp, 96, 3}, {cam.rtp, 96, 2}, {cam.rtp, 96, 2},
+		{cam.rtp, 97, 5}, // a payload type the SDP does not give the track
+		{cam.rtp, 96, 4},
+	} {
+		if _, err := send.from.WriteToUDP(rtpPacketPT(t, send.pt, send.seq), clientRTP); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -164,8 +171,8 @@ func TestUDPSessionTakesOnlyTheCamerasPackets(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	mu.Lock()
 	if !slices.Equal(got, []uint16{1, 2, 3, 4}) {
-		t.Errorf("relayed sequence numbers %v, want [1 2 3 4]: only the camera's server port counts, "+
-			"in sequence order, each once", got)
+		t.Errorf("relayed sequence numbers %v, want [1 2 3 4]: only the camera's server port and the "+
+			"track's payload type count, in sequence order, each once", got)
 	}
 	mu.Unlock()
 
