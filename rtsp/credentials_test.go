@@ -360,35 +360,3 @@ func TestRefusedPasswordIsRetriedSlowly(t *testing.T) {
 		return false
 	})
 }
-
-// gortsplib, which still does SETUP and PLAY over UDP, can reach only the camera's configured
-// address through the dialer it is given, and cannot write a Basic password the camera's
-// policy refuses.
-func TestPinnedDialer(t *testing.T) {
-	cam := startScriptedCamera(t, "127.0.0.1", func(*base.Request) *base.Response { return digestChallenge() })
-	other := startScriptedCamera(t, "127.0.0.2", func(*base.Request) *base.Response { return digestChallenge() })
-	d := &pinnedDialer{addr: cam.ln.Addr().String(), refuseBasic: true}
-	if _, err := d.dial(context.Background(), "tcp", other.ln.Addr().String()); err == nil {
-		t.Fatal("dialled another host")
-	}
-	if conns, _, _ := other.seen(); conns != 0 {
-		t.Fatalf("the other host saw %d connections", conns)
-	}
-	c, err := d.dial(context.Background(), "tcp", cam.ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	req := "SETUP rtsp://" + cam.ln.Addr().String() +
-		"/cam RTSP/1.0\r\nCSeq: 1\r\nAuthorization: Basic YWRtaW46c2VjcmV0\r\n\r\n"
-	if _, err := c.Write([]byte(req)); err == nil {
-		t.Fatal("a Basic password was written")
-	}
-	time.Sleep(100 * time.Millisecond)
-	if _, requests, _ := cam.seen(); requests != 0 {
-		t.Errorf("the camera received %d requests, want none", requests)
-	}
-	if d.refusal() == nil {
-		t.Error("the refusal is not kept for the error the user reads")
-	}
-}

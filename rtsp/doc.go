@@ -18,9 +18,12 @@
 // TCP (player.go): OPTIONS, DESCRIBE, SETUP per relayed track (the first H.264/H.265 video and,
 // unless audio is off, the first AAC, G.711 or Opus track; never metadata or back channels),
 // PLAY, then interleaved frames parsed where they lie in the read buffer, with RTCP receiver
-// reports and keep-alives written from the same goroutine between reads. Over UDP our client
-// still asks OPTIONS and DESCRIBE; gortsplib's client then asks SETUP and PLAY, dialling only
-// the camera's configured host and port. With transport auto (the default) a camera that
+// reports and keep-alives written from the same goroutine between reads. Over UDP
+// (udpplayer.go) the same connection asks SETUP with client_port and PLAY, then carries only
+// keep-alives; each track's RTP and RTCP sockets, bound to the connection's local address, are
+// read by a goroutine each and take only what comes from the camera's address and the
+// server_port it named, put back in sequence order (reorder.go); receiver reports go to its
+// RTCP port. With transport auto (the default) a camera that
 // answers 461 Unsupported Transport is tried at once over the other transport, and a UDP
 // session that delivers nothing for 3 s moves to TCP; the relay remembers what worked
 // (Stats.Transport).

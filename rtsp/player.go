@@ -50,7 +50,7 @@ type player struct {
 	scratch      []byte // frames larger than the read buffer
 	// When the next receiver reports and keep-alive are due.
 	nextReport, nextKeepAlive time.Time
-	rr                        [4 + 32]byte
+	rr                        [4 + receiverReportSize]byte
 	senderReport              func(track int, ntp time.Time, rtpTime uint32) // cameraOptions.senderReport
 }
 
@@ -86,12 +86,6 @@ type cameraOptions struct {
 // it. Errors name the step that failed.
 func dialPlayer(ctx context.Context, u *url.URL, o cameraOptions) (*player, error) {
 	return dialCamera(ctx, u, o, func(p *player) error { return p.handshake(o.audio) })
-}
-
-// describeCamera connects to the camera at u and asks only OPTIONS and DESCRIBE, for a session
-// whose media travel elsewhere (UDP). The caller closes the player.
-func describeCamera(ctx context.Context, u *url.URL, o cameraOptions) (*player, error) {
-	return dialCamera(ctx, u, o, func(p *player) error { return p.describeStream(o.audio) })
 }
 
 func dialCamera(ctx context.Context, u *url.URL, o cameraOptions, handshake func(*player) error) (*player, error) {
@@ -229,20 +223,8 @@ func baseURL(described *base.URL, attr func(string) (string, bool), contentBase 
 
 // setup asks for track i over interleaved channels 2i and 2i+1; the camera may choose others.
 func (p *player) setup(i int, m *description.Media) error {
-	mu, err := m.URL(p.desc.BaseURL)
+	res, err := p.requestSetup(m, fmt.Sprintf("RTP/AVP/TCP;unicast;interleaved=%d-%d", 2*i, 2*i+1), "TCP")
 	if err != nil {
-		return err
-	}
-	transport := fmt.Sprintf("RTP/AVP/TCP;unicast;interleaved=%d-%d", 2*i, 2*i+1)
-	res, err := p.do(base.Setup, mu, base.Header{"Transport": base.HeaderValue{transport}}, nil)
-	if err != nil {
-		var bad liberrors.ErrClientBadStatusCode
-		if errors.As(err, &bad) && bad.Code == base.StatusUnsupportedTransport {
-			return fmt.Errorf("camera does not send RTP over TCP: %w", errTransportRefused)
-		}
-		return err
-	}
-	if err := p.takeSession(res); err != nil {
 		return err
 	}
 	ids := [2]int{2 * i, 2*i + 1}
@@ -259,6 +241,27 @@ func (p *player) setup(i int, m *description.Media) error {
 	p.chans[ids[1]] = int16(2*i + 1)
 	p.tracks[i].rtcpChannel = ids[1]
 	return nil
+}
+
+// requestSetup asks SETUP of m with transport and takes the session from the answer. A 461
+// says the camera does not send RTP over over (TCP or UDP): errTransportRefused.
+func (p *player) requestSetup(m *description.Media, transport, over string) (*base.Response, error) {
+	mu, err := m.URL(p.desc.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	res, err := p.do(base.Setup, mu, base.Header{"Transport": base.HeaderValue{transport}}, nil)
+	if err != nil {
+		var bad liberrors.ErrClientBadStatusCode
+		if errors.As(err, &bad) && bad.Code == base.StatusUnsupportedTransport {
+			return nil, fmt.Errorf("camera does not send RTP over %s: %w", over, errTransportRefused)
+		}
+		return nil, err
+	}
+	if err := p.takeSession(res); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // frameReady reports whether the next message is buffered whole, so that handling it takes no
@@ -368,10 +371,14 @@ func (p *player) blocking(read func() error) error {
 }
 
 // housekeeping writes receiver reports and keep-alives when they are due.
-func (p *player) housekeeping(now time.Time) error {
+func (p *player) housekeeping(now time.Time) error { return p.housekeep(now, p.receiverReports) }
+
+// housekeep calls reports and writes a keep-alive when they are due: GET_PARAMETER where the
+// camera lists it, else OPTIONS, to the stream's base URL (some cameras answer nothing else).
+func (p *player) housekeep(now time.Time, reports func(now time.Time)) error {
 	if now.After(p.nextReport) {
 		p.nextReport = now.Add(receiverReportPeriod)
-		p.receiverReports(now)
+		reports(now)
 	}
 	if now.After(p.nextKeepAlive) {
 		p.nextKeepAlive = now.Add(p.keepAlive)
@@ -490,36 +497,45 @@ func (p *player) receiverReports(now time.Time) {
 		if !t.started {
 			continue
 		}
-		extMax := t.cycles + uint32(t.maxSeq)
-		expected := extMax - uint32(t.baseSeq) + 1
-		lost := int64(expected) - int64(t.received)
-		lost = min(max(lost, 0), 0x7fffff)
-		expInterval := expected - t.expectedPrior
-		recvInterval := t.received - t.receivedPrior
-		t.expectedPrior, t.receivedPrior = expected, t.received
-		var fraction byte
-		if expInterval > 0 && expInterval > recvInterval {
-			fraction = byte((uint64(expInterval-recvInterval) << 8) / uint64(expInterval))
-		}
-		var dlsr uint32
-		if !t.lastSRAt.IsZero() {
-			dlsr = uint32(now.Sub(t.lastSRAt).Seconds() * 65536)
-		}
 		b := p.rr[:]
 		b[0], b[1] = base.InterleavedFrameMagicByte, byte(t.rtcpChannel)
-		binary.BigEndian.PutUint16(b[2:], 32)
-		b[4], b[5] = 0x81, 201 // version 2, one report block; receiver report
-		binary.BigEndian.PutUint16(b[6:], 32/4-1)
-		binary.BigEndian.PutUint32(b[8:], p.ssrc)
-		binary.BigEndian.PutUint32(b[12:], t.ssrc)
-		binary.BigEndian.PutUint32(b[16:], uint32(lost))
-		b[16] = fraction
-		binary.BigEndian.PutUint32(b[20:], extMax)
-		binary.BigEndian.PutUint32(b[24:], 0) // jitter: not measured
-		binary.BigEndian.PutUint32(b[28:], t.lastSR)
-		binary.BigEndian.PutUint32(b[32:], dlsr)
+		binary.BigEndian.PutUint16(b[2:], receiverReportSize)
+		t.receiverReport(b[4:], p.ssrc, now)
 		p.out = append(p.out, b...)
 	}
+}
+
+// receiverReportSize is the length of an RTCP receiver report with one report block.
+const receiverReportSize = 32
+
+// receiverReport writes into b (receiverReportSize bytes) the RTCP receiver report that ssrc,
+// ours, sends about the track at now (RFC 3550 6.4.2 and appendix A.3).
+func (t *playTrack) receiverReport(b []byte, ssrc uint32, now time.Time) {
+	extMax := t.cycles + uint32(t.maxSeq)
+	expected := extMax - uint32(t.baseSeq) + 1
+	lost := int64(expected) - int64(t.received)
+	lost = min(max(lost, 0), 0x7fffff)
+	expInterval := expected - t.expectedPrior
+	recvInterval := t.received - t.receivedPrior
+	t.expectedPrior, t.receivedPrior = expected, t.received
+	var fraction byte
+	if expInterval > 0 && expInterval > recvInterval {
+		fraction = byte((uint64(expInterval-recvInterval) << 8) / uint64(expInterval))
+	}
+	var dlsr uint32
+	if !t.lastSRAt.IsZero() {
+		dlsr = uint32(now.Sub(t.lastSRAt).Seconds() * 65536)
+	}
+	b[0], b[1] = 0x81, 201 // version 2, one report block; receiver report
+	binary.BigEndian.PutUint16(b[2:], receiverReportSize/4-1)
+	binary.BigEndian.PutUint32(b[4:], ssrc)
+	binary.BigEndian.PutUint32(b[8:], t.ssrc)
+	binary.BigEndian.PutUint32(b[12:], uint32(lost))
+	b[12] = fraction
+	binary.BigEndian.PutUint32(b[16:], extMax)
+	binary.BigEndian.PutUint32(b[20:], 0) // jitter: not measured
+	binary.BigEndian.PutUint32(b[24:], t.lastSR)
+	binary.BigEndian.PutUint32(b[28:], dlsr)
 }
 
 // teardown ends the session politely when the relay stops, so that a camera with few
