@@ -93,7 +93,14 @@ func (l *lockedBuffer) String() string {
 // startDaemon writes cfg (DATA_DIR replaced) and runs an Agent on it until the test ends.
 func startDaemon(t testing.TB, cfg string) *daemon {
 	t.Helper()
-	d := &daemon{dir: t.TempDir(), reload: make(chan struct{}, 1), done: make(chan error, 1), logs: &lockedBuffer{}}
+	return startDaemonIn(t, t.TempDir(), cfg, nil)
+}
+
+// startDaemonIn is startDaemon on dir, a restart when an earlier daemon used it. setup, when
+// not nil, sees the Agent before it runs.
+func startDaemonIn(t testing.TB, dir, cfg string, setup func(*Agent)) *daemon {
+	t.Helper()
+	d := &daemon{dir: dir, reload: make(chan struct{}, 1), done: make(chan error, 1), logs: &lockedBuffer{}}
 	d.path = filepath.Join(d.dir, "camgate.yaml")
 	d.writeConfig(t, cfg)
 	l, err := LoadConfig(d.path, true, func(string) string { return "" })
@@ -104,6 +111,9 @@ func startDaemon(t testing.TB, cfg string) *daemon {
 	log := slog.New(slog.NewTextHandler(d.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d.a = New(l, Options{Logger: log, Reload: d.reload, Version: "test", Getenv: func(string) string { return "" },
 		Ready: func(*Agent) { close(ready) }})
+	if setup != nil {
+		setup(d.a)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	go func() { d.done <- d.a.Run(ctx) }()

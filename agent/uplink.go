@@ -215,18 +215,28 @@ func (r *registry) register(e *cameraEntry) {
 		return
 	}
 	reg.TS = nowMs()
-	b, err := json.Marshal(reg)
-	if err == nil {
-		err = r.a.enqueue(context.Background(), mqttQueue,
-			store.Message{Class: store.ClassRegistration, Topic: "cameras/" + e.id + "/config", Retain: true, Payload: b})
-	}
-	if err != nil {
+	id := e.id
+	retry := func() {
 		link.mu.Lock()
-		delete(link.lastReg, e.id) // try again at the next reconcile
+		delete(link.lastReg, id) // try again at the next reconcile
 		link.mu.Unlock()
+	}
+	b, err := json.Marshal(reg)
+	if err != nil {
+		r.a.log.Error("encoding a registration", "camera_id", id, "err", err)
+		retry()
 		return
 	}
-	r.a.setRegistered(link, e.id, true)
+	// Queued by the recordWriter, not here: the loop does no fsync (recordwriter.go).
+	r.write(recordWrite{queue: mqttQueue, what: "queueing a registration",
+		msgs: []store.Message{{Class: store.ClassRegistration, Topic: "cameras/" + id + "/config", Retain: true, Payload: b}},
+		then: func(err error) {
+			if err != nil {
+				retry()
+				return
+			}
+			r.a.setRegistered(link, id, true)
+		}})
 }
 
 func (a *Agent) setRegistered(link *uplinkParts, id string, on bool) {
@@ -289,14 +299,15 @@ func (r *registry) unregister(id string) {
 	delete(link.lastState, id)
 	link.mu.Unlock()
 	base := "cameras/" + id
-	if err := r.a.enqueue(context.Background(), mqttQueue,
-		store.Message{Class: store.ClassRegistration, Topic: base + "/config", Retain: true},
-		store.Message{Class: store.ClassRegistration, Topic: base + "/state", Retain: true},
-		store.Message{Class: store.ClassRegistration, Topic: base + "/snapshot", Retain: true},
-	); err != nil {
-		return // still registered: the next reconcile clears it (unregisterGone)
-	}
-	r.a.setRegistered(link, id, false)
+	r.write(recordWrite{queue: mqttQueue, what: "queueing a registration's clearing", msgs: []store.Message{
+		{Class: store.ClassRegistration, Topic: base + "/config", Retain: true},
+		{Class: store.ClassRegistration, Topic: base + "/state", Retain: true},
+		{Class: store.ClassRegistration, Topic: base + "/snapshot", Retain: true},
+	}, then: func(err error) {
+		if err == nil { // else still registered: the next reconcile clears it (unregisterGone)
+			r.a.setRegistered(link, id, false)
+		}
+	}})
 }
 
 // cameraState is a camera's retained P/cameras/<id>/state.
