@@ -41,11 +41,13 @@ type mqttCommander struct {
 	prefix  string
 	mu      sync.Mutex
 	waiting map[string]chan map[string]any
+	sent    map[string]time.Time // every command sent, by id
+	late    []string             // replies that came after send had given up on them
 	next    int
 }
 
 func newCommander(t *testing.T, brokerURL, prefix string) *mqttCommander {
-	m := &mqttCommander{prefix: prefix, waiting: map[string]chan map[string]any{}}
+	m := &mqttCommander{prefix: prefix, waiting: map[string]chan map[string]any{}, sent: map[string]time.Time{}}
 	opts := paho.NewClientOptions().AddBroker(strings.Replace(brokerURL, "mqtt://", "tcp://", 1)).
 		SetClientID("test-commander").
 		SetCleanSession(true).SetAutoReconnect(false)
@@ -63,6 +65,10 @@ func newCommander(t *testing.T, brokerURL, prefix string) *mqttCommander {
 		m.mu.Lock()
 		ch := m.waiting[id]
 		delete(m.waiting, id)
+		if at, ok := m.sent[id]; ok && ch == nil {
+			// A command given up on as lost was only slow: a stalled loop looks like this.
+			m.late = append(m.late, fmt.Sprintf("%s answered after %v", id, time.Since(at).Round(time.Millisecond)))
+		}
 		m.mu.Unlock()
 		if ch != nil {
 			ch <- r
@@ -81,6 +87,7 @@ func (m *mqttCommander) send(name string, body map[string]any) map[string]any {
 	id := fmt.Sprintf("c%d", m.next)
 	ch := make(chan map[string]any, 1)
 	m.waiting[id] = ch
+	m.sent[id] = time.Now()
 	m.mu.Unlock()
 	body["id"] = id
 	b, _ := json.Marshal(body)
@@ -305,6 +312,7 @@ func TestOwnerUnderConcurrentChanges(t *testing.T) {
 
 	// Connection settings from the page.
 	var connFinal struct{ stream, user string }
+	logins := 0 // connection changes that gave the uplink a new login, so restarted it
 	worker(func(i int) {
 		stream := "s" + itoa(i) + "-{camera_id}"
 		user := "u" + itoa(i/20%2) // a new login restarts the uplink: every 2-3 s
@@ -319,6 +327,9 @@ func TestOwnerUnderConcurrentChanges(t *testing.T) {
 			fail("connection %d: %v", i, err)
 			return
 		}
+		if user != connFinal.user {
+			logins++
+		}
 		connFinal.stream, connFinal.user = stream, user
 		time.Sleep(100 * time.Millisecond)
 	})
@@ -326,7 +337,20 @@ func TestOwnerUnderConcurrentChanges(t *testing.T) {
 	for _, f := range failures {
 		t.Error(f)
 	}
-	t.Logf("slowest reply %v; MQTT commands sent again after an uplink restart: %d", slowest, resent)
+	t.Logf("slowest reply %v; MQTT commands sent again after an uplink restart: %d (%d restarts)",
+		slowest, resent, logins)
+	// A command counts as lost, and is sent again, only when no reply ever comes: one that came
+	// late was a stalled agent, not a restarting uplink.
+	time.Sleep(replyWithin)
+	for _, l := range cmd.lateReplies() {
+		t.Errorf("MQTT reply later than %v: %s", replyWithin, l)
+	}
+	// Each restart can lose the commands of one reconnect, a few 2 s waits on a loaded machine;
+	// more than that is commands going unanswered with the uplink up.
+	if limit := 3*logins + 3; resent > limit {
+		t.Errorf("%d MQTT commands went unanswered and were sent again, for %d uplink restarts (at most %d)",
+			resent, logins, limit)
+	}
 
 	// The registry is what the last request of each kind asked for. A reload is answered by
 	// the loop after the file was read: wait for the last one to land.
@@ -405,6 +429,13 @@ func noReply(r map[string]any) error {
 		return errNoReply
 	}
 	return nil
+}
+
+// lateReplies returns the replies that came after send had returned nil for them.
+func (m *mqttCommander) lateReplies() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.late...)
 }
 
 // sysClientsConnected reads the broker's own count of connected clients ($SYS, every second),
