@@ -178,10 +178,11 @@ func TestAHangingStoreWriteHoldsUpNoOtherRequest(t *testing.T) {
 	}
 }
 
-// A failed store write is told, not hidden: MQTT set_camera and remove_camera reply ok:false
-// and the page's add answers an error, each saying what could not be saved. Memory follows
-// the disk, so the view and, after a restart, the registry are what the replies said: the
-// rename and the removal did not happen, the page's camera was not added.
+// A failed store write is told, not hidden: MQTT set_camera and remove_camera reply ok:false,
+// the page's add and connection settings answer an error, each saying what could not be saved
+// in the words it used before the writes left the loop. Memory follows the disk, so the view
+// and, after a restart, the registry are what the replies said: the rename and the removal did
+// not happen, the page's camera was not added, the connection settings are not in use.
 func TestAFailedStoreWriteIsReportedAndLeavesTheDiskState(t *testing.T) {
 	broker := startMosquitto(t)
 	dir := t.TempDir()
@@ -201,29 +202,36 @@ func TestAFailedStoreWriteIsReportedAndLeavesTheDiskState(t *testing.T) {
 	lostURL := "rtsp://127.0.0.1:9/lost"
 	lostID := CameraIDFromURL(lostURL)
 	disk.failWrites("cameras/"+lostID, fire)
+	disk.failWrites("settings/"+settingConnection, fire)
+	const refusedStream = "refused-{camera_id}"
 
 	failures := []struct {
-		name string
-		send func() (ok bool, reply string)
+		name, says string
+		send       func() (ok bool, reply string)
 	}{
-		{"MQTT set_camera", func() (bool, string) {
+		{"MQTT set_camera", "saving camera: ", func() (bool, string) {
 			r := cmd.send("set_camera", map[string]any{"camera_id": "kept", "name": "After"})
 			return r["ok"] == true, fmt.Sprint(r["error"])
 		}},
-		{"MQTT remove_camera", func() (bool, string) {
+		{"MQTT remove_camera", "removing camera: ", func() (bool, string) {
 			r := cmd.send("remove_camera", map[string]any{"camera_id": "kept"})
 			return r["ok"] == true, fmt.Sprint(r["error"])
 		}},
-		{"page add", func() (bool, string) {
+		{"page add", "saving camera: ", func() (bool, string) {
 			st, body := p.raw("POST", "/api/cameras", map[string]any{"url": lostURL})
+			return st == http.StatusOK, string(body)
+		}},
+		{"page connection settings", "saving connection settings: ", func() (bool, string) {
+			st, body := p.raw("PUT", "/api/connection", map[string]any{"flussonic": map[string]any{
+				"publish": "rtsp://127.0.0.1:9/live", "username": "", "stream_name": refusedStream}})
 			return st == http.StatusOK, string(body)
 		}},
 	}
 	for _, tc := range failures {
 		ok, reply := tc.send()
-		if ok || !strings.Contains(reply, "camera: ") || !strings.Contains(reply, fire.Error()) {
-			t.Errorf("%s on a failing disk: ok=%v %q, want a failure naming the camera write and its cause",
-				tc.name, ok, reply)
+		if ok || !strings.Contains(reply, tc.says+fire.Error()) {
+			t.Errorf("%s on a failing disk: ok=%v %q, want a failure saying %q", tc.name, ok, reply,
+				tc.says+fire.Error())
 		}
 	}
 	check := func(when string, a *Agent) {
@@ -233,6 +241,9 @@ func TestAFailedStoreWriteIsReportedAndLeavesTheDiskState(t *testing.T) {
 		}
 		if _, ok := cameraByID(a, lostID); ok {
 			t.Errorf("%s: the camera whose add failed is in the registry", when)
+		}
+		if got := a.config().Flussonic.StreamName; got == refusedStream {
+			t.Errorf("%s: the refused connection settings are in use (stream name %q)", when, got)
 		}
 	}
 	check("after the replies", d.a)
@@ -282,5 +293,31 @@ func TestSIGTERMWritesWhatWasAccepted(t *testing.T) {
 		if _, ok := cameraByID(again.a, id); !ok {
 			t.Errorf("camera %s, accepted before SIGTERM, is gone after the restart", id)
 		}
+	}
+}
+
+// While the disk is slow, a newer write of a record nobody waits for makes a pending older one
+// unnecessary; a write somebody is told about (undo), one with a follow-up (then) and an
+// outbox enqueue are never dropped, and what is left keeps its order.
+func TestCoalesceDropsOnlySupersededWritesNobodyWaitsFor(t *testing.T) {
+	w := func(key string, v string) recordWrite { return recordWrite{key: key, value: []byte(v)} }
+	told := recordWrite{key: "cameras/c", value: []byte("c1"), undo: true}
+	enqueue := recordWrite{queue: mqttQueue}
+	followed := recordWrite{key: "settings/mqtt_registered", then: func(error) {}}
+	pending := []*writeBatch{
+		{writes: []recordWrite{w("settings/discovered", "d1"), told, w("settings/agent_ids", "a1")}},
+		{writes: []recordWrite{enqueue, w("settings/discovered", "d2"), followed}},
+	}
+	coalesce(pending, &writeBatch{writes: []recordWrite{w("settings/discovered", "d3"),
+		{key: "cameras/c", value: []byte("c2"), undo: true}, enqueue, {key: "settings/mqtt_registered"}}})
+	var got []string
+	for _, b := range pending {
+		for _, rw := range b.writes {
+			got = append(got, rw.key+"="+string(rw.value))
+		}
+	}
+	want := []string{"cameras/c=c1", "settings/agent_ids=a1", "=", "settings/mqtt_registered="}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("pending after a newer batch: %q, want %q", got, want)
 	}
 }
