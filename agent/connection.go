@@ -111,7 +111,10 @@ type uplinkRun struct {
 func (r *registry) startUplink(cfg *Config) {
 	ctx, stop := context.WithCancel(context.WithoutCancel(r.ctx))
 	run := &uplinkRun{stop: stop}
-	r.a.startUplink(ctx, cfg, &run.wg)
+	for _, q := range r.a.startUplink(ctx, cfg, &run.wg) {
+		// Purged by the recordWriter: a purge is a store write like any other (recordwriter.go).
+		r.write(recordWrite{queue: q, purge: true, what: "dropping the backlog of an event sink no longer configured"})
+	}
 	r.uplink = run
 	r.a.log.Info("uplink (re)started", "mqtt", redactURL(cfg.MQTT.URL), "event_sinks", len(cfg.Flussonic.Events))
 }

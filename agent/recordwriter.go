@@ -31,7 +31,7 @@ import (
 // is what the replies said. Rolling forward instead (keep the change in memory, retry with the
 // next write) would let a change the owner was told had failed become durable later, silently.
 
-// recordWrite is one store write: a Put or Delete of one record, or an outbox enqueue.
+// recordWrite is one store write: a Put or Delete of one record, an outbox enqueue or purge.
 type recordWrite struct {
 	key   string       // "cameras/<id>" or "settings/<name>"; "" for an enqueue, never coalesced
 	table *store.Table // with name, value and remove; nil for an enqueue
@@ -41,6 +41,7 @@ type recordWrite struct {
 	remove bool
 	queue  string // outbox queue of msgs, for an enqueue
 	msgs   []store.Message
+	purge  bool   // empty queue instead of adding msgs
 	what   string // for the log and the reply: "saving camera"
 	// undo marks a record the owner changed: its failure goes into the reply and the loop takes
 	// the record back from the disk (recordReverted). It is never coalesced away.
@@ -118,8 +119,7 @@ func (w *recordWriter) queue() {
 				in = nil
 				continue
 			}
-			coalesce(pending, b)
-			pending = append(pending, b)
+			pending = append(coalesce(pending, b), b)
 		case work <- head:
 			pending[0] = nil
 			pending = pending[1:]
@@ -129,8 +129,8 @@ func (w *recordWriter) queue() {
 
 // coalesce drops from the pending batches the writes b makes unnecessary: older writes of the
 // same record that nobody is told about. A batch left without writes still sends its reply in
-// its turn.
-func coalesce(pending []*writeBatch, b *writeBatch) {
+// its turn; one left with nothing to do goes.
+func coalesce(pending []*writeBatch, b *writeBatch) []*writeBatch {
 	for _, nw := range b.writes {
 		if nw.key == "" {
 			continue
@@ -141,6 +141,7 @@ func coalesce(pending []*writeBatch, b *writeBatch) {
 			})
 		}
 	}
+	return slices.DeleteFunc(pending, func(old *writeBatch) bool { return len(old.writes) == 0 && old.reply == nil })
 }
 
 // write does each batch's writes in order and then sends its reply.
@@ -150,7 +151,7 @@ func (w *recordWriter) write(ctx context.Context) {
 		var failed []recordWrite
 		for _, rw := range b.writes {
 			var err error
-			if len(failed) > 0 && rw.table == nil {
+			if len(failed) > 0 && rw.table == nil && !rw.purge {
 				// The registrations queued after a refused change describe it: SC must not see
 				// what the owner was told failed. The loop queues the state the disk holds.
 				err = errChangeNotSaved
@@ -188,6 +189,12 @@ func (w *recordWriter) do(ctx context.Context, rw recordWrite) error {
 		}
 	}
 	switch {
+	case rw.purge:
+		n, err := w.a.db.Outbox().Purge(rw.queue) //nolint:contextcheck // Purge takes none: never half-way
+		if err == nil {
+			w.a.log.Warn("dropped the backlog of an event sink no longer configured", "queue", rw.queue, "events", n)
+		}
+		return err
 	case rw.table == nil:
 		return w.a.enqueue(ctx, rw.queue, rw.msgs...)
 	case rw.remove:

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/camgate/camgate/onvif"
+	"github.com/camgate/camgate/store"
 )
 
 // writerConfig is a gateway with no uplink: the only store writes are the agent's records.
@@ -298,26 +300,69 @@ func TestSIGTERMWritesWhatWasAccepted(t *testing.T) {
 
 // While the disk is slow, a newer write of a record nobody waits for makes a pending older one
 // unnecessary; a write somebody is told about (undo), one with a follow-up (then) and an
-// outbox enqueue are never dropped, and what is left keeps its order.
+// outbox enqueue are never dropped, and what is left keeps its order. A batch left empty goes,
+// unless someone waits for its reply.
 func TestCoalesceDropsOnlySupersededWritesNobodyWaitsFor(t *testing.T) {
 	w := func(key string, v string) recordWrite { return recordWrite{key: key, value: []byte(v)} }
 	told := recordWrite{key: "cameras/c", value: []byte("c1"), undo: true}
 	enqueue := recordWrite{queue: mqttQueue}
 	followed := recordWrite{key: "settings/mqtt_registered", then: func(error) {}}
+	waiting := make(chan result, 1)
 	pending := []*writeBatch{
 		{writes: []recordWrite{w("settings/discovered", "d1"), told, w("settings/agent_ids", "a1")}},
 		{writes: []recordWrite{enqueue, w("settings/discovered", "d2"), followed}},
+		{writes: []recordWrite{w("settings/discovered", "d2b")}},                 // nothing left: goes
+		{writes: []recordWrite{w("settings/discovered", "d2c")}, reply: waiting}, // stays for its reply
 	}
-	coalesce(pending, &writeBatch{writes: []recordWrite{w("settings/discovered", "d3"),
+	pending = coalesce(pending, &writeBatch{writes: []recordWrite{w("settings/discovered", "d3"),
 		{key: "cameras/c", value: []byte("c2"), undo: true}, enqueue, {key: "settings/mqtt_registered"}}})
 	var got []string
 	for _, b := range pending {
+		got = append(got, "|")
 		for _, rw := range b.writes {
 			got = append(got, rw.key+"="+string(rw.value))
 		}
 	}
-	want := []string{"cameras/c=c1", "settings/agent_ids=a1", "=", "settings/mqtt_registered="}
+	want := []string{"|", "cameras/c=c1", "settings/agent_ids=a1", "|", "=", "settings/mqtt_registered=", "|"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("pending after a newer batch: %q, want %q", got, want)
+	}
+}
+
+// The backlog of an event sink no longer in the config has no receiver: it is dropped at
+// start, by the recordWriter like every store write the loop makes, and the log says so.
+func TestAnOrphanSinkBacklogIsDroppedOffTheLoop(t *testing.T) {
+	dir := t.TempDir()
+	db, err := store.Open(filepath.Join(dir, "camgate.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan := sinkQueue("http://127.0.0.1:9/events-of-a-removed-sink")
+	if err := db.Outbox().Enqueue(context.Background(), orphan,
+		store.Message{Class: store.ClassEvent, Payload: []byte(`{"event":"x"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	purged := make(chan struct{}, 1)
+	d := startDaemonIn(t, dir, writerConfig, func(a *Agent) {
+		a.writer.hook = func(key string) error {
+			if key == "outbox/"+orphan {
+				purged <- struct{}{}
+			}
+			return nil
+		}
+	})
+	select {
+	case <-purged:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the orphan queue was never purged through the recordWriter")
+	}
+	waitFor(t, 5*time.Second, "the orphan queue to be empty", func() bool {
+		return d.a.db.Outbox().Stats().Queues[orphan].Depth == 0
+	})
+	if !strings.Contains(d.logs.String(), "dropped the backlog of an event sink no longer configured") {
+		t.Error("the drop is not logged")
 	}
 }

@@ -58,7 +58,8 @@ type stateShown struct {
 // startUplink starts the MQTT client and one drain per event sink. A client that cannot even be
 // built (unreadable CA file, say) is logged and left out; the rest of the gateway runs on.
 // link is set before any client runs, since a command may arrive as soon as MQTT connects.
-func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup) {
+// It returns the queues of event sinks no longer configured, for the caller to purge.
+func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup) (orphans []string) {
 	p := &uplinkParts{prefix: cfg.TopicPrefix(), lastReg: map[string]string{}, lastState: map[string]stateShown{},
 		registered: map[string]bool{}}
 	if b, ok, err := a.db.Settings().Get(settingRegistered); err == nil && ok {
@@ -124,9 +125,7 @@ func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup
 	// A sink removed from the config leaves a queue nobody drains; its events have no receiver.
 	for q, st := range ob.Stats().Queues {
 		if !keep[q] && st.Depth > 0 && len(q) > 5 && q[:5] == "sink:" {
-			if n, err := ob.Purge(q); err == nil { //nolint:contextcheck // Purge takes none: never half-way
-				a.log.Warn("dropped the backlog of an event sink no longer configured", "queue", q, "events", n)
-			}
+			orphans = append(orphans, q)
 		}
 	}
 	if cfg.MQTT.URL == "" {
@@ -138,6 +137,7 @@ func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup
 	for _, start := range starts {
 		start()
 	}
+	return orphans
 }
 
 // enqueue puts messages on the durable outbox. A failure is logged here and returned, so that
@@ -215,7 +215,7 @@ func (r *registry) register(e *cameraEntry) {
 		return
 	}
 	reg.TS = nowMs()
-	id := e.id
+	a, id := r.a, e.id
 	retry := func() {
 		link.mu.Lock()
 		delete(link.lastReg, id) // try again at the next reconcile
@@ -230,12 +230,12 @@ func (r *registry) register(e *cameraEntry) {
 	// Queued by the recordWriter, not here: the loop does no fsync (recordwriter.go).
 	r.write(recordWrite{queue: mqttQueue, what: "queueing a registration",
 		msgs: []store.Message{{Class: store.ClassRegistration, Topic: "cameras/" + id + "/config", Retain: true, Payload: b}},
-		then: func(err error) {
+		then: func(err error) { // on the writer's goroutine
 			if err != nil {
 				retry()
 				return
 			}
-			r.a.setRegistered(link, id, true)
+			a.setRegistered(link, id, true)
 		}})
 }
 
@@ -298,14 +298,14 @@ func (r *registry) unregister(id string) {
 	delete(link.lastReg, id)
 	delete(link.lastState, id)
 	link.mu.Unlock()
-	base := "cameras/" + id
+	base, a := "cameras/"+id, r.a
 	r.write(recordWrite{queue: mqttQueue, what: "queueing a registration's clearing", msgs: []store.Message{
 		{Class: store.ClassRegistration, Topic: base + "/config", Retain: true},
 		{Class: store.ClassRegistration, Topic: base + "/state", Retain: true},
 		{Class: store.ClassRegistration, Topic: base + "/snapshot", Retain: true},
-	}, then: func(err error) {
+	}, then: func(err error) { // on the writer's goroutine
 		if err == nil { // else still registered: the next reconcile clears it (unregisterGone)
-			r.a.setRegistered(link, id, false)
+			a.setRegistered(link, id, false)
 		}
 	}})
 }
