@@ -208,10 +208,13 @@ func (a *Agent) ask(ctx context.Context, req request) (result, error) {
 		return result{}, errStopping
 	}
 	// The answer comes from the loop, or from the recordWriter once the request's writes are
-	// durable, which may be after the loop has returned.
+	// durable, which may be after the loop has returned or, on a stuck disk, much later: a
+	// caller that gives up stops waiting (the change is made, and on disk once written).
 	select {
 	case res := <-done:
 		return res, res.err
+	case <-ctx.Done():
+		return result{}, ctx.Err()
 	case <-a.writer.gone:
 		select {
 		case res := <-done:

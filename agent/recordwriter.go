@@ -24,12 +24,16 @@ import (
 // nobody is told about (agent ids, discovered devices) are coalesced: a newer one makes an
 // older one that has not started yet unnecessary, which bounds the queue when the disk is slow.
 //
+// A write that hangs holds up the writes and replies behind it, never the loop.
+//
 // A failed write of a record the owner changed (a camera record, the connection settings) is
-// logged once, its reply says so, and the loop is told: it takes the record back as the disk
-// holds it (read back after the failure), unless a newer write of that record was handed over
-// since, whose own outcome then decides. So memory follows the disk, and what a restart finds
-// is what the replies said. Rolling forward instead (keep the change in memory, retry with the
-// next write) would let a change the owner was told had failed become durable later, silently.
+// logged once and the loop is told: it takes the record back as the disk holds it (read back
+// after the failure) and then sends the reply, which says what could not be saved. A newer
+// write of that record handed over before the failure was known carries the refused change
+// too: then the loop keeps it, and that write's outcome and reply decide. So memory follows the
+// disk, and what a restart finds is what the replies said. Rolling forward instead (keep the
+// change in memory, retry with the next write) would let a change the owner was told had
+// failed become durable later with any unrelated change of the same record, silently.
 
 // recordWrite is one store write: a Put or Delete of one record, an outbox enqueue or purge.
 type recordWrite struct {

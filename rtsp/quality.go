@@ -69,22 +69,30 @@ func (g *QualityGovernor) changedLocked() {
 	g.changed = make(chan struct{})
 }
 
-// snapshot returns the members now and a channel closed when they change.
-func (g *QualityGovernor) snapshot() (map[*Relay]*qualityMember, <-chan struct{}) {
+// snapshot returns the members now and a channel closed when they change; ok is false once the
+// run that owns stop is to end. A run may see the change that stopped it before it sees stop,
+// and by then a join may have started the next run: it must not take up that run's members.
+func (g *QualityGovernor) snapshot(stop <-chan struct{}) (_ map[*Relay]*qualityMember, _ <-chan struct{}, ok bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.stop != stop || len(g.members) == 0 {
+		return nil, nil, false
+	}
 	m := make(map[*Relay]*qualityMember, len(g.members))
 	for r, q := range g.members {
 		m[r] = q
 	}
-	return m, g.changed
+	return m, g.changed, true
 }
 
 // run measures and decides once a tick until stop is closed.
 func (g *QualityGovernor) run(stop <-chan struct{}, tick *time.Ticker) {
 	defer tick.Stop()
 	var p qualityPolicy
-	members, changed := g.snapshot()
+	members, changed, ok := g.snapshot(stop)
+	if !ok {
+		return
+	}
 	for _, m := range members {
 		p.add(&m.cam)
 	}
@@ -96,7 +104,9 @@ func (g *QualityGovernor) run(stop <-chan struct{}, tick *time.Ticker) {
 			for _, m := range members {
 				p.remove(&m.cam)
 			}
-			members, changed = g.snapshot()
+			if members, changed, ok = g.snapshot(stop); !ok {
+				return
+			}
 			for _, m := range members {
 				p.add(&m.cam)
 			}
