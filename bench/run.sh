@@ -13,6 +13,7 @@ RELAY_DUR=${RELAY_DUR:-20s}
 RELAY_REPS=${RELAY_REPS:-3}
 MOTION_SUSTAIN=${MOTION_SUSTAIN:-60s}
 DRAIN_N=${DRAIN_N:-20000}
+RELAYMODE_EPISODES=${RELAYMODE_EPISODES:-2}
 
 mkdir -p bench/results
 out=bench/results/latest.txt
@@ -49,6 +50,9 @@ step "rtsp forward path allocations" "$GO" test -count=1 -run '^$' -bench 'Forwa
 step "rtmp publish path allocations" "$GO" test -count=1 -run '^$' -bench 'WritePacket' -benchmem ./rtmp/
 step "cross-compiled sizes" make --no-print-directory cross
 step "relay vs ffmpeg -c copy" "$GO" run ./bench/relay -n "$RELAY_COUNTS" -dur "$RELAY_DUR" -reps "$RELAY_REPS" -bin "$BIN"
+
+# Issue 15: relay: motion against always, bytes uploaded per day (about 1 minute per episode).
+step "relay: motion vs always, bytes per day" "$GO" run ./bench/relaymode -bin "$BIN" -episodes "$RELAYMODE_EPISODES"
 
 # Issue 4: outbox and MQTT.
 step "outbox durable enqueue" "$GO" test -count=3 -run '^$' -bench EnqueueDurable ./store/

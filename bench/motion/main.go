@@ -280,7 +280,7 @@ func (b *bench) config(dir, smtpAddr, sinkURL string) string {
 	sb.WriteString("discovery: {onvif: false, mdns: false}\n")
 	fmt.Fprintf(&sb, "smtp: {listen: %q}\n", smtpAddr)
 	fmt.Fprintf(&sb, "motion: {hold: %s}\n", b.hold)
-	fmt.Fprintf(&sb, "flussonic:\n  events:\n    - {url: %q, naming: v23}\n", sinkURL)
+	fmt.Fprintf(&sb, "flussonic:\n  events:\n    - {url: %q}\n", sinkURL)
 	sb.WriteString("cameras:\n")
 	for i := range b.cameras {
 		fmt.Fprintf(&sb, "  - {id: %s, url: 'rtsp://127.0.0.1:9/x', enabled: false}\n", camID(i))

@@ -38,6 +38,9 @@ func main() {
 		"Pacer paces them (0: rtsp.DefaultPaceMinRelays; more than -n: never), one rtsp.Relay row per value; "+
 		"`camgate run` always has the default")
 	bitrate := flag.String("bitrate", "2M", "the clip's video bitrate (ffmpeg -b:v), e.g. 500k for a slow camera")
+	noPeer := flag.Bool("no-ffmpeg", false, "skip the ffmpeg -c copy rows (and the ratios to them): for a memory "+
+		"figure of camgate alone without 40 more ffmpeg processes on a shared machine")
+	noLib := flag.Bool("no-lib", false, "skip the rtsp.Relay child rows")
 	flag.Parse()
 	// The stand-in servers' RTSP library logs every packet it cannot queue for a slow reader
 	// through the standard logger; count those lines instead of flooding the report.
@@ -56,7 +59,10 @@ func main() {
 		runRelays(*src, *dst, n, *profile, *dur, pace[0])
 		return
 	}
-	if err := run(*counts, *dur, *reps, *bin, *profile, *bitrate, pace, complaints); err != nil {
+	if *noLib {
+		pace = nil
+	}
+	if err := run(*counts, *dur, *reps, *bin, *profile, *bitrate, pace, !*noPeer, complaints); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -81,7 +87,7 @@ func runRelays(src, dst string, n int, profile string, dur time.Duration, paceMi
 	wg.Wait()
 }
 
-func run(counts string, dur time.Duration, reps int, bin, profile, bitrate string, paceMins []int,
+func run(counts string, dur time.Duration, reps int, bin, profile, bitrate string, paceMins []int, withPeer bool,
 	complaints *complaintCounter) error {
 	ff, err := exec.LookPath("ffmpeg")
 	if err != nil {
@@ -157,15 +163,22 @@ func run(counts string, dur time.Duration, reps int, bin, profile, bitrate strin
 				stopAll(lib)
 			}
 
-			var copies []*exec.Cmd
-			for i := range n {
-				copies = append(copies, start(ff, "-hide_banner", "-loglevel", "error", "-rtsp_transport", "tcp",
-					"-i", fmt.Sprintf("%s/cam%d", cams.URL(), i), "-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp",
-					fmt.Sprintf("%s/ffmpeg%d", up.URL(), i)))
+			// Without the peer the ratios are to a row of ones: NaN-free, and the report says so.
+			peer := row{cpuPct: 1, rssMiB: 1}
+			if withPeer {
+				var copies []*exec.Cmd
+				for i := range n {
+					copies = append(copies, start(ff, "-hide_banner", "-loglevel", "error", "-rtsp_transport", "tcp",
+						"-i", fmt.Sprintf("%s/cam%d", cams.URL(), i), "-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp",
+						fmt.Sprintf("%s/ffmpeg%d", up.URL(), i)))
+				}
+				peer = measure(n, "ffmpeg", copies, cams, up, "ffmpeg", dur, complaints)
+				stopAll(copies)
+				rows = append(rows, peer)
+			} else {
+				fmt.Println("# -no-ffmpeg: the cpu/ffmpeg and rss/ffmpeg columns are the figures themselves")
 			}
-			peer := measure(n, "ffmpeg", copies, cams, up, "ffmpeg", dur, complaints)
-			stopAll(copies)
-			for _, r := range append(rows, peer) {
+			for _, r := range rows {
 				fmt.Printf("%-8d %-14s %12.2f %10.1f %9.1f %8.1f %10.2f %10.3f %9d\n",
 					r.n, r.name, r.cpuPct, r.rssMiB, r.framesPct, r.camFPS,
 					r.cpuPct/peer.cpuPct, r.rssMiB/peer.rssMiB, r.srvDrops)

@@ -56,8 +56,10 @@ type StreamStats struct {
 	// could decode it without the SDP. Parameter sets sent just before it in packets of their own
 	// count.
 	FirstVideoFrameKey bool
-	Bytes              uint64    // RTP payload bytes, every track and publish
-	LastFrameAt        time.Time // arrival of the latest RTP packet
+	Bytes              uint64 // RTP payload bytes, every track and publish
+	// VideoBytes and AudioBytes are Bytes by track kind: what a byte count per track shows.
+	VideoBytes, AudioBytes uint64
+	LastFrameAt            time.Time // arrival of the latest RTP packet
 	// RecordedAt is when the latest RECORD was accepted, FirstVideoAt when the first video
 	// packet of that publish arrived: how long a publisher kept the server waiting for video.
 	RecordedAt, FirstVideoAt time.Time
@@ -351,6 +353,12 @@ func (m *mediaHandler) packet(p *publication, fc *frameCounter, medi *descriptio
 	}
 	st := m.stats[p.name]
 	st.Bytes += uint64(len(pkt.Payload))
+	switch medi.Type {
+	case description.MediaTypeVideo:
+		st.VideoBytes += uint64(len(pkt.Payload))
+	case description.MediaTypeAudio:
+		st.AudioBytes += uint64(len(pkt.Payload))
+	}
 	st.LastFrameAt = time.Now()
 	if fc != nil && st.FirstVideoAt.IsZero() {
 		st.FirstVideoAt = st.LastFrameAt

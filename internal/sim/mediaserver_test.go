@@ -173,6 +173,10 @@ func TestMediaServerCountsWhatFFmpegPublishes(t *testing.T) {
 				t.Errorf("AudioPackets = %d, Bytes = %d, LastFrameAt = %v, want audio and bytes counted",
 					st.AudioPackets, st.Bytes, st.LastFrameAt)
 			}
+			if st.VideoBytes == 0 || st.AudioBytes == 0 || st.VideoBytes+st.AudioBytes != st.Bytes {
+				t.Errorf("VideoBytes %d + AudioBytes %d, want both counted and adding up to Bytes %d",
+					st.VideoBytes, st.AudioBytes, st.Bytes)
+			}
 			if st.FirstVideoFrameKey != tt.wantFirstKey {
 				t.Errorf("FirstVideoFrameKey = %v, want %v", st.FirstVideoFrameKey, tt.wantFirstKey)
 			}
