@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/camgate/camgate/internal/testtool"
 
 	"github.com/camgate/camgate/internal/sim"
@@ -61,6 +63,22 @@ func startMosquitto(t testing.TB) *mosquitto {
 func (m *mosquitto) addr() string    { return m.Addr() }
 func (m *mosquitto) url() string     { return m.URL() }
 func (m *mosquitto) logText() string { return m.Log() }
+
+// subscribe follows topic at the broker with a client of the test's own, until the test ends.
+func (m *mosquitto) subscribe(t testing.TB, clientID, topic string, got func(paho.Message)) {
+	t.Helper()
+	opts := paho.NewClientOptions().AddBroker(strings.Replace(m.url(), "mqtt://", "tcp://", 1)).
+		SetClientID(clientID).SetCleanSession(true).SetAutoReconnect(false)
+	c := paho.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("test MQTT client: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	if tok := c.Subscribe(topic, 1, func(_ paho.Client, msg paho.Message) { got(msg) }); !tok.WaitTimeout(5*time.Second) ||
+		tok.Error() != nil {
+		t.Fatalf("subscribe %s: %v", topic, tok.Error())
+	}
+}
 
 // daemon is an Agent running in this process on a config file, as `camgate run -c` runs it.
 type daemon struct {

@@ -7,10 +7,13 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/camgate/camgate/onvif"
 	"github.com/camgate/camgate/store"
@@ -43,7 +46,10 @@ func (d *testDisk) write(key string) error {
 	err, hold, delay := d.fail[key], d.hold[key], d.delay
 	d.mu.Unlock()
 	if hold != nil {
-		d.held <- key
+		select {
+		case d.held <- key:
+		default: // nobody is counting any more
+		}
 		<-hold
 	}
 	if strings.HasPrefix(key, "cameras/") {
@@ -364,5 +370,47 @@ func TestAnOrphanSinkBacklogIsDroppedOffTheLoop(t *testing.T) {
 	})
 	if !strings.Contains(d.logs.String(), "dropped the backlog of an event sink no longer configured") {
 		t.Error("the drop is not logged")
+	}
+}
+
+// SC learns of a camera from its registration: the camera's state never reaches the broker
+// before its config, however slow the disk that queues the registration (SPEC §6 delivers
+// the queue in order; the recordWriter queues the registration after the view shows the camera).
+func TestACameraStateFollowsItsRegistration(t *testing.T) {
+	broker := startMosquitto(t)
+	disk := newTestDisk()
+	d := startDaemonIn(t, t.TempDir(), ownerConfig(broker.url(), "file-0"), func(a *Agent) { a.writer.hook = disk.write })
+	waitFor(t, 10*time.Second, "camgate's MQTT connection", d.mqttUp)
+
+	var mu sync.Mutex
+	var topics []string
+	broker.subscribe(t, "test-order-reader", "camgate/gwc/cameras/late/+", func(m paho.Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		topics = append(topics, m.Topic()[strings.LastIndex(m.Topic(), "/")+1:])
+	})
+
+	release := disk.holdWrites(t, "outbox/"+mqttQueue) // the registration waits; the view does not
+	added := make(chan error, 1)
+	go func() {
+		_, err := d.a.AddCamera(context.Background(), CameraRequest{CameraID: "late", URL: ptr("rtsp://127.0.0.1:9/late")})
+		added <- err
+	}()
+	<-disk.held
+	waitFor(t, 5*time.Second, "the view to show the camera", func() bool { _, ok := cameraByID(d.a, "late"); return ok })
+	time.Sleep(2500 * time.Millisecond) // two rounds of camera states, at 1 s each
+	release()
+	if err := <-added; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the camera's config and state at the broker", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(topics, "config") && slices.Contains(topics, "state")
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if topics[0] != "config" {
+		t.Errorf("the broker got %v: the camera's state came before its registration", topics)
 	}
 }

@@ -366,7 +366,8 @@ func (a *Agent) publishStates(ctx context.Context) {
 				st.Quality)
 			link.mu.Lock()
 			prev, seen := link.lastState[c.ID]
-			news := !seen || prev.key != key || time.Since(prev.at) >= stateRefresh
+			// A camera's state follows its registration, which the recordWriter queues.
+			news := link.registered[c.ID] && (!seen || prev.key != key || time.Since(prev.at) >= stateRefresh)
 			if news {
 				link.lastState[c.ID] = stateShown{key: key, at: time.Now()}
 			}
