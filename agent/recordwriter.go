@@ -31,7 +31,8 @@ import (
 // after the failure) and then sends the reply, which says what could not be saved. A newer
 // write of that record handed over before the failure was known carries the refused change
 // too: then the loop keeps it, and that write's outcome and reply decide. So memory follows the
-// disk, and what a restart finds is what the replies said. Rolling forward instead (keep the
+// disk, and what a restart finds is what the replies said. (A record that cannot even be read
+// back, as when the store is closed under it, stays as asked, and an error log says so.) Rolling forward instead (keep the
 // change in memory, retry with the next write) would let a change the owner was told had
 // failed become durable later with any unrelated change of the same record, silently.
 
@@ -267,7 +268,7 @@ func (q recordReverted) serve(r *registry) result {
 func (r *registry) revertCamera(id string, b []byte, found bool) {
 	if !found {
 		delete(r.added, id)
-		r.a.log.Warn("store: camera not saved: it stays removed, as on disk", "camera_id", id)
+		r.a.log.Info("store: camera not saved: it stays out, as on disk", "camera_id", id)
 		return
 	}
 	var rec cameraRecord
@@ -279,7 +280,7 @@ func (r *registry) revertCamera(id string, b []byte, found bool) {
 	}
 	rec.ID = id
 	r.added[id] = rec
-	r.a.log.Warn("store: camera change not saved: back to the record on disk", "camera_id", id)
+	r.a.log.Info("store: camera change not saved: back to the record on disk", "camera_id", id)
 }
 
 // revertConnection takes the page's connection settings back as the disk holds them, over the
@@ -296,7 +297,7 @@ func (r *registry) revertConnection(b []byte, found bool) {
 	cs.overlay(&l.Config)
 	old := r.loaded
 	r.conn, r.loaded = cs, l
-	r.a.log.Warn("store: connection settings not saved: back to those on disk")
+	r.a.log.Info("store: connection settings not saved: back to those on disk")
 	if uplinkChanged(old, l) {
 		r.restartUplink()
 	}
