@@ -171,7 +171,10 @@ type registration struct {
 	Audio         bool     `json:"audio"`
 	Enabled       bool     `json:"enabled"`
 	MotionSources []string `json:"motion_sources"`
-	TS            int64    `json:"ts"`
+	// Quality and UplinkBps are beyond SPEC §6, as in the state (issue 15): see quality.go.
+	Quality   string `json:"quality"`
+	UplinkBps int64  `json:"uplink_bps"`
+	TS        int64  `json:"ts"`
 }
 
 func registrationOf(cfg *Config, e *cameraEntry) registration {
@@ -189,7 +192,7 @@ func registrationOf(cfg *Config, e *cameraEntry) registration {
 		Vendor: e.device.Vendor, Model: e.device.Model, Serial: e.device.Serial,
 		MAC: e.device.MAC, IP: e.device.IP, ONVIF: e.device.ONVIF,
 		Snapshot: e.device.SnapshotURI != "" || cfg.SMTP.Listen != "", PTZ: e.device.PTZ,
-		Audio: e.conf.Audio, Enabled: e.conf.Enabled, MotionSources: sources,
+		Audio: e.conf.Audio, Enabled: e.conf.Enabled, MotionSources: sources, Quality: qualityOf(e),
 	}
 }
 
@@ -214,7 +217,7 @@ func (r *registry) register(e *cameraEntry) {
 	if same {
 		return
 	}
-	reg.TS = nowMs()
+	reg.TS, reg.UplinkBps = nowMs(), uplinkOf(e)
 	a, id := r.a, e.id
 	retry := func() {
 		link.mu.Lock()
@@ -227,9 +230,11 @@ func (r *registry) register(e *cameraEntry) {
 		retry()
 		return
 	}
-	// Queued by the recordWriter, not here: the loop does no fsync (recordwriter.go).
+	// Queued by the recordWriter, not here: the loop does no fsync (recordwriter.go). Latest: a
+	// registration queued while the uplink is down replaces the one before it.
 	r.write(recordWrite{queue: mqttQueue, what: "queueing a registration",
-		msgs: []store.Message{{Class: store.ClassRegistration, Topic: "cameras/" + id + "/config", Retain: true, Payload: b}},
+		msgs: []store.Message{{Class: store.ClassRegistration, Topic: "cameras/" + id + "/config", Retain: true,
+			Latest: true, Payload: b}},
 		then: func(err error) { // on the writer's goroutine
 			if err != nil {
 				retry()
