@@ -32,9 +32,10 @@ import (
 // write of that record handed over before the failure was known carries the refused change
 // too: then the loop keeps it, and that write's outcome and reply decide. So memory follows the
 // disk, and what a restart finds is what the replies said. (A record that cannot even be read
-// back, as when the store is closed under it, stays as asked, and an error log says so.) Rolling forward instead (keep the
-// change in memory, retry with the next write) would let a change the owner was told had
-// failed become durable later with any unrelated change of the same record, silently.
+// back, as when the store is closed under it, stays as asked, and an error log says so.)
+// Rolling forward instead (keep the change in memory, retry with the next write) would let a
+// change the owner was told had failed become durable later with any unrelated change of the
+// same record, silently.
 
 // recordWrite is one store write: a Put or Delete of one record, an outbox enqueue or purge.
 type recordWrite struct {
