@@ -44,6 +44,7 @@ type Agent struct {
 	db       *store.DB     // set by Run before any part starts, never changed after
 	requests chan envelope // to the registry loop
 	loopDone chan struct{} // closed when the registry loop has returned
+	writer   *recordWriter // the loop's store writes and the replies that wait for them
 	view     atomic.Pointer[view]
 	link     atomic.Pointer[uplinkParts] // MQTT and event sinks; swapped when the page changes them
 	motion   *motionOwner
@@ -75,6 +76,7 @@ func New(l Loaded, opts Options) *Agent {
 		requests: make(chan envelope), loopDone: make(chan struct{}),
 		snaps:  &snapshots{latest: map[string][]byte{}, at: map[string]time.Time{}},
 		notify: &notifyRoutes{routes: map[string]*onvif.NotifyReceiver{}}}
+	a.writer = newRecordWriter(a)
 	a.view.Store(&view{cfg: l})
 	return a
 }
@@ -97,6 +99,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer db.Close()
 	a.db = db
+	// Deferred after db.Close and before the shutdown below, it runs once the loop has ended
+	// and before the store closes: a SIGTERM never loses a write the loop accepted.
+	a.writer.start(context.WithoutCancel(ctx))
+	defer a.writer.stop(5 * time.Second)
 	code, created, err := EnsurePairCode(cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("pairing code: %w", err)
@@ -201,11 +207,21 @@ func (a *Agent) ask(ctx context.Context, req request) (result, error) {
 	case <-a.loopDone:
 		return result{}, errStopping
 	}
+	// The answer comes from the loop, or from the recordWriter once the request's writes are
+	// durable, which may be after the loop has returned or, on a stuck disk, much later: a
+	// caller that gives up stops waiting (the change is made, and on disk once written).
 	select {
 	case res := <-done:
 		return res, res.err
-	case <-a.loopDone:
-		return result{}, errStopping
+	case <-ctx.Done():
+		return result{}, ctx.Err()
+	case <-a.writer.gone:
+		select {
+		case res := <-done:
+			return res, res.err
+		default:
+			return result{}, errStopping
+		}
 	}
 }
 

@@ -142,7 +142,8 @@ func (q addCameraRequest) serve(r *registry) result {
 		return result{err: err}
 	}
 	rec := cameraRecord{CameraConfig: c, Device: dev, AddedAt: time.Now().UTC()}
-	if err := r.a.saveCamera(rec); err != nil {
+	// The reply waits for the write (recordwriter.go); a failed one takes the camera back out.
+	if err := r.putCamera(rec); err != nil {
 		return result{err: fmt.Errorf("saving camera: %w", err)}
 	}
 	r.added[c.ID] = rec
@@ -174,7 +175,7 @@ func (q setCameraRequest) serve(r *registry) result {
 		notice = keepSecretWithHost(&rec.CameraConfig, oldURL, q.req.Password != nil || inURL)
 		rec.Device.IP = hostOf(rec.URL)
 	}
-	if err := r.a.saveCamera(rec); err != nil {
+	if err := r.putCamera(rec); err != nil {
 		return result{err: fmt.Errorf("saving camera: %w", err)}
 	}
 	r.added[q.id] = rec
@@ -211,9 +212,7 @@ func (q removeCameraRequest) serve(r *registry) result {
 	if _, err := r.addedCamera(q.id); err != nil {
 		return result{err: err}
 	}
-	if err := r.a.db.Cameras().Delete(q.id); err != nil {
-		return result{err: fmt.Errorf("removing camera: %w", err)}
-	}
+	r.deleteCamera(q.id)
 	delete(r.added, q.id)
 	r.reconcile()
 	return result{}

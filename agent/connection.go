@@ -84,17 +84,14 @@ func (q connectionRequest) serve(r *registry) result {
 	if err := l.Validate(); err != nil {
 		return result{err: requestError(err)}
 	}
-	b, err := json.Marshal(cs)
-	if err != nil {
-		return result{err: fmt.Errorf("encoding connection settings: %w", err)}
-	}
-	if err := r.a.db.Settings().Put(settingConnection, b); err != nil {
-		return result{err: fmt.Errorf("saving connection settings: %w", err)}
+	// The reply waits for the write (recordwriter.go); a failed one takes the settings back.
+	if err := r.putSetting(settingConnection, "saving connection settings", cs, true); err != nil {
+		return result{err: err}
 	}
 	old := r.loaded
 	r.conn, r.loaded = cs, l
 	// As on reload, only what changed restarts: a new stream name restarts relays, not MQTT.
-	if !reflect.DeepEqual(old.MQTT, l.MQTT) || !reflect.DeepEqual(old.Flussonic.Events, l.Flussonic.Events) {
+	if uplinkChanged(old, l) {
 		r.restartUplink()
 	}
 	for _, n := range notices {
@@ -115,7 +112,10 @@ type uplinkRun struct {
 func (r *registry) startUplink(cfg *Config) {
 	ctx, stop := context.WithCancel(context.WithoutCancel(r.ctx))
 	run := &uplinkRun{stop: stop}
-	r.a.startUplink(ctx, cfg, &run.wg)
+	for _, q := range r.a.startUplink(ctx, cfg, &run.wg) {
+		// Purged by the recordWriter: a purge is a store write like any other (recordwriter.go).
+		r.write(recordWrite{queue: q, purge: true, what: "dropping the backlog of an event sink no longer configured"})
+	}
 	r.uplink = run
 	r.a.log.Info("uplink (re)started", "mqtt", redactURL(cfg.MQTT.URL), "event_sinks", len(cfg.Flussonic.Events))
 }
@@ -141,6 +141,11 @@ func (r *registry) restartUplink() {
 		run.wg.Wait()
 		a.tell(uplinkStopped{run: run})
 	}()
+}
+
+// uplinkChanged says whether going from old to l needs a new uplink.
+func uplinkChanged(old, l Loaded) bool {
+	return !reflect.DeepEqual(old.MQTT, l.MQTT) || !reflect.DeepEqual(old.Flussonic.Events, l.Flussonic.Events)
 }
 
 // uplinkStopped says the uplink asked to stop has ended.

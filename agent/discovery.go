@@ -80,14 +80,11 @@ func (a *Agent) loadDiscovered() map[string]*discovered {
 	return found
 }
 
+// saveDiscovered hands the writer the discovered devices as they are now; a newer save makes a
+// pending older one unnecessary (coalesced), and a failed one is logged and retried by the next.
 func (r *registry) saveDiscovered() {
-	b, err := json.Marshal(r.found)
-	if err != nil {
+	if err := r.putSetting(settingDiscovered, "saving discovered devices", r.found, false); err != nil {
 		r.a.log.Error("encoding discovered devices", "err", err)
-		return
-	}
-	if err := r.a.db.Settings().Put(settingDiscovered, b); err != nil {
-		r.a.log.Error("store: saving discovered devices", "err", err)
 	}
 }
 
@@ -203,7 +200,8 @@ func (r *registry) followMove(id, oldXAddr, newXAddr string) {
 		return
 	}
 	rec.URL, rec.Device.IP, rec.Device.ONVIF = newXAddr, hostOf(newXAddr), newXAddr
-	if err := r.a.saveCamera(rec); err != nil {
+	// A failed write takes the camera back to its old address (recordwriter.go).
+	if err := r.putCamera(rec); err != nil {
 		r.a.log.Error("store: following a moved camera", "camera_id", id, "err", err)
 		return
 	}

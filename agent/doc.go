@@ -23,9 +23,17 @@
 // The loop does no network I/O and waits for nothing: a relay, resolver or uplink is asked to
 // stop (its context is cancelled) and a goroutine of its own reports its end as a request, so a
 // reboot_relay never blocks the page, SMTP or MQTT. A new uplink starts only once the old one
-// has ended, so two MQTT clients with one client id never run at once. The loop does write the
-// store (registrations queued for MQTT, discovered devices, agent ids): short bbolt
-// transactions on the local disk, each with its fsync.
+// has ended, so two MQTT clients with one client id never run at once.
+//
+// Nor does the loop write the store: a bbolt transaction's fsync is tens of milliseconds on
+// flash and seconds on a failing disk. One goroutine, the recordWriter (recordwriter.go), owns
+// the writes of the agent's records (added cameras, agent ids, discovered devices, connection
+// settings, the registered-camera list) and of the registrations the loop queues for MQTT. The
+// loop encodes a request's writes, hands them over with the request's reply and goes on; the
+// writer does them in order and replies once they are durable. A failed write of a camera or
+// of the connection settings is in the reply, and the loop takes that record back as the disk
+// holds it, so a restart finds what the replies said. Run drains the writer before it closes
+// the store.
 //
 // Motion is a goroutine of its own (motion.go) around a motion.Tracker, which has an injected
 // clock: mail and ONVIF alarms are requests to it, and it answers only once the alarm's event

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/camgate/camgate/internal/testtool"
 
 	"github.com/camgate/camgate/internal/sim"
@@ -62,6 +64,22 @@ func (m *mosquitto) addr() string    { return m.Addr() }
 func (m *mosquitto) url() string     { return m.URL() }
 func (m *mosquitto) logText() string { return m.Log() }
 
+// subscribe follows topic at the broker with a client of the test's own, until the test ends.
+func (m *mosquitto) subscribe(t testing.TB, clientID, topic string, got func(paho.Message)) {
+	t.Helper()
+	opts := paho.NewClientOptions().AddBroker(strings.Replace(m.url(), "mqtt://", "tcp://", 1)).
+		SetClientID(clientID).SetCleanSession(true).SetAutoReconnect(false)
+	c := paho.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("test MQTT client: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	if tok := c.Subscribe(topic, 1, func(_ paho.Client, msg paho.Message) { got(msg) }); !tok.WaitTimeout(5*time.Second) ||
+		tok.Error() != nil {
+		t.Fatalf("subscribe %s: %v", topic, tok.Error())
+	}
+}
+
 // daemon is an Agent running in this process on a config file, as `camgate run -c` runs it.
 type daemon struct {
 	a      *Agent
@@ -93,7 +111,14 @@ func (l *lockedBuffer) String() string {
 // startDaemon writes cfg (DATA_DIR replaced) and runs an Agent on it until the test ends.
 func startDaemon(t testing.TB, cfg string) *daemon {
 	t.Helper()
-	d := &daemon{dir: t.TempDir(), reload: make(chan struct{}, 1), done: make(chan error, 1), logs: &lockedBuffer{}}
+	return startDaemonIn(t, t.TempDir(), cfg, nil)
+}
+
+// startDaemonIn is startDaemon on dir, a restart when an earlier daemon used it. setup, when
+// not nil, sees the Agent before it runs.
+func startDaemonIn(t testing.TB, dir, cfg string, setup func(*Agent)) *daemon {
+	t.Helper()
+	d := &daemon{dir: dir, reload: make(chan struct{}, 1), done: make(chan error, 1), logs: &lockedBuffer{}}
 	d.path = filepath.Join(d.dir, "camgate.yaml")
 	d.writeConfig(t, cfg)
 	l, err := LoadConfig(d.path, true, func(string) string { return "" })
@@ -104,6 +129,9 @@ func startDaemon(t testing.TB, cfg string) *daemon {
 	log := slog.New(slog.NewTextHandler(d.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d.a = New(l, Options{Logger: log, Reload: d.reload, Version: "test", Getenv: func(string) string { return "" },
 		Ready: func(*Agent) { close(ready) }})
+	if setup != nil {
+		setup(d.a)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	go func() { d.done <- d.a.Run(ctx) }()

@@ -138,23 +138,14 @@ flussonic: {publish: 'rtsp://127.0.0.1:9/live'}
 		stateMu   sync.Mutex
 		lastState cameraState
 	)
-	opts := paho.NewClientOptions().AddBroker(strings.Replace(broker.url(), "mqtt://", "tcp://", 1)).
-		SetClientID("test-state-reader").SetCleanSession(true).SetAutoReconnect(false)
-	states := paho.NewClient(opts)
-	if tok := states.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("test MQTT client: %v", tok.Error())
-	}
-	t.Cleanup(func() { states.Disconnect(100) })
-	if tok := states.Subscribe("camgate/gwa/cameras/door/state", 1, func(_ paho.Client, m paho.Message) {
+	broker.subscribe(t, "test-state-reader", "camgate/gwa/cameras/door/state", func(m paho.Message) {
 		var st cameraState
 		if json.Unmarshal(m.Payload(), &st) == nil {
 			stateMu.Lock()
 			lastState = st
 			stateMu.Unlock()
 		}
-	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
+	})
 
 	// Added over MQTT, as SC adds one, with a typo in the password: set_camera may change it
 	// (a camera of the config file is the file's to change).

@@ -14,12 +14,14 @@ import (
 // registry is the camera registry and the loaded config, owned by the loop goroutine (run).
 // Nothing else touches its fields. Requests reach it through Agent.requests; after each one it
 // publishes a fresh view. It never waits for the network or for a relay: a relay is asked to
-// stop (cancel) and its end comes back as a relayStopped request; the uplink likewise. Store
-// writes here are short bbolt transactions on the local disk.
+// stop (cancel) and its end comes back as a relayStopped request; the uplink likewise. It
+// never writes the store either: a request's writes are collected in writes and handed to the
+// recordWriter with the request's reply (recordwriter.go).
 type registry struct {
 	a      *Agent
 	ctx    context.Context // relays and stream resolvers hang off it
 	loaded Loaded
+	file   Loaded             // the config file as last read, before conn is overlaid
 	conn   connectionSettings // the pairing page's settings, overlaid on the file's
 
 	cameras  map[string]*cameraEntry    // by camera_id
@@ -30,6 +32,9 @@ type registry struct {
 	resolves map[*streamResolver]string // resolvers asked to stop, for the wait at shutdown
 	uplink   *uplinkRun                 // the running MQTT client and event sinks
 	next     *Config                    // the uplink to start once the running one has ended
+
+	writes   []recordWrite     // what the request being served writes, for the recordWriter
+	writeSeq map[string]uint64 // writes handed over per record key, so a stale undo is ignored
 }
 
 // cameraEntry is one camera as the agent wants it (conf) and as it runs (relay).
@@ -84,7 +89,7 @@ type result struct {
 // newRegistry reads what the store remembers. It runs before the loop starts.
 func newRegistry(a *Agent, ctx context.Context, l Loaded) (*registry, error) {
 	r := &registry{a: a, ctx: ctx, cameras: map[string]*cameraEntry{}, stopping: map[string]*relayRun{},
-		resolves: map[*streamResolver]string{}}
+		resolves: map[*streamResolver]string{}, writeSeq: map[string]uint64{}, file: l}
 	var err error
 	if r.agentIDs, err = a.loadAgentIDs(); err != nil {
 		return nil, err
@@ -103,6 +108,7 @@ func newRegistry(a *Agent, ctx context.Context, l Loaded) (*registry, error) {
 	r.startUplink(&r.loaded.Config) //nolint:contextcheck // see above
 	r.reconcile()                   //nolint:contextcheck // see above
 	r.publish()
+	r.handOver(nil, result{})
 	return r, nil
 }
 
@@ -116,9 +122,7 @@ func (r *registry) run(ctx context.Context) {
 		case env := <-r.a.requests:
 			res := env.req.serve(r)
 			r.publish()
-			if env.done != nil {
-				env.done <- res
-			}
+			r.handOver(env.done, res)
 		}
 	}
 }
@@ -158,6 +162,7 @@ type reloadRequest struct{ loaded Loaded }
 
 func (q reloadRequest) serve(r *registry) result {
 	old, l := r.loaded, q.loaded
+	r.file = q.loaded
 	r.overlay(&l)
 	for key, same := range map[string]bool{
 		"gateway_id": old.GatewayID == l.GatewayID, "data_dir": old.DataDir == l.DataDir,
@@ -172,7 +177,7 @@ func (q reloadRequest) serve(r *registry) result {
 	r.loaded = l
 	r.a.setLogLevel(l.Log.Level)
 	r.a.log.Info("reload: config read", "path", l.Path)
-	if !reflect.DeepEqual(old.MQTT, l.MQTT) || !reflect.DeepEqual(old.Flussonic.Events, l.Flussonic.Events) {
+	if uplinkChanged(old, l) {
 		r.restartUplink()
 	}
 	r.reconcile()
@@ -347,7 +352,7 @@ func (r *registry) reconcile() {
 	r.wantStreams()
 	// Agent ids are only ever added (a camera removed and added again keeps its id).
 	if len(r.agentIDs) != assigned {
-		if err := r.a.saveAgentIDs(r.agentIDs); err != nil {
+		if err := r.putSetting(settingAgentIDs, "saving agent ids", r.agentIDs, false); err != nil {
 			r.a.log.Error("saving agent ids", "err", err)
 		}
 	}
@@ -437,14 +442,6 @@ func (a *Agent) loadAgentIDs() (map[string]string, error) {
 	return ids, nil
 }
 
-func (a *Agent) saveAgentIDs(ids map[string]string) error {
-	b, err := json.Marshal(ids)
-	if err != nil {
-		return fmt.Errorf("encoding agent ids: %w", err)
-	}
-	return a.db.Settings().Put(settingAgentIDs, b)
-}
-
 func (a *Agent) storedCameras() (map[string]cameraRecord, error) {
 	all, err := a.db.Cameras().All()
 	if err != nil {
@@ -462,12 +459,4 @@ func (a *Agent) storedCameras() (map[string]cameraRecord, error) {
 		out[id] = rec
 	}
 	return out, nil
-}
-
-func (a *Agent) saveCamera(rec cameraRecord) error {
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("encoding camera %s: %w", rec.ID, err)
-	}
-	return a.db.Cameras().Put(rec.ID, b)
 }

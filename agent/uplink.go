@@ -58,7 +58,8 @@ type stateShown struct {
 // startUplink starts the MQTT client and one drain per event sink. A client that cannot even be
 // built (unreadable CA file, say) is logged and left out; the rest of the gateway runs on.
 // link is set before any client runs, since a command may arrive as soon as MQTT connects.
-func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup) {
+// It returns the queues of event sinks no longer configured, for the caller to purge.
+func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup) (orphans []string) {
 	p := &uplinkParts{prefix: cfg.TopicPrefix(), lastReg: map[string]string{}, lastState: map[string]stateShown{},
 		registered: map[string]bool{}}
 	if b, ok, err := a.db.Settings().Get(settingRegistered); err == nil && ok {
@@ -124,9 +125,7 @@ func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup
 	// A sink removed from the config leaves a queue nobody drains; its events have no receiver.
 	for q, st := range ob.Stats().Queues {
 		if !keep[q] && st.Depth > 0 && len(q) > 5 && q[:5] == "sink:" {
-			if n, err := ob.Purge(q); err == nil { //nolint:contextcheck // Purge takes none: never half-way
-				a.log.Warn("dropped the backlog of an event sink no longer configured", "queue", q, "events", n)
-			}
+			orphans = append(orphans, q)
 		}
 	}
 	if cfg.MQTT.URL == "" {
@@ -138,6 +137,7 @@ func (a *Agent) startUplink(ctx context.Context, cfg *Config, wg *sync.WaitGroup
 	for _, start := range starts {
 		start()
 	}
+	return orphans
 }
 
 // enqueue puts messages on the durable outbox. A failure is logged here and returned, so that
@@ -218,19 +218,30 @@ func (r *registry) register(e *cameraEntry) {
 		return
 	}
 	reg.TS, reg.UplinkBps = nowMs(), uplinkOf(e)
-	b, err := json.Marshal(reg)
-	if err == nil {
-		// Latest: a registration queued while the uplink is down replaces the one before it.
-		err = r.a.enqueue(context.Background(), mqttQueue, store.Message{Class: store.ClassRegistration,
-			Topic: "cameras/" + e.id + "/config", Retain: true, Latest: true, Payload: b})
-	}
-	if err != nil {
+	a, id := r.a, e.id
+	retry := func() {
 		link.mu.Lock()
-		delete(link.lastReg, e.id) // try again at the next reconcile
+		delete(link.lastReg, id) // try again at the next reconcile
 		link.mu.Unlock()
+	}
+	b, err := json.Marshal(reg)
+	if err != nil {
+		r.a.log.Error("encoding a registration", "camera_id", id, "err", err)
+		retry()
 		return
 	}
-	r.a.setRegistered(link, e.id, true)
+	// Queued by the recordWriter, not here: the loop does no fsync (recordwriter.go). Latest: a
+	// registration queued while the uplink is down replaces the one before it.
+	r.write(recordWrite{queue: mqttQueue, what: "queueing a registration",
+		msgs: []store.Message{{Class: store.ClassRegistration, Topic: "cameras/" + id + "/config", Retain: true,
+			Latest: true, Payload: b}},
+		then: func(err error) { // on the writer's goroutine
+			if err != nil {
+				retry()
+				return
+			}
+			a.setRegistered(link, id, true)
+		}})
 }
 
 func (a *Agent) setRegistered(link *uplinkParts, id string, on bool) {
@@ -292,15 +303,16 @@ func (r *registry) unregister(id string) {
 	delete(link.lastReg, id)
 	delete(link.lastState, id)
 	link.mu.Unlock()
-	base := "cameras/" + id
-	if err := r.a.enqueue(context.Background(), mqttQueue,
-		store.Message{Class: store.ClassRegistration, Topic: base + "/config", Retain: true},
-		store.Message{Class: store.ClassRegistration, Topic: base + "/state", Retain: true},
-		store.Message{Class: store.ClassRegistration, Topic: base + "/snapshot", Retain: true},
-	); err != nil {
-		return // still registered: the next reconcile clears it (unregisterGone)
-	}
-	r.a.setRegistered(link, id, false)
+	base, a := "cameras/"+id, r.a
+	r.write(recordWrite{queue: mqttQueue, what: "queueing a registration's clearing", msgs: []store.Message{
+		{Class: store.ClassRegistration, Topic: base + "/config", Retain: true},
+		{Class: store.ClassRegistration, Topic: base + "/state", Retain: true},
+		{Class: store.ClassRegistration, Topic: base + "/snapshot", Retain: true},
+	}, then: func(err error) { // on the writer's goroutine
+		if err == nil { // else still registered: the next reconcile clears it (unregisterGone)
+			a.setRegistered(link, id, false)
+		}
+	}})
 }
 
 // cameraState is a camera's retained P/cameras/<id>/state.
@@ -359,7 +371,8 @@ func (a *Agent) publishStates(ctx context.Context) {
 				st.Quality)
 			link.mu.Lock()
 			prev, seen := link.lastState[c.ID]
-			news := !seen || prev.key != key || time.Since(prev.at) >= stateRefresh
+			// A camera's state follows its registration, which the recordWriter queues.
+			news := link.registered[c.ID] && (!seen || prev.key != key || time.Since(prev.at) >= stateRefresh)
 			if news {
 				link.lastState[c.ID] = stateShown{key: key, at: time.Now()}
 			}
