@@ -40,7 +40,6 @@ type uplinkParts struct {
 	// registered holds every camera whose registration was ever queued, persisted, so that a
 	// camera removed while camgate was stopped still gets its retained topics cleared.
 	registered map[string]bool
-	saveMu     sync.Mutex // orders the saves of registered; held for the store write only
 }
 
 const settingRegistered = "mqtt_registered"
@@ -244,6 +243,8 @@ func (r *registry) register(e *cameraEntry) {
 		}})
 }
 
+// setRegistered runs on the recordWriter's goroutine only, which orders the saves: the last
+// save holds the latest list.
 func (a *Agent) setRegistered(link *uplinkParts, id string, on bool) {
 	link.mu.Lock()
 	if link.registered[id] == on {
@@ -255,19 +256,13 @@ func (a *Agent) setRegistered(link *uplinkParts, id string, on bool) {
 	} else {
 		delete(link.registered, id)
 	}
-	link.mu.Unlock()
-	// The fsync happens under saveMu alone, never under mu, which publishStates also takes.
-	// Each save encodes the list as it is when its turn comes, so the last save holds the
-	// latest list whichever order two changes reach here in.
-	link.saveMu.Lock()
-	defer link.saveMu.Unlock()
-	link.mu.Lock()
 	b, err := json.Marshal(link.registered)
 	link.mu.Unlock()
 	if err != nil {
 		a.log.Error("encoding the registered camera list", "err", err)
 		return
 	}
+	// The fsync happens with no lock held: mu is what publishStates takes.
 	if err := a.db.Settings().Put(settingRegistered, b); err != nil {
 		a.log.Error("store: saving the registered camera list", "err", err)
 	}
