@@ -27,8 +27,8 @@ type upstreamWriter struct {
 // attach makes up, whose tracks are the camera's as index maps them, the session written to,
 // does its first Maintain (it says when the next is due), and sends what is queued: a GOP
 // cache's burst (restartSink) goes out here, before the lock is first let go, so that the camera
-// goroutine's tryDrain never meets a burst. It writes only what its own batch queued, and a
-// burst of megabytes goes at the upstream's pace, from this goroutine.
+// goroutine's tryDrain only ever meets what its own batch queued: a burst of megabytes goes at
+// the upstream's pace, from the upstream goroutine.
 func (w *upstreamWriter) attach(up upstream, index []int, now time.Time) (time.Time, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
