@@ -27,5 +27,45 @@ func (a *Agent) withQuality(rc rtsp.RelayConfig, e *cameraEntry) rtsp.RelayConfi
 	rc.Substream = substreamOf(e, rc.Source)
 	rc.Priority = e.conf.Priority
 	rc.Quality = a.quality
+	rc.OnQuality = a.onQualityOf(e.id)
 	return rc
+}
+
+// The registration (P/cameras/<id>/config) carries the camera's quality and the uplink rate
+// beside SPEC §6's fields, as the state does (issue 15). A registration is news only when a
+// field but its ts and uplink_bps changed: uplink_bps is the rate measured when the
+// registration was made, so the governor's switches, a few an hour at most by its hysteresis,
+// re-register a camera, and the rate's every change does not.
+
+// onQualityOf is the relay's OnQuality for camera id: it hands the switch to the loop without
+// making the relay wait for it.
+func (a *Agent) onQualityOf(id string) func(string) {
+	return func(string) { go a.tell(qualitySwitched{id: id}) }
+}
+
+// qualitySwitched says a camera's relay switched between its main stream and substream.
+type qualitySwitched struct{ id string }
+
+func (q qualitySwitched) serve(r *registry) result {
+	if e, ok := r.cameras[q.id]; ok && e.relay != nil {
+		r.register(e)
+	}
+	return result{}
+}
+
+// qualityOf is what a camera's registration says it relays: "sub" while its relay plays the
+// substream, else "main", also when it is not relayed, as that is what it would relay.
+func qualityOf(e *cameraEntry) string {
+	if e.relay != nil && e.relay.relay.Stats().Quality == "sub" {
+		return "sub"
+	}
+	return "main"
+}
+
+// uplinkOf is what the camera's upstream session carries now, 0 when it is not relayed.
+func uplinkOf(e *cameraEntry) int64 {
+	if e.relay == nil {
+		return 0
+	}
+	return e.relay.relay.Stats().UplinkBps
 }

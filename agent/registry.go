@@ -292,6 +292,7 @@ func sameRelay(x, y rtsp.RelayConfig) bool {
 	x.Cache, y.Cache = nil, nil
 	x.ShowError, y.ShowError = nil, nil
 	x.Quality, y.Quality = nil, nil
+	x.OnQuality, y.OnQuality = nil, nil
 	return reflect.DeepEqual(x, y)
 }
 

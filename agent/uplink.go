@@ -171,7 +171,10 @@ type registration struct {
 	Audio         bool     `json:"audio"`
 	Enabled       bool     `json:"enabled"`
 	MotionSources []string `json:"motion_sources"`
-	TS            int64    `json:"ts"`
+	// Quality and UplinkBps are beyond SPEC §6, as in the state (issue 15): see quality.go.
+	Quality   string `json:"quality"`
+	UplinkBps int64  `json:"uplink_bps"`
+	TS        int64  `json:"ts"`
 }
 
 func registrationOf(cfg *Config, e *cameraEntry) registration {
@@ -189,7 +192,7 @@ func registrationOf(cfg *Config, e *cameraEntry) registration {
 		Vendor: e.device.Vendor, Model: e.device.Model, Serial: e.device.Serial,
 		MAC: e.device.MAC, IP: e.device.IP, ONVIF: e.device.ONVIF,
 		Snapshot: e.device.SnapshotURI != "" || cfg.SMTP.Listen != "", PTZ: e.device.PTZ,
-		Audio: e.conf.Audio, Enabled: e.conf.Enabled, MotionSources: sources,
+		Audio: e.conf.Audio, Enabled: e.conf.Enabled, MotionSources: sources, Quality: qualityOf(e),
 	}
 }
 
@@ -214,11 +217,12 @@ func (r *registry) register(e *cameraEntry) {
 	if same {
 		return
 	}
-	reg.TS = nowMs()
+	reg.TS, reg.UplinkBps = nowMs(), uplinkOf(e)
 	b, err := json.Marshal(reg)
 	if err == nil {
-		err = r.a.enqueue(context.Background(), mqttQueue,
-			store.Message{Class: store.ClassRegistration, Topic: "cameras/" + e.id + "/config", Retain: true, Payload: b})
+		// Latest: a registration queued while the uplink is down replaces the one before it.
+		err = r.a.enqueue(context.Background(), mqttQueue, store.Message{Class: store.ClassRegistration,
+			Topic: "cameras/" + e.id + "/config", Retain: true, Latest: true, Payload: b})
 	}
 	if err != nil {
 		link.mu.Lock()

@@ -37,6 +37,13 @@ func (r *Relay) wantQuality(sub bool) {
 	}
 }
 
+// setOnSub records which stream the relay plays and tells OnQuality when that changed.
+func (r *Relay) setOnSub(sub bool) {
+	if r.quality.onSub.Swap(sub) != sub && r.cfg.OnQuality != nil {
+		r.cfg.OnQuality(qualityName(sub))
+	}
+}
+
 // joinQuality makes the relay one the governor decides for, when it has one; a relay without a
 // substream takes part too, as a camera that cannot step down.
 func (r *Relay) joinQuality(hasSub bool) (leave func()) {
@@ -103,7 +110,7 @@ func (s *sourceRun) stop(log *slog.Logger) {
 // continuous timestamps. The camera thus serves two sessions for about a GOP.
 func (r *Relay) runCamera(ctx context.Context, main, sub *url.URL) error {
 	if sub == nil || r.cfg.Quality == nil {
-		r.quality.onSub.Store(false)
+		r.setOnSub(false)
 		return r.runSource(ctx, main)
 	}
 	pick := func(onSub bool) *url.URL {
@@ -114,7 +121,7 @@ func (r *Relay) runCamera(ctx context.Context, main, sub *url.URL) error {
 	}
 	onSub := r.quality.want.Load()
 	cur := r.startSource(ctx, pick(onSub), onSub, false)
-	r.quality.onSub.Store(onSub)
+	r.setOnSub(onSub)
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
@@ -148,7 +155,7 @@ func (r *Relay) runCamera(ctx context.Context, main, sub *url.URL) error {
 			continue
 		}
 		cur = next
-		r.quality.onSub.Store(cur.sub)
+		r.setOnSub(cur.sub)
 		r.log.Info("uplink quality: camera switched", "quality", qualityName(cur.sub))
 	}
 }

@@ -76,6 +76,10 @@ type RelayConfig struct {
 	// back once it can (quality.go); nil never switches.
 	Quality  *QualityGovernor
 	Priority int
+	// OnQuality, when set, is called with Stats.Quality's new value each time the relay has
+	// switched between main stream and substream. It runs on the camera side's goroutine and
+	// must not block: the agent hands it to its loop, which re-registers the camera.
+	OnQuality func(quality string)
 
 	// authRetry, when set, replaces the backoff after a refused password: tests shorten it.
 	authRetry *authBackoff

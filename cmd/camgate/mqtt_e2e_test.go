@@ -66,13 +66,19 @@ func TestRunRegistersCamerasOnMQTT(t *testing.T) {
 		t.Fatalf("config payload: %v", err)
 	}
 	for _, k := range []string{"camera_id", "agent_id", "name", "stream_name", "publish_url", "play_url", "vendor",
-		"model", "serial", "mac", "ip", "onvif", "snapshot", "ptz", "audio", "motion_sources", "ts"} {
+		"model", "serial", "mac", "ip", "onvif", "snapshot", "ptz", "audio", "motion_sources", "quality", "uplink_bps",
+		"ts"} {
 		if _, ok := reg[k]; !ok {
 			t.Errorf("registration lacks %q: %s", k, r[p+"/cameras/cam1/config"])
 		}
 	}
 	if id, _ := reg["agent_id"].(string); !tenDigits.MatchString(id) {
 		t.Errorf("agent_id %q is not 10 digits", reg["agent_id"])
+	}
+	// A camera not relayed is registered as on its main stream, with nothing measured (issue 15).
+	if reg["quality"] != "main" || reg["uplink_bps"] != 0.0 {
+		t.Errorf("registration of a disabled camera: quality %v, uplink_bps %v; want main, 0", reg["quality"],
+			reg["uplink_bps"])
 	}
 	if reg["camera_id"] != "cam1" || reg["stream_name"] != "gwr-cam1" {
 		t.Errorf("registration: %s", r[p+"/cameras/cam1/config"])

@@ -49,8 +49,8 @@ func newFakeBackend(t *testing.T) *fakeBackend {
 			"porch": {CameraID: "porch", AgentID: "4815162342", Name: "Porch", Vendor: "HIKVISION", Model: "DS-2CD2043G2-I",
 				IP: "192.168.1.64", URL: "rtsp://192.168.1.64:554/Streaming/Channels/101", State: web.CameraAdded,
 				Enabled: true, Audio: true, Relaying: true, Online: true,
-				Codec: "H264", Width: 2688, Height: 1520, BitrateBPS: 4_100_000, HasSnapshot: true,
-				StreamName: "eltex-7f3a21-porch", PlayURL: porchPlayURL},
+				Codec: "H264", Width: 2688, Height: 1520, BitrateBPS: 4_100_000, Quality: "main", UplinkBPS: 4_000_000,
+				HasSnapshot: true, StreamName: "eltex-7f3a21-porch", PlayURL: porchPlayURL},
 			"cam-001122334455": {CameraID: "cam-001122334455", Name: xssName, Vendor: `<b>Evil</b> "Corp"`,
 				Model: "IPC-HFW1230S", IP: "192.168.1.108", URL: "http://192.168.1.108/onvif/device_service",
 				State: web.CameraDiscovered, NeedsCredentials: true},
@@ -130,6 +130,15 @@ func (f *fakeBackend) AddCamera(ctx context.Context, req web.AddCamera) (web.Cam
 		}
 	})
 	return *c, nil
+}
+
+// stepDown is the agent's quality governor moving a relaying camera to its substream, which
+// the upstream now carries at uplinkBPS (issue 15).
+func (f *fakeBackend) stepDown(id string, uplinkBPS int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.cams[id]
+	c.Quality, c.UplinkBPS, c.Width, c.Height, c.BitrateBPS = "sub", uplinkBPS, 640, 360, uplinkBPS
 }
 
 func (f *fakeBackend) UpdateCamera(ctx context.Context, id string, p web.CameraPatch) (web.Camera, error) {

@@ -122,7 +122,8 @@ func checkLayout(t *testing.T, ctx context.Context, lang string) {
 // Acceptance 4: a failed add (a wrong camera password) is explained in the page's language.
 func TestPageInRussianAndEnglish(t *testing.T) {
 	ru, en := words(t, "ru"), words(t, "en")
-	url := startServer(t, newFakeBackend(t))
+	fb := newFakeBackend(t)
+	url := startServer(t, fb)
 	ctx := browserIn(t, "ru-RU,ru;q=0.9,en-US;q=0.8,en;q=0.7")
 	run := steps(t, ctx)
 	run("open the page: Russian from the first paint",
@@ -147,6 +148,24 @@ func TestPageInRussianAndEnglish(t *testing.T) {
 			jsString(ru["cam.state_relaying"])),
 		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-media').textContent.includes("4,1 Мбит/")`),
 		waitJS(`document.getElementById("mq-pass").placeholder === `+jsString(ru["form.unchanged"])),
+	)
+	// Issue 15: on its main stream a camera shows no substream badge, only what the uplink carries.
+	var mainBadge bool
+	run("on the main stream: no substream badge, the uplink rate in Russian",
+		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-media').textContent.includes(`+
+			jsString(strings.ReplaceAll(ru["cam.uplink"], "{rate}", "4 Мбит/"))+`)`),
+		chromedp.Evaluate(`document.querySelector('.cam[data-id="porch"] .cam-quality').checkVisibility()`, &mainBadge),
+	)
+	if mainBadge {
+		t.Error("a camera on its main stream shows the substream badge")
+	}
+	fb.stepDown("porch", 650_000)
+	run("the governor steps the camera down: the badge says why, the rate is in Russian",
+		waitJS(`(() => { const b = document.querySelector('.cam[data-id="porch"] .cam-quality');
+			return b.checkVisibility() && b.textContent === `+jsString(ru["cam.quality_sub"])+
+			` && b.title === `+jsString(ru["cam.quality_sub_why"])+`; })()`),
+		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-media').textContent.includes(`+
+			jsString(strings.ReplaceAll(ru["cam.uplink"], "{rate}", "650 кбит/"))+`)`),
 	)
 
 	var shown []string
@@ -196,6 +215,8 @@ func TestPageInRussianAndEnglish(t *testing.T) {
 		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-state').textContent === `+
 			jsString(en["cam.state_relaying"])),
 		waitJS(`document.getElementById("st-uptime").textContent === "1 day 2 hr"`),
+		waitJS(`document.querySelector('.cam[data-id="porch"] .cam-quality').textContent === `+
+			jsString(en["cam.quality_sub"])),
 	)
 	// The check above must be able to fail: on the English page it finds English everywhere.
 	run("read the words on the English page", chromedp.Evaluate(uiText, &shown))

@@ -315,11 +315,14 @@
     const [text, cls] = camState(c);
     q(".cam-state").textContent = text;
     q(".cam-state").dataset.state = cls;
+    // On its substream while the uplink was short: the badge's title says so.
+    q(".cam-quality").hidden = !(c.relaying && c.quality === "sub");
     q(".cam-model").textContent = [c.vendor, c.model, c.ip].filter(Boolean).join(" · ");
     const media = [];
     if (c.codec) media.push(c.codec);
     if (c.width && c.height) media.push(c.width + "×" + c.height);
     if (c.relaying && c.bitrate_bps) media.push(fmtBitrate(c.bitrate_bps));
+    if (c.relaying && c.uplink_bps) media.push(t("cam.uplink", { rate: fmtBitrate(c.uplink_bps) }));
     if (c.needs_credentials) media.push(t("cam.needs_credentials"));
     if (c.moved_to) media.push(t("cam.moved_to", { addr: c.moved_to }));
     q(".cam-media").textContent = media.join(" · ");
