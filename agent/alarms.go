@@ -25,29 +25,57 @@ type snapshots struct {
 }
 
 // keepSnapshot keeps a camera's latest JPEG in memory, on disk for the page after a restart,
-// and queued (keep-latest: only the newest waits) for its retained MQTT topic.
+// and queued (keep-latest: only the newest waits) for its retained MQTT topic. The file on disk
+// and the queued payload are one file, linked by the store (store.Message.PayloadFile): the JPEG
+// reaches the flash once per mail, not twice.
 func (a *Agent) keepSnapshot(ctx context.Context, cameraID string, jpeg []byte) error {
 	a.snaps.mu.Lock()
 	a.snaps.latest[cameraID] = jpeg
 	a.snaps.at[cameraID] = time.Now()
 	a.snaps.mu.Unlock()
 	dir := filepath.Join(a.config().DataDir, "snapshots")
-	if err := os.MkdirAll(dir, 0o750); err == nil {
-		tmp := filepath.Join(dir, cameraID+".jpg.tmp")
-		err := os.WriteFile(tmp, jpeg, 0o640)
-		if err == nil {
-			err = os.Rename(tmp, filepath.Join(dir, cameraID+".jpg"))
-		}
-		if err != nil {
+	tmp, err := writeSnapshotTemp(dir, cameraID, jpeg)
+	if err != nil {
+		a.log.Warn("snapshot not kept on disk", "camera_id", cameraID, "err", err)
+	}
+	var queued error
+	if link := a.link.Load(); link != nil && link.mqtt != nil {
+		queued = a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + cameraID + "/snapshot",
+			Retain: true, Latest: true, Payload: jpeg, PayloadFile: tmp})
+	}
+	// Renamed only now, and never rewritten in place: the store may hold a link to this file.
+	if tmp != "" {
+		if err := os.Rename(tmp, filepath.Join(dir, cameraID+".jpg")); err != nil {
 			os.Remove(tmp)
 			a.log.Warn("snapshot not kept on disk", "camera_id", cameraID, "err", err)
 		}
 	}
-	if link := a.link.Load(); link != nil && link.mqtt != nil {
-		return a.enqueue(ctx, mqttQueue, store.Message{Class: store.ClassEvent, Topic: "cameras/" + cameraID + "/snapshot",
-			Retain: true, Latest: true, Payload: jpeg})
+	return queued
+}
+
+// writeSnapshotTemp writes jpeg to a new file in dir, named for the camera and unique, so that
+// two mails of one camera at once do not write into one file. It is not fsynced: the store's
+// link fsyncs it when the snapshot is queued, and the page's copy may be lost in a power cut.
+func writeSnapshotTemp(dir, cameraID string, jpeg []byte) (string, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", err
 	}
-	return nil
+	f, err := os.CreateTemp(dir, cameraID+".jpg.*.tmp")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(jpeg)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o640)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }
 
 // freshSnapshot returns the latest JPEG if it is younger than maxAge.

@@ -29,6 +29,8 @@ type CameraRequest struct {
 }
 
 func (r CameraRequest) apply(c *CameraConfig) {
+	r = r.withURLCredentials()
+	defer takeURLCredentials(c) // a URL kept from before (a discovered xaddr, an older record)
 	set := func(dst *string, src *string) {
 		if src != nil {
 			*dst = strings.TrimSpace(*src)
@@ -168,7 +170,7 @@ func (q setCameraRequest) serve(r *registry) result {
 		if err := r.a.checkCameraURL(rec.URL); err != nil {
 			return result{err: err}
 		}
-		_, _, inURL := splitUserinfo(rec.URL)
+		_, _, inURL := splitUserinfo(*q.req.URL) // apply moved it out of rec.URL
 		notice = keepSecretWithHost(&rec.CameraConfig, oldURL, q.req.Password != nil || inURL)
 		rec.Device.IP = hostOf(rec.URL)
 	}

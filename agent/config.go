@@ -457,7 +457,8 @@ func envName(id string) string {
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
-// Validate checks every value and returns the first problem, naming its key.
+// Validate checks every value and returns the first problem, naming its key. It also moves
+// user:password@ out of camera URLs into their username and password (takeURLCredentials).
 func (c *Config) Validate() error {
 	bad := func(key, format string, args ...any) error {
 		return &ConfigError{Key: key, Reason: fmt.Sprintf(format, args...)}
@@ -488,6 +489,9 @@ func (c *Config) Validate() error {
 		return bad("discovery.interval", "must be at least 10s, not %s", c.Discovery.Interval.Std())
 	}
 	ids := map[string]int{}
+	for i := range c.Cameras {
+		takeURLCredentials(&c.Cameras[i]) // no URL kept anywhere carries a secret (issue 13)
+	}
 	for i, cam := range c.Cameras {
 		key := fmt.Sprintf("cameras[%d]", i)
 		if cam.ID != "" {
@@ -581,6 +585,9 @@ func checkCamera(key string, cam CameraConfig) error {
 	}
 	u, err := url.Parse(cam.URL)
 	if err != nil {
+		if strings.Contains(cam.URL, "@") { // the error would quote part of a password
+			return bad("url", "not a URL (a password in it must be percent-encoded, or given as password)")
+		}
 		return bad("url", "not a URL: %v", unwrapURLError(err))
 	}
 	switch u.Scheme {
@@ -608,7 +615,11 @@ func checkCamera(key string, cam CameraConfig) error {
 	}
 	if cam.SubstreamURL != "" {
 		if u, err := url.Parse(cam.SubstreamURL); err != nil || (u.Scheme != "rtsp" && u.Scheme != "rtsps") || u.Host == "" {
-			return bad("substream_url", "must be an rtsp:// or rtsps:// URL, not %q", cam.SubstreamURL)
+			return bad("substream_url", "must be an rtsp:// or rtsps:// URL, not %q", redactURL(cam.SubstreamURL))
+		}
+		if hasUserinfo(cam.SubstreamURL) {
+			return bad("substream_url", "carries other credentials than the camera's: the camera's username and "+
+				"password go to its substream, so give the substream's URL without user:password@")
 		}
 	}
 	switch cam.Relay {

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/camgate/camgate/agent/web"
+	"github.com/camgate/camgate/internal/endpoint"
 )
 
 // connectionSettings are the SC and Flussonic settings made on the pairing page. Kept in the
@@ -160,15 +161,16 @@ func (q uplinkStopped) serve(r *registry) result {
 }
 
 // merge applies the page's update to the stored settings. A password left empty keeps the
-// one in use (cfg), unless the update clears it or moves its URL to another host: a secret stays
-// with the host it was given for (issue 13), and each one dropped so is named in notices.
+// one in use (cfg), unless the update clears it or moves its URL to another endpoint: a secret
+// stays with the host, port and scheme (or TLS) it was given for (issue 13,
+// endpoint.SecretMayStay), and each one dropped so is named in notices.
 func (cs connectionSettings) merge(cfg *Config, u web.ConnectionUpdate) (connectionSettings, []string) {
 	var notices []string
 	if m := u.MQTT; m != nil {
 		newURL := strings.TrimSpace(m.URL)
 		pass := m.Password
 		if pass == "" && !m.ClearPassword {
-			if sameHost(cfg.MQTT.URL, newURL) {
+			if endpoint.SecretMayStay(cfg.MQTT.URL, newURL) {
 				pass = cfg.MQTT.Password
 			} else if cfg.MQTT.Password != "" {
 				notices = append(notices, "mqtt."+NoticePasswordCleared)
@@ -180,7 +182,7 @@ func (cs connectionSettings) merge(cfg *Config, u web.ConnectionUpdate) (connect
 	if f := u.Flussonic; f != nil {
 		_, oldUser, _ := splitUserinfo(cfg.Flussonic.Publish)
 		publish := strings.TrimSpace(f.Publish)
-		moved := !sameHost(cfg.Flussonic.Publish, publish)
+		moved := !endpoint.SecretMayStay(cfg.Flussonic.Publish, publish)
 		pass := f.Password
 		if pass == "" && !f.ClearPassword && oldUser == f.Username && !moved {
 			pass = storedPassword(cfg.Flussonic.Publish)

@@ -121,7 +121,7 @@ func (q resolverStopped) serve(r *registry) result {
 // booting), then follows its events until ctx ends.
 func (a *Agent) runONVIF(ctx context.Context, id string, conf CameraConfig, show func(error) error,
 	report func(resolution)) {
-	log := a.log.With("camera_id", id, "onvif", conf.URL)
+	log := a.log.With("camera_id", id, "onvif", redactURL(conf.URL))
 	client, err := onvif.NewClient(onvif.ClientConfig{XAddr: conf.URL, Username: conf.Username,
 		Password: conf.Password, AllowBasic: conf.Auth == "basic", Logger: log})
 	if err != nil {

@@ -275,7 +275,7 @@ func mergeONVIF(e *cameraEntry) {
 		return
 	}
 	d := &e.device
-	d.Vendor, d.Model, d.Serial, d.ONVIF = dev.Manufacturer, dev.Model, dev.Serial, e.conf.URL
+	d.Vendor, d.Model, d.Serial, d.ONVIF = dev.Manufacturer, dev.Model, dev.Serial, redactURL(e.conf.URL)
 	if dev.MAC != "" {
 		d.MAC = dev.MAC
 	}
@@ -458,6 +458,7 @@ func (a *Agent) storedCameras() (map[string]cameraRecord, error) {
 			continue
 		}
 		rec.ID = id
+		takeURLCredentials(&rec.CameraConfig) // a record stored before issue 13's fix
 		out[id] = rec
 	}
 	return out, nil

@@ -190,7 +190,7 @@ func registrationOf(cfg *Config, e *cameraEntry) registration {
 		CameraID: e.id, AgentID: e.agentID, Name: e.conf.Name, StreamName: name,
 		PublishURL: redactURL(cfg.PublishURLOf(name)), PlayURL: cfg.PlayURL(name),
 		Vendor: e.device.Vendor, Model: e.device.Model, Serial: e.device.Serial,
-		MAC: e.device.MAC, IP: e.device.IP, ONVIF: e.device.ONVIF,
+		MAC: e.device.MAC, IP: e.device.IP, ONVIF: redactURL(e.device.ONVIF),
 		Snapshot: e.device.SnapshotURI != "" || cfg.SMTP.Listen != "", PTZ: e.device.PTZ,
 		Audio: e.conf.Audio, Enabled: e.conf.Enabled, MotionSources: sources, Quality: qualityOf(e),
 	}

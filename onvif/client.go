@@ -67,20 +67,34 @@ type Client struct {
 	services Services
 }
 
-// NewClient checks the XAddr and returns a client; it sends nothing.
+// NewClient checks the XAddr and returns a client; it sends nothing. User information in the
+// XAddr is taken as the credentials when cfg has none, and is never kept in it: net/http would
+// send it as Basic with every request, unasked and over plain http, and every error quotes it.
 func NewClient(cfg ClientConfig) (*Client, error) {
 	u, err := url.Parse(cfg.XAddr)
 	if err != nil {
+		if strings.Contains(cfg.XAddr, "@") { // the parse error quotes the URL, password and all
+			return nil, errors.New("onvif: xaddr is not a URL")
+		}
 		return nil, fmt.Errorf("onvif: xaddr %q: %w", cfg.XAddr, err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("onvif: xaddr %q: want an http(s)://host/... URL", cfg.XAddr)
+		return nil, fmt.Errorf("onvif: xaddr %q: want an http(s)://host/... URL", u.Redacted())
+	}
+	xaddr, username, password := cfg.XAddr, cfg.Username, cfg.Password
+	if u.User != nil {
+		if username == "" {
+			username = u.User.Username()
+			password, _ = u.User.Password()
+		}
+		u.User = nil
+		xaddr = u.String()
 	}
 	c := &Client{
-		xaddr:    cfg.XAddr,
+		xaddr:    xaddr,
 		base:     u,
-		username: cfg.Username,
-		password: cfg.Password,
+		username: username,
+		password: password,
 		allowBas: cfg.AllowBasic,
 		// A 307 would re-POST the envelope, WS-Security token and all, wherever it points.
 		// No client-wide timeout: every request carries a context deadline, and PullMessages

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -119,5 +120,87 @@ func TestRedirectToAnotherHostCarriesNoCredentials(t *testing.T) {
 	}
 	if n := stolen.Load(); n != 0 {
 		t.Fatalf("the other host received credentials %d times", n)
+	}
+}
+
+// Issue 13 finding 1: user:password@ in the XAddr is the client's credentials, never part of
+// the URL it requests: net/http would send it as Basic with every request, before any
+// challenge and over plain http without the auth: basic mark, and every error would quote it.
+func TestUserinfoInTheXAddrIsNotSentUnasked(t *testing.T) {
+	const secret = "xaddr-s3cret"
+	cases := []struct {
+		name       string
+		allowBasic bool
+	}{
+		{"http, unmarked", false},
+		{"http, auth: basic", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var requests, unasked, basics, challenged atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				requests.Add(1)
+				if r.Header.Get("Authorization") != "" && challenged.Load() == 0 {
+					unasked.Add(1)
+				}
+				u, p, ok := r.BasicAuth()
+				if ok {
+					basics.Add(1)
+				}
+				if !ok || u != "admin" || p != secret {
+					challenged.Add(1)
+					w.Header().Set("WWW-Authenticate", `Basic realm="cam"`)
+					w.WriteHeader(http.StatusUnauthorized)
+					return
+				}
+				_, _ = w.Write([]byte(deviceInfoAnswer))
+			}))
+			defer srv.Close()
+			xaddr := strings.Replace(srv.URL, "http://", "http://admin:"+secret+"@", 1) + "/onvif/device_service"
+			c, err := NewClient(ClientConfig{XAddr: xaddr, AllowBasic: tc.allowBasic})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(c.XAddr(), secret) || strings.Contains(c.XAddr(), "@") {
+				t.Errorf("XAddr() = %q keeps the user information", c.XAddr())
+			}
+			_, err = c.GetDeviceInformation(context.Background())
+			if tc.allowBasic && err != nil {
+				t.Errorf("with the mark, the XAddr's credentials answer the Basic challenge: %v", err)
+			}
+			if !tc.allowBasic && !errors.Is(err, ErrBasicRefused) {
+				t.Errorf("err = %v, want ErrBasicRefused", err)
+			}
+			if err != nil && strings.Contains(err.Error(), secret) {
+				t.Errorf("the error quotes the password: %v", err)
+			}
+			if n := unasked.Load(); n != 0 {
+				t.Errorf("%d requests carried Authorization before any challenge", n)
+			}
+			if n := basics.Load(); tc.allowBasic != (n > 0) {
+				t.Errorf("the device received %d Basic headers over plain http (of %d requests)", n, requests.Load())
+			}
+		})
+	}
+	if _, err := NewClient(ClientConfig{XAddr: "http://admin:" + secret + "@cam:bad/onvif"}); err == nil ||
+		strings.Contains(err.Error(), secret) {
+		t.Errorf("an XAddr that does not parse: %v, want an error without the password", err)
+	}
+}
+
+// An announced XAddr with user:password@ (anyone on the LAN can multicast one) is kept without
+// it: the device URL camgate stores and asks carries no credentials the announcer chose.
+func TestAnnouncedXAddrLosesItsUserinfo(t *testing.T) {
+	tests := []struct {
+		xaddrs []string
+		want   string
+	}{
+		{[]string{"http://evil:pw@10.0.0.20/onvif/device_service"}, "http://10.0.0.20/onvif/device_service"},
+		{[]string{"http://a:b@0.0.0.0:8080/onvif/device_service"}, "http://10.0.0.20:8080/onvif/device_service"},
+	}
+	for _, tt := range tests {
+		if got := pickXAddr(tt.xaddrs, net.ParseIP("10.0.0.20")); got != tt.want {
+			t.Errorf("pickXAddr(%q) = %q, want %q", tt.xaddrs, got, tt.want)
+		}
 	}
 }

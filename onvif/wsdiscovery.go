@@ -161,6 +161,7 @@ func pickXAddr(xaddrs []string, from net.IP) string {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			continue
 		}
+		u.User = nil // an unauthenticated announcement names no credentials to send (issue 13)
 		ip := net.ParseIP(u.Hostname())
 		if from != nil && ip != nil && ip.Equal(from) && u.Scheme == "http" {
 			return u.String()

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+
+	"github.com/camgate/camgate/internal/endpoint"
 )
 
 const (
@@ -53,12 +55,18 @@ func (r *Relay) joinQuality(hasSub bool) (leave func()) {
 	return r.cfg.Quality.join(r, redact(r.cfg.Publish), r.cfg.Priority, hasSub)
 }
 
-// substreamURL is the substream's URL with the camera's credentials, nil when there is none.
+// substreamURL is the substream's URL, nil when there is none. It carries the camera's
+// credentials only when it is on the main source's host: they were given for that host (issue
+// 13), and a substream named by the camera's ONVIF service may be anywhere.
 func (r *Relay) substreamURL() (*url.URL, error) {
 	if r.cfg.Substream == "" {
 		return nil, nil
 	}
-	return r.cameraURL(r.cfg.Substream)
+	u, err := r.cameraURL(r.cfg.Substream)
+	if err == nil && !endpoint.SameHost(r.cfg.Substream, r.cfg.Source) {
+		u.User = nil
+	}
+	return u, err
 }
 
 // cameraURL parses one of the camera's stream URLs and puts the camera's credentials in it.

@@ -225,7 +225,9 @@ func BenchmarkOpenFullOutbox(b *testing.B) {
 // while the uplink is down: per mail one started event for an event sink and for MQTT, and the
 // JPEG for the camera's retained snapshot topic. "every-jpeg" queues each JPEG as a plain event
 // (camgate before the keep-latest class); "keep-latest" replaces the queued one. Reported: bytes
-// bbolt wrote, bytes left queued, and alarm events the bound dropped.
+// bbolt wrote (its pages only: a JPEG now lives in a payload file, which disk-bytes, the
+// process's write_bytes, counts), bytes left queued, and alarm events the bound dropped. The
+// agent's own path (the payload file linked to snapshots/<camera>.jpg) is bench/flash/flash.sh's.
 //
 //	go test -run '^$' -bench AlarmMailFlash -benchtime 1x ./store/
 func BenchmarkAlarmMailFlash(b *testing.B) {

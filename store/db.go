@@ -16,7 +16,7 @@ import (
 
 // SchemaVersion is the layout this build of camgate writes. A database with a higher version was
 // written by a newer camgate and is refused rather than misread.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // DefaultOutboxMaxBytes is the outbox bound when Options.OutboxMaxBytes is 0 (SPEC outbox.max_bytes).
 const DefaultOutboxMaxBytes = 64 << 20
@@ -66,6 +66,9 @@ type DB struct {
 type tuning struct {
 	noSync     bool        // tests that measure layout, not durability, skip fsync to stay fast
 	migrations []migration // schema steps; tests add a fictitious later version
+	// crashAt, if set, is called at the points where a crash must lose nothing ("payload
+	// written", "committed"): the SIGKILL tests kill the process there.
+	crashAt func(point string)
 }
 
 func defaultTuning() tuning {
@@ -117,19 +120,25 @@ func open(path string, opts Options, tune tuning) (*DB, error) {
 		episodes: &Table{db: bdb, bucket: bucketEpisodes},
 	}
 	var st *outboxState
+	refs := make(map[string]bool)
+	files := &payloadDir{path: path + ".payloads", noSync: tune.noSync, log: log}
 	err = bdb.Update(func(tx *bolt.Tx) error {
 		if err := migrate(tx, tune.migrations, log); err != nil {
 			return err
 		}
 		var err error
-		st, err = loadOutbox(tx, log)
+		st, err = loadOutbox(tx, log, refs)
 		return err
 	})
+	if err == nil {
+		err = files.sweep(refs)
+	}
 	if err != nil {
 		bdb.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	db.outbox = newOutbox(bdb, maxBytes, log, st)
+	db.outbox = newOutbox(bdb, maxBytes, log, st, files)
+	db.outbox.crashAt = tune.crashAt
 	return db, nil
 }
 
@@ -171,6 +180,9 @@ func migrations() []migration {
 			}
 			return nil
 		}},
+		// 2: records may refer to a payload file (flagFile) in <database>.payloads, which an
+		// older camgate would not read; there is nothing to convert.
+		{from: 1, step: func(*bolt.Tx) error { return nil }},
 	}
 }
 
@@ -187,6 +199,7 @@ func migrate(tx *bolt.Tx, steps []migration, log *slog.Logger) error {
 		}
 		version = int(binary.BigEndian.Uint64(v))
 	}
+	fresh := version == 0
 	target := len(steps)
 	if version > target {
 		return fmt.Errorf("%w: file has version %d, this camgate knows up to %d", ErrSchemaTooNew, version, target)
@@ -198,7 +211,7 @@ func migrate(tx *bolt.Tx, steps []migration, log *slog.Logger) error {
 		if err := m.step(tx); err != nil {
 			return fmt.Errorf("migrate schema %d to %d: %w", version, version+1, err)
 		}
-		if version > 0 {
+		if !fresh {
 			log.Info("store: migrated schema", "from", version, "to", version+1)
 		}
 		version++

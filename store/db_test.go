@@ -171,8 +171,8 @@ func setSchemaVersion(t *testing.T, path string, v uint64) {
 }
 
 func TestSchemaVersion(t *testing.T) {
-	// A fictitious version 2 that moves every camera under a "v2:" prefix.
-	v2 := append(migrations(), migration{from: 1, step: func(tx *bolt.Tx) error {
+	// A fictitious next version that moves every camera under a "v2:" prefix.
+	v2 := append(migrations(), migration{from: SchemaVersion, step: func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketCameras)
 		old := map[string][]byte{}
 		if err := b.ForEach(func(k, v []byte) error { old[string(k)] = slices.Clone(v); return nil }); err != nil {
@@ -188,7 +188,7 @@ func TestSchemaVersion(t *testing.T) {
 		}
 		return nil
 	}})
-	failing := append(migrations(), migration{from: 1, step: func(tx *bolt.Tx) error {
+	failing := append(migrations(), migration{from: SchemaVersion, step: func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketCameras).Put([]byte("half"), []byte("done")); err != nil {
 			return err
 		}
@@ -204,13 +204,16 @@ func TestSchemaVersion(t *testing.T) {
 		wantCameras []string
 	}{
 		{name: "new file gets the current version", steps: migrations(), wantVersion: SchemaVersion},
-		{name: "current version opens as is", fileVersion: 1, steps: migrations(), wantVersion: 1,
+		{name: "current version opens as is", fileVersion: SchemaVersion, steps: migrations(), wantVersion: SchemaVersion,
 			wantCameras: []string{"porch"}},
-		{name: "older version is migrated", fileVersion: 1, steps: v2, wantVersion: 2, wantCameras: []string{"v2:porch"}},
+		{name: "older version is migrated", fileVersion: SchemaVersion, steps: v2, wantVersion: SchemaVersion + 1,
+			wantCameras: []string{"v2:porch"}},
+		{name: "version 1 (payloads inline only) opens as version 2", fileVersion: 1, steps: migrations(),
+			wantVersion: 2, wantCameras: []string{"porch"}},
 		{name: "newer version is refused and left alone", fileVersion: 7, steps: migrations(), wantErr: ErrSchemaTooNew,
 			wantVersion: 7, wantCameras: []string{"porch"}},
-		{name: "failed migration leaves the old version intact", fileVersion: 1, steps: failing,
-			wantErr: errors.New("disk on fire"), wantVersion: 1, wantCameras: []string{"porch"}},
+		{name: "failed migration leaves the old version intact", fileVersion: SchemaVersion, steps: failing,
+			wantErr: errors.New("disk on fire"), wantVersion: SchemaVersion, wantCameras: []string{"porch"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "camgate.db")
@@ -283,14 +286,12 @@ func crashChild(path string) {
 	os.Exit(0)
 }
 
-func TestOutboxSurvivesSIGKILL(t *testing.T) {
-	if path := os.Getenv("CAMGATE_STORE_CRASH_CHILD"); path != "" {
-		crashChild(path)
-		return
-	}
-	path := filepath.Join(t.TempDir(), "camgate.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestOutboxSurvivesSIGKILL$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "CAMGATE_STORE_CRASH_CHILD="+path)
+// startChild runs this test binary's test in a child process with env added, and returns it
+// with a scanner of its output.
+func startChild(t *testing.T, test string, env ...string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -299,8 +300,17 @@ func TestOutboxSurvivesSIGKILL(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	return cmd, bufio.NewScanner(out)
+}
+
+func TestOutboxSurvivesSIGKILL(t *testing.T) {
+	if path := os.Getenv("CAMGATE_STORE_CRASH_CHILD"); path != "" {
+		crashChild(path)
+		return
+	}
+	path := filepath.Join(t.TempDir(), "camgate.db")
+	cmd, sc := startChild(t, "TestOutboxSurvivesSIGKILL", "CAMGATE_STORE_CRASH_CHILD="+path)
 	var durable []string
-	sc := bufio.NewScanner(out)
 	killed := false
 	for sc.Scan() {
 		line := sc.Text()

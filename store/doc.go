@@ -14,6 +14,10 @@
 //	motion_episodes camera_id -> opaque value (the agent's open motion episode)
 //	outbox:<queue>  8-byte big-endian seq -> record (class, flags, enqueue time, topic, payload)
 //
+// and beside it the directory <data_dir>/camgate.db.payloads, one file per queued payload of 16
+// KiB or more (alarm JPEGs), whose record holds the file's name, size and CRC-32C instead of the
+// payload.
+//
 // Queues are top-level buckets, not children of one "outbox" bucket, because every level of
 // nesting is one more page written per commit. Big-endian seq keys make the head of a queue the
 // first key of its bucket, so Peek is a cursor First and Next. Seqs come from the bucket's
@@ -21,9 +25,24 @@
 //
 // # Schema
 //
-// meta/schema holds the version. Open migrates an older file one step at a time, each step and
-// the new version in the one transaction that also opens the file, so a crash or failure leaves
-// the old version intact; a newer file is refused with ErrSchemaTooNew and left untouched.
+// meta/schema holds the version: 2 since records may refer to payload files (1 had payloads
+// inline only; an older camgate refuses a version-2 file rather than skip its snapshots). Open
+// migrates an older file one step at a time, each step and the new version in the one
+// transaction that also opens the file, so a crash or failure leaves the old version intact; a
+// newer file is refused with ErrSchemaTooNew and left untouched.
+//
+// # Payload files
+//
+// bbolt rewrites a whole leaf page, with every value stored in it, whenever any key of that
+// leaf changes. A big payload stored inline was rewritten by every small commit beside it: with
+// four cameras, each alarm mail rewrote the four latest JPEGs (bench/README.md, issue 12). A
+// payload file is written once. It is created, fsynced, and its directory fsynced before the
+// commit that refers to it, and removed only after the commit that drops its record; Open
+// removes files no record refers to (a crash between the two). So a record never refers to a
+// missing file, and a crash leaves at most a file to delete. When the caller already keeps the
+// payload in a file (Message.PayloadFile: the agent's snapshots/<camera>.jpg), the payload file
+// is a hard link to it, checked against the payload: the JPEG is written to flash once.
+// Peek reads the files and refuses one whose size or checksum does not match.
 //
 // # Group commit
 //

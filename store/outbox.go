@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -55,6 +57,8 @@ type Outbox struct {
 	bolt     *bolt.DB
 	log      *slog.Logger
 	maxBytes int64
+	files    *payloadDir        // payloads of filePayloadMin bytes or more
+	crashAt  func(point string) // tests only (tuning.crashAt)
 
 	reqs      chan *request // unbuffered: a send succeeds only while the writer runs
 	stop      chan struct{}
@@ -66,6 +70,8 @@ type Outbox struct {
 	lastDropLog     time.Time
 	unloggedDrops   [ClassRegistration + 1]uint64
 	lastOverflowLog time.Time
+	// Payload files whose records the commit in progress removes: deleted once it is on disk.
+	unreferenced []string
 
 	commits atomic.Uint64 // successful transactions; benchmarks count fsyncs with it
 
@@ -145,6 +151,7 @@ type pendingRecord struct {
 	rec    []byte
 	latest bool
 	topic  string
+	file   string // the payload file this record refers to, if any
 }
 
 func queueBucket(queue string) []byte { return []byte(queuePrefix + queue) }
@@ -160,8 +167,9 @@ func recordInfo(rec []byte) (Class, int64, time.Time, error) {
 	return m.Class, m.size(), m.Enqueued, nil
 }
 
-// loadOutbox rebuilds the accounting from disk.
-func loadOutbox(tx *bolt.Tx, log *slog.Logger) (*outboxState, error) {
+// loadOutbox rebuilds the accounting from disk. If refs is not nil, it receives the name of
+// every payload file a record refers to.
+func loadOutbox(tx *bolt.Tx, log *slog.Logger, refs map[string]bool) (*outboxState, error) {
 	s := &outboxState{queues: make(map[string]*queueState)}
 	if meta := tx.Bucket(bucketMeta); meta != nil {
 		s.dropped[ClassTelemetry] = getCounter(meta, keyDroppedTelemetry)
@@ -183,8 +191,13 @@ func loadOutbox(tx *bolt.Tx, log *slog.Logger) (*outboxState, error) {
 					"queue", string(name[len(prefix):]), "key", fmt.Sprintf("%x", k), "error", err)
 			}
 			s.add(q, class, size)
-			if m, err := decodeRecord(0, v); err == nil && m.Latest && len(k) == 8 {
-				q.setLatest(m.Topic, binary.BigEndian.Uint64(k)) // a later seq wins: ForEach goes in order
+			if m, err := decodeRecord(0, v); err == nil {
+				if m.Latest && len(k) == 8 {
+					q.setLatest(m.Topic, binary.BigEndian.Uint64(k)) // a later seq wins: ForEach goes in order
+				}
+				if refs != nil && m.file.name != "" {
+					refs[m.file.name] = true
+				}
 			}
 			if first {
 				q.oldest, first = t, false
@@ -212,11 +225,12 @@ func putCounter(b *bolt.Bucket, key []byte, n uint64) error {
 	return b.Put(key, buf[:])
 }
 
-func newOutbox(bdb *bolt.DB, maxBytes int64, log *slog.Logger, st *outboxState) *Outbox {
+func newOutbox(bdb *bolt.DB, maxBytes int64, log *slog.Logger, st *outboxState, files *payloadDir) *Outbox {
 	o := &Outbox{
 		bolt:     bdb,
 		log:      log,
 		maxBytes: maxBytes,
+		files:    files,
 		reqs:     make(chan *request),
 		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
@@ -266,11 +280,47 @@ func (o *Outbox) Enqueue(ctx context.Context, queue string, msgs ...Message) err
 			return fmt.Errorf("store: enqueue to %q: message %d: %d bytes can never fit the outbox bound of %d",
 				queue, i, m.size(), o.maxBytes)
 		}
+	}
+	for i, m := range msgs {
 		m.Enqueued = now
-		r.recs[i] = pendingRecord{class: m.Class, size: m.size(), rec: encodeRecord(&m), latest: m.Latest, topic: m.Topic}
+		m.file = payloadRef{}
+		if len(m.Payload) >= filePayloadMin {
+			// Written and fsynced before the commit that refers to it, by the caller's goroutine
+			// so that the single writer only commits.
+			ref, err := o.files.adopt(m.PayloadFile, m.Payload)
+			if err != nil {
+				o.files.remove(r.files()...)
+				return fmt.Errorf("store: enqueue to %q: message %d: %w", queue, i, err)
+			}
+			m.file = ref
+			o.crashPoint("payload written")
+		}
+		r.recs[i] = pendingRecord{class: m.Class, size: m.size(), rec: encodeRecord(&m), latest: m.Latest, topic: m.Topic,
+			file: m.file.name}
 		r.bytes += m.size()
 	}
-	return o.do(ctx, r)
+	sent, err := o.send(ctx, r)
+	if !sent {
+		o.files.remove(r.files()...) // no commit can refer to them
+	}
+	return err
+}
+
+func (o *Outbox) crashPoint(point string) {
+	if o.crashAt != nil {
+		o.crashAt(point)
+	}
+}
+
+// files lists the payload files an enqueue request's records refer to.
+func (r *request) files() []string {
+	var names []string
+	for _, p := range r.recs {
+		if p.file != "" {
+			names = append(names, p.file)
+		}
+	}
+	return names
 }
 
 // Peek returns up to max of the oldest messages of queue, oldest first, without removing them.
@@ -279,6 +329,7 @@ func (o *Outbox) Peek(queue string, max int) ([]Message, error) {
 		return nil, nil
 	}
 	var out []Message
+	var inFiles bool
 	err := o.bolt.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(queueBucket(queue))
 		if b == nil {
@@ -296,6 +347,7 @@ func (o *Outbox) Peek(queue string, max int) ([]Message, error) {
 				continue
 			}
 			m.Payload = bytes.Clone(m.Payload)
+			inFiles = inFiles || m.file.name != ""
 			out = append(out, m)
 		}
 		return nil
@@ -303,7 +355,52 @@ func (o *Outbox) Peek(queue string, max int) ([]Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: peek %q: %w", queue, err)
 	}
+	if inFiles {
+		out = o.readPayloads(queue, out)
+	}
 	return out, nil
+}
+
+// readPayloads reads the payloads kept in files, outside the transaction: a message whose file
+// is gone because a commit since removed the message (acked, replaced by a newer one, dropped)
+// is left out, as it would be from a later Peek.
+func (o *Outbox) readPayloads(queue string, msgs []Message) []Message {
+	out := msgs[:0]
+	for _, m := range msgs {
+		if m.file.name == "" {
+			out = append(out, m)
+			continue
+		}
+		if m.file.size > o.maxBytes {
+			o.log.Warn("store: skipping outbox record whose payload file is larger than the outbox bound",
+				"queue", queue, "seq", m.Seq, "bytes", m.file.size)
+			continue
+		}
+		b, err := o.files.read(m.file)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) && !o.queued(queue, m.Seq) {
+				continue
+			}
+			o.log.Warn("store: skipping outbox record whose payload file cannot be read",
+				"queue", queue, "seq", m.Seq, "error", err)
+			continue
+		}
+		m.Payload, m.file = b, payloadRef{}
+		out = append(out, m)
+	}
+	return out
+}
+
+// queued says whether seq is still in queue.
+func (o *Outbox) queued(queue string, seq uint64) bool {
+	found := false
+	_ = o.bolt.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(queueBucket(queue)); b != nil {
+			found = b.Get(seqKey(seq)) != nil
+		}
+		return nil
+	})
+	return found
 }
 
 // Ack removes delivered messages (unknown seqs are ignored).
@@ -354,19 +451,26 @@ func validQueue(queue string) error {
 }
 
 func (o *Outbox) do(ctx context.Context, r *request) error {
+	_, err := o.send(ctx, r)
+	return err
+}
+
+// send hands r to the writer and waits for its answer. sent says whether the writer took it:
+// from then on the writer owns the payload files of its records.
+func (o *Outbox) send(ctx context.Context, r *request) (sent bool, err error) {
 	r.done = make(chan error, 1)
 	select {
 	case o.reqs <- r:
 	case <-o.stop:
-		return ErrClosed
+		return false, ErrClosed
 	case <-ctx.Done():
-		return fmt.Errorf("store: %w", ctx.Err())
+		return false, fmt.Errorf("store: %w", ctx.Err())
 	}
 	select {
 	case err := <-r.done:
-		return err
+		return true, err
 	case <-ctx.Done():
-		return fmt.Errorf("store: %w (the write may still complete)", ctx.Err())
+		return true, fmt.Errorf("store: %w (the write may still complete)", ctx.Err())
 	}
 }
 
@@ -445,12 +549,23 @@ func (o *Outbox) commit(batch []*request) {
 		}
 		return nil
 	})
+	if err == nil {
+		o.crashPoint("committed")
+		o.files.remove(o.unreferenced...)
+	} else {
+		// The records are as they were: their files stay, and the new ones are nobody's.
+		for _, r := range batch {
+			o.files.remove(r.files()...)
+		}
+	}
+	clear(o.unreferenced)
+	o.unreferenced = o.unreferenced[:0]
 	if err != nil {
 		err = fmt.Errorf("store: outbox commit: %w", err)
 		o.log.Error("store: outbox commit failed", "requests", len(batch), "error", err)
 		// The accounting was changed alongside a transaction that rolled back: rebuild it.
 		if rerr := o.bolt.View(func(tx *bolt.Tx) error {
-			st, err := loadOutbox(tx, o.log)
+			st, err := loadOutbox(tx, o.log, nil)
 			if err == nil {
 				o.state = st
 			}
@@ -522,11 +637,22 @@ func (o *Outbox) replaceLatest(b *bolt.Bucket, q *queueState, topic string) erro
 		return nil
 	}
 	class, size, _, _ := recordInfo(v)
+	o.forgetFile(v)
 	if err := b.Delete(k); err != nil {
 		return fmt.Errorf("replacing %d: %w", seq, err)
 	}
 	o.state.remove(q, class, size)
 	return nil
+}
+
+// forgetFile notes the payload file of a record about to be deleted, to delete once the commit
+// is on disk.
+func (o *Outbox) forgetFile(v []byte) {
+	if len(v) > 2 && v[2]&flagFile != 0 {
+		if m, err := decodeRecord(0, v); err == nil {
+			o.unreferenced = append(o.unreferenced, m.file.name)
+		}
+	}
 }
 
 // forgetLatest drops the index entry of a keep-latest record about to be deleted.
@@ -554,6 +680,7 @@ func (o *Outbox) applyAck(tx *bolt.Tx, r *request, touched map[string]*queueStat
 		}
 		class, size, _, _ := recordInfo(v)
 		q.forgetLatest(k, v)
+		o.forgetFile(v)
 		if err := b.Delete(k); err != nil {
 			return fmt.Errorf("queue %q: ack %d: %w", r.queue, seq, err)
 		}
@@ -578,6 +705,9 @@ func (o *Outbox) applyPurge(tx *bolt.Tx, r *request, touched map[string]*queueSt
 		// Recreating the bucket frees its pages at once; the sequence carries over so that a
 		// consumer never sees a seq it has seen before.
 		seq := b.Sequence()
+		if err := b.ForEach(func(_, v []byte) error { o.forgetFile(v); return nil }); err != nil {
+			return fmt.Errorf("purge %q: %w", name, err)
+		}
 		if err := tx.DeleteBucket(queueBucket(name)); err != nil {
 			return fmt.Errorf("purge %q: %w", name, err)
 		}
@@ -648,7 +778,9 @@ func (o *Outbox) enforceBound(tx *bolt.Tx, touched map[string]*queueState) ([Cla
 		}
 		vb := tx.Bucket(queueBucket(victimQueue))
 		q := o.state.queues[victimQueue]
-		q.forgetLatest(victimKey, vb.Get(victimKey))
+		victim := vb.Get(victimKey)
+		q.forgetLatest(victimKey, victim)
+		o.forgetFile(victim)
 		if err := vb.Delete(victimKey); err != nil {
 			return dropped, fmt.Errorf("drop from %q: %w", victimQueue, err)
 		}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/camgate/camgate/internal/endpoint"
 )
 
 // Bounds on what the page may send; generous for people, small for a flood.
@@ -768,7 +770,7 @@ func keepPublishPassword(f *FlussonicUpdate, stored string) string {
 	if _, param, found := cutPublishPassword(f.Publish); found {
 		return queryValue(param)
 	}
-	if f.ClearPassword || !sameURLHost(f.Publish, stored) {
+	if f.ClearPassword || !endpoint.SecretMayStay(stored, f.Publish) {
 		return "" // a publish password stays with its host (issue 13)
 	}
 	_, param, found := cutPublishPassword(stored)
@@ -781,13 +783,6 @@ func keepPublishPassword(f *FlussonicUpdate, stored string) string {
 	}
 	f.Publish += sep + param
 	return queryValue(param)
-}
-
-// sameURLHost says whether two URLs name the same host, case aside; the port is not compared.
-func sameURLHost(a, b string) bool {
-	ua, errA := url.Parse(a)
-	ub, errB := url.Parse(b)
-	return errA == nil && errB == nil && ua.Hostname() != "" && strings.EqualFold(ua.Hostname(), ub.Hostname())
 }
 
 // withPublishPassword puts password on a publish URL where Flussonic reads a stream's publish

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/camgate/camgate/internal/endpoint"
 )
 
 // parseWiFi reads a WIFI: payload back as ZXing does: fields end at an unescaped ';', and a
@@ -179,6 +181,12 @@ func FuzzPublishPassword(f *testing.F) {
 			return // nothing but a query: there is no URL to put it back on
 		}
 		upd := FlussonicUpdate{Publish: clean}
+		if !endpoint.SecretMayStay(raw, clean) { // no host and port to keep it with (issue 13)
+			if got := keepPublishPassword(&upd, raw); got != "" || upd.Publish != clean {
+				t.Fatalf("%q names no endpoint, yet its password %q was kept: %q", raw, got, upd.Publish)
+			}
+			return
+		}
 		if got := keepPublishPassword(&upd, raw); got != queryValue(param) {
 			t.Fatalf("keepPublishPassword returned %q, want %q", got, queryValue(param))
 		}

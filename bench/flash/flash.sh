@@ -7,6 +7,8 @@
 # child's /proc/PID/io write_bytes (bytes the process sent towards the data dir's block device,
 # counted when pages are dirtied), its fsync/fdatasync calls (strace -c), the bbolt file's size,
 # and how many mails got 250. Nothing leaves loopback. Needs swaks, ffmpeg, strace.
+# FLASH_TRACE=FILE also traces every write and sync with its size and file (strace -ff, which
+# slows camgate down) into FILE, and prints bench/flash/attribute.py's attribution of it.
 set -euo pipefail
 
 bin=$(realpath "${1:?usage: flash.sh BIN [MAILS] [CAMERAS] [JPEG_KIB]}")
@@ -16,6 +18,7 @@ jpeg_kib=${4:-256}
 
 work=$(mktemp -d /var/tmp/camgate-flash.XXXXXX)
 trap 'kill "$strace_pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+trace=${FLASH_TRACE:-}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -47,7 +50,12 @@ cfg=$work/camgate.yaml
 	done
 } >"$cfg"
 
-strace --seccomp-bpf -f -c -e trace=fsync,fdatasync -o "$work/strace.txt" "$bin" run -c "$cfg" 2>"$work/camgate.log" &
+if [ -n "$trace" ]; then
+	strace --seccomp-bpf -ff -ttt -y -xx -s 160 -e trace=pwrite64,write,fsync,fdatasync -o "$work/trace" \
+		"$bin" run -c "$cfg" 2>"$work/camgate.log" &
+else
+	strace --seccomp-bpf -f -c -e trace=fsync,fdatasync -o "$work/strace.txt" "$bin" run -c "$cfg" 2>"$work/camgate.log" &
+fi
 strace_pid=$!
 pid=
 for _ in $(seq 1 300); do
@@ -83,8 +91,15 @@ wait "$strace_pid" || true
 ok=$(grep -c '^ok$' "$work/answers.txt" || true)
 echo "mails:    $mails from $cameras cameras in $((SECONDS - t0)) s: $ok answered 250, $((mails - ok)) refused"
 echo "written:  $((w1 - w0)) bytes (/proc/PID/io write_bytes), $(((w1 - w0) * 1000 / mails / 1024)) KiB per 1000 mails"
-fsyncs=$(awk '$NF == "fsync" || $NF == "fdatasync" {n += $4} END {print n + 0}' "$work/strace.txt")
-echo "fsyncs:   $fsyncs (fsync + fdatasync, strace -c; at start and stop included)"
+if [ -n "$trace" ]; then
+	sort -n -s -k1,1 "$work"/trace.* >"$trace"
+	fsyncs=$(grep -cE '^[0-9.]+ +f(data)?sync\(' "$trace" || true)
+else
+	fsyncs=$(awk '$NF == "fsync" || $NF == "fdatasync" {n += $4} END {print n + 0}' "$work/strace.txt")
+fi
+echo "fsyncs:   $fsyncs (fsync + fdatasync, strace; at start and stop included)"
 echo "bbolt:    $(stat -c %s "$work/data/camgate.db" 2>/dev/null || echo '?') bytes at the end"
 echo "data dir: $(du -sb "$work/data" | cut -f1) bytes at the end"
-grep -v '^\s*$' "$work/camgate.log" | grep -ci 'dropp\|full' | sed 's/^/log lines about drops or a full outbox: /'
+drops=$(grep -ci 'dropp\|full' "$work/camgate.log" || true)
+echo "log lines about drops or a full outbox: $drops"
+if [ -n "$trace" ]; then python3 "$(dirname "$0")/attribute.py" "$trace"; fi
