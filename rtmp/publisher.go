@@ -24,7 +24,16 @@ type Publisher struct {
 	tracks  []*track
 	timeout time.Duration
 	out     []byte
-	t0      time.Time // arrival of the session's first packet: RTMP time 0
+	line    *Timeline
+}
+
+// Timeline is where RTMP time 0 of a stream lies, kept over its publishes: the wall-clock time
+// of the first packet of the first publish that wrote to it. A server takes each publish as a
+// new session, so a publish that restarted at time 0 would step its recording back by
+// everything sent before; with one Timeline every publish goes on from the time the one
+// before ended, as if the stream had never stopped. It is used by one publish at a time.
+type Timeline struct {
+	t0 time.Time
 }
 
 // Carries says whether RTMP as Flussonic takes it carries f: H.264 video with AAC or G.711
@@ -68,11 +77,13 @@ func codecLabel(f format.Format) string {
 
 // Dial connects to u, publishes the stream its path names and sends each track's headers.
 // params are the video track's parameter sets (VPS, SPS, PPS) known so far. timeout bounds the
-// set-up and, later, each write. A track RTMP does not carry (see Carries) is an error.
+// set-up and, later, each write. The session's times are on line, nil for one of its own,
+// which starts at its first packet. A track RTMP does not carry (see Carries) is an error.
 func Dial(
 	ctx context.Context, u *url.URL, formats []format.Format, params [3][]byte, timeout time.Duration,
+	line *Timeline,
 ) (*Publisher, error) {
-	p := &Publisher{timeout: timeout}
+	p := &Publisher{timeout: timeout, line: line}
 	for _, f := range formats {
 		if err := Carries(f); err != nil {
 			return nil, fmt.Errorf("RTMP does not carry %w", err)
@@ -102,15 +113,18 @@ func Dial(
 // WritePacket buffers the FLV tags that the RTP packet of track completes. now is the
 // wall-clock time the packet's timestamp stands for (the relay's mapping: the camera's sender
 // reports, else the track's first arrival): each track's RTMP time starts at its first
-// packet's time after the session's first packet, then advances by the track's own RTP clock,
-// so that audio and video keep the offset the camera states and jitter never moves them.
+// packet's time on the session's Timeline, then advances by the track's own RTP clock, so
+// that audio and video keep the offset the camera states and jitter never moves them.
 func (p *Publisher) WritePacket(track int, pkt *rtp.Packet, now time.Time) error {
-	if p.t0.IsZero() {
-		p.t0 = now
+	if p.line == nil {
+		p.line = &Timeline{}
+	}
+	if p.line.t0.IsZero() {
+		p.line.t0 = now
 	}
 	t := p.tracks[track]
 	if !t.started {
-		t.started, t.lastTS, t.base = true, pkt.Timestamp, now.Sub(p.t0)
+		t.started, t.lastTS, t.base = true, pkt.Timestamp, now.Sub(p.line.t0)
 	}
 	p.out = t.write(p.out, p.c, pkt)
 	return nil

@@ -23,7 +23,7 @@ type track struct {
 	write     func(out []byte, c *rtmpConn, pkt *rtp.Packet) []byte
 
 	started bool
-	base    time.Duration // arrival of the first packet, from the session's first
+	base    time.Duration // the first packet's time on the session's Timeline
 	lastTS  uint32
 	ticks   int64 // timestamp relative to the first packet's, unwrapped
 

@@ -179,3 +179,27 @@ func FuzzTrackWrite(f *testing.F) {
 		}
 	})
 }
+
+// Publishes on one Timeline go on from where the one before ended: a re-publish 3 s into the
+// stream starts at RTMP time 3000, not 0, so that the server's recording does not step back.
+func TestTimelineGoesOnOverPublishes(t *testing.T) {
+	var line Timeline
+	idr := append([]byte{0x65}, bytes.Repeat([]byte{7}, 100)...)
+	start := time.Now()
+	for i, at := range []time.Time{start, start.Add(3 * time.Second)} {
+		p := testPublisher(t, &format.H264{PayloadTyp: 96, PacketizationMode: 1})
+		p.line = &line
+		for _, pkt := range h264Packets(uint32(i)*777000, idr) { // each camera session has a clock of its own
+			_ = p.WritePacket(0, &pkt, at)
+		}
+		cr := newChunkReader(bytes.NewReader(p.out))
+		cr.chunkSize = rtmpOutChunkSize
+		m, err := cr.readMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := uint32(at.Sub(start).Milliseconds()); m.typ != rtmpVideo || m.ts != want {
+			t.Errorf("publish %d: first tag type %d at %d ms, want video at %d", i, m.typ, m.ts, want)
+		}
+	}
+}

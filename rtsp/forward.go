@@ -53,6 +53,7 @@ type trackState struct {
 	seq       uint16 // next outgoing sequence number
 	tsOffset  uint32 // added to the camera's timestamps
 	lastTS    uint32 // last outgoing timestamp
+	step      uint32 // the last step between two different outgoing timestamps: a frame's length
 	rebase    bool   // the next packet starts a new camera session
 	started   bool
 
@@ -92,6 +93,14 @@ func (t *trackState) mapWallClock(out uint32, now time.Time) {
 		t.wallTS += uint32(k * int64(t.clockRate))
 		t.wallAt = t.wallAt.Add(time.Duration(k) * time.Second)
 	}
+}
+
+// sent notes the outgoing timestamp of a packet queued or replayed.
+func (t *trackState) sent(out uint32) {
+	if d := out - t.lastTS; t.started && d != 0 && d < uint32(t.clockRate) {
+		t.step = d
+	}
+	t.lastTS, t.started = out, true
 }
 
 // maxClockStep is the largest disagreement between a camera's sender report and the mapping so
@@ -198,7 +207,9 @@ func (f *forwarder) setTracks(video videoCodec, clockRates []int, params [3][]by
 		f.tracks[i].reported, f.tracks[i].pending = false, false
 	}
 	f.rebaseFrom = f.lastOutAt
-	f.flushLocked()
+	if !f.parked {
+		f.flushLocked() // parked, what is queued is the old session's, for it to send (holdForRepublish)
+	}
 	f.resync = true
 	if f.cache != nil {
 		// A new camera session: what was cached belongs to the old one.
@@ -323,7 +334,9 @@ func (f *forwarder) pushFrom(src uint64, track int, pkt *rtp.Packet, now time.Ti
 	if ts.rebase {
 		ts.rebase = false
 		if ts.started {
-			gap := uint32(now.Sub(f.rebaseFrom).Seconds() * float64(ts.clockRate))
+			// The session before's last frame lasts a frame however soon this one came (a
+			// switch opens the new session beside the old one), so that time never stands still.
+			gap := max(uint32(now.Sub(f.rebaseFrom).Seconds()*float64(ts.clockRate)), ts.step)
 			ts.tsOffset = ts.lastTS + gap - pkt.Timestamp
 		}
 	}
@@ -404,7 +417,7 @@ func (f *forwarder) cachePacket(track int, pkt *rtp.Packet, keyframe bool, now t
 		f.resync = true
 		return false
 	}
-	ts.lastTS, ts.started = out, true
+	ts.sent(out)
 	f.lastOutAt = now
 	return true
 }
@@ -429,8 +442,7 @@ func (f *forwarder) enqueueLocked(track int, h *rtp.Header, payload []byte, now 
 		wrapStart: wrapStart,
 	}
 	ts.seq++
-	ts.lastTS = h.Timestamp + ts.tsOffset
-	ts.started = true
+	ts.sent(h.Timestamp + ts.tsOffset)
 	f.lastOutAt = now
 	f.n++
 	return true

@@ -102,9 +102,12 @@ func (p *Pacer) tickLocked() {
 	p.tick = make(chan struct{})
 }
 
-// next returns a channel that is closed at the next tick, or when the clock stops.
-func (p *Pacer) next() <-chan struct{} {
+// next returns a channel that is closed at the next tick, or when the clock stops, and whether
+// the clock runs, both as of one moment. They are taken together because a relay that asked
+// active and then waited on next could get, if the clock stopped in between, a fresh channel
+// that nothing closes until the clock starts again.
+func (p *Pacer) next() (tick <-chan struct{}, on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.tick
+	return p.tick, p.on.Load()
 }

@@ -19,12 +19,12 @@ func TestPacerRunsOnlyWithEnoughRelays(t *testing.T) {
 	}
 	for range 3 {
 		select {
-		case <-p.next():
+		case <-nextTick(p):
 		case <-time.After(5 * time.Second):
 			t.Fatal("no tick within 5s while active")
 		}
 	}
-	waiting := p.next()
+	waiting := nextTick(p)
 	leaveB()
 	leaveB() // leaving twice counts once
 	if p.active() {
@@ -36,7 +36,7 @@ func TestPacerRunsOnlyWithEnoughRelays(t *testing.T) {
 		t.Fatal("a relay waiting for a tick was not released when the clock stopped")
 	}
 	select {
-	case <-p.next():
+	case <-nextTick(p):
 		t.Fatal("ticked while stopped")
 	case <-time.After(50 * time.Millisecond):
 	}
@@ -47,6 +47,42 @@ func TestPacerRunsOnlyWithEnoughRelays(t *testing.T) {
 	}
 	leaveC()
 	leaveD()
+}
+
+// nextTick is the channel of the Pacer's next tick, whether the clock runs or not.
+func nextTick(p *Pacer) <-chan struct{} {
+	tick, _ := p.next()
+	return tick
+}
+
+// The tick a relay is given and whether the clock runs are one answer: a relay that is told
+// the clock runs gets a tick that comes, even when another relay leaves at the threshold
+// right after, and one asking after that is told the clock stopped instead of being handed
+// a tick that nothing gives until the clock starts again. (Asked apart, active and then next,
+// the relay was left waiting: the reviewer's Pacer(1h, 2) case.)
+func TestPacerTickAndStateAgree(t *testing.T) {
+	p := NewPacer(time.Hour, 2)
+	leaveA := p.join()
+	defer leaveA()
+	leaveB := p.join()
+	tick, on := p.next()
+	if !on {
+		t.Fatal("clock not running with 2 of 2 relays")
+	}
+	leaveB()
+	select {
+	case <-tick:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the tick given while the clock ran did not come when the clock stopped")
+	}
+	if tick, on := p.next(); on {
+		select {
+		case <-tick:
+		case <-time.After(time.Second):
+			t.Fatal("told the clock runs after it stopped, and the tick never comes")
+		}
+		t.Fatal("told the clock runs after it stopped")
+	}
 }
 
 // Relays that share a Pacer move between reading as packets arrive and reading on its ticks

@@ -21,10 +21,13 @@ const backlogShare = 8
 // owns the policy; relays only answer its measurements and take its requests, neither of
 // which waits. The zero value is not usable; use NewQualityGovernor.
 type QualityGovernor struct {
-	mu      sync.Mutex // guards members and stop only: joins and leaves, never a decision
+	mu      sync.Mutex // guards members and running only: joins and leaves, never a decision
 	members map[*Relay]*qualityMember
 	changed chan struct{} // closed and replaced when members change
-	stop    chan struct{} // closed when the last relay leaves
+	// running is set while the goroutine runs. It ends itself, under mu, when it finds no
+	// members, so a relay that leaves and comes back (reboot_relay) never meets an old loop
+	// still winding down beside a new one: two would add and observe the same camera.
+	running bool
 }
 
 // qualityMember is one relay as the governor sees it; the governor's goroutine owns all of it
@@ -46,9 +49,9 @@ func (g *QualityGovernor) join(r *Relay, id string, priority int, hasSub bool) (
 	defer g.mu.Unlock()
 	g.members[r] = &qualityMember{relay: r, cam: qualityCamera{id: id, priority: priority, hasSub: hasSub}}
 	g.changedLocked()
-	if len(g.members) == 1 {
-		g.stop = make(chan struct{})
-		go g.run(g.stop, time.NewTicker(qualityTick))
+	if !g.running {
+		g.running = true
+		go g.run(time.NewTicker(qualityTick))
 	}
 	var once sync.Once
 	return func() {
@@ -57,9 +60,6 @@ func (g *QualityGovernor) join(r *Relay, id string, priority int, hasSub bool) (
 			defer g.mu.Unlock()
 			delete(g.members, r)
 			g.changedLocked()
-			if len(g.members) == 0 {
-				close(g.stop)
-			}
 		})
 	}
 }
@@ -69,10 +69,12 @@ func (g *QualityGovernor) changedLocked() {
 	g.changed = make(chan struct{})
 }
 
-// snapshot returns the members now and a channel closed when they change.
+// snapshot returns the members now and a channel closed when they change; none means the
+// goroutine is to end, and it counts as ended from then on.
 func (g *QualityGovernor) snapshot() (map[*Relay]*qualityMember, <-chan struct{}) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.running = len(g.members) > 0
 	m := make(map[*Relay]*qualityMember, len(g.members))
 	for r, q := range g.members {
 		m[r] = q
@@ -80,18 +82,16 @@ func (g *QualityGovernor) snapshot() (map[*Relay]*qualityMember, <-chan struct{}
 	return m, g.changed
 }
 
-// run measures and decides once a tick until stop is closed.
-func (g *QualityGovernor) run(stop <-chan struct{}, tick *time.Ticker) {
+// run measures and decides once a tick until the last relay has left.
+func (g *QualityGovernor) run(tick *time.Ticker) {
 	defer tick.Stop()
 	var p qualityPolicy
 	members, changed := g.snapshot()
 	for _, m := range members {
 		p.add(&m.cam)
 	}
-	for {
+	for len(members) > 0 {
 		select {
-		case <-stop:
-			return
 		case <-changed:
 			for _, m := range members {
 				p.remove(&m.cam)

@@ -260,11 +260,27 @@ func (r *Relay) startTracks(sel []selected, switching bool) {
 	for i, s := range sel {
 		rates[i] = s.format.ClockRate()
 	}
+	rtmpSwitch := switching && strings.HasPrefix(r.cfg.Publish, "rtmp")
+	if rtmpSwitch {
+		r.fwd.holdForRepublish()
+	}
 	r.fwd.setTracks(t.video, rates, parameterSets(sel[0].format))
-	if switching && !strings.HasPrefix(r.cfg.Publish, "rtmp") && r.keepSession(t) {
+	if switching && !rtmpSwitch && r.keepSession(t) {
 		return
 	}
 	r.setTracks(t)
+}
+
+// holdForRepublish keeps the new camera session's packets out of the queue, in the GOP cache
+// only, until the next upstream session starts (restartSink), and leaves what is queued to
+// the current one. An RTMP switch publishes again: the old publish must end with the old
+// stream's last frame, sent, and the new one start at the new stream's keyframe, replayed from
+// the cache; a new-stream frame that the old publish took would reach the server twice, and
+// an old-stream frame flushed with the queue not at all.
+func (f *forwarder) holdForRepublish() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.parked = true
 }
 
 // keepSession takes t as the camera's tracks without ending the upstream session, if they

@@ -16,6 +16,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
+	"github.com/camgate/camgate/rtmp"
 )
 
 // RelayConfig says where a Relay pulls from and where it publishes to.
@@ -133,6 +134,8 @@ type Relay struct {
 
 	// writer is the only way to the upstream socket, from either side's goroutine.
 	writer upstreamWriter
+	// rtmpLine keeps RTMP times going on over re-publishes; one session at a time uses it.
+	rtmpLine rtmp.Timeline
 
 	// authRetry is the backoff after a refused password; tests shorten it.
 	authRetry authBackoff

@@ -63,6 +63,10 @@ func (r *Relay) runSink(ctx context.Context, u *url.URL) error {
 		case err := <-readErr:
 			return err
 		case <-changed:
+			// What the old tracks queued is the old session's: it goes before the session ends.
+			if err := r.writer.drain(); err != nil {
+				return &stepError{"write", err}
+			}
 			return errTracksChanged
 		case <-r.fwd.notify:
 		case <-gateMoved:

@@ -101,7 +101,7 @@ func (r *Relay) dialUpstream(ctx context.Context, u *url.URL, tracks *trackSet) 
 		for i := range params {
 			params[i], _ = r.fwd.paramSet(i)
 		}
-		p, err := rtmp.Dial(ctx, u, formats, params, r.cfg.Timeout)
+		p, err := rtmp.Dial(ctx, u, formats, params, r.cfg.Timeout, &r.rtmpLine)
 		if err != nil {
 			return nil, nil, &stepError{"RTMP", err}
 		}

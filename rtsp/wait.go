@@ -31,6 +31,7 @@ type readWait struct {
 	mark    lowWater
 	// lastData is when a read last brought something, for silence while paced.
 	lastData time.Time
+	silence  *time.Timer // while paced: fires at the earliest moment the camera may be silent
 	// nextSecond is when the mark and the plain read deadline are next looked at: each is a
 	// system call, and once a second is enough for a rate and a timeout of seconds.
 	nextSecond time.Time
@@ -53,6 +54,7 @@ func (w *readWait) stop() {
 		w.leave()
 		w.leave = nil
 	}
+	w.armSilence(false)
 	w.rd.block = true
 }
 
@@ -82,7 +84,14 @@ func (w *readWait) wait(ctx context.Context, now time.Time) (done bool, err erro
 			}
 		}
 	}
-	if on := w.leave != nil && w.pacer.active(); on != w.paced {
+	// The tick to wait for and whether the clock runs are taken together: asked apart, a clock
+	// that stopped in between would leave the relay waiting for a tick that never comes.
+	var tick <-chan struct{}
+	on := false
+	if w.leave != nil && w.pacer.active() {
+		tick, on = w.pacer.next()
+	}
+	if on != w.paced {
 		w.paced = on
 		w.rd.block = !on
 		// Reads that do not wait still meet a deadline that has passed: paced, there is
@@ -95,18 +104,47 @@ func (w *readWait) wait(ctx context.Context, now time.Time) (done bool, err erro
 			return false, err
 		}
 		w.lastData = now
+		w.armSilence(on)
 	}
 	if !w.paced {
 		return false, nil
 	}
 	if now.Sub(w.lastData) > w.timeout {
-		return false, fmt.Errorf("read: nothing from the camera for %s", w.timeout)
+		return false, w.silent()
 	}
 	select {
 	case <-ctx.Done():
 		return true, nil
-	case <-w.pacer.next():
+	case <-tick:
 		return false, nil
+	case <-w.silence.C:
+		// The wait is bounded by the silence check as the plain read is by its deadline,
+		// whatever the Pacer's clock does. The timer is set for the timeout after the paced
+		// wait began and is pushed on here, once per timeout, not at every read.
+		now = time.Now()
+		if left := w.lastData.Add(w.timeout).Sub(now); left > 0 {
+			w.silence.Reset(left)
+			return false, nil
+		}
+		return false, w.silent()
+	}
+}
+
+func (w *readWait) silent() error {
+	return fmt.Errorf("read: nothing from the camera for %s", w.timeout)
+}
+
+// armSilence starts the silence timer for a paced wait (on) or stops it.
+func (w *readWait) armSilence(on bool) {
+	switch {
+	case !on:
+		if w.silence != nil {
+			w.silence.Stop()
+		}
+	case w.silence == nil:
+		w.silence = time.NewTimer(w.timeout)
+	default:
+		w.silence.Reset(w.timeout)
 	}
 }
 

@@ -26,6 +26,10 @@ const (
 	// struct, the key and a copy of the value beside the raw line.
 	headerLineCost = 384
 	headerByteCost = 2
+	// mailAllowance is the most one session holds with an honest camera mail: the session, the
+	// mail, its snapshot twice (collected, then joined into one slice) and headers of some 700
+	// short lines. A session asking for more takes only what is free: it closes no other.
+	mailAllowance = sessionCost + mailCost + 2*(MaxSnapshotBytes+budgetChunk) + 4*budgetChunk
 )
 
 // errNoMemory is what a reservation that the budget refused makes a read fail with.

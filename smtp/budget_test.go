@@ -213,7 +213,9 @@ func blockedHandler() (h Handler, inHandler <-chan struct{}, release chan struct
 
 // serverWithMailInHandler runs a Server with the given budget whose Handler holds the first
 // mail, sent on a first session, until release is closed; replied gets that mail's reply.
-func serverWithMailInHandler(t *testing.T, budget int64) (srv *Server, replied <-chan string, release chan struct{}) {
+func serverWithMailInHandler(t *testing.T, budget int64) (
+	srv *Server, first net.Conn, replied <-chan string, release chan struct{},
+) {
 	t.Helper()
 	h, inHandler, release := blockedHandler()
 	srv = runServer(t, Config{MemoryBudget: budget}, h)
@@ -225,19 +227,20 @@ func serverWithMailInHandler(t *testing.T, budget int64) (srv *Server, replied <
 	r := make(chan string, 1)
 	go func() { line, _ := sendAlarm(first, firstR); r <- line }()
 	<-inHandler
-	return srv, r, release
+	return srv, first, r, release
 }
 
 // While the Handler has a mail (such a session is never pushed out: its reply would be lost)
 // and the budget holds nothing else that could go, a new connection is told 421 4.3.2 and
 // closed, and a mail gets 452 4.3.1 (both: try again later). Once the Handler is done, both
-// are served.
+// are served (the connection once the first camera has left: a session idle between mails is
+// not closed to make room).
 func TestOverBudgetRefusesCleanly(t *testing.T) {
 	// The first session and its mail: sessionCost + mailCost + one chunk for its header.
 	oneMail := int64(sessionCost + mailCost + budgetChunk)
 
 	t.Run("new connection gets 421", func(t *testing.T) {
-		srv, replied, release := serverWithMailInHandler(t, oneMail)
+		srv, first, replied, release := serverWithMailInHandler(t, oneMail)
 
 		c, err := net.DialTimeout("tcp", srv.Addr().String(), 10*time.Second)
 		if err != nil {
@@ -254,6 +257,10 @@ func TestOverBudgetRefusesCleanly(t *testing.T) {
 		if line := <-replied; !strings.HasPrefix(line, "250") {
 			t.Fatalf("the mail in the Handler: %q", line)
 		}
+		if _, err := io.WriteString(first, "QUIT\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the first camera's session to end", func() bool { return srv.Stats().MemoryInUse == 0 })
 		second, secondR, err := startMail(srv.Addr().String())
 		if err != nil {
 			t.Fatalf("a new connection once there is room: %v", err)
@@ -268,7 +275,7 @@ func TestOverBudgetRefusesCleanly(t *testing.T) {
 	})
 
 	t.Run("mail gets 452", func(t *testing.T) {
-		srv, replied, release := serverWithMailInHandler(t, oneMail+sessionCost)
+		srv, _, replied, release := serverWithMailInHandler(t, oneMail+sessionCost)
 
 		second, secondR, err := startMail(srv.Addr().String())
 		if err != nil {

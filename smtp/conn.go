@@ -279,18 +279,27 @@ func (c *sessionConn) reserve(n int64) bool {
 const maxEvictionsPerReserve = 8
 
 // reserveOrEvict is reserve that, when the budget is spent, closes sessions that have gone
-// longer than this one without completing a command or a mail (stalled uploads, trickles) to
-// make room. A session never pushes out one fresher than itself.
+// longer than this one without completing a command or a mail and that hold a mail's memory
+// (stalled uploads, trickles) to make room. A session never pushes out one fresher than itself,
+// nor one that holds no more than its session (a camera idle between alarms: closing it frees
+// little and costs the camera its connection), and a session that would then hold more than an
+// honest camera mail needs (mailAllowance) pushes out nobody: it is the one refused.
 func (c *sessionConn) reserveOrEvict(n int64) bool {
+	if c.reserve(n) {
+		return true
+	}
+	if c.heldBytes()+n > mailAllowance {
+		return false
+	}
 	for range maxEvictionsPerReserve {
+		if !c.srv.evictStalerThan(c, true) {
+			return false
+		}
 		if c.reserve(n) {
 			return true
 		}
-		if !c.srv.evictStalerThan(c) {
-			return false
-		}
 	}
-	return c.reserve(n)
+	return false
 }
 
 // unreserve gives n of the bytes held back to the budget.

@@ -10,8 +10,11 @@
 //   - AUTH PLAIN and LOGIN over plain TCP (cameras rarely do TLS). With a configured username
 //     AUTH is required, or with Config.AuthOptional checked when tried; without one any
 //     credentials pass, because many cameras insist on logging in.
-//   - Wrong logins are throttled per client address: after five in a minute, AUTH gets 454
-//     unexamined until the minute is over, and the log has one line per burst.
+//   - Wrong logins are throttled per client (its address, or its /64 for IPv6, as at the page's
+//     login): after five in a minute, AUTH gets 454 unexamined until the minute is over, and
+//     the log has one line per burst. An attempt counts when its credentials arrive, before
+//     they are compared, and is taken back if they were right: parallel sessions get no more
+//     guesses judged than one.
 //   - Lines of any length inside a mail (DATA or BDAT), yet command lines bounded to 16 KiB:
 //     go-smtp can only bound both or neither, so the connection under it (sessionConn) follows
 //     the byte stream to tell commands from mail content.
@@ -19,9 +22,17 @@
 //   - Time: a deadline per command line, a longer one per mail transfer, and a lifetime per
 //     session, so one byte a second holds nothing for long.
 //   - Memory: sessions, mails being read, their headers and snapshots take their bytes from one
-//     budget (Config.MemoryBudget, 16 MiB) before they hold them. When it is spent, sessions
-//     staler than the one asking are closed; if that is not enough, a new connection gets 421,
-//     a mail 452, and a snapshot is dropped while its alarm counts.
+//     budget (Config.MemoryBudget, 16 MiB) before they hold them. Headers are charged what
+//     go-message holds of them (about 400 bytes a line): the message's, and each part's on the
+//     way down to the part being read, given back once the next part replaced it; the meter
+//     (headermeter.go) follows the boundaries the mail declares, so "--" lines in a body that
+//     no multipart splits cost nothing. When the budget is spent, sessions staler than the one
+//     asking that hold a mail (stalled uploads) are closed, up to eight per reservation; a
+//     session idle between mails is never closed for memory (it frees little and a camera
+//     loses its connection), and a session that already holds more than an honest camera mail
+//     needs (mailAllowance: its session, mail, snapshot twice and ~700 header lines) closes no
+//     other: it is the one refused. If there is no room, a new connection gets 421, a mail 452,
+//     and a snapshot is dropped while its alarm counts.
 //   - Sessions: at most Config.MaxSessions. A new connection on a full server evicts the session
 //     that has gone longest without completing a command or a mail; a camera completes its
 //     commands in milliseconds, so clients that trickle bytes or sit idle are the ones that go.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-message"
 )
 
 // FuzzParseMail: any input parses within its bounds, without a panic, and the result keeps the
@@ -73,6 +75,8 @@ func FuzzHeaderMeter(f *testing.F) {
 	f.Add([]byte("Subject: x\r\n\r\n--b\r\nA: 1\r\n\r\nbody\r\n--b--\r\n"), uint8(1))
 	f.Add([]byte("X:\r\n"+strings.Repeat("Y:\n", maxHeaderLines+1)+"\r\n"), uint8(7))
 	f.Add([]byte("\r\n--\r\n"+strings.Repeat("z", maxHeaderBytes+1)), uint8(200))
+	f.Add([]byte("Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\nContent-type : multipart/related;\r\n"+
+		" boundary*0=\"i\"\r\n\r\n--i \r\nA: 1\r\n\r\n--i--x\r\n--o--\r\n--o\r\n\r\n"), uint8(3))
 	f.Fuzz(func(t *testing.T, data []byte, step uint8) {
 		whole := newHeaderMeter(bytes.NewReader(data), nil)
 		wholeOut, wholeErr := io.ReadAll(whole)
@@ -87,7 +91,38 @@ func FuzzHeaderMeter(f *testing.F) {
 		if whole.blockBytes > maxHeaderBytes+1 || whole.blockLines > maxHeaderLines+1 {
 			t.Fatalf("a header block of %d bytes, %d lines passed", whole.blockBytes, whole.blockLines)
 		}
+		if n := goMessageHeaders(string(data)); n > whole.blocks {
+			t.Fatalf("go-message read %d headers, the meter charged %d", n, whole.blocks)
+		}
 	})
+}
+
+// goMessageHeaders is how many headers go-message reads of mail, through a meter that charges
+// nothing, walking the parts as parse does.
+func goMessageHeaders(mail string) int {
+	e, _ := message.ReadWithOptions(newHeaderMeter(strings.NewReader(mail), nil),
+		&message.ReadOptions{MaxHeaderBytes: maxHeaderBytes})
+	if e == nil {
+		return 0
+	}
+	n := 1
+	var walk func(e *message.Entity, depth int)
+	walk = func(e *message.Entity, depth int) {
+		mr := e.MultipartReader()
+		if mr == nil || depth >= maxDepth {
+			return
+		}
+		for {
+			part, _ := mr.NextPart() // a part with an unknown charset still counts, as in walk
+			if part == nil {
+				return
+			}
+			n++
+			walk(part, depth+1)
+		}
+	}
+	walk(e, 0)
+	return n
 }
 
 // stepReader hands out data step bytes at a time.

@@ -288,7 +288,7 @@ func (s *Server) admit(c *sessionConn) bool {
 	full := len(s.sessions) >= s.cfg.MaxSessions
 	s.sessions[c] = struct{}{}
 	s.mu.Unlock()
-	if full && !s.evictStalerThan(c) {
+	if full && !s.evictStalerThan(c, false) {
 		s.refuse(c, "too many sessions")
 		return false
 	}
@@ -310,14 +310,16 @@ func (s *Server) refuse(c *sessionConn, why string) {
 }
 
 // evictStalerThan closes the session that has gone longest without completing a command or a
-// mail, if that was longer than c has, and the Handler does not have its mail. It reports
-// whether it closed one.
-func (s *Server) evictStalerThan(c *sessionConn) bool {
+// mail, if that was longer than c has, and the Handler does not have its mail; with mailOnly
+// (to make room in the memory budget) only among sessions that hold more than their session.
+// It reports whether it closed one.
+func (s *Server) evictStalerThan(c *sessionConn, mailOnly bool) bool {
 	var victim *sessionConn
 	s.mu.Lock()
 	oldest := c.progress.Load()
 	for sc := range s.sessions {
-		if p := sc.progress.Load(); sc != c && p < oldest && !sc.handling.Load() {
+		if p := sc.progress.Load(); sc != c && p < oldest && !sc.handling.Load() &&
+			(!mailOnly || sc.heldBytes() > sessionCost) {
 			oldest, victim = p, sc
 		}
 	}
@@ -409,25 +411,33 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 
 func (s *session) login(username, password string) error {
 	cfg := s.srv.cfg
-	if cfg.Username == "" || credentialsMatch(cfg.Username, cfg.Password, username, password) {
+	if cfg.Username == "" {
 		s.authed = true
 		return nil
 	}
-	if !s.srv.throttle.allowed(s.remote) { // another session of the same address failed meanwhile
+	// Counted before it is looked at: sessions of one client that all passed Auth's check
+	// before any failed still get no more guesses judged than the limit.
+	try, ok := s.srv.throttle.attempt(s.remote)
+	if !ok {
 		s.srv.authThrottled.Add(1)
 		return errAuthThrottled
 	}
+	if credentialsMatch(cfg.Username, cfg.Password, username, password) {
+		s.srv.throttle.forgive(try)
+		s.authed = true
+		return nil
+	}
 	s.srv.authFailures.Add(1)
-	// One line when an address starts failing and one when it is throttled: a camera with a
+	// One line when a client starts failing and one when it is throttled: a camera with a
 	// wrong password shows in the log, a guesser does not fill it.
-	switch n := s.srv.throttle.failed(s.remote); n {
+	switch try.n {
 	case 1:
 		s.srv.log.Warn("SMTP authentication failed", "remote", s.remote.String(), "username", username)
 	case authFailuresAllowed:
 		s.srv.log.Warn("SMTP authentication failing repeatedly: address throttled", "remote", s.remote.String(),
-			"failures", n, "window", authWindow)
+			"failures", try.n, "window", authWindow)
 	default:
-		s.srv.log.Debug("SMTP authentication failed", "remote", s.remote.String(), "failures", n)
+		s.srv.log.Debug("SMTP authentication failed", "remote", s.remote.String(), "failures", try.n)
 	}
 	return gosmtp.ErrAuthFailed
 }

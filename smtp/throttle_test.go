@@ -128,17 +128,103 @@ func TestAuthThrottleTableIsBounded(t *testing.T) {
 	th := newAuthThrottle(func() time.Time { return now })
 	first := netip.MustParseAddr("fd00::1")
 	for range authFailuresAllowed {
-		th.failed(first)
+		th.attempt(first)
 	}
 	if th.allowed(first) {
 		t.Fatal("an address past the limit is still allowed")
 	}
 	for i := range 3 * maxThrottledAddrs {
 		now = now.Add(time.Millisecond)
-		a := netip.AddrFrom16([16]byte{0xfd, 1, 14: byte(i >> 8), 15: byte(i)})
-		th.failed(a)
+		a := netip.AddrFrom16([16]byte{0xfd, 1, 6: byte(i >> 8), 7: byte(i)}) // each in its own /64
+		th.attempt(a)
 	}
 	if n := len(th.addrs); n > maxThrottledAddrs {
 		t.Fatalf("%d addresses kept, bound %d", n, maxThrottledAddrs)
+	}
+}
+
+// Many sessions of one address each start AUTH LOGIN before any of them has failed, so all of
+// them pass the throttle's first look; then they send wrong passwords at once, and the last
+// one the right password. An attempt counts when its password arrives, before it is looked at:
+// at most authFailuresAllowed passwords are compared (535), the rest get 454 4.7.0 unexamined,
+// the right one included - a burst cannot buy more guesses than a loop.
+func TestParallelAuthGuessesAreCountedBeforeTheyAreChecked(t *testing.T) {
+	const sessions = 40
+	srv := runServer(t, Config{Username: "camgate", Password: "right-one"},
+		func(context.Context, Alarm) error { return nil })
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	clients := make([]*client, sessions)
+	for i := range clients {
+		clients[i] = dial(t, srv.Addr().String())
+		clients[i].cmd("EHLO guesser", "250")
+		clients[i].cmd("AUTH LOGIN", "334")
+		clients[i].cmd(b64("camgate"), "334")
+	}
+	var wg sync.WaitGroup
+	replies := make([]string, sessions)
+	start := make(chan struct{})
+	for i, cl := range clients[:sessions-1] {
+		wg.Go(func() {
+			<-start
+			if _, err := io.WriteString(cl.conn, b64(fmt.Sprintf("guess-%d", i))+"\r\n"); err == nil {
+				replies[i], _ = lastReplyLine(cl.r)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	last := clients[sessions-1]
+	if _, err := io.WriteString(last.conn, b64("right-one")+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	replies[sessions-1], _ = lastReplyLine(last.r)
+	count := map[string]int{}
+	for _, line := range replies {
+		count[line[:min(len(line), 9)]]++
+	}
+	st := srv.Stats()
+	if count["535 5.7.8"] > authFailuresAllowed || st.AuthFailures > authFailuresAllowed ||
+		count["535 5.7.8"]+count["454 4.7.0"] != sessions {
+		t.Errorf("replies %v, %d examined: want at most %d examined (535), the rest 454",
+			count, st.AuthFailures, authFailuresAllowed)
+	}
+	if !strings.HasPrefix(replies[sessions-1], "454 4.7.0") {
+		t.Errorf("the right password after %d wrong ones: %q, want 454 4.7.0 unexamined", sessions-1, replies[sessions-1])
+	}
+}
+
+// An IPv6 client is one client per /64, as at the page's login: a device may use any address
+// of its /64, and taking a fresh one must not buy fresh guesses. IPv4 is per address.
+func TestAuthThrottleKeysIPv6By64(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	th := newAuthThrottle(func() time.Time { return now })
+	for i := range authFailuresAllowed {
+		a := netip.AddrFrom16([16]byte{0xfd, 0, 15: byte(i + 1)}) // fd00::1 … fd00::5
+		if _, ok := th.attempt(a); !ok {
+			t.Fatalf("attempt %d refused, want %d allowed", i+1, authFailuresAllowed)
+		}
+	}
+	for _, c := range []struct {
+		addr    string
+		allowed bool
+	}{
+		{"fd00::1", false},
+		{"fd00::ffff:1234:5678", false}, // the same /64
+		{"fd00:0:0:1::1", true},         // the next /64
+		{"10.0.0.1", true},
+		{"::ffff:10.0.0.1", true}, // the same IPv4 client, mapped
+	} {
+		if got := th.allowed(netip.MustParseAddr(c.addr)); got != c.allowed {
+			t.Errorf("%s allowed = %v, want %v", c.addr, got, c.allowed)
+		}
+	}
+	for range authFailuresAllowed {
+		th.attempt(netip.MustParseAddr("10.0.0.1"))
+	}
+	if th.allowed(netip.MustParseAddr("::ffff:10.0.0.1")) || th.allowed(netip.MustParseAddr("10.0.0.1")) {
+		t.Error("an IPv4 client past the limit is still allowed, plain or mapped")
+	}
+	if !th.allowed(netip.MustParseAddr("10.0.0.2")) {
+		t.Error("another IPv4 address is held back")
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/camgate/camgate/internal/lan"
 )
 
 const (
@@ -159,14 +161,7 @@ func newLoginLimiter() *loginLimiter {
 }
 
 // clientKey groups IPv6 clients by /64, since one device can use a whole /64.
-func clientKey(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p
-	}
-	return netip.PrefixFrom(a, 32)
-}
+func clientKey(a netip.Addr) netip.Prefix { return lan.ClientKey(a) }
 
 // attempt reports whether client may try a code now, and if not, how long until it may. An
 // allowed attempt counts as a wrong code at once, so that a burst of parallel guesses cannot

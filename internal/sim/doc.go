@@ -10,7 +10,9 @@
 //   - MediaServer takes ANNOUNCE/RECORD on any path (a new publisher replaces the old one), serves
 //     each path to DESCRIBE/SETUP/PLAY readers such as ffprobe, and keeps StreamStats per path.
 //     It is also the "camera made by ffmpeg" of end-to-end tests: ffmpeg publishes a test pattern
-//     into it and camgate pulls it back out.
+//     into it and camgate pulls it back out. Over RTMP it takes publishes and accounts for their
+//     video as a decoder would (sequence header, first keyframe, decode times over every publish
+//     of a path), counting what a decoder could not use as lost.
 //   - EventSink takes POSTs of JSON arrays of events (SPEC §5) and can answer any status to
 //     simulate an outage.
 //   - Broker is a small MQTT 3.1.1 broker (QoS 0/1, retained messages, wills, wildcards) standing

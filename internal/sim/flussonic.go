@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortmplib"
-	"github.com/bluenviron/gortmplib/pkg/codecs"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 )
 
 // This file holds what makes the media server act like Flussonic rather than like any RTSP
@@ -200,88 +198,18 @@ func (m *MediaServer) rtmpPublish(c net.Conn) error {
 	if err := sc.AcceptAction(); err != nil {
 		return err
 	}
-	r := &gortmplib.Reader{Conn: sc}
-	if err := r.Initialize(); err != nil {
-		return err
-	}
-	var names []string
-	for _, tr := range r.Tracks() {
-		names = append(names, rtmpCodecName(tr.Codec))
-	}
-	m.mu.Lock()
-	if refusal := m.admitLocked("rtmp", name, query, names); refusal != nil {
-		m.mu.Unlock()
-		return refusal // closing is how an RTMP server refuses a track it cannot take
-	}
-	st, ok := m.stats[name]
-	if !ok {
-		st = &StreamStats{}
-		m.stats[name] = st
-	}
-	st.Codecs, st.Publishing, st.FirstVideoFrameKey = names, true, false
-	st.Publishes++
-	m.mu.Unlock()
-	m.log.Info("sim media server: publishing over rtmp", "stream", name, "codecs", names)
-	defer func() {
-		m.mu.Lock()
-		st.Publishing = false
-		m.mu.Unlock()
-	}()
-	first := true
-	for _, tr := range r.Tracks() {
-		switch tr.Codec.(type) {
-		case *codecs.H264:
-			r.OnDataH264(tr, func(_, _ time.Duration, au [][]byte) {
-				m.mu.Lock()
-				defer m.mu.Unlock()
-				key := h264.IsRandomAccess(au)
-				st.VideoFrames++
-				if key {
-					st.KeyFrames++
-				}
-				if first {
-					first, st.FirstVideoFrameKey = false, key
-				}
-				st.LastFrameAt = time.Now()
-			})
-		case *codecs.MPEG4Audio:
-			r.OnDataMPEG4Audio(tr, func(time.Duration, []byte) { m.countAudio(st) })
-		case *codecs.G711:
-			r.OnDataG711(tr, func(time.Duration, []byte) { m.countAudio(st) })
-		}
-	}
+	in := &rtmpIngest{m: m, name: name, query: query}
+	defer in.end()
 	for {
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		if err := r.Read(); err != nil {
+		msg, err := sc.Read()
+		if err != nil {
+			return err
+		}
+		if err := in.message(msg); err != nil {
 			return err
 		}
 	}
-}
-
-func (m *MediaServer) countAudio(st *StreamStats) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	st.AudioPackets++
-	st.LastFrameAt = time.Now()
-}
-
-func rtmpCodecName(c codecs.Codec) string {
-	switch c := c.(type) {
-	case *codecs.H264:
-		return "h264"
-	case *codecs.H265:
-		return "h265"
-	case *codecs.MPEG4Audio:
-		return "aac"
-	case *codecs.G711:
-		if c.MULaw {
-			return "pcmu"
-		}
-		return "pcma"
-	case *codecs.Opus:
-		return "opus"
-	}
-	return strings.ToLower(strings.TrimPrefix(fmt.Sprintf("%T", c), "*codecs."))
 }
 
 // streamsAPI serves PUT and GET <StreamsAPIPath><name> with Basic auth, as stream_save and

@@ -73,6 +73,18 @@ type StreamStats struct {
 	// honest denominator for "frames it passed on".
 	Players           int
 	VideoFramesPlayed uint64
+
+	// RTMP is each RTMP publish of the path, oldest first (the last 64), as a decoder saw it
+	// (rtmpingest.go). Over RTMP, VideoFrames counts only decodable frames and
+	// VideoUndecodable those a decoder could not use. VideoTimeBackwards, VideoTimeStill and VideoTimeMaxStep
+	// are the decode-time steps between consecutive frames over the path's whole timeline,
+	// every RTMP publish in turn, as the server's archive lines them up.
+	RTMP               []RTMPPublish
+	VideoUndecodable   uint64
+	VideoTimeBackwards uint64
+	VideoTimeStill     uint64 // steps of 0
+	VideoTimeMaxStep   time.Duration
+	rtmpLine           rtmpTimeline
 }
 
 // VideoFrame is one video frame of a publish, as a recording server places it in time: by its
@@ -260,6 +272,7 @@ func (m *MediaServer) Streams() map[string]StreamStats {
 func (s *StreamStats) clone() StreamStats {
 	c := *s
 	c.Codecs = slices.Clone(s.Codecs)
+	c.RTMP = slices.Clone(s.RTMP)
 	return c
 }
 
