@@ -49,7 +49,9 @@
 // ANNOUNCE/RECORD over TCP interleaved (publisher.go), or RTMP (package rtmp), by the publish
 // URL's scheme. upstreamWriter (writer.go) is the only way to the upstream socket and owns its
 // lock: the upstream goroutine drains with blocking writes, and the camera goroutine after each
-// batch writes what the socket takes without waiting for the lock or the socket. A gate
+// batch writes what the socket takes without waiting for the lock or the socket. A new
+// session's burst from the GOP cache goes only from the upstream goroutine (attach), so the
+// camera goroutine never spends longer than its own batch on the upstream. A gate
 // (gate.go) holds a gated relay's upstream shut while the camera side keeps running. Each side
 // reconnects forever with the backoff in backoff.go; an upstream failure never touches the
 // camera session, and only a change of the camera's tracks makes upstream announce again.

@@ -406,6 +406,9 @@ func (f *forwarder) cachePacket(track int, pkt *rtp.Packet, keyframe bool, now t
 	}
 	replaying := c.replaying
 	c.add(track, &pkt.Header, out, pkt.Marker, pkt.Payload, now)
+	if n := c.takeSkipped(); n > 0 {
+		f.dropped.Add(n)
+	}
 	if !replaying {
 		return false
 	}

@@ -247,6 +247,7 @@ type gopCache struct {
 
 	evictions, overflows uint64 // times the cache was lost to the budget, or to its own bound
 	shrinks              uint64 // times the pre-roll lost its oldest GOP to a bound
+	skipped              uint64 // video frames a replay skipped to make room, not yet counted as drops
 }
 
 // gopMark is where a cached GOP begins and when its keyframe arrived.
@@ -394,18 +395,39 @@ func rotate(s [][]byte, k int) {
 }
 
 // shrink drops the oldest GOP of a pre-roll to make room, and reports whether it could: the
-// cache keeps at least the GOP being filled, and nothing a replay has still to send.
+// cache keeps at least the GOP being filled. While a replay has still to send part of the
+// oldest GOP, the replay skips the rest of it to the next keyframe, the skipped frames counted
+// (takeSkipped) as the forwarder's drops: what an upstream too slow for the burst cannot get
+// is lost a GOP at a time, as on a queue overflow. Failing instead would lose the whole replay
+// and wait for the camera's next keyframe, and a cache at its bound (a 4 s GOP at 2 Mbit/s
+// with a 5 s pre-roll) would do so at every window opened over an uplink slower than memory.
 func (c *gopCache) shrink() bool {
 	if len(c.gops) < 2 {
 		return false
 	}
-	cut := c.cutPoint(c.gops[1].entry)
+	next := c.gops[1].entry
+	cut := c.cutPoint(next)
 	if cut == 0 {
-		return false
+		if !c.replaying {
+			return false
+		}
+		for _, e := range c.entries[c.cursor:next] {
+			if e.track == 0 && e.marker {
+				c.skipped++
+			}
+		}
+		c.cursor, cut = next, next
 	}
 	c.cutFront(cut)
 	c.shrinks++
 	return true
+}
+
+// takeSkipped returns the video frames a replay skipped since it was last asked (shrink).
+func (c *gopCache) takeSkipped() uint64 {
+	n := c.skipped
+	c.skipped = 0
+	return n
 }
 
 // add appends one packet and reports whether the cache still holds a complete GOP.

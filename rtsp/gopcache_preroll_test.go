@@ -110,3 +110,59 @@ func TestPreRollShrinksToTheBudget(t *testing.T) {
 			len(frames), got[:min(3, len(got))], st.Frames)
 	}
 }
+
+// A pre-roll cache at its bound (the 4 s GOP at 2 Mbit/s with a 5 s pre-roll fills a
+// camera's 2 MiB) still replays when the camera needs room before the upstream has sent the
+// oldest GOP, as it does whenever the uplink is slower than memory: the replay skips the rest
+// of that GOP to the next keyframe, counted as dropped frames, and goes on from there into the
+// live stream. It used to lose the whole replay and wait for the camera's next keyframe.
+func TestPreRollReplaySkipsAGOPRatherThanLoseTheWindow(t *testing.T) {
+	for _, sent := range []int{0, 30} { // packets the upstream took before the camera needed room
+		t0 := time.Now().Add(-10 * time.Second)
+		f := preRollForwarder(t, NewCacheBudget(8*cacheChunk), 5*time.Second) // 512 KiB for one camera
+		f.park(true)
+		ts, at := uint32(0), t0
+		for range 10 {
+			ts, at = pushGOP(f, ts, 25, 4000, at) // 100 KB GOPs: the cache keeps 4 of them, not 5 s
+		}
+		cached := f.cacheStats()
+		if cached.Shrinks == 0 || cached.Frames != 100 {
+			t.Fatalf("cache %+v: want it at its bound, 4 GOPs of 25 frames", cached)
+		}
+		f.restartSink(at, at.Add(-5*time.Second))
+		var got []popped
+		var p packet
+		for range sent {
+			f.pop(&p)
+			got = append(got, popped{out: out{track: p.track, ts: p.Timestamp}, size: len(p.Payload)})
+			if p.track == 0 {
+				got[len(got)-1].nal = p.Payload[0] & 0x1f
+			}
+		}
+		pushGOP(f, ts, 25, 4000, at) // live, needing chunks before the oldest GOP was sent
+		got = append(got, drainAll(f)...)
+		st := f.cacheStats()
+		frames, sps := videoFrames(got)
+		if !sps || len(got) < 3 || got[2].nal != h264NALIDR || st.Overflows != 0 {
+			t.Fatalf("sent %d first: replay starts %v, overflows %d; want SPS, PPS, IDR and the replay kept",
+				sent, got[:min(3, len(got))], st.Overflows)
+		}
+		// The first cached GOP is skipped from where the upstream was; the others and the live
+		// one follow, a keyframe and its parameter sets at the skip.
+		firstSent := 0
+		for _, o := range got[:sent] {
+			if o.track == 0 && o.nal != h264NALSPS && o.nal != h264NALPPS {
+				firstSent++
+			}
+		}
+		if want := firstSent + 3*25 + 25; len(frames) != want || f.dropped.Load() != uint64(25-firstSent) {
+			t.Errorf("sent %d first: %d frames replayed and live, %d dropped; want %d, and the %d skipped counted",
+				sent, len(frames), f.dropped.Load(), want, 25-firstSent)
+		}
+		for i := firstSent + 1; i < len(frames); i++ {
+			if frames[i]-frames[i-1] != 3600 {
+				t.Fatalf("sent %d first: frame %d steps by %d, want 3600 after the skip", sent, i, frames[i]-frames[i-1])
+			}
+		}
+	}
+}

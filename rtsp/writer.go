@@ -25,12 +25,20 @@ type upstreamWriter struct {
 }
 
 // attach makes up, whose tracks are the camera's as index maps them, the session written to,
-// and does its first Maintain: it says when the next is due.
+// does its first Maintain (it says when the next is due), and sends what is queued: a GOP
+// cache's burst (restartSink) goes out here, before the lock is first let go, so that the camera
+// goroutine's tryDrain only ever meets what its own batch queued: a burst of megabytes goes at
+// the upstream's pace, from the upstream goroutine.
 func (w *upstreamWriter) attach(up upstream, index []int, now time.Time) (time.Time, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.up, w.index = up, index
-	return up.Maintain(now)
+	next, err := up.Maintain(now)
+	if err != nil {
+		return next, err
+	}
+	_, err = w.drainLocked(true)
+	return next, err
 }
 
 // detach forgets the session; nothing is written until the next attach.

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -311,15 +312,30 @@ func episodeEvents(sink *sim.EventSink) (started, stopped []time.Time) {
 
 // dropCounter passes log lines through, except the stand-in servers' "write queue is full"
 // (a packet the sim camera dropped for a reader that did not keep up), which it counts.
+// The first line for each reader is passed through: the sim camera names the reader, and
+// whether one relay or both fell behind tells a stalled reader from a starved sim camera.
 type dropCounter struct {
 	out *os.File
 	n   atomic.Uint64
+
+	mu      sync.Mutex
+	readers map[string]bool
 }
 
 func (d *dropCounter) Write(p []byte) (int, error) {
-	if bytes.Contains(p, []byte("write queue is full")) {
-		d.n.Add(1)
-		return len(p), nil
+	if !bytes.Contains(p, []byte("write queue is full")) {
+		return d.out.Write(p)
 	}
-	return d.out.Write(p)
+	d.n.Add(1)
+	_, reader, _ := bytes.Cut(p, []byte("reader "))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.readers == nil {
+		d.readers = map[string]bool{}
+	}
+	if r := string(reader); !d.readers[r] {
+		d.readers[r] = true
+		return d.out.Write(p)
+	}
+	return len(p), nil
 }

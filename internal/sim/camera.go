@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"log"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
@@ -51,6 +53,10 @@ type Camera struct {
 
 	mu     sync.RWMutex
 	stream *gortsplib.ServerStream // nil until Run has set it up
+
+	// dropped counts the packets a reader's write queue had no room for: what a real camera
+	// does for a reader that does not keep up (its send buffer fills and it skips or resets).
+	dropped atomic.Uint64
 }
 
 // NewCamera parses the clip and binds the camera's listeners; Run serves them.
@@ -71,6 +77,10 @@ func NewCamera(cfg CameraConfig) (*Camera, error) {
 	}
 	return &Camera{cfg: cfg, log: loggerOrDiscard(cfg.Logger), clip: c, ln: ln}, nil
 }
+
+// Dropped is how many packets the camera dropped, over all its readers, because a reader did
+// not keep up: its write queue (gortsplib's, 256 packets) and the socket's buffers were full.
+func (c *Camera) Dropped() uint64 { return c.dropped.Load() }
 
 // URL is the stream's address, without credentials.
 func (c *Camera) URL() string {
@@ -170,6 +180,18 @@ func (c *cameraHandler) OnConnOpen(ctx *gortsplib.ServerHandlerOnConnOpenCtx) {
 // OnConnClose implements gortsplib.ServerHandlerOnConnClose.
 func (c *cameraHandler) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
 	c.log.Debug("sim camera: connection closed", "remote", ctx.Conn.NetConn().RemoteAddr(), "err", ctx.Error)
+}
+
+// OnStreamWriteError implements gortsplib.ServerHandlerOnStreamWriteError: a packet dropped
+// for a reader that does not keep up. It is counted (Camera.Dropped) and logged as gortsplib
+// logs it without this handler, naming the reader, so that a log names the slow one.
+func (c *cameraHandler) OnStreamWriteError(ctx *gortsplib.ServerHandlerOnStreamWriteErrorCtx) {
+	c.dropped.Add(1)
+	reader := "?"
+	if conns := ctx.Session.Conns(); len(conns) > 0 {
+		reader = conns[0].NetConn().RemoteAddr().String()
+	}
+	log.Printf("%v (sim camera, reader %s)", ctx.Error, reader)
 }
 
 func (c *cameraHandler) serve(
