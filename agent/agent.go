@@ -93,6 +93,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	sweepSnapshotTemps(cfg.DataDir, a.log)
 	db, err := store.Open(cfg.dataPath("camgate.db"), store.Options{OutboxMaxBytes: cfg.Outbox.MaxBytes, Logger: a.log})
 	if err != nil {
 		return fmt.Errorf("store: %w", err)

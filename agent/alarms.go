@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -76,6 +77,26 @@ func writeSnapshotTemp(dir, cameraID string, jpeg []byte) (string, error) {
 		return "", err
 	}
 	return f.Name(), nil
+}
+
+// sweepSnapshotTemps removes the temporary snapshot files a crash left in dataDir's snapshots:
+// each mail writes its own, so without this a gateway that loses power now and then would fill
+// its flash with them. It runs before the mail server starts, when none is being written. The
+// store's link to a queued snapshot is a name of its own, so it survives this.
+func sweepSnapshotTemps(dataDir string, log *slog.Logger) {
+	dir := filepath.Join(dataDir, "snapshots")
+	temps, err := filepath.Glob(filepath.Join(dir, "*.jpg.*.tmp"))
+	if err != nil {
+		return // only a bad pattern makes Glob fail, and this one is fixed
+	}
+	for _, f := range temps {
+		if err := os.Remove(f); err != nil {
+			log.Warn("a crash's temporary snapshot file could not be removed", "file", f, "err", err)
+		}
+	}
+	if len(temps) > 0 {
+		log.Info("removed temporary snapshot files a crash left", "files", len(temps))
+	}
 }
 
 // freshSnapshot returns the latest JPEG if it is younger than maxAge.
