@@ -122,7 +122,11 @@ func (m *MQTT) reply(
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
-		b, _ = json.Marshal(map[string]any{"id": id, "ok": false, "error": "reply not encodable: " + err.Error()})
+		m.log.Error("encoding a command reply", "command", name, "err", err)
+		b, err = json.Marshal(map[string]any{"id": id, "ok": false, "error": "reply not encodable: " + err.Error()})
+		if err != nil { // only strings now: not seen, but the caller still gets its answer
+			b = []byte(`{"ok":false,"error":"reply not encodable"}`)
+		}
 	}
 	t := c.Publish(m.prefix+"/cmd/"+name+"/reply", 1, false, b)
 	if err := wait(context.WithoutCancel(ctx), t, controlTimeout, nil); err != nil {

@@ -255,11 +255,16 @@ func (m *MQTT) Run(ctx context.Context) error {
 }
 
 func (m *MQTT) statusPayload(state string) []byte {
-	b, _ := json.Marshal(struct {
+	ts := time.Now().UnixMilli()
+	b, err := json.Marshal(struct {
 		State   string `json:"state"`
 		Version string `json:"version"`
 		TS      int64  `json:"ts"`
-	}{state, m.cfg.Version, time.Now().UnixMilli()})
+	}{state, m.cfg.Version, ts})
+	if err != nil { // strings and an integer, so not seen; the state must still reach SC
+		m.log.Error("encoding the status message", "err", err)
+		return fmt.Appendf(nil, `{"state":%q,"ts":%d}`, state, ts)
+	}
 	return b
 }
 

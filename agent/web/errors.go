@@ -133,7 +133,10 @@ func writeInvalid(w http.ResponseWriter, err error, secrets ...string) {
 }
 
 func writeReply(w http.ResponseWriter, status int, reply errorReply) {
-	b, _ := json.Marshal(reply)
+	b, err := json.Marshal(reply)
+	if err != nil { // strings only, so not seen; still, the client gets an answer that parses
+		b, status = []byte(`{"error":"the reply could not be encoded","code":"internal"}`), http.StatusInternalServerError
+	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
