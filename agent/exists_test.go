@@ -22,6 +22,7 @@ func TestAddingAnAddedCameraIsAConflict(t *testing.T) {
 	p := loginPage(t, d)
 	cmd := newCommander(t, broker.url(), "camgate/gwc")
 	waitFor(t, 10*time.Second, "camgate's MQTT connection", d.mqttUp)
+	cmd.waitHeard(t)
 
 	if st, err := p.do("POST", "/api/cameras", map[string]any{"url": "rtsp://127.0.0.1:9/page"}, nil); err != nil {
 		t.Fatalf("first page add: %d %v", st, err)

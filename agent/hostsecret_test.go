@@ -32,6 +32,7 @@ flussonic: {publish: '%s'}
 	p := loginPage(t, d)
 	cmd := newCommander(t, broker.url(), "camgate/gwh")
 	waitFor(t, 10*time.Second, "the agent's MQTT session", d.mqttUp)
+	cmd.waitHeard(t)
 
 	tests := []struct {
 		name string

@@ -23,13 +23,20 @@ import (
 // replyWithin is the longest any request may wait for the agent's answer (issue 12: no deadlock).
 const replyWithin = 2 * time.Second
 
+// stormConfig is ownerConfig with WS-Discovery on loopback: only for a test in a network
+// namespace of its own (netnstest), where that loopback is the test's.
+func stormConfig(mqttURL, fileCamName string) string {
+	return strings.Replace(ownerConfig(mqttURL, fileCamName), "discovery: {onvif: false, mdns: false}",
+		"discovery: {onvif: true, mdns: false, interval: 10m, interfaces: [lo]}", 1)
+}
+
 func ownerConfig(mqttURL, fileCamName string) string {
 	return fmt.Sprintf(`gateway_id: gwc
 data_dir: DATA_DIR
 log: {level: debug}
 web: {listen: "127.0.0.1:0"}
 smtp: {listen: ""}
-discovery: {onvif: true, mdns: false, interval: 10m, interfaces: [lo]}
+discovery: {onvif: false, mdns: false}
 mqtt: {url: '%s', telemetry_interval: 1s}
 flussonic: {publish: 'rtsp://127.0.0.1:9/live'}
 cameras:
@@ -80,6 +87,19 @@ func newCommander(t *testing.T, brokerURL, prefix string) *mqttCommander {
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
 	return m
+}
+
+// waitHeard waits until camgate answers commands: it subscribes to them just after it connects,
+// so a command sent in between goes unheard. The probe, a reboot_relay of no camera, changes
+// nothing.
+func (m *mqttCommander) waitHeard(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		if m.send("reboot_relay", map[string]any{"camera_id": "nobody"}) != nil {
+			return
+		}
+	}
+	t.Fatal("camgate answered no MQTT command within 20 s")
 }
 
 // send publishes one command and returns its reply, or nil after replyWithin.
@@ -149,7 +169,7 @@ func testOwnerUnderConcurrentChanges(t *testing.T) {
 	helloBye := announcer(t, helloByeIP)
 	announcer(t, stayingIP)
 	goroutinesBefore := settledGoroutines()
-	d := startDaemon(t, ownerConfig(broker.url(), "file-0"))
+	d := startDaemon(t, stormConfig(broker.url(), "file-0"))
 	p := loginPage(t, d)
 	cmd := newCommander(t, broker.url(), "camgate/gwc")
 	t.Cleanup(func() {
@@ -332,7 +352,7 @@ func testOwnerUnderConcurrentChanges(t *testing.T) {
 	fileFinal := "file-0"
 	worker(func(i int) {
 		fileFinal = "file-" + itoa(i+1)
-		d.writeConfig(t, ownerConfig(broker.url(), fileFinal))
+		d.writeConfig(t, stormConfig(broker.url(), fileFinal))
 		d.reload <- struct{}{}
 		time.Sleep(200 * time.Millisecond)
 	})

@@ -134,6 +134,7 @@ flussonic: {publish: 'rtsp://127.0.0.1:9/live'}
 		}
 	})
 	cmd := newCommander(t, broker.url(), "camgate/gwa")
+	cmd.waitHeard(t)
 	var (
 		stateMu   sync.Mutex
 		lastState cameraState

@@ -200,6 +200,7 @@ func TestAFailedStoreWriteIsReportedAndLeavesTheDiskState(t *testing.T) {
 	p := loginPage(t, d)
 	cmd := newCommander(t, broker.url(), "camgate/gwc")
 	waitFor(t, 10*time.Second, "camgate's MQTT connection", d.mqttUp)
+	cmd.waitHeard(t)
 
 	if r := cmd.send("add_camera", map[string]any{"camera_id": "kept", "url": "rtsp://127.0.0.1:9/kept",
 		"name": "Before"}); r == nil || r["ok"] != true {

@@ -68,6 +68,7 @@ cameras:
 	p := loginPage(t, d)
 	cmd := newCommander(t, broker.url(), "camgate/gwu")
 	waitFor(t, 10*time.Second, "camgate's MQTT connection", d.mqttUp)
+	cmd.waitHeard(t)
 	for id, url := range map[string]string{"mqtt-onvif": withPassword(device.XAddr()), "mqtt-basic": trapURL(mqttTrap)} {
 		if r := cmd.send("add_camera", map[string]any{"camera_id": id, "url": url, "enabled": true}); r == nil ||
 			r["ok"] != true {
