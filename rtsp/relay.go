@@ -200,6 +200,14 @@ func NewRelay(cfg RelayConfig) *Relay {
 		budget = NewCacheBudget(DefaultCameraCacheBytes)
 	}
 	fwd := newForwarder(cfg.QueuePackets)
+	if u, err := url.Parse(cfg.Publish); err == nil && (u.Scheme == "rtmp" || u.Scheme == "rtmps") {
+		// RTMP has no sender reports to line the tracks up later, and receivers take their
+		// tracks from the first seconds of a publish (gortmplib, mediamtx's, from 2 s of stream
+		// time): a G.711 track, which has no sequence header, held for the camera's first report
+		// (up to reportWait) would be missing for good. So audio goes at once on its arrival's
+		// guess, and the camera's report moves it once, by what the guess was off.
+		fwd.reportWait = 0
+	}
 	fwd.cache = newGOPCache(budget)
 	if cfg.Gated {
 		fwd.cache.preRoll = cfg.PreRoll
