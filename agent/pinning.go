@@ -1,8 +1,9 @@
 package agent
 
 import (
-	"net/netip"
 	"strings"
+
+	"github.com/camgate/camgate/internal/endpoint"
 )
 
 // Credentials are pinned to the identity they were first given for (issue 13, DESIGN.md): a
@@ -108,13 +109,6 @@ func (r *registry) confirmMove(id, newURL string) {
 // sameHost says whether two URLs name the same host (case and IPv4-mapped forms aside). The
 // port is not compared: one host is one trust domain.
 func sameHost(a, b string) bool {
-	ha, hb := normalHost(hostOf(a)), normalHost(hostOf(b))
+	ha, hb := endpoint.NormalHost(hostOf(a)), endpoint.NormalHost(hostOf(b))
 	return ha != "" && ha == hb
-}
-
-func normalHost(h string) string {
-	if a, err := netip.ParseAddr(h); err == nil {
-		return a.Unmap().WithZone("").String()
-	}
-	return strings.ToLower(strings.TrimSuffix(h, "."))
 }

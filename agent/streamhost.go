@@ -1,6 +1,10 @@
 package agent
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/camgate/camgate/internal/endpoint"
+)
 
 // A camera's credentials were given for the host of its URL. The stream its ONVIF service or a
 // path probe names is the camera's say, not the owner's, so a stream on another host is pulled
@@ -26,7 +30,7 @@ func withheldNote(username, cameraURL, stream, lastError string) string {
 	if !strings.Contains(lastError, "401") && !strings.Contains(strings.ToLower(lastError), "unauthorized") {
 		return lastError
 	}
-	return lastError + "; the camera named a stream on another host (" + normalHost(hostOf(stream)) +
-		") than its own (" + normalHost(hostOf(cameraURL)) +
+	return lastError + "; the camera named a stream on another host (" + endpoint.NormalHost(hostOf(stream)) +
+		") than its own (" + endpoint.NormalHost(hostOf(cameraURL)) +
 		"), which gets no credentials: give the stream's rtsp:// URL as the camera's url to trust that host"
 }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/camgate/camgate/internal/endpoint"
 	"github.com/camgate/camgate/internal/lan"
 	"github.com/camgate/camgate/internal/redirect"
 	"github.com/camgate/camgate/rtsp"
@@ -105,5 +106,5 @@ func hostPort(raw string) string {
 	if port == "" {
 		port = map[string]string{"rtsp": "554", "rtsps": "322", "http": "80", "https": "443"}[u.Scheme]
 	}
-	return net.JoinHostPort(normalHost(u.Hostname()), port)
+	return net.JoinHostPort(endpoint.NormalHost(u.Hostname()), port)
 }

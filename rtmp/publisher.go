@@ -83,6 +83,9 @@ func Dial(
 	ctx context.Context, u *url.URL, formats []format.Format, params [3][]byte, timeout time.Duration,
 	line *Timeline,
 ) (*Publisher, error) {
+	if line == nil {
+		line = &Timeline{}
+	}
 	p := &Publisher{timeout: timeout, line: line}
 	for _, f := range formats {
 		if err := Carries(f); err != nil {
@@ -116,9 +119,6 @@ func Dial(
 // packet's time on the session's Timeline, then advances by the track's own RTP clock, so
 // that audio and video keep the offset the camera states and jitter never moves them.
 func (p *Publisher) WritePacket(track int, pkt *rtp.Packet, now time.Time) error {
-	if p.line == nil {
-		p.line = &Timeline{}
-	}
 	if p.line.t0.IsZero() {
 		p.line.t0 = now
 	}

@@ -22,7 +22,7 @@ func testPublisher(t testing.TB, formats ...format.Format) *Publisher {
 	t.Helper()
 	client, server := net.Pipe()
 	t.Cleanup(func() { client.Close(); server.Close() })
-	p := &Publisher{c: newRTMPConn(client), timeout: time.Second}
+	p := &Publisher{c: newRTMPConn(client), timeout: time.Second, line: &Timeline{}}
 	p.c.chunkSize, p.c.streamID = rtmpOutChunkSize, 1
 	for _, f := range formats {
 		tr, err := newTrack(f, [3][]byte{nil, testSPS, testPPS})

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -260,7 +259,7 @@ func (r *Relay) startTracks(sel []selected, switching bool) {
 	for i, s := range sel {
 		rates[i] = s.format.ClockRate()
 	}
-	rtmpSwitch := switching && strings.HasPrefix(r.cfg.Publish, "rtmp")
+	rtmpSwitch := switching && r.publishRTMP
 	if rtmpSwitch {
 		r.fwd.holdForRepublish()
 	}

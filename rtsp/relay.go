@@ -126,6 +126,8 @@ type Relay struct {
 	cfg RelayConfig
 	log *slog.Logger
 	fwd *forwarder
+	// publishRTMP: the upstream is RTMP, whose decoder configuration is fixed at publish.
+	publishRTMP bool
 	// gate, for a Gated relay, says when the upstream side may publish (gate.go).
 	gate *gate
 
@@ -200,7 +202,11 @@ func NewRelay(cfg RelayConfig) *Relay {
 		budget = NewCacheBudget(DefaultCameraCacheBytes)
 	}
 	fwd := newForwarder(cfg.QueuePackets)
-	if u, err := url.Parse(cfg.Publish); err == nil && (u.Scheme == "rtmp" || u.Scheme == "rtmps") {
+	publishRTMP := false
+	if u, err := url.Parse(cfg.Publish); err == nil {
+		publishRTMP = isRTMP(u.Scheme)
+	}
+	if publishRTMP {
 		// RTMP has no sender reports to line the tracks up later, and receivers take their
 		// tracks from the first seconds of a publish (gortmplib, mediamtx's, from 2 s of stream
 		// time): a G.711 track, which has no sequence header, held for the camera's first report
@@ -217,6 +223,7 @@ func NewRelay(cfg RelayConfig) *Relay {
 		g = newGate()
 	}
 	r := &Relay{
+		publishRTMP: publishRTMP,
 		gate:        g,
 		cfg:         cfg,
 		authRetry:   authRetry,

@@ -44,9 +44,12 @@ var errNoVideo = errors.New("no video left to publish")
 // returns, per camera track, its index in the upstream session or -1, and a line per track
 // left out naming the codec and the protocol. Flussonic would refuse the session or drop the
 // track; leaving it out here says so where the owner can read it.
+// isRTMP says whether an upstream URL's scheme publishes over RTMP.
+func isRTMP(scheme string) bool { return scheme == "rtmp" || scheme == "rtmps" }
+
 func upstreamTracks(scheme string, medias []*description.Media) (index []int, dropped []string) {
 	proto := "RTSP"
-	if scheme == "rtmp" || scheme == "rtmps" {
+	if isRTMP(scheme) {
 		proto = "RTMP"
 	}
 	n := 0

@@ -160,16 +160,13 @@ func newLoginLimiter() *loginLimiter {
 	return &loginLimiter{perClient: make(map[netip.Prefix][]time.Time)}
 }
 
-// clientKey groups IPv6 clients by /64, since one device can use a whole /64.
-func clientKey(a netip.Addr) netip.Prefix { return lan.ClientKey(a) }
-
 // attempt reports whether client may try a code now, and if not, how long until it may. An
 // allowed attempt counts as a wrong code at once, so that a burst of parallel guesses cannot
 // all pass before the first is judged; forgive takes it back when the code was right.
 func (l *loginLimiter) attempt(client netip.Addr, now time.Time) (ok bool, retryAfter time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k := clientKey(client)
+	k := lan.ClientKey(client) // IPv6 by /64: one device can use a whole /64
 	l.all = recent(l.all, now)
 	c := recent(l.perClient[k], now)
 	if wait := max(waitFor(l.all, allFailures, now), waitFor(c, clientFailures, now)); wait > 0 {
@@ -192,7 +189,7 @@ func (l *loginLimiter) attempt(client netip.Addr, now time.Time) (ok bool, retry
 func (l *loginLimiter) forgive(client netip.Addr, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k := clientKey(client)
+	k := lan.ClientKey(client)
 	l.all = removeTime(l.all, at)
 	l.store(k, removeTime(l.perClient[k], at))
 }

@@ -77,6 +77,9 @@ cameras:
 	}
 	t.Logf("daemon VmHWM %d KiB before, %d KiB after 100 stalled 2 MiB uploads (%d reached DATA, %d still open)",
 		before>>10, peak>>10, len(stalled), open)
+	if len(stalled) < 50 { // else the daemon was not loaded, and the bound shows nothing
+		t.Fatalf("only %d of 100 uploads reached DATA", len(stalled))
+	}
 	if peak >= 64<<20 {
 		t.Fatalf("peak RSS %d MiB, want under 64", peak>>20)
 	}

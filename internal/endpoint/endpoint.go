@@ -57,7 +57,7 @@ func SecretMayStay(oldURL, newURL string) bool {
 func SameHost(a, b string) bool {
 	ua, errA := url.Parse(a)
 	ub, errB := url.Parse(b)
-	return errA == nil && errB == nil && ua.Hostname() != "" && normalHost(ua.Hostname()) == normalHost(ub.Hostname())
+	return errA == nil && errB == nil && ua.Hostname() != "" && NormalHost(ua.Hostname()) == NormalHost(ub.Hostname())
 }
 
 type target struct{ scheme, host, port string }
@@ -67,7 +67,7 @@ func parse(raw string) (target, bool) {
 	if err != nil || u.Hostname() == "" {
 		return target{}, false
 	}
-	t := target{scheme: strings.ToLower(u.Scheme), host: normalHost(u.Hostname()), port: u.Port()}
+	t := target{scheme: strings.ToLower(u.Scheme), host: NormalHost(u.Hostname()), port: u.Port()}
 	if t.port == "" {
 		t.port = defaultPort(t.scheme)
 	}
@@ -77,7 +77,9 @@ func parse(raw string) (target, bool) {
 	return t, true
 }
 
-func normalHost(h string) string {
+// NormalHost is a host as compared: an IP address unmapped and without its zone, a name in lower
+// case without its final dot.
+func NormalHost(h string) string {
 	if a, err := netip.ParseAddr(h); err == nil {
 		return a.Unmap().WithZone("").String()
 	}
