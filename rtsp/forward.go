@@ -72,6 +72,22 @@ type trackState struct {
 	pendingTS         uint32
 }
 
+// earlyReport is a camera's sender report that came before the packets it tells the timing
+// of: before the track's first packet of its camera session, or from a session still in
+// standby (a substream switch). Servers send the first report as they send the first packet,
+// and it can overtake it (gortsplib's, mediamtx's, write it from another goroutine); the next
+// one may be 10 s away, so it is kept for the packets rather than dropped.
+type earlyReport struct {
+	src     uint64 // the camera session it came from
+	ntp     time.Time
+	rtpTime uint32 // the camera's own timestamp, not yet rebased
+	ok      bool
+}
+
+// maxEarlyTracks bounds the early reports kept: a camera's tracks beyond it, never taken, are
+// not worth memory a peer could make grow.
+const maxEarlyTracks = 8
+
 // wallTime is the wall-clock time the outgoing timestamp ts stands for. It holds within 2^31
 // ticks of wallTS, which enqueueLocked keeps near.
 func (t *trackState) wallTime(ts uint32) time.Time {
@@ -152,6 +168,7 @@ type forwarder struct {
 	sessionAt   time.Time     // the camera session's first packet
 	reportWait  time.Duration // reportWait; tests of other things set 0
 	noReports   bool          // a camera session sent no video sender report within reportWait
+	early       [maxEarlyTracks]earlyReport
 
 	framesIn, framesOut, dropped atomic.Uint64
 	bytesIn                      atomic.Uint64
@@ -205,6 +222,11 @@ func (f *forwarder) setTracks(video videoCodec, clockRates []int, params [3][]by
 	f.sessionAt = time.Time{}
 	for i := range f.tracks {
 		f.tracks[i].reported, f.tracks[i].pending = false, false
+	}
+	for i := range f.early {
+		if f.early[i].src != f.source {
+			f.early[i] = earlyReport{} // an earlier session's, or a standby one's never adopted
+		}
 	}
 	f.rebaseFrom = f.lastOutAt
 	if !f.parked {
@@ -343,6 +365,14 @@ func (f *forwarder) pushFrom(src uint64, track int, pkt *rtp.Packet, now time.Ti
 	if f.sessionAt.IsZero() {
 		f.sessionAt = now
 	}
+	if track < len(f.early) && f.early[track].ok && f.early[track].src == f.source {
+		e := f.early[track]
+		f.early[track] = earlyReport{}
+		if isVideo {
+			ts.mapWallClock(pkt.Timestamp+ts.tsOffset, now) // video's report is read against it
+		}
+		f.senderReportLocked(track, e.ntp, e.rtpTime)
+	}
 	if !isVideo && !ts.reported && f.awaitReports(now) {
 		return
 	}
@@ -467,8 +497,25 @@ func (f *forwarder) awaitReports(now time.Time) bool {
 func (f *forwarder) senderReport(track int, ntp time.Time, rtpTime uint32) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if track >= len(f.tracks) || f.tracks[track].rebase {
-		return // no packet of this camera session yet, so no offset to its timestamps
+	f.senderReportLocked(track, ntp, rtpTime)
+}
+
+// keepEarlyLocked keeps a report of session src until the track's first packet of it.
+func (f *forwarder) keepEarlyLocked(src uint64, track int, ntp time.Time, rtpTime uint32) {
+	if track < len(f.early) {
+		f.early[track] = earlyReport{src: src, ntp: ntp, rtpTime: rtpTime, ok: true}
+	}
+}
+
+func (f *forwarder) senderReportLocked(track int, ntp time.Time, rtpTime uint32) {
+	if track >= len(f.tracks) {
+		return
+	}
+	if f.tracks[track].rebase {
+		// No packet of this camera session yet, so no offset to its timestamps: the report
+		// waits for the first one.
+		f.keepEarlyLocked(f.source, track, ntp, rtpTime)
+		return
 	}
 	t := &f.tracks[track]
 	out := rtpTime + t.tsOffset

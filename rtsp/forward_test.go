@@ -364,3 +364,70 @@ func TestForwarderHoldsAudioForTheCamerasSenderReports(t *testing.T) {
 		}
 	}
 }
+
+// A camera's first sender report can overtake the packet it was sent with (gortsplib's servers,
+// and so mediamtx's, write it from another goroutine), and the next may be 10 s away: a report
+// that comes before a track's first packet, or from a substream session still in standby, is
+// kept for that packet, so audio neither waits for the next report nor goes on a guess.
+func TestForwarderKeepsAReportThatCameBeforeItsPackets(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+	cam := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	tracks := func(f *forwarder) { f.setTracks(codecH264, []int{90000, 8000}, [3][]byte{nil, testSPS, testPPS}) }
+	forwarded := func(f *forwarder, track int, pkt *rtp.Packet, arrival time.Duration) (bool, time.Duration) {
+		f.pushFrom(f.source, track, pkt, t0.Add(arrival))
+		var p packet
+		got := false
+		for f.pop(&p) {
+			got = p.track == track
+		}
+		return got, p.at.Sub(t0)
+	}
+	cases := []struct {
+		name    string
+		standby bool // the reports come from session 2 while session 1 is adopted, then 2 is
+	}{
+		{name: "before the first packet"},
+		{name: "from a standby session", standby: true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newForwarder(64)
+			f.adopt(1)
+			tracks(f)
+			from := uint64(1)
+			if c.standby {
+				from = 2
+			}
+			f.senderReportFrom(from, 0, cam, 9000)
+			f.senderReportFrom(from, 1, cam.Add(100*time.Millisecond), 800)
+			if c.standby {
+				f.adopt(2)
+				tracks(f)
+			}
+			if got, at := forwarded(f, 0, videoPkt(9000, true, 0x65, 1), 0); !got || at != 0 {
+				t.Fatalf("video: forwarded %v at t0%+v, want at t0", got, at)
+			}
+			got, at := forwarded(f, 1, audioPkt(800), 400*time.Millisecond)
+			if !got {
+				t.Fatal("audio waits for a report it already had")
+			}
+			if at != 100*time.Millisecond {
+				t.Errorf("audio stands for t0%+v, want t0+100ms, the camera's word", at)
+			}
+		})
+	}
+	t.Run("a session never adopted leaves nothing behind", func(t *testing.T) {
+		f := newForwarder(64)
+		f.adopt(1)
+		tracks(f)
+		f.senderReportFrom(2, 1, cam, 800)
+		f.adopt(3)
+		tracks(f)
+		if got, _ := forwarded(f, 0, videoPkt(9000, true, 0x65, 1), 0); !got {
+			t.Fatal("video not forwarded")
+		}
+		if got, _ := forwarded(f, 1, audioPkt(800), 0); got {
+			t.Error("audio went on session 2's report, which is not the adopted session's")
+		}
+	})
+}

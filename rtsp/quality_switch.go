@@ -335,14 +335,16 @@ func (f *forwarder) sourceGone(src uint64) {
 	}
 }
 
-// senderReportFrom is senderReport for the session src; others' reports are left out.
+// senderReportFrom is senderReport for the session src. A standby session's latest report per
+// track is kept for when it is adopted, since its next one may come long after its first packets.
 func (f *forwarder) senderReportFrom(src uint64, track int, ntp time.Time, rtpTime uint32) {
 	f.mu.Lock()
-	adopted := f.source == src
-	f.mu.Unlock()
-	if adopted {
-		f.senderReport(track, ntp, rtpTime)
+	defer f.mu.Unlock()
+	if f.source != src {
+		f.keepEarlyLocked(src, track, ntp, rtpTime)
+		return
 	}
+	f.senderReportLocked(track, ntp, rtpTime)
 }
 
 // queueDepth is how many packets wait for the upstream side, and how many may.
