@@ -234,6 +234,7 @@ type gopCache struct {
 	lastAt  time.Time // arrival of the last cached packet
 	bytes   int
 	frames  int
+	filling int // bytes of the GOP being filled, the last of gops
 	// gops marks where each cached GOP begins (its parameter sets), oldest first; the last is
 	// the GOP being filled. preRoll is how far back the oldest must reach.
 	gops    []gopMark
@@ -300,6 +301,7 @@ func (c *gopCache) start(h *rtp.Header, ts uint32, params [][]byte, now time.Tim
 	}
 	c.active, c.keyTS = true, ts
 	c.gops = append(c.gops, gopMark{entry: len(c.entries), at: now})
+	c.filling = 0
 	for _, p := range params {
 		if len(p) > 0 {
 			c.add(0, h, ts, false, p, now)
@@ -313,7 +315,7 @@ func (c *gopCache) reset() {
 	c.entries = c.entries[:0]
 	c.gops = c.gops[:0]
 	c.active = false
-	c.bytes, c.frames = 0, 0
+	c.bytes, c.frames, c.filling = 0, 0, 0
 	c.cursor = 0
 }
 
@@ -451,7 +453,7 @@ func (c *gopCache) add(track int, h *rtp.Header, ts uint32, marker bool, payload
 		c.cur, c.w = c.cur+1, 0 // and an offset never reaches the next chunk's position
 	}
 	for c.cur == len(c.chunks) {
-		chunk, res := c.budget.grow(c, max(c.rank.Load(), int64(c.gopBytes()+len(payload))), len(c.gops) < 2)
+		chunk, res := c.budget.grow(c, max(c.rank.Load(), int64(c.filling+len(payload))), len(c.gops) < 2)
 		if chunk != nil {
 			c.chunks = append(c.chunks, chunk)
 			break
@@ -480,23 +482,12 @@ func (c *gopCache) add(track int, h *rtp.Header, ts uint32, marker bool, payload
 	})
 	c.w += len(payload)
 	c.bytes += len(payload)
+	c.filling += len(payload)
 	c.lastAt = now
 	if track == 0 && marker {
 		c.frames++
 	}
 	return true
-}
-
-// gopBytes is the size of the GOP being filled.
-func (c *gopCache) gopBytes() int {
-	if len(c.gops) < 2 {
-		return c.bytes
-	}
-	n := 0
-	for _, e := range c.entries[c.gops[len(c.gops)-1].entry:] {
-		n += int(e.size)
-	}
-	return n
 }
 
 // drop forgets the cache and gives every chunk back: it is wanted elsewhere, or this GOP does

@@ -349,6 +349,15 @@ func checkCache(t *testing.T, c *gopCache) {
 			t.Fatalf("GOP marks %v out of order or past the %d entries", c.gops, len(c.entries))
 		}
 	}
+	if c.active && len(c.gops) > 0 {
+		filling := 0
+		for _, e := range c.entries[c.gops[len(c.gops)-1].entry:] {
+			filling += int(e.size)
+		}
+		if filling != c.filling {
+			t.Fatalf("cache counts %d bytes in the GOP being filled, its entries hold %d", c.filling, filling)
+		}
+	}
 	if c.replaying && c.cursor > len(c.entries) {
 		t.Fatalf("replay cursor %d past the %d entries", c.cursor, len(c.entries))
 	}
